@@ -1,0 +1,77 @@
+"""Platform settings, read from the environment.
+
+``HARBOURMASTER_HOME`` (default ``./.harbourmaster``) holds the embedded SQLite
+database, the local artifact folder and caches. ``HARBOURMASTER_DATABASE_URL``
+and ``HARBOURMASTER_ARTIFACTS_URL`` point elsewhere for production.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harbourmaster.errors import InvalidInputError
+
+# Types a skops file may contain beyond skops' own defaults. The platform's list,
+# never one read from a model file. Extend with HARBOURMASTER_TRUSTED_TYPES.
+DEFAULT_TRUSTED_TYPE_PREFIXES: tuple[str, ...] = (
+    "sklearn.",
+    "numpy.",
+    "scipy.sparse.",
+    "pandas.core.",
+    "collections.OrderedDict",
+    "builtins.slice",
+    "harbourmaster.",
+)
+
+
+def _split_list(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the platform keeps its state and what it trusts."""
+
+    home: Path
+    database_url: str
+    artifacts_url: str
+    trusted_type_prefixes: tuple[str, ...] = DEFAULT_TRUSTED_TYPE_PREFIXES
+    trust_pickle: bool = False
+    storage_options: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        home = Path(env.get("HARBOURMASTER_HOME") or ".harbourmaster").expanduser().absolute()
+        database_url = env.get("HARBOURMASTER_DATABASE_URL") or f"sqlite:///{home / 'harbourmaster.db'}"
+        artifacts_url = env.get("HARBOURMASTER_ARTIFACTS_URL") or str(home / "artifacts")
+        if "://" not in database_url:
+            raise InvalidInputError(
+                f"HARBOURMASTER_DATABASE_URL={database_url!r} is not a database URL",
+                "use a SQLAlchemy URL such as postgresql+psycopg://user@host:5432/db",
+            )
+        storage_options: dict[str, str] = {}
+        endpoint = env.get("HARBOURMASTER_S3_ENDPOINT_URL")
+        if endpoint:
+            storage_options["endpoint_url"] = endpoint
+        return cls(
+            home=home,
+            database_url=database_url,
+            artifacts_url=artifacts_url,
+            trusted_type_prefixes=DEFAULT_TRUSTED_TYPE_PREFIXES
+            + _split_list(env.get("HARBOURMASTER_TRUSTED_TYPES")),
+            trust_pickle=_flag(env.get("HARBOURMASTER_TRUST_PICKLE")),
+            storage_options=storage_options,
+        )

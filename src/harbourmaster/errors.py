@@ -1,0 +1,120 @@
+"""Every error Harbourmaster raises on purpose: what went wrong, and how to fix it.
+
+Each error carries a stable ``code`` (used on the wire), a ``message`` naming the
+problem and a ``hint`` naming the fix. Faces turn them into a CLI line with a
+non-zero exit or an HTTP 4xx JSON body; the SDK turns the JSON back into the
+same class.
+"""
+
+from __future__ import annotations
+
+
+class HarbourmasterError(Exception):
+    """Base of all deliberate errors."""
+
+    code = "error"
+    http_status = 400
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"code": self.code, "message": self.message, "hint": self.hint}
+
+
+class InvalidInputError(HarbourmasterError):
+    """The caller gave something malformed or inconsistent."""
+
+    code = "invalid_input"
+    http_status = 422
+
+
+class ProjectFileError(InvalidInputError):
+    """The project file is missing, unreadable or declares something wrong."""
+
+    code = "project_file"
+
+
+class DataSourceError(InvalidInputError):
+    """A declared data source cannot be read, or lacks what it must have."""
+
+    code = "data_source"
+
+
+class EntrypointError(InvalidInputError):
+    """A project's own code (training or preparation step) failed or misbehaved."""
+
+    code = "entrypoint"
+
+
+class NotFoundError(HarbourmasterError):
+    """A named project, version or other object does not exist."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class ConflictError(HarbourmasterError):
+    """The request clashes with the current state (e.g. a name already taken)."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class BundleIntegrityError(HarbourmasterError):
+    """A stored artifact does not match its recorded digest: corrupt or altered."""
+
+    code = "bundle_integrity"
+    http_status = 409
+
+
+class UntrustedContentError(HarbourmasterError):
+    """A model file needs types or a format that the platform does not trust."""
+
+    code = "untrusted_content"
+    http_status = 422
+
+
+class AuthenticationError(HarbourmasterError):
+    """No valid credentials were presented."""
+
+    code = "unauthenticated"
+    http_status = 401
+
+
+class PermissionDeniedError(HarbourmasterError):
+    """The actor is known but may not do this."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class ConnectionFailedError(HarbourmasterError):
+    """The SDK could not reach a Harbourmaster server."""
+
+    code = "connection_failed"
+    http_status = 503
+
+
+ERRORS_BY_CODE: dict[str, type[HarbourmasterError]] = {
+    cls.code: cls
+    for cls in (
+        HarbourmasterError,
+        InvalidInputError,
+        ProjectFileError,
+        DataSourceError,
+        EntrypointError,
+        NotFoundError,
+        ConflictError,
+        BundleIntegrityError,
+        UntrustedContentError,
+        AuthenticationError,
+        PermissionDeniedError,
+        ConnectionFailedError,
+    )
+}
