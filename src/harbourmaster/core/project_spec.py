@@ -1,0 +1,398 @@
+"""The project file (``harbourmaster.toml``) as validated data.
+
+This module is pure: it takes the already-parsed TOML document (a dict) and
+returns a ``ProjectSpec`` or raises ``ProjectFileError`` naming the file, every
+offending key and how to fix it. Unknown keys are errors, so typos are caught.
+
+Reference of every key::
+
+    [project]
+    name = "churn"              # required. Lowercase letters, digits, '-' and '_',
+                                # starting with a letter or digit, at most 63 chars.
+    description = ""            # optional free text.
+
+    [data]                      # required. Training data: a file OR a SQL query.
+    source = "data/train.csv"   # a .csv or .parquet (.pq) file, relative to the
+                                # project folder. Exactly one of source / query.
+    url = "postgresql://..."    # SQLAlchemy database URL; required with query,
+                                # not allowed with source.
+    query = "SELECT ..."        # SQL query returning the training rows.
+    target = "churned"          # required. Name of the column to predict.
+
+    [pipeline]                  # required.
+    train = "train:train_model" # required. "module:function" that returns the fitted
+                                # scoring pipeline; the module is imported from the
+                                # project folder.
+    prepare = "prep:clean"      # optional. "module:function" applied to the raw
+                                # frame before training (and bundled for scoring).
+    [pipeline.params]           # optional free-form table, passed as keyword
+    C = 1.0                     # arguments to the train function.
+
+    [evaluation]                # optional.
+    metrics = ["accuracy"]      # optional; default by task (classification:
+                                # accuracy, f1, roc_auc; regression: r2, rmse, mae).
+                                # Friendly names or any sklearn scorer name.
+    holdout = 0.2               # fraction held out for evaluation, 0 < holdout < 0.9.
+    seed = 0                    # random seed of the split (integer >= 0).
+    stratify = true             # stratify the split by target (classification).
+
+    [serialization]             # optional.
+    format = "skops"            # "skops" (default, safe loading), "onnx" or "pickle".
+    trust_pickle = false        # must be true to use format = "pickle": pickle
+                                # can run arbitrary code when loaded.
+    trusted_types = []          # extra fully qualified type names (e.g.
+                                # "mypkg.transformers.Clipper") the project asks the
+                                # platform to trust when loading a skops bundle.
+
+    [environments.prod]         # optional, one free-form table per environment
+    sla = { p95_ms = 200 }      # (dev, test, prod, ...): SLA, gates, fallback, data
+    gates = { min_accuracy = 0.8 }  # binding... Kept as data, interpreted by services.
+"""
+
+from __future__ import annotations
+
+import difflib
+import keyword
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harbourmaster.core.metrics import validate_metric_names
+from harbourmaster.errors import InvalidInputError, ProjectFileError
+
+__all__ = [
+    "NAME_PATTERN",
+    "PROJECT_NAME_PATTERN",
+    "DataSection",
+    "EvaluationSection",
+    "PipelineSection",
+    "ProjectSection",
+    "ProjectSpec",
+    "SerializationSection",
+    "parse_entrypoint",
+    "parse_project_spec",
+]
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+_NAME_RE = re.compile(NAME_PATTERN)
+PROJECT_NAME_PATTERN: re.Pattern[str] = _NAME_RE
+"""Compiled pattern of valid project (and environment) names."""
+_DATA_SUFFIXES = (".csv", ".parquet", ".pq")
+_ENTRYPOINT_HINT = 'write it as "module:function", e.g. "train:train_model"'
+_NAME_HINT = (
+    "use lowercase letters, digits, '-' and '_', starting with a letter or digit "
+    "(at most 63 characters)"
+)
+
+
+class _SpecError(ValueError):
+    """A validation failure that carries its own fix hint."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def _is_dotted_identifier(value: str) -> bool:
+    parts = value.split(".")
+    return all(part.isidentifier() and not keyword.iskeyword(part) for part in parts)
+
+
+def _check_entrypoint(value: str) -> tuple[str, str]:
+    module, sep, function = value.partition(":")
+    module, function = module.strip(), function.strip()
+    if not sep or not module or not function:
+        raise _SpecError(f"{value!r} is not of the form module:function", _ENTRYPOINT_HINT)
+    if not _is_dotted_identifier(module):
+        raise _SpecError(
+            f"{value!r}: module {module!r} is not a dotted Python name", _ENTRYPOINT_HINT
+        )
+    if not function.isidentifier() or keyword.iskeyword(function):
+        raise _SpecError(
+            f"{value!r}: function {function!r} is not a Python identifier", _ENTRYPOINT_HINT
+        )
+    return module, function
+
+
+def parse_entrypoint(value: str, key: str) -> tuple[str, str]:
+    """Split ``"module:function"`` into ``(module, function)``.
+
+    ``key`` names where the value came from (e.g. ``"[pipeline] train"``) for the
+    error message. Raises ``ProjectFileError`` if the value is malformed.
+    """
+    if not isinstance(value, str):
+        raise ProjectFileError(f"{key}: expected a string, got {value!r}", _ENTRYPOINT_HINT)
+    try:
+        return _check_entrypoint(value)
+    except _SpecError as exc:
+        raise ProjectFileError(f"{key}: {exc}", exc.hint) from None
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ProjectSection(_Section):
+    """``[project]``: identity of the project."""
+
+    name: str
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise _SpecError(f"{value!r} is not a valid project name", _NAME_HINT)
+        return value
+
+
+class DataSection(_Section):
+    """``[data]``: where the training data comes from and which column is the target."""
+
+    source: str | None = None
+    url: str | None = None
+    query: str | None = None
+    target: str = Field(min_length=1)
+
+    @field_validator("source")
+    @classmethod
+    def _valid_source(cls, value: str | None) -> str | None:
+        if value is not None and not value.lower().endswith(_DATA_SUFFIXES):
+            raise _SpecError(
+                f"{value!r} is neither a .csv nor a .parquet file",
+                "point source at a .csv or .parquet file relative to the project folder",
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSection:
+        if self.source is not None and self.query is not None:
+            raise _SpecError(
+                "both source and query are set",
+                "keep either source (a file) or url + query (a database), not both",
+            )
+        if self.source is None and self.query is None:
+            raise _SpecError(
+                "no training data: neither source nor query is set",
+                'add source = "<file.csv>" or url = "<database URL>" and query = "SELECT ..."',
+            )
+        if self.query is not None and not self.url:
+            raise _SpecError(
+                "query needs a database url",
+                'add url = "<SQLAlchemy URL>" (e.g. "postgresql://host/db") next to query',
+            )
+        if self.source is not None and self.url is not None:
+            raise _SpecError(
+                "url is only used with query",
+                'remove url, or replace source with query = "SELECT ..."',
+            )
+        return self
+
+    @property
+    def kind(self) -> Literal["file", "sql"]:
+        """``"file"`` for ``source``, ``"sql"`` for ``url`` + ``query``."""
+        return "file" if self.source is not None else "sql"
+
+
+class PipelineSection(_Section):
+    """``[pipeline]``: the project's training (and optional preparation) entrypoints."""
+
+    train: str
+    prepare: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("train", "prepare")
+    @classmethod
+    def _valid_entrypoint(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_entrypoint(value)
+        return value
+
+    def train_entrypoint(self) -> tuple[str, str]:
+        """``(module, function)`` of the train entrypoint."""
+        return _check_entrypoint(self.train)
+
+    def prepare_entrypoint(self) -> tuple[str, str] | None:
+        """``(module, function)`` of the prepare entrypoint, if any."""
+        return _check_entrypoint(self.prepare) if self.prepare else None
+
+
+class EvaluationSection(_Section):
+    """``[evaluation]``: metrics and the held-out split."""
+
+    metrics: list[str] | None = None
+    holdout: float = 0.2
+    seed: int = Field(default=0, ge=0)
+    stratify: bool = True
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        try:
+            return validate_metric_names(value)
+        except InvalidInputError as exc:
+            raise _SpecError(exc.message, exc.hint or "") from None
+
+    @field_validator("holdout")
+    @classmethod
+    def _holdout_range(cls, value: float) -> float:
+        if not 0.0 < value < 0.9:
+            raise _SpecError(
+                f"{value} is out of range",
+                "set holdout to a fraction greater than 0 and less than 0.9, e.g. 0.2",
+            )
+        return value
+
+
+class SerializationSection(_Section):
+    """``[serialization]``: how the fitted pipeline is stored and what may be trusted."""
+
+    format: Literal["skops", "onnx", "pickle"] = "skops"
+    trust_pickle: bool = False
+    trusted_types: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_types")
+    @classmethod
+    def _qualified_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if "." not in name or not _is_dotted_identifier(name):
+                raise _SpecError(
+                    f"{name!r} is not a fully qualified type name",
+                    'write types as "package.module.ClassName"',
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _pickle_needs_trust(self) -> SerializationSection:
+        if self.format == "pickle" and not self.trust_pickle:
+            raise _SpecError(
+                'format = "pickle" needs trust_pickle = true',
+                'prefer format = "skops"; if you must use pickle, add trust_pickle = true '
+                "(loading a pickle can run arbitrary code)",
+            )
+        return self
+
+
+class ProjectSpec(_Section):
+    """The whole project file."""
+
+    project: ProjectSection
+    data: DataSection
+    pipeline: PipelineSection
+    evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
+    serialization: SerializationSection = Field(default_factory=SerializationSection)
+    environments: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("environments")
+    @classmethod
+    def _environment_names(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name in value:
+            if not _NAME_RE.match(name):
+                raise _SpecError(f"{name!r} is not a valid environment name", _NAME_HINT)
+        return value
+
+
+# ----------------------------------------------------------------- error conversion
+
+_SECTIONS: dict[str, type[BaseModel]] = {
+    "project": ProjectSection,
+    "data": DataSection,
+    "pipeline": PipelineSection,
+    "evaluation": EvaluationSection,
+    "serialization": SerializationSection,
+}
+_MISSING_HINTS: dict[tuple[str, ...], str] = {
+    ("project", "name"): 'add name = "<project-name>" under [project]',
+    ("data", "target"): 'add target = "<column>" under [data]',
+    ("pipeline", "train"): 'add train = "<module>:<function>" under [pipeline]',
+}
+
+
+def _location(loc: tuple[str | int, ...]) -> str:
+    """Render a pydantic location as ``[section] key`` (or ``[environments.prod]``)."""
+    if not loc:
+        return "(top level)"
+    head, rest = str(loc[0]), loc[1:]
+    if head == "environments" and rest:
+        head, rest = f"environments.{rest[0]}", rest[1:]
+    if head not in _SECTIONS and not head.startswith("environments"):
+        return head  # an unknown top-level key
+    text = f"[{head}]"
+    key = ""
+    for part in rest:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return f"{text} {key}" if key else text
+
+
+def _allowed_keys(loc: tuple[str | int, ...]) -> list[str]:
+    model: type[BaseModel] = ProjectSpec
+    if len(loc) == 2 and str(loc[0]) in _SECTIONS:
+        model = _SECTIONS[str(loc[0])]
+    return list(model.model_fields)
+
+
+def _describe(error: Any) -> tuple[str, str]:
+    """(problem, hint) for one pydantic error."""
+    loc = tuple(error["loc"])
+    where = _location(loc)
+    kind = error["type"]
+    if kind == "missing":
+        if len(loc) == 1:
+            return f"{where}: section required", f"add a [{loc[0]}] table"
+        hint = _MISSING_HINTS.get(
+            tuple(str(p) for p in loc), f"add {loc[-1]} = ... under [{loc[0]}]"
+        )
+        return f"{where}: field required", hint
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc)
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        guess = f"did you mean {close[0]!r}? " if close else ""
+        scope = f"under [{loc[0]}]" if len(loc) == 2 else "at the top level"
+        return (
+            f"{where}: unknown key",
+            f"{guess}remove or rename {loc[-1]!r}; allowed keys {scope}: {', '.join(allowed)}",
+        )
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, _SpecError):
+        return f"{where}: {cause}", cause.hint
+    message = str(error.get("msg", "invalid value"))
+    message = message[:1].lower() + message[1:]
+    if kind == "literal_error" and loc[-1] == "format":
+        return f"{where}: {message}", 'use format = "skops", "onnx" or "pickle"'
+    if kind == "string_too_short":
+        return f"{where}: must not be empty", f"give {loc[-1]} a value under [{loc[0]}]"
+    if kind in ("model_type", "dict_type") and len(loc) == 1:
+        return f"{where}: {message}", f"write {loc[0]} as a table: [{loc[0]}]"
+    received = error.get("input")
+    return (
+        f"{where}: {message} (got {received!r})",
+        f"fix the value of {where} (see the project file reference)",
+    )
+
+
+def parse_project_spec(data: dict[str, Any], source: str) -> ProjectSpec:
+    """Validate a parsed project file; ``source`` names the file in error messages.
+
+    Raises ``ProjectFileError`` listing every problem as ``"<source>: [section] key:
+    problem"`` with a hint saying how to fix each.
+    """
+    if not isinstance(data, dict):
+        raise ProjectFileError(
+            f"{source}: expected a TOML document (a table), got {type(data).__name__}",
+            "start the file with a [project] table",
+        )
+    try:
+        return ProjectSpec.model_validate(data)
+    except ValidationError as exc:
+        problems: list[str] = []
+        hints: list[str] = []
+        for error in exc.errors():
+            problem, hint = _describe(error)
+            if problem not in problems:
+                problems.append(problem)
+            if hint and hint not in hints:
+                hints.append(hint)
+        raise ProjectFileError(f"{source}: " + "; ".join(problems), "; ".join(hints)) from None
