@@ -1,0 +1,132 @@
+"""Project code that travels inside a bundle, and importing it in isolation.
+
+A fitted pipeline may use the project's own classes (``features.ClipOutliers``).
+The project's Python files and config are snapshotted into the bundle, so what
+was trained is what runs, even where the project folder does not exist.
+"""
+
+from __future__ import annotations
+
+import importlib
+import keyword
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from harbourmaster.core.digest import canonical_json, sha256_bytes
+from harbourmaster.errors import InvalidInputError
+
+CODE_SUFFIXES = frozenset({".py", ".toml", ".yaml", ".yml", ".json"})
+SKIPPED_DIRS = frozenset(
+    {".git", ".venv", "venv", "__pycache__", ".harbourmaster", "node_modules", "site-packages"}
+)
+
+# sys.path and sys.modules are process-wide: one isolated import at a time.
+_IMPORT_LOCK = threading.RLock()
+
+
+def snapshot_project_code(project_dir: Path, max_bytes: int = 20_000_000) -> dict[str, bytes]:
+    """Every Python and config file under ``project_dir``, by relative posix path."""
+    root = Path(project_dir)
+    if not root.is_dir():
+        raise InvalidInputError(
+            f"project folder {root} does not exist", "run the command from the project folder"
+        )
+    files: dict[str, bytes] = {}
+    total = 0
+    for current, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS and not d.startswith("."))
+        for name in sorted(names):
+            path = Path(current) / name
+            if name.startswith(".") or path.suffix.lower() not in CODE_SUFFIXES:
+                continue
+            if not path.is_file():
+                continue
+            data = path.read_bytes()
+            total += len(data)
+            if total > max_bytes:
+                raise InvalidInputError(
+                    f"the project code under {root} is larger than {max_bytes} bytes "
+                    f"(at {path.relative_to(root).as_posix()})",
+                    "move data files (including large .json) out of the project folder",
+                )
+            files[path.relative_to(root).as_posix()] = data
+    return files
+
+
+def code_modules(files: Iterable[str]) -> tuple[str, ...]:
+    """Top-level importable modules and packages among snapshot paths, sorted."""
+    paths = set(files)
+    names: set[str] = set()
+    for path in paths:
+        parts = path.split("/")
+        if len(parts) == 1 and parts[0].endswith(".py"):
+            candidate = parts[0][: -len(".py")]
+        elif len(parts) > 1 and f"{parts[0]}/__init__.py" in paths:
+            candidate = parts[0]
+        else:
+            continue
+        if candidate.isidentifier() and not keyword.iskeyword(candidate):
+            names.add(candidate)
+    return tuple(sorted(names))
+
+
+def _git(project_dir: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(project_dir), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def code_revision(project_dir: Path, files: dict[str, bytes]) -> dict[str, Any]:
+    """The git commit of the project (and whether it is dirty), else a hash of its files."""
+    sha = _git(project_dir, "rev-parse", "HEAD")
+    if sha:
+        status = _git(project_dir, "status", "--porcelain", "--", ".")
+        return {"kind": "git", "sha": sha.strip(), "dirty": bool(status and status.strip())}
+    pairs = sorted((path, sha256_bytes(data)) for path, data in files.items())
+    return {"kind": "files", "sha256": sha256_bytes(canonical_json(pairs))}
+
+
+def _owned(name: str, modules: set[str]) -> bool:
+    return name.split(".", 1)[0] in modules
+
+
+@contextmanager
+def project_imports(code_dir: Path, modules: Sequence[str]) -> Iterator[None]:
+    """Make the project's modules in ``code_dir`` importable, isolated from others.
+
+    Modules already imported under the same top-level names (another project's
+    ``features``, say) are set aside for the duration and put back afterwards;
+    objects created inside keep their classes.
+    """
+    entry = str(Path(code_dir).resolve())
+    names = set(modules)
+    with _IMPORT_LOCK:
+        saved = {name: mod for name, mod in list(sys.modules.items()) if _owned(name, names)}
+        for name in saved:
+            del sys.modules[name]
+        sys.path.insert(0, entry)
+        importlib.invalidate_caches()
+        try:
+            yield
+        finally:
+            for name in [name for name in list(sys.modules) if _owned(name, names)]:
+                del sys.modules[name]
+            sys.modules.update(saved)
+            with suppress(ValueError):
+                sys.path.remove(entry)
+            sys.path_importer_cache.pop(entry, None)
+            importlib.invalidate_caches()
