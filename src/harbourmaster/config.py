@@ -70,8 +70,7 @@ class Settings:
             home=home,
             database_url=database_url,
             artifacts_url=artifacts_url,
-            trusted_type_prefixes=DEFAULT_TRUSTED_TYPE_PREFIXES
-            + _split_list(env.get("HARBOURMASTER_TRUSTED_TYPES")),
+            trusted_type_prefixes=DEFAULT_TRUSTED_TYPE_PREFIXES + _split_list(env.get("HARBOURMASTER_TRUSTED_TYPES")),
             trust_pickle=_flag(env.get("HARBOURMASTER_TRUST_PICKLE")),
             storage_options=storage_options,
         )

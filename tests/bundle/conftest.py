@@ -39,9 +39,7 @@ def store(tmp_path: Path) -> ArtifactStore:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        home=tmp_path, database_url="sqlite://", artifacts_url=str(tmp_path / "artifacts")
-    )
+    return Settings(home=tmp_path, database_url="sqlite://", artifacts_url=str(tmp_path / "artifacts"))
 
 
 @pytest.fixture
@@ -53,9 +51,7 @@ def make_bundle() -> Callable[..., Bundle]:
             "format": "skops",
             "code_files": {},
             "prepare": None,
-            "input_schema": {
-                "columns": [{"name": str(c), "dtype": str(frame[c].dtype)} for c in frame]
-            },
+            "input_schema": {"columns": [{"name": str(c), "dtype": str(frame[c].dtype)} for c in frame]},
             "output_schema": {"kind": "classification"},
             "profile": {"rows": len(frame)},
             "metrics": {"accuracy": 0.95},

@@ -27,9 +27,7 @@ def numpy_pipeline(cancer) -> Pipeline:
 def test_onnx_bundle_matches_sklearn(zipmap, cancer, numpy_pipeline, store, settings, make_bundle):
     features, _ = cancer
     options = None if zipmap else {id(numpy_pipeline.steps[-1][1]): {"zipmap": False}}
-    onnx_model = skl2onnx.to_onnx(
-        numpy_pipeline, features.to_numpy()[:1].astype(np.float32), options=options
-    )
+    onnx_model = skl2onnx.to_onnx(numpy_pipeline, features.to_numpy()[:1].astype(np.float32), options=options)
     digest = save_bundle(store, make_bundle(onnx_model, features, format="onnx"))
     loaded = load_bundle(store, digest, settings)
 
@@ -37,9 +35,7 @@ def test_onnx_bundle_matches_sklearn(zipmap, cancer, numpy_pipeline, store, sett
     assert loaded.manifest.model_file == "model.onnx"
     values = features.to_numpy()
     np.testing.assert_array_equal(loaded.predict(features), numpy_pipeline.predict(values))
-    np.testing.assert_allclose(
-        loaded.predict_proba(features), numpy_pipeline.predict_proba(values), atol=1e-5
-    )
+    np.testing.assert_allclose(loaded.predict_proba(features), numpy_pipeline.predict_proba(values), atol=1e-5)
     np.testing.assert_array_equal(loaded.classes, [0, 1])
 
 

@@ -145,12 +145,8 @@ def test_two_projects_with_the_same_module_name_load_side_by_side(
     pipeline_a = _fit_in_project(project_a, features, target, "Halve")
     pipeline_b = _fit_in_project(project_b, features, target, "LogShift")
 
-    digest_a = save_bundle(
-        store, make_bundle(pipeline_a, features, code_files=snapshot_project_code(project_a))
-    )
-    digest_b = save_bundle(
-        store, make_bundle(pipeline_b, features, code_files=snapshot_project_code(project_b))
-    )
+    digest_a = save_bundle(store, make_bundle(pipeline_a, features, code_files=snapshot_project_code(project_a)))
+    digest_b = save_bundle(store, make_bundle(pipeline_b, features, code_files=snapshot_project_code(project_b)))
     # Something else called "features" is imported already; it must survive.
     sentinel = type(sys)("features")
     sys.modules["features"] = sentinel
@@ -167,9 +163,7 @@ def test_two_projects_with_the_same_module_name_load_side_by_side(
     assert (step_b.__module__, step_b.__name__) == ("features", "LogShift")
     np.testing.assert_array_equal(loaded_a.predict(features), pipeline_a.predict(features))
     np.testing.assert_array_equal(loaded_b.predict(features), pipeline_b.predict(features))
-    np.testing.assert_array_equal(
-        loaded_a.predict_proba(features), pipeline_a.predict_proba(features)
-    )
+    np.testing.assert_array_equal(loaded_a.predict_proba(features), pipeline_a.predict_proba(features))
     assert str(tmp_path) not in " ".join(sys.path)
 
 

@@ -29,17 +29,13 @@ def test_skops_pipeline_round_trip(cancer, cancer_pipeline, store, settings, mak
     assert isinstance(loaded, LoadedBundle)
     assert loaded.digest == digest == bundle.digest
     np.testing.assert_array_equal(loaded.predict(features), cancer_pipeline.predict(features))
-    np.testing.assert_array_equal(
-        loaded.predict_proba(features), cancer_pipeline.predict_proba(features)
-    )
+    np.testing.assert_array_equal(loaded.predict_proba(features), cancer_pipeline.predict_proba(features))
     np.testing.assert_array_equal(loaded.classes, [0, 1])
     assert loaded.manifest.format == "skops"
     assert loaded.manifest.model_file == "model.skops"
 
 
-def test_columns_are_selected_in_schema_order(
-    cancer, cancer_pipeline, store, settings, make_bundle
-):
+def test_columns_are_selected_in_schema_order(cancer, cancer_pipeline, store, settings, make_bundle):
     features, _ = cancer
     digest = save_bundle(store, make_bundle(cancer_pipeline, features))
     loaded = load_bundle(store, digest, settings)
@@ -50,9 +46,7 @@ def test_columns_are_selected_in_schema_order(
         loaded.predict(features.drop(columns=["mean radius"]))
 
 
-def test_layout_is_content_addressed_and_save_is_idempotent(
-    cancer, cancer_pipeline, store, make_bundle
-):
+def test_layout_is_content_addressed_and_save_is_idempotent(cancer, cancer_pipeline, store, make_bundle):
     features, _ = cancer
     bundle = make_bundle(cancer_pipeline, features, code_files={"features.py": b"X = 1\n"})
 

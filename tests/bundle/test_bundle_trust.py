@@ -37,9 +37,7 @@ def test_build_refuses_a_type_the_platform_does_not_trust(cancer, negating_pipel
     assert "trusted_types" in (caught.value.hint or "")
 
 
-def test_load_refuses_untrusted_type_until_it_is_trusted(
-    cancer, negating_pipeline, store, settings, make_bundle
-):
+def test_load_refuses_untrusted_type_until_it_is_trusted(cancer, negating_pipeline, store, settings, make_bundle):
     features, _ = cancer
     trusting = TrustPolicy.default()
     trusting = dataclasses.replace(trusting, trusted_types=(UNTRUSTED,))
@@ -54,9 +52,7 @@ def test_load_refuses_untrusted_type_until_it_is_trusted(
     loaded = load_bundle(store, digest, settings, extra_trusted_types=[UNTRUSTED])
     np.testing.assert_array_equal(loaded.predict(features), expected)
 
-    widened = dataclasses.replace(
-        settings, trusted_type_prefixes=(*settings.trusted_type_prefixes, "_operator.")
-    )
+    widened = dataclasses.replace(settings, trusted_type_prefixes=(*settings.trusted_type_prefixes, "_operator."))
     np.testing.assert_array_equal(load_bundle(store, digest, widened).predict(features), expected)
 
 

@@ -114,9 +114,7 @@ def test_multiclass(multiclass: tuple[Any, pd.DataFrame, pd.Series]) -> None:
     result = evaluate(model, x, y, ["accuracy", "f1", "precision", "recall", "roc_auc", "log_loss"])
     pred = model.predict(x)
     assert result["f1"] == pytest.approx(skm.f1_score(y, pred, average="macro"))
-    assert result["roc_auc"] == pytest.approx(
-        skm.roc_auc_score(y, model.predict_proba(x), multi_class="ovr")
-    )
+    assert result["roc_auc"] == pytest.approx(skm.roc_auc_score(y, model.predict_proba(x), multi_class="ovr"))
 
 
 def test_regression(regression: tuple[Any, pd.DataFrame, pd.Series]) -> None:

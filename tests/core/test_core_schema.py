@@ -95,9 +95,7 @@ def test_object_booleans_and_mixed_objects() -> None:
 
 
 def test_all_null_and_infinite_columns() -> None:
-    frame = pd.DataFrame(
-        {"n": [np.nan, np.nan], "s": pd.Series([None, None], dtype=object), "i": [np.inf, 1.0]}
-    )
+    frame = pd.DataFrame({"n": [np.nan, np.nan], "s": pd.Series([None, None], dtype=object), "i": [np.inf, 1.0]})
     by = {c.name: c for c in infer_input_schema(frame).columns}
     assert by["n"].nullable and by["n"].minimum is None and by["n"].maximum is None
     assert by["s"].categories == []
@@ -141,9 +139,7 @@ def test_infer_output_schema_regressor_and_other() -> None:
     x, y = load_diabetes(return_X_y=True, as_frame=True)
     model = LinearRegression().fit(x, y)
     out = infer_output_schema(model, model.predict(x))
-    assert out == OutputSchema(
-        task="regression", dtype="float", classes=None, has_probabilities=False
-    )
+    assert out == OutputSchema(task="regression", dtype="float", classes=None, has_probabilities=False)
 
     class Custom:
         def predict(self, frame: pd.DataFrame) -> list[float]:
@@ -202,9 +198,7 @@ def test_nullable_changes() -> None:
 
 def test_category_changes() -> None:
     old = [_col("a", "string", categories=["x", "y"])]
-    assert _changes(old, [_col("a", "string", categories=["y", "x", "z"])]) == {
-        ("a", "categories"): False
-    }
+    assert _changes(old, [_col("a", "string", categories=["y", "x", "z"])]) == {("a", "categories"): False}
     assert _changes(old, [_col("a", "string", categories=["x"])]) == {("a", "categories"): True}
     assert _changes(old, [_col("a", "string", categories=None)]) == {("a", "categories"): False}
     assert _changes([_col("a", "string")], old) == {("a", "categories"): True}

@@ -94,10 +94,7 @@ def build_bundle(
         manifest = BundleManifest(
             format=fmt.name,
             model_file=fmt.file_name,
-            files={
-                path: FileEntry(sha256=sha256_bytes(data), size=len(data))
-                for path, data in sorted(files.items())
-            },
+            files={path: FileEntry(sha256=sha256_bytes(data), size=len(data)) for path, data in sorted(files.items())},
             code_modules=list(modules),
             prepare=prepare,
             input_schema=input_schema,

@@ -22,9 +22,7 @@ from harbourmaster.core.digest import canonical_json, sha256_bytes
 from harbourmaster.errors import InvalidInputError
 
 CODE_SUFFIXES = frozenset({".py", ".toml", ".yaml", ".yml", ".json"})
-SKIPPED_DIRS = frozenset(
-    {".git", ".venv", "venv", "__pycache__", ".harbourmaster", "node_modules", "site-packages"}
-)
+SKIPPED_DIRS = frozenset({".git", ".venv", "venv", "__pycache__", ".harbourmaster", "node_modules", "site-packages"})
 
 # sys.path and sys.modules are process-wide: one isolated import at a time.
 _IMPORT_LOCK = threading.RLock()
@@ -34,9 +32,7 @@ def snapshot_project_code(project_dir: Path, max_bytes: int = 20_000_000) -> dic
     """Every Python and config file under ``project_dir``, by relative posix path."""
     root = Path(project_dir)
     if not root.is_dir():
-        raise InvalidInputError(
-            f"project folder {root} does not exist", "run the command from the project folder"
-        )
+        raise InvalidInputError(f"project folder {root} does not exist", "run the command from the project folder")
     files: dict[str, bytes] = {}
     total = 0
     for current, dirs, names in os.walk(root):

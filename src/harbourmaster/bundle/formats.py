@@ -20,8 +20,7 @@ if TYPE_CHECKING:
     from harbourmaster.config import Settings
 
 TRUSTED_TYPES_HINT = (
-    "add it to HARBOURMASTER_TRUSTED_TYPES or [serialization] trusted_types in "
-    "harbourmaster.toml if you trust it"
+    "add it to HARBOURMASTER_TRUSTED_TYPES or [serialization] trusted_types in harbourmaster.toml if you trust it"
 )
 TRUST_PICKLE_HINT = "set HARBOURMASTER_TRUST_PICKLE=1 only for a version you trust"
 
@@ -87,9 +86,7 @@ class ModelFormat(Protocol):
 def untrusted_type_error(type_names: Sequence[str], what: str = "the model file") -> Exception:
     """The error raised when a model needs types the policy does not allow."""
     listed = ", ".join(type_names)
-    return UntrustedContentError(
-        f"{what} contains types that are not trusted: {listed}", TRUSTED_TYPES_HINT
-    )
+    return UntrustedContentError(f"{what} contains types that are not trusted: {listed}", TRUSTED_TYPES_HINT)
 
 
 class SkopsFormat:
@@ -148,9 +145,7 @@ class OnnxFormat:
         try:
             onnx.load_model_from_string(data)
         except Exception as exc:
-            raise InvalidInputError(
-                f"the ONNX model cannot be parsed: {exc}", "export the model again"
-            ) from exc
+            raise InvalidInputError(f"the ONNX model cannot be parsed: {exc}", "export the model again") from exc
         return data
 
     def load(self, data: bytes, policy: TrustPolicy) -> Any:
@@ -177,9 +172,7 @@ class PickleFormat:
         return pickle.loads(data)  # explicitly trusted by the operator
 
 
-FORMATS: dict[str, ModelFormat] = {
-    fmt.name: fmt for fmt in (SkopsFormat(), OnnxFormat(), PickleFormat())
-}
+FORMATS: dict[str, ModelFormat] = {fmt.name: fmt for fmt in (SkopsFormat(), OnnxFormat(), PickleFormat())}
 
 
 def format_for(name: str) -> ModelFormat:

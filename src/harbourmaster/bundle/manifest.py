@@ -89,8 +89,4 @@ class BundleManifest(BaseModel):
 
     def code_files(self) -> dict[str, FileEntry]:
         """Entries under ``code/``, keyed by their path inside the code folder."""
-        return {
-            path[len("code/") :]: entry
-            for path, entry in self.files.items()
-            if path.startswith("code/")
-        }
+        return {path[len("code/") :]: entry for path, entry in self.files.items() if path.startswith("code/")}

@@ -43,22 +43,14 @@ class OnnxModel:
 
     def __init__(self, data: bytes) -> None:
         options = ort.SessionOptions()
-        self.session = ort.InferenceSession(
-            data, sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        self.session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
         self._inputs = self.session.get_inputs()
         outputs = self.session.get_outputs()
-        probability = [
-            o for o in outputs if o.type.startswith("seq(map") or "probab" in o.name.lower()
-        ]
-        self._proba_name: str | None = (
-            probability[0].name if probability and len(outputs) > 1 else None
-        )
+        probability = [o for o in outputs if o.type.startswith("seq(map") or "probab" in o.name.lower()]
+        self._proba_name: str | None = probability[0].name if probability and len(outputs) > 1 else None
         self._proba_is_map = bool(probability) and probability[0].type.startswith("seq(map")
         self._label_name = next(o.name for o in outputs if o.name != self._proba_name)
-        self.classes_: np.ndarray | None = (
-            _class_labels(data) if self._proba_name is not None else None
-        )
+        self.classes_: np.ndarray | None = _class_labels(data) if self._proba_name is not None else None
 
     @property
     def input_names(self) -> list[str]:
@@ -80,10 +72,7 @@ class OnnxModel:
         for item in self._inputs:
             dtype = _DTYPES.get(item.type, np.float32)
             column = frame[item.name].to_numpy()
-            if dtype is np.object_:
-                column = column.astype(str).astype(object)
-            else:
-                column = column.astype(dtype, copy=False)
+            column = column.astype(str).astype(object) if dtype is np.object_ else column.astype(dtype, copy=False)
             feeds[item.name] = column.reshape(-1, 1)
         return feeds
 

@@ -49,8 +49,7 @@ def _short(digest: str) -> str:
 
 def _corrupt(digest: str, path: str, expected: str, found: str) -> BundleIntegrityError:
     return BundleIntegrityError(
-        f"bundle {_short(digest)} file {path} is corrupt or altered: "
-        f"expected sha256 {expected}, found {found}",
+        f"bundle {_short(digest)} file {path} is corrupt or altered: expected sha256 {expected}, found {found}",
         RESTORE_HINT,
     )
 
@@ -84,9 +83,7 @@ def save_bundle(store: ArtifactStore, bundle: Bundle) -> str:
 
 def _check_digest(digest: str) -> None:
     if not _DIGEST.match(digest):
-        raise InvalidInputError(
-            f"{digest!r} is not a bundle digest", "a digest is 64 lowercase hex characters"
-        )
+        raise InvalidInputError(f"{digest!r} is not a bundle digest", "a digest is 64 lowercase hex characters")
 
 
 def read_manifest(store: ArtifactStore, digest: str) -> BundleManifest:
@@ -106,9 +103,7 @@ def read_manifest(store: ArtifactStore, digest: str) -> BundleManifest:
     try:
         return BundleManifest.model_validate_json(raw)
     except ValidationError as exc:
-        raise BundleIntegrityError(
-            f"bundle {_short(digest)} manifest cannot be read: {exc}", RESTORE_HINT
-        ) from exc
+        raise BundleIntegrityError(f"bundle {_short(digest)} manifest cannot be read: {exc}", RESTORE_HINT) from exc
 
 
 def _read_file(store: ArtifactStore, digest: str, path: str, entry: FileEntry) -> bytes:
@@ -116,8 +111,7 @@ def _read_file(store: ArtifactStore, digest: str, path: str, entry: FileEntry) -
         data = store.get_bytes(blob_key(entry.sha256))
     except NotFoundError:
         raise BundleIntegrityError(
-            f"bundle {_short(digest)} file {path} is missing "
-            f"(blob {blob_key(entry.sha256)} not in {store.url})",
+            f"bundle {_short(digest)} file {path} is missing (blob {blob_key(entry.sha256)} not in {store.url})",
             RESTORE_HINT,
         ) from None
     found = sha256_bytes(data)
@@ -144,10 +138,7 @@ def _cached_code_ok(code_dir: Path, expected: dict[str, FileEntry]) -> bool:
             present.add((Path(current) / name).relative_to(code_dir).as_posix())
     if present != set(expected):
         return False
-    return all(
-        sha256_bytes((code_dir / path).read_bytes()) == entry.sha256
-        for path, entry in expected.items()
-    )
+    return all(sha256_bytes((code_dir / path).read_bytes()) == entry.sha256 for path, entry in expected.items())
 
 
 def materialise_code(bundle: Bundle, cache_dir: Path) -> Path:

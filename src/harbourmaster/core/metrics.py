@@ -69,9 +69,7 @@ def default_metrics(task: str) -> list[str]:
         return ["r2", "rmse", "mae"]
     if task == "other":
         return []
-    raise InvalidInputError(
-        f"unknown task {task!r}", "use 'classification', 'regression' or 'other'"
-    )
+    raise InvalidInputError(f"unknown task {task!r}", "use 'classification', 'regression' or 'other'")
 
 
 def _sklearn_scorer_names() -> set[str]:
@@ -133,8 +131,7 @@ class _Predictions:
         if self._proba is None:
             if not callable(getattr(self.estimator, "predict_proba", None)):
                 raise InvalidInputError(
-                    "metrics roc_auc and log_loss need class probabilities, "
-                    "but the model has no predict_proba",
+                    "metrics roc_auc and log_loss need class probabilities, but the model has no predict_proba",
                     "use a classifier with predict_proba (e.g. SVC(probability=True)) "
                     "or choose other metrics such as accuracy or f1",
                 )
@@ -156,14 +153,10 @@ def _classes(estimator: Any, target: pd.Series, preds: _Predictions) -> np.ndarr
             classes = getattr(steps[-1][1], "classes_", None)
     if classes is not None:
         return np.asarray(classes)
-    return np.unique(
-        np.concatenate([np.asarray(target, dtype=object), preds.labels.astype(object)])
-    )
+    return np.unique(np.concatenate([np.asarray(target, dtype=object), preds.labels.astype(object)]))
 
 
-def _averaged(
-    func: Callable[..., float], y: np.ndarray, preds: _Predictions, classes: np.ndarray
-) -> float:
+def _averaged(func: Callable[..., float], y: np.ndarray, preds: _Predictions, classes: np.ndarray) -> float:
     if len(classes) == 2:
         return float(func(y, preds.labels, pos_label=classes[1], zero_division=0))
     return float(func(y, preds.labels, average="macro", zero_division=0))
@@ -196,9 +189,7 @@ def _friendly(name: str, y: np.ndarray, preds: _Predictions, estimator: Any) -> 
     raise AssertionError(f"unhandled metric {name}")  # pragma: no cover
 
 
-def evaluate(
-    estimator: Any, features: pd.DataFrame, target: pd.Series, names: Sequence[str]
-) -> dict[str, float]:
+def evaluate(estimator: Any, features: pd.DataFrame, target: pd.Series, names: Sequence[str]) -> dict[str, float]:
     """Score a fitted ``estimator`` on ``features``/``target`` with each metric in ``names``.
 
     Raises ``InvalidInputError`` when a metric is unknown or cannot apply (e.g.
@@ -213,9 +204,7 @@ def evaluate(
             "pass the features and target of the same held-out rows",
         )
     if len(target) == 0:
-        raise InvalidInputError(
-            "cannot evaluate on an empty held-out set", "use more data or a larger holdout"
-        )
+        raise InvalidInputError("cannot evaluate on an empty held-out set", "use more data or a larger holdout")
     preds = _Predictions(estimator, features)
     y = np.asarray(target)
     results: dict[str, float] = {}

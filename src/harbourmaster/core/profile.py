@@ -176,9 +176,7 @@ def _numeric_profile(values: pd.Series, bins: int) -> NumericProfile:
         maximum=_finite(array.max()),
         mean=_finite(array.mean()),
         std=_finite(array.std()),
-        quantiles={
-            key: float(q) for key, q in zip(QUANTILES, quantiles, strict=True) if math.isfinite(q)
-        },
+        quantiles={key: float(q) for key, q in zip(QUANTILES, quantiles, strict=True) if math.isfinite(q)},
         bin_edges=edges,
         bin_fractions=_fractions(_bin_counts(array, edges)),
     )
@@ -208,9 +206,7 @@ def _categorical_profile(values: pd.Series, max_categories: int) -> CategoricalP
 # ----------------------------------------------------------------------------- public
 
 
-def build_profile(
-    frame: pd.DataFrame, bins: int = 10, max_categories: int = 50
-) -> ReferenceProfile:
+def build_profile(frame: pd.DataFrame, bins: int = 10, max_categories: int = 50) -> ReferenceProfile:
     """Profile every column of ``frame``: numeric histograms or top-category frequencies.
 
     Booleans, strings/objects and pandas categoricals are categorical; numbers,
@@ -218,18 +214,14 @@ def build_profile(
     empty frame or invalid ``bins``/``max_categories``.
     """
     if bins < 1:
-        raise InvalidInputError(
-            f"cannot profile with bins={bins}", "use at least 1 bin (the default is 10)"
-        )
+        raise InvalidInputError(f"cannot profile with bins={bins}", "use at least 1 bin (the default is 10)")
     if max_categories < 0:
         raise InvalidInputError(
             f"cannot profile with max_categories={max_categories}",
             "use 0 or more categories (the default is 50)",
         )
     if frame.shape[1] == 0:
-        raise InvalidInputError(
-            "cannot profile a frame with no columns", "pass the training features as columns"
-        )
+        raise InvalidInputError("cannot profile a frame with no columns", "pass the training features as columns")
     if frame.shape[0] == 0:
         raise InvalidInputError(
             "cannot profile an empty frame (0 rows)",

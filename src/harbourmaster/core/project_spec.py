@@ -80,10 +80,7 @@ PROJECT_NAME_PATTERN: re.Pattern[str] = _NAME_RE
 """Compiled pattern of valid project (and environment) names."""
 _DATA_SUFFIXES = (".csv", ".parquet", ".pq")
 _ENTRYPOINT_HINT = 'write it as "module:function", e.g. "train:train_model"'
-_NAME_HINT = (
-    "use lowercase letters, digits, '-' and '_', starting with a letter or digit "
-    "(at most 63 characters)"
-)
+_NAME_HINT = "use lowercase letters, digits, '-' and '_', starting with a letter or digit (at most 63 characters)"
 
 
 class _SpecError(ValueError):
@@ -105,13 +102,9 @@ def _check_entrypoint(value: str) -> tuple[str, str]:
     if not sep or not module or not function:
         raise _SpecError(f"{value!r} is not of the form module:function", _ENTRYPOINT_HINT)
     if not _is_dotted_identifier(module):
-        raise _SpecError(
-            f"{value!r}: module {module!r} is not a dotted Python name", _ENTRYPOINT_HINT
-        )
+        raise _SpecError(f"{value!r}: module {module!r} is not a dotted Python name", _ENTRYPOINT_HINT)
     if not function.isidentifier() or keyword.iskeyword(function):
-        raise _SpecError(
-            f"{value!r}: function {function!r} is not a Python identifier", _ENTRYPOINT_HINT
-        )
+        raise _SpecError(f"{value!r}: function {function!r} is not a Python identifier", _ENTRYPOINT_HINT)
     return module, function
 
 
@@ -342,9 +335,7 @@ def _describe(error: Any) -> tuple[str, str]:
     if kind == "missing":
         if len(loc) == 1:
             return f"{where}: section required", f"add a [{loc[0]}] table"
-        hint = _MISSING_HINTS.get(
-            tuple(str(p) for p in loc), f"add {loc[-1]} = ... under [{loc[0]}]"
-        )
+        hint = _MISSING_HINTS.get(tuple(str(p) for p in loc), f"add {loc[-1]} = ... under [{loc[0]}]")
         return f"{where}: field required", hint
     if kind == "extra_forbidden":
         allowed = _allowed_keys(loc)

@@ -226,9 +226,7 @@ def _predictions_dtype(predictions: Any) -> str:
     if isinstance(predictions, pd.DataFrame):
         if predictions.shape[1] == 1:
             return dtype_of(predictions.iloc[:, 0])
-        return (
-            "float" if all(pd.api.types.is_float_dtype(d) for d in predictions.dtypes) else "string"
-        )
+        return "float" if all(pd.api.types.is_float_dtype(d) for d in predictions.dtypes) else "string"
     if isinstance(predictions, pd.Series):
         return dtype_of(predictions)
     array = np.asarray(predictions)
@@ -244,11 +242,7 @@ def infer_output_schema(estimator: Any, predictions: Any) -> OutputSchema:
     """
     classes = _classes_of(estimator)
     final = _final_step(estimator)
-    if (
-        classes is not None
-        or _safe_check(is_classifier, estimator)
-        or _safe_check(is_classifier, final)
-    ):
+    if classes is not None or _safe_check(is_classifier, estimator) or _safe_check(is_classifier, final):
         task: Literal["classification", "regression", "other"] = "classification"
     elif _safe_check(is_regressor, estimator) or _safe_check(is_regressor, final):
         task = "regression"
@@ -271,9 +265,7 @@ def infer_output_schema(estimator: Any, predictions: Any) -> OutputSchema:
 _WIDENING_DTYPES = {("integer", "float")}
 
 
-def _diff_categories(
-    column: str, before: list[Scalar] | None, after: list[Scalar] | None
-) -> SchemaChange | None:
+def _diff_categories(column: str, before: list[Scalar] | None, after: list[Scalar] | None) -> SchemaChange | None:
     """Input categories: removing an allowed value (or adding a restriction) breaks."""
     if before == after or (before is not None and after is not None and set(before) == set(after)):
         return None
@@ -283,9 +275,7 @@ def _diff_categories(
         breaking = True  # a restriction appeared
     else:
         breaking = bool(set(before) - set(after))
-    return SchemaChange(
-        column=column, change="categories", before=before, after=after, breaking=breaking
-    )
+    return SchemaChange(column=column, change="categories", before=before, after=after, breaking=breaking)
 
 
 def diff_input_schemas(old: InputSchema, new: InputSchema) -> list[SchemaChange]:
@@ -301,11 +291,7 @@ def diff_input_schemas(old: InputSchema, new: InputSchema) -> list[SchemaChange]
     new_names = set(new.names)
     for col in old.columns:
         if col.name not in new_names:
-            changes.append(
-                SchemaChange(
-                    column=col.name, change="removed", before=col.dtype, after=None, breaking=True
-                )
-            )
+            changes.append(SchemaChange(column=col.name, change="removed", before=col.dtype, after=None, breaking=True))
     for after in new.columns:
         before = old.column(after.name)
         if before is None:
@@ -370,9 +356,7 @@ def diff_output_schemas(old: OutputSchema, new: OutputSchema) -> list[SchemaChan
     changes: list[SchemaChange] = []
     if old.task != new.task:
         changes.append(
-            SchemaChange(
-                column=OUTPUT_COLUMN, change="dtype", before=old.task, after=new.task, breaking=True
-            )
+            SchemaChange(column=OUTPUT_COLUMN, change="dtype", before=old.task, after=new.task, breaking=True)
         )
     if old.dtype != new.dtype:
         changes.append(

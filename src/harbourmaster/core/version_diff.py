@@ -42,7 +42,5 @@ def diff_metrics(old: dict[str, float], new: dict[str, float]) -> list[MetricCha
         if before is not None and after is not None:
             delta = after - before
             improved = delta < 0 if lower_is_better(name) else delta > 0
-        changes.append(
-            MetricChange(name=name, before=before, after=after, delta=delta, improved=improved)
-        )
+        changes.append(MetricChange(name=name, before=before, after=after, delta=delta, improved=improved))
     return changes

@@ -54,7 +54,7 @@ def load_frame(source: DataSource, base_dir: Path | None = None) -> pd.DataFrame
         return _load_query(source.url, source.query)
     raise DataSourceError(
         "no data source given",
-        "set source = \"data.csv\" (or url and query) under [data] in harbourmaster.toml",
+        'set source = "data.csv" (or url and query) under [data] in harbourmaster.toml',
     )
 
 
@@ -74,9 +74,7 @@ def _load_file(location: str) -> pd.DataFrame:
     try:
         frame = pd.read_csv(location) if kind == "csv" else pd.read_parquet(location)
     except FileNotFoundError as exc:
-        raise DataSourceError(
-            f"data source {location} does not exist", "check the path or URL"
-        ) from exc
+        raise DataSourceError(f"data source {location} does not exist", "check the path or URL") from exc
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise DataSourceError(
             f"data source {location} cannot be read as {kind}: {exc}",
@@ -109,7 +107,5 @@ def _load_query(url: str, query: str) -> pd.DataFrame:
 
 def _require_rows(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     if frame.empty:
-        raise DataSourceError(
-            f"data source {where} has no rows", "point the project at data with rows"
-        )
+        raise DataSourceError(f"data source {where} has no rows", "point the project at data with rows")
     return frame

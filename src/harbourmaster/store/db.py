@@ -83,8 +83,7 @@ class Database:
                 migrate(self.engine)
             except OperationalError as exc:
                 raise InvalidInputError(
-                    f"cannot reach the metadata database at {self.engine.url.render_as_string()}:"
-                    f" {exc.orig}",
+                    f"cannot reach the metadata database at {self.engine.url.render_as_string()}: {exc.orig}",
                     "check HARBOURMASTER_DATABASE_URL and that the database server is running",
                 ) from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

@@ -1,0 +1,24 @@
+"""The control-plane HTTP API (``harbourmaster server``)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from harbourmaster import __version__
+from harbourmaster.api.errors import install_error_handlers
+from harbourmaster.api.routes import health, registry
+from harbourmaster.services.platform import Platform
+
+
+def create_app(platform: Platform | None = None) -> FastAPI:
+    """A FastAPI app over one platform; every route goes through the service layer."""
+    app = FastAPI(
+        title="Harbourmaster",
+        version=__version__,
+        description="Control plane: projects, versions, deployments, governance.",
+    )
+    app.state.platform = platform or Platform()
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(registry.router)
+    return app

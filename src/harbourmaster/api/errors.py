@@ -1,0 +1,49 @@
+"""One JSON error shape for every failure: ``{"error": {"code", "message", "hint"}}``."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from harbourmaster.errors import HarbourmasterError
+
+log = logging.getLogger("harbourmaster.api")
+
+
+def error_response(status: int, code: str, message: str, hint: str | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message, "hint": hint}})
+
+
+def _describe_validation(exc: RequestValidationError) -> tuple[int, str, str]:
+    problems = []
+    for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            return 400, "request body is not valid JSON", "send a JSON document"
+        location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+        problems.append(f"{location or 'body'}: {error.get('msg')}")
+    return 422, "; ".join(problems), "fix the fields named above (see /docs for the schema)"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HarbourmasterError)
+    async def _harbourmaster(_request: Request, exc: HarbourmasterError) -> JSONResponse:
+        return error_response(exc.http_status, exc.code, exc.message, exc.hint)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        status, message, hint = _describe_validation(exc)
+        return error_response(status, "invalid_json" if status == 400 else "invalid_input", message, hint)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        hint = "see /docs for the available endpoints" if exc.status_code in (404, 405) else None
+        return error_response(exc.status_code, f"http_{exc.status_code}", str(exc.detail), hint)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal", f"internal error: {type(exc).__name__}", "see the server log")

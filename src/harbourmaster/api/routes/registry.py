@@ -1,0 +1,181 @@
+"""Projects, versions, tags, bundles and runs over HTTP. Each route calls one service."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Depends, Form, Request, UploadFile
+from fastapi.responses import Response
+from pydantic import BaseModel, Field, ValidationError
+
+from harbourmaster.api.deps import current_actor, get_platform
+from harbourmaster.bundle.builder import Bundle
+from harbourmaster.bundle.manifest import BundleManifest
+from harbourmaster.bundle.storage import read_bundle_files
+from harbourmaster.errors import InvalidInputError, NotFoundError
+from harbourmaster.schemas import (
+    ProjectInfo,
+    RunInfo,
+    VersionDetail,
+    VersionDiff,
+    VersionSummary,
+)
+from harbourmaster.services.actors import Actor
+from harbourmaster.services.platform import Platform
+
+router = APIRouter(prefix="/api/v1", tags=["registry"])
+
+
+class ProjectCreate(BaseModel):
+    name: str
+    description: str = ""
+
+
+class TagValue(BaseModel):
+    value: str = Field(default="", max_length=10_000)
+
+
+@router.get("/projects")
+def list_projects(
+    platform: Platform = Depends(get_platform), actor: Actor = Depends(current_actor)
+) -> list[ProjectInfo]:
+    return platform.registry.list_projects(actor)
+
+
+@router.post("/projects", status_code=201)
+def create_project(
+    body: ProjectCreate,
+    platform: Platform = Depends(get_platform),
+    actor: Actor = Depends(current_actor),
+) -> ProjectInfo:
+    return platform.registry.create_project(actor, body.name, body.description)
+
+
+@router.get("/projects/{project}")
+def get_project(
+    project: str, platform: Platform = Depends(get_platform), actor: Actor = Depends(current_actor)
+) -> ProjectInfo:
+    return platform.registry.get_project(actor, project)
+
+
+@router.get("/projects/{project}/versions")
+def list_versions(
+    project: str, platform: Platform = Depends(get_platform), actor: Actor = Depends(current_actor)
+) -> list[VersionSummary]:
+    return platform.registry.list_versions(actor, project)
+
+
+@router.post("/projects/{project}/versions", status_code=201)
+async def register_version(
+    project: str,
+    request: Request,
+    manifest: str = Form(..., description="the bundle manifest (JSON)"),
+    description: str = Form(""),
+    run: str = Form("", description="optional JSON summary of the training run"),
+    platform: Platform = Depends(get_platform),
+    actor: Actor = Depends(current_actor),
+) -> VersionDetail:
+    """Register a bundle built by the SDK: the manifest plus one file part per bundle file."""
+    try:
+        parsed = BundleManifest.model_validate_json(manifest)
+    except ValidationError as exc:
+        raise InvalidInputError(
+            f"the manifest is not a valid bundle manifest: {exc.errors()[0]['msg']}",
+            "build bundles with the Harbourmaster SDK",
+        ) from exc
+    form = await request.form()
+    files: dict[str, bytes] = {}
+    for key, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            files[key] = await value.read()
+    bundle = Bundle(manifest=parsed, files=files)
+    version = platform.registry.register_bundle(actor, project, bundle, description)
+    if run:
+        try:
+            summary = json.loads(run)
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError("the run summary is not JSON", "send a JSON object") from exc
+        platform.training.record_run(actor, project, version.number, summary)
+    return version
+
+
+@router.get("/projects/{project}/versions/{version}")
+def get_version(
+    project: str,
+    version: str,
+    platform: Platform = Depends(get_platform),
+    actor: Actor = Depends(current_actor),
+) -> VersionDetail:
+    return platform.registry.get_version(actor, project, version)
+
+
+@router.get("/projects/{project}/diff")
+def diff_versions(
+    project: str,
+    old: str,
+    new: str,
+    platform: Platform = Depends(get_platform),
+    actor: Actor = Depends(current_actor),
+) -> VersionDiff:
+    return platform.registry.diff_versions(actor, project, old, new)
+
+
+@router.put("/projects/{project}/versions/{version}/tags/{key}")
+def set_tag(
+    project: str,
+    version: str,
+    key: str,
+    body: TagValue,
+    platform: Platform = Depends(get_platform),
+    actor: Actor = Depends(current_actor),
+) -> VersionDetail:
+    return platform.registry.set_tag(actor, project, version, key, body.value)
+
+
+@router.delete("/projects/{project}/versions/{version}/tags/{key}")
+def delete_tag(
+    project: str,
+    version: str,
+    key: str,
+    platform: Platform = Depends(get_platform),
+    actor: Actor = Depends(current_actor),
+) -> VersionDetail:
+    return platform.registry.delete_tag(actor, project, version, key)
+
+
+@router.get("/bundles/{digest}/manifest")
+def bundle_manifest(
+    digest: str, platform: Platform = Depends(get_platform), actor: Actor = Depends(current_actor)
+) -> Response:
+    bundle = read_bundle_files(platform.artifacts, _checked_digest(digest))
+    return Response(bundle.manifest.model_dump_json(), media_type="application/json")
+
+
+@router.get("/bundles/{digest}/files/{path:path}")
+def bundle_file(
+    digest: str,
+    path: str,
+    platform: Platform = Depends(get_platform),
+    actor: Actor = Depends(current_actor),
+) -> Response:
+    """One file of a bundle, served only after the whole bundle verified against its digest."""
+    bundle = read_bundle_files(platform.artifacts, _checked_digest(digest))
+    if path not in bundle.files:
+        raise NotFoundError(f"bundle {digest[:12]} has no file {path}", "see its manifest")
+    return Response(bundle.files[path], media_type="application/octet-stream")
+
+
+@router.get("/runs")
+def list_runs(
+    project: str | None = None,
+    limit: int = 50,
+    platform: Platform = Depends(get_platform),
+    actor: Actor = Depends(current_actor),
+) -> list[RunInfo]:
+    return platform.training.list_runs(actor, project, min(max(limit, 1), 1000))
+
+
+def _checked_digest(digest: str) -> str:
+    if len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest):
+        raise InvalidInputError(f"{digest!r} is not a bundle digest", "use the 64-hex sha256 digest")
+    return digest

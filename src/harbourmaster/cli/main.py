@@ -1,0 +1,367 @@
+"""The ``harbourmaster`` command. Thin: parse, call the SDK (and so the services), format."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harbourmaster.cli import output
+from harbourmaster.errors import HarbourmasterError
+
+app = typer.Typer(
+    name="harbourmaster",
+    help="Self-hosted MLOps: versioned scoring pipelines from experiment to a governed production.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+UrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="HARBOURMASTER_URL",
+        help="Talk to this server instead of the embedded store.",
+    ),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option("--token", envvar="HARBOURMASTER_TOKEN", help="API token for --url.", show_default=False),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def client(url: str | None = None, token: str | None = None):
+    from harbourmaster.client import Client
+
+    return Client(url=url, token=token)
+
+
+@app.command()
+def projects(url: UrlOption = None, token: TokenOption = None, json: JsonOption = False) -> None:
+    """List projects."""
+    with client(url, token) as hm:
+        items = hm.projects()
+    if json:
+        return output.print_json(items)
+    if not items:
+        output.console.print("No projects yet. Train one: harbourmaster train PROJECT_DIR (or run harbourmaster demo).")
+        return
+    output.table(
+        None,
+        ["project", "versions", "latest", "created by", "created", "description"],
+        [
+            (
+                p.name,
+                p.version_count,
+                p.latest_version or "-",
+                p.created_by,
+                output.when(p.created_at),
+                p.description,
+            )
+            for p in items
+        ],
+    )
+
+
+@app.command()
+def versions(project: str, url: UrlOption = None, token: TokenOption = None, json: JsonOption = False) -> None:
+    """List the versions of a project."""
+    with client(url, token) as hm:
+        items = hm.versions(project)
+    if json:
+        return output.print_json(items)
+    metric_names = sorted({name for item in items for name in item.metrics})
+    output.table(
+        f"{project}: {len(items)} version(s)",
+        ["version", "digest", "format", *metric_names, "tags", "created by", "created"],
+        [
+            (
+                v.number,
+                v.digest[:12],
+                v.format,
+                *(output.number(v.metrics.get(name)) for name in metric_names),
+                ", ".join(f"{k}={val}" if val else k for k, val in v.tags.items()) or "-",
+                v.created_by,
+                output.when(v.created_at),
+            )
+            for v in items
+        ],
+    )
+
+
+@app.command()
+def show(
+    project: str,
+    version: Annotated[str, typer.Argument(help="Version number or 'latest'.")] = "latest",
+    url: UrlOption = None,
+    token: TokenOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Show one version: schema, metrics, lineage."""
+    with client(url, token) as hm:
+        detail = hm.version(project, version)
+    if json:
+        return output.print_json(detail)
+    out = output.console
+    out.print(f"[bold]{detail.project} v{detail.number}[/]  digest sha256:{detail.digest}")
+    out.print(f"format {detail.format}, created by {detail.created_by} at {output.when(detail.created_at)}")
+    if detail.tags:
+        out.print("tags: " + ", ".join(f"{k}={v}" if v else k for k, v in detail.tags.items()))
+    output.table(
+        "metrics (held-out)",
+        ["metric", "value"],
+        sorted((k, output.number(v)) for k, v in detail.metrics.items()),
+    )
+    output.table(
+        "input schema",
+        ["column", "dtype", "nullable", "range / categories"],
+        [
+            (
+                column["name"],
+                column["dtype"],
+                "yes" if column["nullable"] else "no",
+                _range_or_categories(column),
+            )
+            for column in detail.input_schema.get("columns", [])
+        ],
+    )
+    schema = detail.output_schema
+    classes = f", classes {schema.get('classes')}" if schema.get("classes") is not None else ""
+    out.print(f"output: {schema.get('task')} ({schema.get('dtype')}{classes})")
+    lineage = detail.lineage
+    data = lineage.get("data", {})
+    code = lineage.get("code", {})
+    out.print("[bold]lineage[/]")
+    out.print(
+        f"  data: {data.get('source', '-')}, {data.get('rows', '-')} rows, "
+        f"fingerprint {str(data.get('fingerprint', '-'))[:16]}"
+    )
+    code_text = (
+        f"git {code.get('sha', '')[:12]}{' (dirty)' if code.get('dirty') else ''}"
+        if code.get("kind") == "git"
+        else f"files sha256 {str(code.get('sha256', '-'))[:16]}"
+        if code
+        else "-"
+    )
+    out.print(f"  code: {code_text}")
+    out.print(f"  parent version: {lineage.get('parent_version') or '-'}")
+    out.print(f"  parameters: {lineage.get('parameters', {})}")
+
+
+def _range_or_categories(column: dict) -> str:
+    if column.get("categories") is not None:
+        shown = column["categories"][:8]
+        more = len(column["categories"]) - len(shown)
+        return ", ".join(map(str, shown)) + (f" (+{more})" if more > 0 else "")
+    if column.get("minimum") is not None:
+        return f"{column['minimum']:.4g} .. {column['maximum']:.4g}"
+    return "-"
+
+
+@app.command()
+def diff(
+    project: str,
+    old: str,
+    new: str,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Schema and metric differences between two versions."""
+    with client(url, token) as hm:
+        result = hm.diff(project, old, new)
+    if json:
+        return output.print_json(result)
+    out = output.console
+    out.print(f"[bold]{project}: v{result.old} -> v{result.new}[/]")
+    output.table(
+        "metrics",
+        ["metric", f"v{result.old}", f"v{result.new}", "change"],
+        [
+            (
+                m.name,
+                output.number(m.before),
+                output.number(m.after),
+                "-"
+                if m.delta is None
+                else f"{m.delta:+.4f} ({'better' if m.improved else 'worse' if m.improved is False else 'same'})",
+            )
+            for m in result.metric_changes
+        ],
+    )
+    changes = [*result.input_changes, *result.output_changes]
+    if not changes:
+        out.print("schema: unchanged")
+    else:
+        output.table(
+            "schema changes",
+            ["column", "change", "before", "after", "breaking"],
+            [(c.column, c.change, c.before, c.after, "yes" if c.breaking else "no") for c in changes],
+        )
+    for key, change in result.lineage_changes.items():
+        out.print(f"lineage {key}: {change.before} -> {change.after}")
+
+
+@app.command()
+def tag(
+    project: str,
+    version: str,
+    tags: Annotated[list[str], typer.Argument(help="KEY or KEY=VALUE; several allowed.")],
+    remove: Annotated[bool, typer.Option("--remove", help="Remove these tag keys.")] = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Set (or remove) tags on a version."""
+    with client(url, token) as hm:
+        detail = None
+        for item in tags:
+            key, _, value = item.partition("=")
+            detail = hm.untag(project, version, key) if remove else hm.tag(project, version, key, value)
+    if json:
+        return output.print_json(detail)
+    assert detail is not None
+    output.console.print(f"{project} v{detail.number} tags: {detail.tags or '{}'}")
+
+
+@app.command()
+def train(
+    project_dir: Annotated[Path, typer.Argument(help="Folder holding harbourmaster.toml.")],
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="Train on this CSV/Parquet instead of the declared source."),
+    ] = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Train a project from its folder and register the new version."""
+    from harbourmaster.store.data_sources import DataSource
+
+    with client(url, token) as hm:
+        if not json:
+            output.console.print(f"Training {project_dir} ...")
+        result = hm.train(project_dir, data=DataSource(path=data) if data else None)
+    if json:
+        return output.print_json(result)
+    version, run = result.version, result.run
+    metrics = ", ".join(f"{k} {output.number(v)}" for k, v in version.metrics.items())
+    output.console.print(
+        f"[green]Registered {version.project} v{version.number}[/] (sha256:{version.digest[:12]}) "
+        f"from {run.details.get('rows', '?')} rows in {run.duration_seconds or 0:.1f}s; held-out {metrics}"
+    )
+
+
+@app.command()
+def runs(
+    project: Annotated[str | None, typer.Argument(help="Only this project's runs.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Recent pipeline runs (training, and later retraining and scoring)."""
+    with client(url, token) as hm:
+        items = hm.runs(project, limit)
+    if json:
+        return output.print_json(items)
+    output.table(
+        None,
+        ["run", "project", "kind", "status", "started", "seconds", "rows", "version", "error"],
+        [
+            (
+                r.id,
+                r.project,
+                r.kind,
+                r.status,
+                output.when(r.started_at),
+                f"{r.duration_seconds:.1f}" if r.duration_seconds is not None else "-",
+                r.rows_in if r.rows_in is not None else "-",
+                r.version_number or "-",
+                (r.error or "")[:60],
+            )
+            for r in items
+        ],
+    )
+
+
+@app.command()
+def init(
+    admin: Annotated[str, typer.Option("--admin", help="Name of the first admin user.")] = "admin",
+) -> None:
+    """Create the store and the first admin user; prints the admin's API token once."""
+    from harbourmaster.services.actors import Actor
+    from harbourmaster.services.platform import Platform
+
+    platform = Platform()
+    try:
+        if platform.identity.has_users():
+            output.fail(
+                "this store already has users",
+                "ask an admin for a token (harbourmaster tokens create ...)",
+            )
+            raise typer.Exit(1)
+        actor = Actor.local_owner()
+        platform.identity.create_user(actor, admin, ["admin"])
+        issued = platform.identity.create_token(actor, admin, "init")
+    finally:
+        platform.close()
+    output.console.print(f"Created admin user {admin!r} in {platform.settings.home}.")
+    output.console.print("Its API token (shown only now; store it safely):")
+    print(issued.secret)
+
+
+@app.command()
+def server(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8700,
+) -> None:
+    """Serve the control-plane HTTP API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from harbourmaster.api.app import create_app
+    from harbourmaster.services.platform import Platform
+
+    platform = Platform()
+    bootstrap = os.environ.get("HARBOURMASTER_ADMIN_TOKEN")
+    if bootstrap and not platform.identity.has_users():
+        from harbourmaster.services.actors import Actor
+
+        platform.identity.create_user(Actor.system("bootstrap"), "admin", ["admin"])
+        platform.identity.create_token(Actor.system("bootstrap"), "admin", "bootstrap", secret=bootstrap)
+    if not platform.identity.has_users():
+        output.errors.print(
+            "warning: no users yet, so every call will be refused; run `harbourmaster init` "
+            "(or set HARBOURMASTER_ADMIN_TOKEN) to create the first admin"
+        )
+    uvicorn.run(create_app(platform), host=host, port=port, log_level="info")
+
+
+@app.command()
+def demo(
+    home: Annotated[
+        Path | None,
+        typer.Option(help="Where the demo keeps its state (default: HARBOURMASTER_HOME)."),
+    ] = None,
+) -> None:
+    """Run the showcase: a demo project trained, registered, compared and reloaded."""
+    from harbourmaster.demo.story import run_demo
+
+    run_demo(home)
+
+
+def run() -> None:
+    """Console entry point: errors become a message and a non-zero exit, never a traceback."""
+    try:
+        app()
+    except HarbourmasterError as exc:
+        output.fail(exc.message, exc.hint)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        output.fail("interrupted")
+        sys.exit(130)

@@ -1,0 +1,340 @@
+"""The Python SDK. ``Client()`` works on the embedded store; ``Client(url=...)``
+talks to a ``harbourmaster server``. Both return the same records."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+
+from harbourmaster.bundle.builder import Bundle
+from harbourmaster.bundle.code import (
+    code_modules,
+    code_revision,
+    project_imports,
+    snapshot_project_code,
+)
+from harbourmaster.bundle.loaded import LoadedBundle
+from harbourmaster.bundle.manifest import BundleManifest
+from harbourmaster.bundle.storage import load_bundle, save_bundle
+from harbourmaster.config import Settings
+from harbourmaster.core.metrics import evaluate, validate_metric_names
+from harbourmaster.errors import (
+    ERRORS_BY_CODE,
+    ConnectionFailedError,
+    HarbourmasterError,
+    InvalidInputError,
+)
+from harbourmaster.schemas import (
+    ProjectInfo,
+    RunInfo,
+    TrainResult,
+    VersionDetail,
+    VersionDiff,
+    VersionSummary,
+)
+from harbourmaster.services.actors import Actor
+from harbourmaster.services.packaging import package_version
+from harbourmaster.services.registry import check_project_name
+from harbourmaster.services.training import build_training_bundle, read_project_spec
+from harbourmaster.store.artifacts import ArtifactStore
+from harbourmaster.store.data_sources import DataSource
+
+VersionRef = int | str
+
+
+class Client:
+    """Register, inspect and load versions, embedded or against a server.
+
+    >>> client = Client()                                   # ./.harbourmaster
+    >>> client = Client(url="http://127.0.0.1:8700", token="hm_...")
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        settings: Settings | None = None,
+        actor: Actor | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        self.url = url.rstrip("/") if url else None
+        if self.url:
+            self._remote: _Remote | None = _Remote(self.url, token or os.environ.get("HARBOURMASTER_TOKEN"), timeout)
+            self._platform = None
+            self.actor = actor or Actor.local_owner()
+        else:
+            from harbourmaster.services.platform import Platform
+
+            self._remote = None
+            self._platform = Platform(self.settings)
+            self.actor = actor or Actor.local_owner()
+
+    # -- reading ----------------------------------------------------------------
+
+    def projects(self) -> list[ProjectInfo]:
+        if self._remote:
+            return [ProjectInfo.model_validate(item) for item in self._remote.get("/projects")]
+        return self._platform.registry.list_projects(self.actor)
+
+    def project(self, name: str) -> ProjectInfo:
+        if self._remote:
+            return ProjectInfo.model_validate(self._remote.get(f"/projects/{name}"))
+        return self._platform.registry.get_project(self.actor, name)
+
+    def versions(self, project: str) -> list[VersionSummary]:
+        if self._remote:
+            items = self._remote.get(f"/projects/{project}/versions")
+            return [VersionSummary.model_validate(item) for item in items]
+        return self._platform.registry.list_versions(self.actor, project)
+
+    def version(self, project: str, version: VersionRef = "latest") -> VersionDetail:
+        if self._remote:
+            return VersionDetail.model_validate(self._remote.get(f"/projects/{project}/versions/{version}"))
+        return self._platform.registry.get_version(self.actor, project, version)
+
+    def diff(self, project: str, old: VersionRef, new: VersionRef) -> VersionDiff:
+        if self._remote:
+            return VersionDiff.model_validate(
+                self._remote.get(f"/projects/{project}/diff", params={"old": old, "new": new})
+            )
+        return self._platform.registry.diff_versions(self.actor, project, old, new)
+
+    def runs(self, project: str | None = None, limit: int = 50) -> list[RunInfo]:
+        if self._remote:
+            params: dict[str, Any] = {"limit": limit}
+            if project:
+                params["project"] = project
+            return [RunInfo.model_validate(item) for item in self._remote.get("/runs", params=params)]
+        return self._platform.training.list_runs(self.actor, project, limit)
+
+    def load(self, project: str, version: VersionRef = "latest") -> LoadedBundle:
+        """The version's fitted pipeline, verified against its digest, ready to predict."""
+        if not self._remote:
+            return self._platform.registry.load_version(self.actor, project, version)
+        detail = self.version(project, version)
+        manifest = BundleManifest.model_validate(self._remote.get(f"/bundles/{detail.digest}/manifest"))
+        files = {path: self._remote.get_bytes(f"/bundles/{detail.digest}/files/{path}") for path in manifest.files}
+        # Keep a local, verified copy, then load through the same checks as embedded mode.
+        cache = ArtifactStore(str(self.settings.cache_dir / "remote-artifacts"))
+        save_bundle(cache, Bundle(manifest=manifest, files=files))
+        return load_bundle(cache, detail.digest, self.settings)
+
+    # -- writing ----------------------------------------------------------------
+
+    def create_project(self, name: str, description: str = "") -> ProjectInfo:
+        if self._remote:
+            return ProjectInfo.model_validate(
+                self._remote.post("/projects", json={"name": name, "description": description})
+            )
+        return self._platform.registry.create_project(self.actor, name, description)
+
+    def tag(self, project: str, version: VersionRef, key: str, value: str = "") -> VersionDetail:
+        if self._remote:
+            return VersionDetail.model_validate(
+                self._remote.request(
+                    "PUT",
+                    f"/projects/{project}/versions/{version}/tags/{key}",
+                    json={"value": value},
+                )
+            )
+        return self._platform.registry.set_tag(self.actor, project, version, key, value)
+
+    def untag(self, project: str, version: VersionRef, key: str) -> VersionDetail:
+        if self._remote:
+            return VersionDetail.model_validate(
+                self._remote.request("DELETE", f"/projects/{project}/versions/{version}/tags/{key}")
+            )
+        return self._platform.registry.delete_tag(self.actor, project, version, key)
+
+    def train(self, project_dir: str | Path, *, data: DataSource | None = None) -> TrainResult:
+        """Run a project's training pipeline and register the new version.
+
+        Embedded, the run is recorded with its outcome. Against a server the
+        pipeline runs here (where the project and its data are) and the bundle
+        is uploaded with a summary of the run.
+        """
+        if not self._remote:
+            return self._platform.training.train(self.actor, Path(project_dir), data=data)
+        project_dir = Path(project_dir).absolute()
+        spec = read_project_spec(project_dir)
+        try:
+            parent = self.project(spec.project.name).latest_version
+        except HarbourmasterError:
+            parent = None
+        bundle, summary = build_training_bundle(self.actor, project_dir, spec, data=data, parent_version=parent)
+        version = self._upload(spec.project.name, bundle, spec.project.description, summary)
+        run = next(run for run in self.runs(spec.project.name) if run.version_number == version.number)
+        return TrainResult(run=run, version=version)
+
+    def register(
+        self,
+        project: str,
+        pipeline: Any,
+        training_data: pd.DataFrame,
+        target: str | pd.Series | None = None,
+        metrics: dict[str, float] | Sequence[str] | None = None,
+        *,
+        eval_data: pd.DataFrame | None = None,
+        format: str = "skops",
+        code_dir: str | Path | None = None,
+        trust_pickle: bool = False,
+        description: str = "",
+        parameters: dict[str, Any] | None = None,
+    ) -> VersionDetail:
+        """Register a pipeline fitted in a notebook as the project's next version.
+
+        ``training_data`` holds the raw features (and the target column when
+        ``target`` names one). ``metrics`` are either values you computed or
+        metric names evaluated here on ``eval_data`` (which includes the target).
+        Custom transformer classes must live in modules under ``code_dir`` so
+        that the version loads in another process.
+        """
+        check_project_name(project)
+        if not isinstance(training_data, pd.DataFrame):
+            raise InvalidInputError(
+                f"training_data is a {type(training_data).__name__}, not a pandas DataFrame",
+                "pass the DataFrame the pipeline was fitted on",
+            )
+        features, target_series, target_name = _split_target(training_data, target)
+        metric_values = self._metric_values(pipeline, metrics, eval_data, target_name)
+        code_files: dict[str, bytes] = {}
+        lineage: dict[str, Any] = {"source": "notebook", "target": target_name}
+        if parameters:
+            lineage["parameters"] = parameters
+        try:
+            lineage["parent_version"] = self.project(project).latest_version
+        except HarbourmasterError:
+            lineage["parent_version"] = None
+        if code_dir is not None:
+            code_files = snapshot_project_code(Path(code_dir))
+            lineage["code"] = code_revision(Path(code_dir), code_files)
+        bundle_args = {
+            "features": features,
+            "target": target_series,
+            "metrics": metric_values,
+            "lineage": lineage,
+            "created_by": self.actor.name,
+            "format": format,
+            "code_files": code_files,
+            "trusted_pickle": trust_pickle,
+        }
+        if code_dir is not None:
+            with project_imports(Path(code_dir), code_modules(code_files)):
+                bundle = package_version(pipeline, **bundle_args)
+        else:
+            bundle = package_version(pipeline, **bundle_args)
+        if self._remote:
+            return self._upload(project, bundle, description, None)
+        return self._platform.registry.register_bundle(self.actor, project, bundle, description)
+
+    def close(self) -> None:
+        if self._remote:
+            self._remote.close()
+        elif self._platform:
+            self._platform.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- internals --------------------------------------------------------------
+
+    def _metric_values(
+        self,
+        pipeline: Any,
+        metrics: dict[str, float] | Sequence[str] | None,
+        eval_data: pd.DataFrame | None,
+        target_name: str | None,
+    ) -> dict[str, float]:
+        if metrics is None:
+            return {}
+        if isinstance(metrics, dict):
+            try:
+                return {str(name): float(value) for name, value in metrics.items()}
+            except (TypeError, ValueError) as exc:
+                raise InvalidInputError("metrics must map names to numbers", "e.g. metrics={'accuracy': 0.97}") from exc
+        names = validate_metric_names([metrics] if isinstance(metrics, str) else list(metrics))
+        if eval_data is None or target_name is None:
+            raise InvalidInputError(
+                "metric names need held-out data to be computed on",
+                "pass eval_data=<held-out frame with the target column> and target=<column>",
+            )
+        eval_features, eval_target, _ = _split_target(eval_data, target_name)
+        return evaluate(pipeline, eval_features, eval_target, names)
+
+    def _upload(self, project: str, bundle: Bundle, description: str, run: dict[str, Any] | None) -> VersionDetail:
+        assert self._remote is not None
+        data = {"manifest": bundle.manifest.model_dump_json(), "description": description}
+        if run is not None:
+            data["run"] = json.dumps(run)
+        files = [(path, (path, content, "application/octet-stream")) for path, content in bundle.files.items()]
+        return VersionDetail.model_validate(self._remote.post(f"/projects/{project}/versions", data=data, files=files))
+
+
+def _split_target(
+    frame: pd.DataFrame, target: str | pd.Series | None
+) -> tuple[pd.DataFrame, pd.Series | None, str | None]:
+    if target is None:
+        return frame, None, None
+    if isinstance(target, pd.Series):
+        return frame, target, str(target.name) if target.name is not None else None
+    if target not in frame.columns:
+        raise InvalidInputError(
+            f"target column {target!r} is not in the data (columns: {', '.join(map(str, frame.columns[:20]))})",
+            "pass the name of the column the model predicts",
+        )
+    return frame.drop(columns=[target]), frame[target], target
+
+
+class _Remote:
+    """HTTP transport: JSON in and out, server errors back into their exception class."""
+
+    def __init__(self, url: str, token: str | None, timeout: float) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=f"{url}/api/v1", headers=headers, timeout=timeout)
+        self.url = url
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._send(method, path, **kwargs)
+        return response.json() if response.content else None
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.request("POST", path, **kwargs)
+
+    def get_bytes(self, path: str) -> bytes:
+        return self._send("GET", path).content
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ConnectionFailedError(
+                f"cannot reach the Harbourmaster server at {self.url}: {exc}",
+                "check the URL and that `harbourmaster server` is running",
+            ) from exc
+        if response.is_success:
+            return response
+        try:
+            error = response.json()["error"]
+            cls = ERRORS_BY_CODE.get(error.get("code"), HarbourmasterError)
+            exc = cls(error.get("message") or response.text, error.get("hint"))
+        except (ValueError, KeyError, TypeError):
+            exc = HarbourmasterError(f"server answered {response.status_code}: {response.text[:200]}")
+        exc.http_status = response.status_code
+        raise exc
+
+    def close(self) -> None:
+        self._http.close()

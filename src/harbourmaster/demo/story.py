@@ -1,0 +1,213 @@
+"""``harbourmaster demo``: the product's showcase, told as a story with progress.
+
+It builds a demo project from a data set that ships inside scikit-learn (no
+download), trains and registers versions through the same services every face
+uses, compares them, registers one from "a notebook", and proves that a version
+predicts identically in a fresh process that has never seen the project folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from sklearn.datasets import load_breast_cancer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.model_selection import train_test_split
+
+from harbourmaster.client import Client
+from harbourmaster.config import Settings
+
+TEMPLATE = Path(__file__).parent / "project"
+PROJECT = "breast-cancer"
+console = Console(highlight=False, soft_wrap=True)
+
+
+class Story:
+    """Numbered chapters with timings, so a newcomer can follow along."""
+
+    def __init__(self) -> None:
+        self.chapter = 0
+        self.started = time.perf_counter()
+
+    def step(self, title: str) -> None:
+        self.chapter += 1
+        console.print(f"\n[bold cyan]{self.chapter}. {title}[/]")
+
+    def say(self, text: str) -> None:
+        console.print(f"   {text}")
+
+    def done(self) -> None:
+        console.print(f"\n[bold green]Demo finished in {time.perf_counter() - self.started:.1f}s.[/]")
+
+
+def write_demo_project(folder: Path) -> pd.DataFrame:
+    """Copy the demo project's code and write its training data (from scikit-learn)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for source in TEMPLATE.iterdir():
+        if source.suffix in {".py", ".toml"}:
+            shutil.copyfile(source, folder / source.name)
+    dataset = load_breast_cancer(as_frame=True)
+    frame = dataset.frame.rename(columns={"target": "malignant"})
+    frame["malignant"] = (frame["malignant"] == 0).astype(int)  # sklearn codes malignant as 0
+    (folder / "data").mkdir(exist_ok=True)
+    frame.to_csv(folder / "data" / "train.csv", index=False)
+    return frame
+
+
+def set_param(project_file: Path, value: float) -> None:
+    text = project_file.read_text()
+    lines = [
+        f"params = {{ C = {value} }}          # passed to train() as keyword arguments"
+        if line.startswith("params =")
+        else line
+        for line in text.splitlines()
+    ]
+    project_file.write_text("\n".join(lines) + "\n")
+
+
+FRESH_PROCESS_CHECK = """
+import json, sys
+import pandas as pd
+from harbourmaster.client import Client
+rows = pd.read_json(sys.argv[1], orient="records")
+with Client() as hm:
+    pipeline = hm.load(sys.argv[2], int(sys.argv[3]))
+    print(json.dumps(pipeline.predict_proba(rows)[:, 1].round(12).tolist()))
+"""
+
+
+def run_demo(home: Path | None = None) -> None:
+    if home is not None:
+        os.environ["HARBOURMASTER_HOME"] = str(Path(home).absolute())
+    settings = Settings.from_env()
+    story = Story()
+    console.print("[bold]Harbourmaster demo[/]: from a data scientist's project to registered, verifiable versions.")
+    console.print(f"State lives in {settings.home} (SQLite + a local artifact folder).")
+
+    story.step("A data scientist's project")
+    project_dir = settings.home / "demo" / PROJECT
+    frame = write_demo_project(project_dir)
+    story.say(f"{project_dir}: harbourmaster.toml, features.py (data preparation + a custom transformer), model.py")
+    story.say(
+        f"training data: {len(frame)} rows x {frame.shape[1] - 1} features "
+        "(scikit-learn's breast-cancer set, no download)"
+    )
+
+    with Client(settings=settings) as hm:
+        story.step("Train version 1 with `harbourmaster train` (the same pipeline operators rerun later)")
+        first = hm.train(project_dir)
+        story.say(_trained(first.version.number, first.version.metrics, first.run.duration_seconds))
+        story.say(
+            f"bundle sha256:{first.version.digest[:16]}... holds the data preparation, the model and the project code"
+        )
+
+        story.step("Tune a parameter and train version 2")
+        set_param(project_dir / "harbourmaster.toml", 1.0)
+        second = hm.train(project_dir)
+        story.say(_trained(second.version.number, second.version.metrics, second.run.duration_seconds))
+        comparison = hm.diff(PROJECT, first.version.number, second.version.number)
+        for change in comparison.metric_changes:
+            if change.delta is not None:
+                verdict = "better" if change.improved else "worse" if change.improved is False else "same"
+                story.say(f"{change.name}: {change.before:.4f} -> {change.after:.4f} ({verdict})")
+        story.say(
+            "schema: " + ("unchanged" if not comparison.input_changes else f"{len(comparison.input_changes)} change(s)")
+        )
+
+        story.step("Register a model trained interactively, as from a notebook")
+        features = frame.drop(columns=["malignant"])
+        x_train, x_test, y_train, y_test = train_test_split(
+            features,
+            frame["malignant"],
+            test_size=0.25,
+            random_state=7,
+            stratify=frame["malignant"],
+        )
+        forest = RandomForestClassifier(n_estimators=60, random_state=7).fit(x_train, y_train)
+        third = hm.register(
+            PROJECT,
+            forest,
+            x_train.assign(malignant=y_train),
+            target="malignant",
+            metrics=["accuracy", "roc_auc", "f1"],
+            eval_data=x_test.assign(malignant=y_test),
+            description="random forest from a notebook",
+        )
+        story.say(_trained(third.number, third.metrics, None))
+        hm.tag(PROJECT, second.version.number, "candidate", "best logistic model")
+        story.say(f"tagged v{second.version.number} as candidate")
+
+        story.step("The registry")
+        for version in hm.versions(PROJECT):
+            metrics = ", ".join(f"{name} {value:.3f}" for name, value in version.metrics.items())
+            tags = f"  tags: {', '.join(version.tags)}" if version.tags else ""
+            story.say(f"v{version.number}  sha256:{version.digest[:12]}  {version.format:6}  {metrics}{tags}")
+        detail = hm.version(PROJECT, second.version.number)
+        lineage = detail.lineage
+        story.say(
+            f"v{detail.number} lineage: data fingerprint {lineage['data']['fingerprint'][:12]}, "
+            f"{lineage['data']['rows']} rows, code {_code(lineage.get('code', {}))}, "
+            f"parent v{lineage.get('parent_version')}"
+        )
+
+        story.step("Load version 2 in a fresh process, far from the project folder")
+        sample = features.sample(5, random_state=1)
+        in_process = hm.load(PROJECT, second.version.number).predict_proba(sample)[:, 1].round(12).tolist()
+        fresh = _predict_in_fresh_process(sample, second.version.number, settings)
+        same = fresh == in_process
+        story.say("every file checked against its sha256 digest before loading")
+        story.say(f"probabilities in this process:  {[round(p, 4) for p in in_process]}")
+        story.say(f"probabilities in a new process: {[round(p, 4) for p in fresh]}")
+        story.say(
+            "[green]identical[/]: the custom transformer and data preparation travelled with the bundle"
+            if same
+            else "[red]different![/]"
+        )
+        if not same:
+            raise SystemExit(1)
+
+    story.step("What next")
+    story.say(f"harbourmaster versions {PROJECT}        # the registry")
+    story.say(f"harbourmaster show {PROJECT} 2          # schema, metrics, lineage")
+    story.say(f"harbourmaster diff {PROJECT} 1 2        # what changed")
+    story.say("harbourmaster server                       # the HTTP API, docs at http://127.0.0.1:8700/docs")
+    story.done()
+
+
+def _trained(number: int, metrics: dict[str, float], seconds: float | None) -> str:
+    shown = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
+    took = f" in {seconds:.1f}s" if seconds is not None else ""
+    return f"[green]v{number} registered[/]{took}; held-out {shown}"
+
+
+def _code(code: dict) -> str:
+    if code.get("kind") == "git":
+        return f"git {code['sha'][:10]}"
+    return f"files sha256 {str(code.get('sha256', ''))[:10]}"
+
+
+def _predict_in_fresh_process(sample: pd.DataFrame, version: int, settings: Settings) -> list[float]:
+    with tempfile.TemporaryDirectory() as elsewhere:
+        rows = Path(elsewhere) / "rows.json"
+        rows.write_text(sample.to_json(orient="records"))
+        env = {**os.environ, "HARBOURMASTER_HOME": str(settings.home)}
+        result = subprocess.run(
+            [sys.executable, "-c", FRESH_PROCESS_CHECK, str(rows), PROJECT, str(version)],
+            cwd=elsewhere,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if result.returncode != 0:
+        raise RuntimeError(f"the fresh process failed:\n{result.stderr}")
+    return json.loads(result.stdout.strip().splitlines()[-1])

@@ -1,0 +1,89 @@
+"""Records that cross layers and the wire: what services return and the API sends.
+
+Pure data (pydantic), no I/O. The SDK returns these same types in embedded and
+in server mode, so a script works unchanged against either.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from harbourmaster.core.schema import SchemaChange
+from harbourmaster.core.version_diff import MetricChange
+
+
+class ProjectInfo(BaseModel):
+    name: str
+    description: str = ""
+    created_by: str
+    created_at: datetime
+    version_count: int = 0
+    latest_version: int | None = None
+
+
+class VersionSummary(BaseModel):
+    project: str
+    number: int
+    digest: str
+    format: str
+    metrics: dict[str, float]
+    description: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+    created_by: str
+    created_at: datetime
+
+
+class VersionDetail(VersionSummary):
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+    lineage: dict[str, Any]
+    trusted_pickle: bool = False
+
+
+class FieldChange(BaseModel):
+    before: Any = None
+    after: Any = None
+
+
+class VersionDiff(BaseModel):
+    project: str
+    old: int
+    new: int
+    input_changes: list[SchemaChange]
+    output_changes: list[SchemaChange]
+    metric_changes: list[MetricChange]
+    lineage_changes: dict[str, FieldChange]
+
+    @property
+    def breaking(self) -> bool:
+        return any(change.breaking for change in [*self.input_changes, *self.output_changes])
+
+
+class RunInfo(BaseModel):
+    id: int
+    project: str
+    kind: str
+    status: str
+    environment: str | None = None
+    started_at: datetime
+    finished_at: datetime | None = None
+    rows_in: int | None = None
+    rows_out: int | None = None
+    version_number: int | None = None
+    error: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+    created_by: str
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class TrainResult(BaseModel):
+    run: RunInfo
+    version: VersionDetail

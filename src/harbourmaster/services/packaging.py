@@ -1,0 +1,126 @@
+"""Turning a fitted pipeline and its training data into a version bundle.
+
+Shared by ``harbourmaster train`` and ``Client().register(...)`` so that both
+produce the same schema, reference profile and lineage.
+"""
+
+from __future__ import annotations
+
+import math
+import platform as python_platform
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sklearn
+
+from harbourmaster import __version__
+from harbourmaster.bundle.builder import Bundle, build_bundle
+from harbourmaster.core.digest import frame_fingerprint
+from harbourmaster.core.profile import build_profile
+from harbourmaster.core.schema import infer_input_schema, infer_output_schema
+from harbourmaster.errors import EntrypointError, InvalidInputError
+
+OUTPUT_SAMPLE_ROWS = 1000
+
+
+def json_safe(value: Any) -> Any:
+    """Python scalars for numpy/pandas ones; None for NaN and NaT."""
+    if isinstance(value, dict):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is pd.NaT or (not isinstance(value, str | bytes) and pd.api.types.is_scalar(value) and pd.isna(value)):
+        return None
+    if isinstance(value, pd.Timestamp | datetime):
+        return value.isoformat()
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def describe_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters as JSON: plain values kept, estimators and callables named."""
+    described: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, str | int | float | bool) or value is None or isinstance(value, list | tuple | dict):
+            described[key] = json_safe(value)
+        else:
+            described[key] = type(value).__name__
+    return described
+
+
+def runtime_versions() -> dict[str, str]:
+    return {
+        "python": python_platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "pandas": pd.__version__,
+        "numpy": np.__version__,
+        "harbourmaster": __version__,
+    }
+
+
+def package_version(
+    model: Any,
+    *,
+    features: pd.DataFrame,
+    target: pd.Series | None,
+    metrics: dict[str, float],
+    lineage: dict[str, Any],
+    created_by: str,
+    format: str = "skops",
+    code_files: dict[str, bytes] | None = None,
+    prepare: str | None = None,
+    trusted_pickle: bool = False,
+    onnx_model: Any = None,
+) -> Bundle:
+    """Build the bundle of a fitted pipeline from the raw features it was trained on.
+
+    ``features`` are raw records (before any preparation step): they define the
+    input schema that serving validates against and the reference profile that
+    drift is measured against.
+    """
+    if features.empty:
+        raise InvalidInputError("the training data has no rows", "pass the data the model was fit on")
+    sample = features.head(OUTPUT_SAMPLE_ROWS)
+    try:
+        predictions = model.predict(sample)
+    except Exception as exc:  # the user's pipeline: any failure is theirs to fix
+        raise EntrypointError(
+            f"the pipeline cannot predict on its own training data: {type(exc).__name__}: {exc}",
+            "check that it is fitted and takes the raw training columns (minus the target)",
+        ) from exc
+    full_lineage = {
+        "data": {
+            "fingerprint": frame_fingerprint(
+                features if target is None else features.assign(**{"__target__": target.values})
+            ),
+            "rows": len(features),
+            **lineage.pop("data", {}),
+        },
+        "created_by": created_by,
+        "created_at": datetime.now(UTC).isoformat(),
+        "runtime": runtime_versions(),
+        **lineage,
+    }
+    if "parameters" not in full_lineage and hasattr(model, "get_params"):
+        full_lineage["parameters"] = describe_params(model.get_params(deep=False))
+    reference_row = json_safe(features.iloc[0].to_dict())
+    return build_bundle(
+        onnx_model if format == "onnx" and onnx_model is not None else model,
+        format=format,
+        code_files=code_files or {},
+        prepare=prepare,
+        input_schema=infer_input_schema(features).model_dump(mode="json"),
+        output_schema=infer_output_schema(model, predictions).model_dump(mode="json"),
+        profile=build_profile(features).model_dump(mode="json"),
+        metrics={name: float(value) for name, value in metrics.items()},
+        lineage=json_safe(full_lineage),
+        reference_row=reference_row,
+        trusted_pickle=trusted_pickle,
+    )

@@ -1,0 +1,37 @@
+"""The platform: every service wired to one metadata database and one artifact store."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from harbourmaster.config import Settings
+from harbourmaster.services.identity import IdentityService
+from harbourmaster.services.registry import RegistryService
+from harbourmaster.services.training import TrainingService
+from harbourmaster.store.artifacts import ArtifactStore
+from harbourmaster.store.db import Database
+
+
+class Platform:
+    """Entry point of the service layer; faces (CLI, SDK, API) hold one of these."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        self.db = Database(self.settings.database_url)
+        self.artifacts = ArtifactStore(self.settings.artifacts_url, self.settings.storage_options)
+
+    @cached_property
+    def registry(self) -> RegistryService:
+        return RegistryService(self)
+
+    @cached_property
+    def identity(self) -> IdentityService:
+        return IdentityService(self)
+
+    @cached_property
+    def training(self) -> TrainingService:
+        return TrainingService(self)
+
+    def close(self) -> None:
+        self.db.dispose()

@@ -1,0 +1,292 @@
+"""The registry: projects, numbered immutable versions, tags, and loading them back."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from harbourmaster.bundle.builder import Bundle
+from harbourmaster.bundle.loaded import LoadedBundle
+from harbourmaster.bundle.storage import load_bundle, save_bundle
+from harbourmaster.core.digest import sha256_bytes
+from harbourmaster.core.project_spec import PROJECT_NAME_PATTERN
+from harbourmaster.core.schema import (
+    InputSchema,
+    OutputSchema,
+    diff_input_schemas,
+    diff_output_schemas,
+)
+from harbourmaster.core.version_diff import diff_metrics
+from harbourmaster.errors import BundleIntegrityError, InvalidInputError, NotFoundError
+from harbourmaster.schemas import (
+    FieldChange,
+    ProjectInfo,
+    VersionDetail,
+    VersionDiff,
+    VersionSummary,
+)
+from harbourmaster.services.actors import Actor
+from harbourmaster.store.tables import ProjectRow, VersionRow, VersionTagRow
+
+if TYPE_CHECKING:
+    from harbourmaster.services.platform import Platform
+
+VersionRef = int | str
+MAX_NUMBERING_ATTEMPTS = 20
+
+
+def check_project_name(name: str) -> str:
+    if not PROJECT_NAME_PATTERN.fullmatch(name or ""):
+        raise InvalidInputError(
+            f"{name!r} is not a valid project name",
+            "use 1-63 lower-case letters, digits, '-' or '_', starting with a letter or digit",
+        )
+    return name
+
+
+def _summary_fields(row: VersionRow) -> dict[str, Any]:
+    return {
+        "project": row.project.name,
+        "number": row.number,
+        "digest": row.digest,
+        "format": row.format,
+        "metrics": row.metrics,
+        "description": row.description,
+        "tags": {tag.key: tag.value for tag in row.tags},
+        "created_by": row.created_by,
+        "created_at": row.created_at,
+    }
+
+
+def version_summary(row: VersionRow) -> VersionSummary:
+    return VersionSummary(**_summary_fields(row))
+
+
+def version_detail(row: VersionRow) -> VersionDetail:
+    return VersionDetail(
+        **_summary_fields(row),
+        input_schema=row.input_schema,
+        output_schema=row.output_schema,
+        lineage=row.lineage,
+        trusted_pickle=row.trusted_pickle,
+    )
+
+
+class RegistryService:
+    """Projects and their versions. Versions are numbered 1, 2, 3 per project."""
+
+    def __init__(self, platform: Platform) -> None:
+        self._platform = platform
+
+    # -- projects ---------------------------------------------------------------
+
+    def create_project(self, actor: Actor, name: str, description: str = "") -> ProjectInfo:
+        check_project_name(name)
+        with self._platform.db.transaction() as session:
+            row = self._ensure_project(session, actor, name, description)
+            return self._project_info(session, row)
+
+    def list_projects(self, actor: Actor) -> list[ProjectInfo]:
+        with self._platform.db.reader() as session:
+            rows = session.scalars(select(ProjectRow).order_by(ProjectRow.name)).all()
+            return [self._project_info(session, row) for row in rows]
+
+    def get_project(self, actor: Actor, name: str) -> ProjectInfo:
+        with self._platform.db.reader() as session:
+            return self._project_info(session, self._project_row(session, name))
+
+    # -- versions ---------------------------------------------------------------
+
+    def register_bundle(self, actor: Actor, project: str, bundle: Bundle, description: str = "") -> VersionDetail:
+        """Store a bundle's files (content-addressed) and record it as the next version."""
+        check_project_name(project)
+        verify_bundle(bundle)
+        save_bundle(self._platform.artifacts, bundle)
+        manifest = bundle.manifest
+        for _attempt in range(MAX_NUMBERING_ATTEMPTS):
+            try:
+                with self._platform.db.transaction() as session:
+                    project_row = self._ensure_project(session, actor, project, "")
+                    latest = session.scalar(
+                        select(func.max(VersionRow.number)).where(VersionRow.project_id == project_row.id)
+                    )
+                    row = VersionRow(
+                        project=project_row,
+                        number=(latest or 0) + 1,
+                        digest=bundle.digest,
+                        format=manifest.format,
+                        trusted_pickle=manifest.trusted_pickle,
+                        input_schema=manifest.input_schema,
+                        output_schema=manifest.output_schema,
+                        metrics=manifest.metrics,
+                        lineage=manifest.lineage,
+                        description=description,
+                        created_by=actor.name,
+                    )
+                    session.add(row)
+                    session.flush()
+                    return version_detail(row)
+            except IntegrityError:
+                continue  # another writer took this number (or created the project); retry
+        raise InvalidInputError(
+            f"could not number a new version of {project!r}: too many concurrent registrations",
+            "retry the registration",
+        )
+
+    def list_versions(self, actor: Actor, project: str) -> list[VersionSummary]:
+        with self._platform.db.reader() as session:
+            project_row = self._project_row(session, project)
+            rows = session.scalars(
+                select(VersionRow)
+                .where(VersionRow.project_id == project_row.id)
+                .options(selectinload(VersionRow.tags))
+                .order_by(VersionRow.number)
+            ).all()
+            return [version_summary(row) for row in rows]
+
+    def get_version(self, actor: Actor, project: str, version: VersionRef) -> VersionDetail:
+        with self._platform.db.reader() as session:
+            return version_detail(self._version_row(session, project, version))
+
+    def diff_versions(self, actor: Actor, project: str, old: VersionRef, new: VersionRef) -> VersionDiff:
+        before = self.get_version(actor, project, old)
+        after = self.get_version(actor, project, new)
+        lineage_changes = {
+            key: FieldChange(before=before.lineage.get(key), after=after.lineage.get(key))
+            for key in sorted(set(before.lineage) | set(after.lineage))
+            if before.lineage.get(key) != after.lineage.get(key) and key not in {"created_at", "parent_version"}
+        }
+        return VersionDiff(
+            project=project,
+            old=before.number,
+            new=after.number,
+            input_changes=diff_input_schemas(
+                InputSchema.model_validate(before.input_schema),
+                InputSchema.model_validate(after.input_schema),
+            ),
+            output_changes=diff_output_schemas(
+                OutputSchema.model_validate(before.output_schema),
+                OutputSchema.model_validate(after.output_schema),
+            ),
+            metric_changes=diff_metrics(before.metrics, after.metrics),
+            lineage_changes=lineage_changes,
+        )
+
+    def set_tag(self, actor: Actor, project: str, version: VersionRef, key: str, value: str = "") -> VersionDetail:
+        if not key or len(key) > 128 or any(ch.isspace() for ch in key):
+            raise InvalidInputError(f"tag key {key!r} is not valid", "use 1-128 characters without spaces")
+        with self._platform.db.transaction() as session:
+            row = self._version_row(session, project, version)
+            existing = next((tag for tag in row.tags if tag.key == key), None)
+            if existing is None:
+                row.tags.append(VersionTagRow(key=key, value=value, created_by=actor.name))
+            else:
+                existing.value = value
+            session.flush()
+            return version_detail(row)
+
+    def delete_tag(self, actor: Actor, project: str, version: VersionRef, key: str) -> VersionDetail:
+        with self._platform.db.transaction() as session:
+            row = self._version_row(session, project, version)
+            existing = next((tag for tag in row.tags if tag.key == key), None)
+            if existing is None:
+                raise NotFoundError(
+                    f"version {row.number} of {project!r} has no tag {key!r}",
+                    f"list its tags with: harbourmaster show {project} {row.number}",
+                )
+            row.tags.remove(existing)
+            session.flush()
+            return version_detail(row)
+
+    def load_version(self, actor: Actor, project: str, version: VersionRef) -> LoadedBundle:
+        """Load a version's pipeline, verifying every file against its digest."""
+        detail = self.get_version(actor, project, version)
+        return load_bundle(self._platform.artifacts, detail.digest, self._platform.settings)
+
+    # -- internals --------------------------------------------------------------
+
+    def _ensure_project(self, session: Session, actor: Actor, name: str, description: str) -> ProjectRow:
+        row = session.scalar(select(ProjectRow).where(ProjectRow.name == name))
+        if row is None:
+            row = ProjectRow(name=name, description=description, created_by=actor.name)
+            session.add(row)
+            session.flush()
+        elif description and row.description != description:
+            row.description = description
+        return row
+
+    def _project_row(self, session: Session, name: str) -> ProjectRow:
+        row = session.scalar(select(ProjectRow).where(ProjectRow.name == name))
+        if row is None:
+            known = session.scalars(select(ProjectRow.name).order_by(ProjectRow.name)).all()
+            raise NotFoundError(
+                f"no project named {name!r}",
+                f"known projects: {', '.join(known)}" if known else "train one first: harbourmaster train PROJECT_DIR",
+            )
+        return row
+
+    def _version_row(self, session: Session, project: str, version: VersionRef) -> VersionRow:
+        project_row = self._project_row(session, project)
+        number = parse_version_ref(version)
+        query = select(VersionRow).where(VersionRow.project_id == project_row.id)
+        if number is None:
+            query = query.order_by(VersionRow.number.desc()).limit(1)
+        else:
+            query = query.where(VersionRow.number == number)
+        row = session.scalar(query.options(selectinload(VersionRow.tags)))
+        if row is None:
+            raise NotFoundError(
+                f"project {project!r} has no version {version}",
+                f"list its versions with: harbourmaster versions {project}",
+            )
+        return row
+
+    def _project_info(self, session: Session, row: ProjectRow) -> ProjectInfo:
+        count, latest = session.execute(
+            select(func.count(VersionRow.id), func.max(VersionRow.number)).where(VersionRow.project_id == row.id)
+        ).one()
+        return ProjectInfo(
+            name=row.name,
+            description=row.description,
+            created_by=row.created_by,
+            created_at=row.created_at,
+            version_count=count,
+            latest_version=latest,
+        )
+
+
+def parse_version_ref(version: VersionRef) -> int | None:
+    """A version number, or None for "latest"."""
+    if isinstance(version, int) and not isinstance(version, bool):
+        number = version
+    elif isinstance(version, str) and version.strip().lower() == "latest":
+        return None
+    elif isinstance(version, str) and version.strip().lstrip("v").isdigit():
+        number = int(version.strip().lstrip("v"))
+    else:
+        raise InvalidInputError(f"{version!r} is not a version", "give a version number such as 3, or 'latest'")
+    if number < 1:
+        raise InvalidInputError(f"{version!r} is not a version", "version numbers start at 1")
+    return number
+
+
+def verify_bundle(bundle: Bundle) -> None:
+    """Refuse a bundle whose files do not match its manifest (e.g. an upload gone wrong)."""
+    manifest = bundle.manifest
+    if set(bundle.files) != set(manifest.files):
+        missing = sorted(set(manifest.files) - set(bundle.files))
+        extra = sorted(set(bundle.files) - set(manifest.files))
+        raise BundleIntegrityError(
+            f"bundle files do not match its manifest (missing: {missing}, unexpected: {extra})",
+            "send every file the manifest lists, and nothing else",
+        )
+    for path, entry in manifest.files.items():
+        actual = sha256_bytes(bundle.files[path])
+        if actual != entry.sha256:
+            raise BundleIntegrityError(
+                f"bundle file {path} is corrupt or altered: expected sha256 {entry.sha256}, found {actual}",
+                "rebuild the bundle and send it again",
+            )

@@ -1,0 +1,389 @@
+"""The training pipeline: project file -> data -> fit -> evaluate -> registered version.
+
+Operators rerun this same pipeline on other data (production data, later) by
+passing a different ``DataSource``: the project's code decides how to fit, the
+platform decides where the data comes from.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import tomllib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils.validation import check_is_fitted
+
+from harbourmaster.bundle.builder import Bundle
+from harbourmaster.bundle.code import (
+    code_modules,
+    code_revision,
+    project_imports,
+    snapshot_project_code,
+)
+from harbourmaster.core.metrics import default_metrics, evaluate, validate_metric_names
+from harbourmaster.core.project_spec import ProjectSpec, parse_project_spec
+from harbourmaster.errors import (
+    DataSourceError,
+    EntrypointError,
+    HarbourmasterError,
+    ProjectFileError,
+)
+from harbourmaster.schemas import RunInfo, TrainResult
+from harbourmaster.services.actors import Actor
+from harbourmaster.services.packaging import describe_params, package_version
+from harbourmaster.store.data_sources import DataSource, load_frame
+from harbourmaster.store.tables import RunRow
+
+if TYPE_CHECKING:
+    from harbourmaster.services.platform import Platform
+
+PROJECT_FILE = "harbourmaster.toml"
+
+
+def read_project_spec(project_dir: Path) -> ProjectSpec:
+    """Read and validate ``harbourmaster.toml`` in a project folder."""
+    project_dir = Path(project_dir)
+    if not project_dir.is_dir():
+        raise ProjectFileError(
+            f"project folder {project_dir} does not exist",
+            "give the folder that holds harbourmaster.toml",
+        )
+    path = project_dir / PROJECT_FILE
+    if not path.is_file():
+        raise ProjectFileError(
+            f"{path} is missing",
+            "create it: see docs/project-file.md, or run `harbourmaster demo` for an example",
+        )
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ProjectFileError(f"{path} is not valid TOML: {exc}", "fix the syntax at that line") from exc
+    return parse_project_spec(data, str(path))
+
+
+def data_source_of(spec: ProjectSpec) -> DataSource:
+    return DataSource(path=spec.data.source, url=spec.data.url, query=spec.data.query)
+
+
+def resolve_entrypoint(reference: str, key: str) -> Callable[..., Any]:
+    """Import ``module:function`` from the project code (already on sys.path)."""
+    module_name, _, function_name = reference.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise EntrypointError(
+            f"[pipeline] {key} = {reference!r}: importing {module_name} failed: {type(exc).__name__}: {exc}",
+            f"make sure {module_name.replace('.', '/')}.py exists in the project folder and imports",
+        ) from exc
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise EntrypointError(
+            f"[pipeline] {key} = {reference!r}: {module_name} has no function {function_name}",
+            f"define {function_name}() in {module_name.replace('.', '/')}.py",
+        )
+    return function
+
+
+def _required_positional(function: Callable[..., Any]) -> int:
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return 0
+    return sum(
+        1
+        for parameter in parameters
+        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
+        and parameter.default is parameter.empty
+    )
+
+
+def _is_fitted(estimator: Any) -> bool:
+    try:
+        check_is_fitted(estimator)
+    except (NotFittedError, TypeError):
+        return False
+    return True
+
+
+def fit_pipeline(
+    spec: ProjectSpec,
+    train_function: Callable[..., Any],
+    prepare_function: Callable[..., Any] | None,
+    features: pd.DataFrame,
+    target: pd.Series,
+) -> Any:
+    """Call the project's training entrypoint and return one fitted pipeline.
+
+    ``train()`` (no required arguments) returns an unfitted estimator that the
+    platform fits; ``train(frame)`` or ``train(X, y)`` returns a fitted one.
+    The preparation step, if any, becomes the first step of the pipeline.
+    """
+    reference = spec.pipeline.train
+    params = dict(spec.pipeline.params)
+    prepare_step = FunctionTransformer(prepare_function, validate=False) if prepare_function else None
+    try:
+        required = _required_positional(train_function)
+        if required == 0:
+            estimator = train_function(**params)
+            _require_estimator(estimator, reference)
+            pipeline = Pipeline([("prepare", prepare_step), ("model", estimator)]) if prepare_step else estimator
+            pipeline.fit(features, target)
+            return pipeline
+        prepared = prepare_step.fit_transform(features) if prepare_step else features
+        if required == 1:
+            frame = prepared.assign(**{spec.data.target: target.values})
+            fitted = train_function(frame, **params)
+        else:
+            fitted = train_function(prepared, target, **params)
+    except HarbourmasterError:
+        raise
+    except Exception as exc:
+        raise EntrypointError(
+            f"training entrypoint {reference} raised {type(exc).__name__}: {exc}",
+            "fix the training code (run it in a notebook on the same data to debug)",
+        ) from exc
+    _require_estimator(fitted, reference)
+    if not _is_fitted(fitted):
+        raise EntrypointError(
+            f"training entrypoint {reference} returned an unfitted {type(fitted).__name__}",
+            "return the fitted estimator, or take no arguments and return an unfitted one",
+        )
+    return Pipeline([("prepare", prepare_step), ("model", fitted)]) if prepare_step else fitted
+
+
+def _require_estimator(value: Any, reference: str) -> None:
+    if not (hasattr(value, "fit") and hasattr(value, "predict")):
+        raise EntrypointError(
+            f"training entrypoint {reference} returned {type(value).__name__}, not an estimator",
+            "return a scikit-learn compatible estimator or pipeline (with fit and predict)",
+        )
+
+
+class TrainingService:
+    """Runs a project's training pipeline and registers the result."""
+
+    def __init__(self, platform: Platform) -> None:
+        self._platform = platform
+
+    def train(
+        self,
+        actor: Actor,
+        project_dir: Path,
+        *,
+        data: DataSource | None = None,
+        description: str = "",
+    ) -> TrainResult:
+        """Train from a project folder and register the new version, recording a run."""
+        project_dir = Path(project_dir).absolute()
+        spec = read_project_spec(project_dir)
+        run_id = self._start_run(actor, spec.project.name, project_dir)
+        try:
+            parent = self._latest_number(actor, spec.project.name)
+            bundle, summary = build_training_bundle(actor, project_dir, spec, data=data, parent_version=parent)
+            version = self._platform.registry.register_bundle(
+                actor, spec.project.name, bundle, description or spec.project.description
+            )
+        except Exception as exc:
+            self._finish_run(run_id, status="failed", error=str(exc))
+            raise
+        run = self._finish_run(
+            run_id,
+            status="succeeded",
+            version_number=version.number,
+            rows_in=summary["rows"],
+            details=summary,
+        )
+        return TrainResult(run=run, version=version)
+
+    def record_run(self, actor: Actor, project: str, version_number: int, summary: dict[str, Any]) -> RunInfo:
+        """Record a training run done elsewhere (e.g. by a remote SDK) for a new version."""
+        run_id = self._start_run(actor, project, None)
+        return self._finish_run(
+            run_id,
+            status="succeeded",
+            version_number=version_number,
+            rows_in=summary.get("rows"),
+            details=summary,
+        )
+
+    def list_runs(self, actor: Actor, project: str | None = None, limit: int = 50) -> list[RunInfo]:
+        from sqlalchemy import select
+
+        with self._platform.db.reader() as session:
+            query = select(RunRow).order_by(RunRow.id.desc()).limit(limit)
+            if project:
+                query = query.where(RunRow.project == project)
+            return [run_info(row) for row in session.scalars(query)]
+
+    def _latest_number(self, actor: Actor, project: str) -> int | None:
+        from harbourmaster.errors import NotFoundError
+
+        try:
+            return self._platform.registry.get_project(actor, project).latest_version
+        except NotFoundError:
+            return None
+
+    def _start_run(self, actor: Actor, project: str, project_dir: Path | None) -> int:
+        with self._platform.db.transaction() as session:
+            row = RunRow(
+                project=project,
+                kind="train",
+                status="running",
+                created_by=actor.name,
+                details={"project_dir": str(project_dir)} if project_dir else {},
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def _finish_run(
+        self,
+        run_id: int,
+        *,
+        status: str,
+        error: str | None = None,
+        version_number: int | None = None,
+        rows_in: int | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> RunInfo:
+        with self._platform.db.transaction() as session:
+            row = session.get_one(RunRow, run_id)
+            row.status = status
+            row.error = error
+            row.finished_at = datetime.now(UTC)
+            row.version_number = version_number
+            row.rows_in = rows_in
+            row.details = {**row.details, **(details or {})}
+            session.flush()
+            return run_info(row)
+
+
+def run_info(row: RunRow) -> RunInfo:
+    return RunInfo(
+        id=row.id,
+        project=row.project,
+        kind=row.kind,
+        status=row.status,
+        environment=row.environment,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        rows_in=row.rows_in,
+        rows_out=row.rows_out,
+        version_number=row.version_number,
+        error=row.error,
+        details=row.details,
+        created_by=row.created_by,
+    )
+
+
+def build_training_bundle(
+    actor: Actor,
+    project_dir: Path,
+    spec: ProjectSpec,
+    *,
+    data: DataSource | None = None,
+    parent_version: int | None = None,
+) -> tuple[Bundle, dict[str, Any]]:
+    """Load data, fit, evaluate on the held-out split and build the bundle (no store writes)."""
+    source = data or data_source_of(spec)
+    frame = load_frame(source, project_dir)
+    target_name = spec.data.target
+    if target_name not in frame.columns:
+        raise DataSourceError(
+            f"target column {target_name!r} is not in the data from {source.describe()}"
+            f" (columns: {', '.join(map(str, frame.columns[:20]))})",
+            "fix [data] target in harbourmaster.toml or the data source",
+        )
+    frame = frame[frame[target_name].notna()]
+    features = frame.drop(columns=[target_name])
+    target = frame[target_name]
+    if features.shape[1] == 0:
+        raise DataSourceError(
+            f"the data from {source.describe()} has no feature columns besides the target",
+            "add feature columns to the data",
+        )
+
+    code_files = snapshot_project_code(project_dir)
+    modules = code_modules(code_files)
+    evaluation = spec.evaluation
+    classification = _looks_like_classification(target)
+    stratify = target if (evaluation.stratify and classification and target.value_counts().min() >= 2) else None
+    try:
+        x_train, x_test, y_train, y_test = train_test_split(
+            features,
+            target,
+            test_size=evaluation.holdout,
+            random_state=evaluation.seed,
+            stratify=stratify,
+        )
+    except ValueError as exc:
+        raise DataSourceError(
+            f"cannot hold out {evaluation.holdout:.0%} of {len(frame)} rows: {exc}",
+            "use more data or a different [evaluation] holdout",
+        ) from exc
+
+    metric_names = validate_metric_names(
+        evaluation.metrics or default_metrics("classification" if classification else "regression")
+    )
+    with project_imports(project_dir, modules):
+        train_function = resolve_entrypoint(spec.pipeline.train, "train")
+        prepare_function = resolve_entrypoint(spec.pipeline.prepare, "prepare") if spec.pipeline.prepare else None
+        fitted = fit_pipeline(spec, train_function, prepare_function, x_train, y_train)
+        metrics = evaluate(fitted, x_test, y_test, metric_names)
+        lineage = {
+            "data": {
+                "source": source.describe(),
+                "training_rows": len(x_train),
+                "holdout_rows": len(x_test),
+            },
+            "code": code_revision(project_dir, code_files),
+            "parameters": {
+                **spec.pipeline.params,
+                **describe_params(fitted.get_params(deep=False) if hasattr(fitted, "get_params") else {}),
+            },
+            "parent_version": parent_version,
+            "target": target_name,
+            "entrypoints": {"train": spec.pipeline.train, "prepare": spec.pipeline.prepare},
+            "evaluation": {
+                "holdout": evaluation.holdout,
+                "seed": evaluation.seed,
+                "metrics": metric_names,
+            },
+        }
+        bundle = package_version(
+            fitted,
+            features=features,
+            target=target,
+            metrics=metrics,
+            lineage=lineage,
+            created_by=actor.name,
+            format=spec.serialization.format,
+            code_files=code_files,
+            prepare=spec.pipeline.prepare,
+            trusted_pickle=spec.serialization.trust_pickle,
+        )
+    summary = {
+        "rows": len(frame),
+        "training_rows": len(x_train),
+        "holdout_rows": len(x_test),
+        "metrics": metrics,
+        "source": source.describe(),
+    }
+    return bundle, summary
+
+
+def _looks_like_classification(target: pd.Series) -> bool:
+    if target.dtype == object or isinstance(target.dtype, pd.CategoricalDtype) or target.dtype == bool:
+        return True
+    if pd.api.types.is_integer_dtype(target):
+        return target.nunique() <= max(20, int(len(target) ** 0.5) // 4) and target.nunique() < len(target)
+    return False
