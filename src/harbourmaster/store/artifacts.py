@@ -44,11 +44,17 @@ class ArtifactStore:
     def put_bytes(self, key: str, data: bytes) -> None:
         target = self.path(key)
         if self._local:
-            parent = target.rsplit("/", 1)[0]
+            parent, name = target.rsplit("/", 1)
             self._fs.makedirs(parent, exist_ok=True)
-            temporary = f"{target}.tmp-{uuid.uuid4().hex}"
-            self._fs.pipe_file(temporary, data)
-            self._fs.mv(temporary, target)
+            # A hidden name that list() skips, so a crashed write never shows up as a key.
+            temporary = f"{parent}/.tmp-{uuid.uuid4().hex}-{name}"
+            try:
+                self._fs.pipe_file(temporary, data)
+                self._fs.mv(temporary, target)
+            except BaseException:
+                if self._fs.exists(temporary):
+                    self._fs.rm(temporary)
+                raise
         else:
             # Object stores make a PUT visible atomically.
             self._fs.pipe_file(target, data)
