@@ -170,6 +170,7 @@ class Client:
         except HarbourmasterError:
             parent = None
         bundle, summary = build_training_bundle(self.actor, project_dir, spec, data=data, parent_version=parent)
+        self.create_project(spec.project.name, spec.project.description)
         version = self._upload(spec.project.name, bundle, spec.project.description, summary)
         run = next(run for run in self.runs(spec.project.name) if run.version_number == version.number)
         return TrainResult(run=run, version=version)

@@ -189,6 +189,8 @@ class TrainingService:
         try:
             parent = self._latest_number(actor, spec.project.name)
             bundle, summary = build_training_bundle(actor, project_dir, spec, data=data, parent_version=parent)
+            # [project] description describes the project (register_bundle only describes the version).
+            self._platform.registry.create_project(actor, spec.project.name, spec.project.description)
             version = self._platform.registry.register_bundle(
                 actor, spec.project.name, bundle, description or spec.project.description
             )
