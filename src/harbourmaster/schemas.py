@@ -87,3 +87,57 @@ class RunInfo(BaseModel):
 class TrainResult(BaseModel):
     run: RunInfo
     version: VersionDetail
+
+
+class VersionPointer(BaseModel):
+    """A version as a replica needs it: its number and its bundle digest."""
+
+    number: int
+    digest: str
+
+
+class ChallengerState(BaseModel):
+    version: VersionPointer
+    mode: str  # "canary" | "shadow"
+    weight: float = 0.0  # percent of traffic for a canary
+    sticky_key: str | None = None  # request field/header that pins a caller to one side
+
+
+class DeploymentState(BaseModel):
+    """The desired state of one project in one environment."""
+
+    project: str
+    environment: str
+    champion: VersionPointer | None = None
+    challenger: ChallengerState | None = None
+    failover: VersionPointer | None = None
+    fallback: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+    revision: int
+    updated_by: str
+    updated_at: datetime
+
+
+class DeploymentEvent(BaseModel):
+    project: str
+    environment: str
+    revision: int
+    action: str
+    champion: int | None = None
+    state: dict[str, Any]
+    details: dict[str, Any] = Field(default_factory=dict)
+    actor: str
+    created_at: datetime
+
+
+class ReplicaInfo(BaseModel):
+    id: str
+    environment: str
+    host: str
+    pid: int
+    address: str = ""
+    status: str
+    loaded: dict[str, Any] = Field(default_factory=dict)
+    details: dict[str, Any] = Field(default_factory=dict)
+    started_at: datetime
+    last_seen: datetime

@@ -5,6 +5,8 @@ from __future__ import annotations
 from functools import cached_property
 
 from harbourmaster.config import Settings
+from harbourmaster.services.deployments import DeploymentService
+from harbourmaster.services.environments import EnvironmentService
 from harbourmaster.services.identity import IdentityService
 from harbourmaster.services.registry import RegistryService
 from harbourmaster.services.training import TrainingService
@@ -20,10 +22,19 @@ class Platform:
         self.settings.home.mkdir(parents=True, exist_ok=True)
         self.db = Database(self.settings.database_url)
         self.artifacts = ArtifactStore(self.settings.artifacts_url, self.settings.storage_options)
+        self.environments.ensure_defaults()
 
     @cached_property
     def registry(self) -> RegistryService:
         return RegistryService(self)
+
+    @cached_property
+    def environments(self) -> EnvironmentService:
+        return EnvironmentService(self)
+
+    @cached_property
+    def deployments(self) -> DeploymentService:
+        return DeploymentService(self)
 
     @cached_property
     def identity(self) -> IdentityService:

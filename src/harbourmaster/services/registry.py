@@ -96,7 +96,7 @@ class RegistryService:
 
     def get_project(self, actor: Actor, name: str) -> ProjectInfo:
         with self._platform.db.reader() as session:
-            return self._project_info(session, self._project_row(session, name))
+            return self._project_info(session, self.project_row(session, name))
 
     # -- versions ---------------------------------------------------------------
 
@@ -138,7 +138,7 @@ class RegistryService:
 
     def list_versions(self, actor: Actor, project: str) -> list[VersionSummary]:
         with self._platform.db.reader() as session:
-            project_row = self._project_row(session, project)
+            project_row = self.project_row(session, project)
             rows = session.scalars(
                 select(VersionRow)
                 .where(VersionRow.project_id == project_row.id)
@@ -149,7 +149,7 @@ class RegistryService:
 
     def get_version(self, actor: Actor, project: str, version: VersionRef) -> VersionDetail:
         with self._platform.db.reader() as session:
-            return version_detail(self._version_row(session, project, version))
+            return version_detail(self.version_row(session, project, version))
 
     def diff_versions(self, actor: Actor, project: str, old: VersionRef, new: VersionRef) -> VersionDiff:
         before = self.get_version(actor, project, old)
@@ -179,7 +179,7 @@ class RegistryService:
         if not key or len(key) > 128 or any(ch.isspace() for ch in key):
             raise InvalidInputError(f"tag key {key!r} is not valid", "use 1-128 characters without spaces")
         with self._platform.db.transaction() as session:
-            row = self._version_row(session, project, version)
+            row = self.version_row(session, project, version)
             existing = next((tag for tag in row.tags if tag.key == key), None)
             if existing is None:
                 row.tags.append(VersionTagRow(key=key, value=value, created_by=actor.name))
@@ -190,7 +190,7 @@ class RegistryService:
 
     def delete_tag(self, actor: Actor, project: str, version: VersionRef, key: str) -> VersionDetail:
         with self._platform.db.transaction() as session:
-            row = self._version_row(session, project, version)
+            row = self.version_row(session, project, version)
             existing = next((tag for tag in row.tags if tag.key == key), None)
             if existing is None:
                 raise NotFoundError(
@@ -218,7 +218,7 @@ class RegistryService:
             row.description = description
         return row
 
-    def _project_row(self, session: Session, name: str) -> ProjectRow:
+    def project_row(self, session: Session, name: str) -> ProjectRow:
         row = session.scalar(select(ProjectRow).where(ProjectRow.name == name))
         if row is None:
             known = session.scalars(select(ProjectRow.name).order_by(ProjectRow.name)).all()
@@ -228,8 +228,8 @@ class RegistryService:
             )
         return row
 
-    def _version_row(self, session: Session, project: str, version: VersionRef) -> VersionRow:
-        project_row = self._project_row(session, project)
+    def version_row(self, session: Session, project: str, version: VersionRef) -> VersionRow:
+        project_row = self.project_row(session, project)
         number = parse_version_ref(version)
         query = select(VersionRow).where(VersionRow.project_id == project_row.id)
         if number is None:

@@ -146,3 +146,76 @@ class TokenRow(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     user: Mapped[UserRow] = relationship(back_populates="tokens")
+
+
+class EnvironmentRow(Base):
+    """An ordered environment (dev, test, prod ...) and its configuration."""
+
+    __tablename__ = "environments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    updated_by: Mapped[str] = mapped_column(String(128), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class DeploymentRow(Base):
+    """The desired state of one project in one environment; replicas reconcile toward it."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (UniqueConstraint("project_id", "environment", name="uq_deployments_project_env"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), nullable=False, index=True)
+    environment: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    champion_version_id: Mapped[int | None] = mapped_column(ForeignKey("versions.id"), nullable=True)
+    challenger_version_id: Mapped[int | None] = mapped_column(ForeignKey("versions.id"), nullable=True)
+    challenger: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    failover_version_id: Mapped[int | None] = mapped_column(ForeignKey("versions.id"), nullable=True)
+    fallback: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    revision: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    updated_by: Mapped[str] = mapped_column(String(128), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    project: Mapped[ProjectRow] = relationship()
+    champion: Mapped[VersionRow | None] = relationship(foreign_keys=[champion_version_id])
+    challenger_version: Mapped[VersionRow | None] = relationship(foreign_keys=[challenger_version_id])
+    failover: Mapped[VersionRow | None] = relationship(foreign_keys=[failover_version_id])
+
+
+class DeploymentEventRow(Base):
+    """Every change of a deployment's desired state, with a snapshot: the history."""
+
+    __tablename__ = "deployment_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id"), nullable=False, index=True)
+    project: Mapped[str] = mapped_column(String(64), nullable=False)
+    environment: Mapped[str] = mapped_column(String(64), nullable=False)
+    revision: Mapped[int] = mapped_column(Integer, nullable=False)
+    action: Mapped[str] = mapped_column(String(32), nullable=False)
+    champion: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    actor: Mapped[str] = mapped_column(String(128), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ReplicaRow(Base):
+    """A serving replica's heartbeat: alive, what it has loaded, its CPU and memory."""
+
+    __tablename__ = "replicas"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    environment: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    host: Mapped[str] = mapped_column(String(255), nullable=False)
+    pid: Mapped[int] = mapped_column(Integer, nullable=False)
+    address: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    loaded: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,0 +1,328 @@
+"""Deployments: the desired state of a project in an environment, and its history.
+
+Replicas poll this state and reconcile toward it; nothing is deployed by copying
+files. Every change bumps ``revision`` and appends a ``DeploymentEventRow``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from harbourmaster.errors import ConflictError, InvalidInputError, NotFoundError
+from harbourmaster.schemas import ChallengerState, DeploymentEvent, DeploymentState, VersionPointer
+from harbourmaster.services.actors import Actor
+from harbourmaster.services.registry import VersionRef
+from harbourmaster.store.tables import DeploymentEventRow, DeploymentRow, ProjectRow, VersionRow
+
+if TYPE_CHECKING:
+    from harbourmaster.services.platform import Platform
+
+CHALLENGER_MODES = ("canary", "shadow")
+
+
+def _pointer(row: VersionRow | None) -> VersionPointer | None:
+    return VersionPointer(number=row.number, digest=row.digest) if row is not None else None
+
+
+def deployment_state(row: DeploymentRow) -> DeploymentState:
+    challenger = None
+    if row.challenger_version is not None:
+        challenger = ChallengerState(
+            version=_pointer(row.challenger_version),
+            mode=row.challenger.get("mode", "canary"),
+            weight=float(row.challenger.get("weight", 0.0)),
+            sticky_key=row.challenger.get("sticky_key"),
+        )
+    return DeploymentState(
+        project=row.project.name,
+        environment=row.environment,
+        champion=_pointer(row.champion),
+        challenger=challenger,
+        failover=_pointer(row.failover),
+        fallback=row.fallback,
+        options=row.options,
+        revision=row.revision,
+        updated_by=row.updated_by,
+        updated_at=row.updated_at,
+    )
+
+
+class DeploymentService:
+    """Records and reads desired state. Governance rules hook in via ``Platform.policy``."""
+
+    def __init__(self, platform: Platform) -> None:
+        self._platform = platform
+
+    # -- reading ----------------------------------------------------------------
+
+    def get(self, actor: Actor, project: str, environment: str) -> DeploymentState:
+        with self._platform.db.reader() as session:
+            return deployment_state(self._existing(session, project, environment))
+
+    def list(self, actor: Actor, environment: str | None = None, project: str | None = None) -> list[DeploymentState]:
+        with self._platform.db.reader() as session:
+            query = select(DeploymentRow).join(ProjectRow).order_by(ProjectRow.name, DeploymentRow.environment)
+            if environment:
+                query = query.where(DeploymentRow.environment == environment)
+            if project:
+                query = query.where(ProjectRow.name == project)
+            return [deployment_state(row) for row in session.scalars(query)]
+
+    def revisions(self, environment: str) -> dict[str, int]:
+        """Project -> revision for one environment: the cheap poll replicas make."""
+        with self._platform.db.reader() as session:
+            rows = session.execute(
+                select(ProjectRow.name, DeploymentRow.revision)
+                .join(ProjectRow, ProjectRow.id == DeploymentRow.project_id)
+                .where(DeploymentRow.environment == environment)
+            ).all()
+            return {name: revision for name, revision in rows}
+
+    def history(
+        self, actor: Actor, project: str, environment: str | None = None, limit: int = 200
+    ) -> list[DeploymentEvent]:
+        with self._platform.db.reader() as session:
+            query = (
+                select(DeploymentEventRow)
+                .where(DeploymentEventRow.project == project)
+                .order_by(DeploymentEventRow.id.desc())
+                .limit(limit)
+            )
+            if environment:
+                query = query.where(DeploymentEventRow.environment == environment)
+            return [
+                DeploymentEvent(
+                    project=row.project,
+                    environment=row.environment,
+                    revision=row.revision,
+                    action=row.action,
+                    champion=row.champion,
+                    state=row.state,
+                    details=row.details,
+                    actor=row.actor,
+                    created_at=row.created_at,
+                )
+                for row in session.scalars(query)
+            ]
+
+    # -- changing ---------------------------------------------------------------
+
+    def deploy(
+        self,
+        actor: Actor,
+        project: str,
+        version: VersionRef,
+        environment: str,
+        *,
+        action: str = "deploy",
+        details: dict[str, Any] | None = None,
+        session: Session | None = None,
+    ) -> DeploymentState:
+        """Make ``version`` the champion of ``project`` in ``environment``."""
+
+        def change(session: Session, row: DeploymentRow) -> None:
+            row.champion = self._version(session, row.project, version)
+            if row.challenger_version is not None and row.challenger_version.id == row.champion.id:
+                row.challenger_version = None
+                row.challenger = {}
+
+        return self._change(actor, project, environment, action, change, details, session)
+
+    def set_challenger(
+        self,
+        actor: Actor,
+        project: str,
+        environment: str,
+        version: VersionRef,
+        *,
+        mode: str = "canary",
+        weight: float = 10.0,
+        sticky_key: str | None = None,
+    ) -> DeploymentState:
+        if mode not in CHALLENGER_MODES:
+            raise InvalidInputError(f"challenger mode {mode!r} is unknown", "use canary or shadow")
+        if not 0 <= weight <= 100:
+            raise InvalidInputError(f"canary weight {weight} is out of range", "give a percentage from 0 to 100")
+
+        def change(session: Session, row: DeploymentRow) -> None:
+            self._require_champion(row)
+            row.challenger_version = self._version(session, row.project, version)
+            row.challenger = {
+                "mode": mode,
+                "weight": float(weight) if mode == "canary" else 0.0,
+                "sticky_key": sticky_key,
+            }
+
+        return self._change(actor, project, environment, "set-challenger", change, None, None, must_exist=True)
+
+    def clear_challenger(self, actor: Actor, project: str, environment: str) -> DeploymentState:
+        def change(_session: Session, row: DeploymentRow) -> None:
+            row.challenger_version = None
+            row.challenger = {}
+
+        return self._change(actor, project, environment, "clear-challenger", change, None, None, must_exist=True)
+
+    def set_fallback(
+        self,
+        actor: Actor,
+        project: str,
+        environment: str,
+        *,
+        failover: VersionRef | None = None,
+        fallback: dict[str, Any] | None = None,
+    ) -> DeploymentState:
+        """Set the failover version and the fallback rules (validated by the serving layer's schema)."""
+        from harbourmaster.core.fallback import validate_fallback_config
+
+        checked = validate_fallback_config(fallback or {})
+
+        def change(session: Session, row: DeploymentRow) -> None:
+            row.failover = self._version(session, row.project, failover) if failover is not None else None
+            row.fallback = checked
+
+        return self._change(actor, project, environment, "set-fallback", change, None, None, must_exist=True)
+
+    def set_options(self, actor: Actor, project: str, environment: str, options: dict[str, Any]) -> DeploymentState:
+        """Serving options (unknown-field policy, latency budget, micro-batching ...)."""
+        from harbourmaster.core.fallback import validate_deployment_options
+
+        checked = validate_deployment_options(options)
+
+        def change(_session: Session, row: DeploymentRow) -> None:
+            row.options = checked
+
+        return self._change(actor, project, environment, "set-options", change, None, None, must_exist=True)
+
+    def rollback(
+        self, actor: Actor, project: str, environment: str, to_version: VersionRef | None = None
+    ) -> DeploymentState:
+        """Put back the previous champion (or a named earlier one) with no restart."""
+        with self._platform.db.reader() as session:
+            current = self._existing(session, project, environment)
+            current_number = current.champion.number if current.champion else None
+            if to_version is None:
+                earlier = session.scalars(
+                    select(DeploymentEventRow.champion)
+                    .where(
+                        DeploymentEventRow.deployment_id == current.id,
+                        DeploymentEventRow.champion.is_not(None),
+                    )
+                    .order_by(DeploymentEventRow.id.desc())
+                ).all()
+                target = next((number for number in earlier if number != current_number), None)
+                if target is None:
+                    raise ConflictError(
+                        f"{project} in {environment} has no earlier champion to roll back to",
+                        f"deploy a version explicitly: harbourmaster deploy {project} VERSION --env {environment}",
+                    )
+                to_version = target
+        return self.deploy(
+            actor, project, to_version, environment, action="rollback", details={"from_version": current_number}
+        )
+
+    # -- internals --------------------------------------------------------------
+
+    def _change(
+        self,
+        actor: Actor,
+        project: str,
+        environment: str,
+        action: str,
+        change: Any,
+        details: dict[str, Any] | None,
+        session: Session | None,
+        *,
+        must_exist: bool = False,
+    ) -> DeploymentState:
+        if session is not None:
+            return self._apply(session, actor, project, environment, action, change, details, must_exist)
+        for _attempt in range(5):
+            try:
+                with self._platform.db.transaction() as own:
+                    return self._apply(own, actor, project, environment, action, change, details, must_exist)
+            except IntegrityError:
+                continue  # two first deployments raced to create the row; the loser retries
+        raise ConflictError(f"could not update {project} in {environment}: too much contention", "retry")
+
+    def _apply(
+        self,
+        session: Session,
+        actor: Actor,
+        project: str,
+        environment: str,
+        action: str,
+        change: Any,
+        details: dict[str, Any] | None,
+        must_exist: bool,
+    ) -> DeploymentState:
+        self._platform.environments.row(session, environment)
+        row = self._row(session, project, environment, lock=True)
+        if row is None:
+            if must_exist:
+                raise NotFoundError(
+                    f"{project} is not deployed in {environment}",
+                    f"deploy a champion first: harbourmaster deploy {project} VERSION --env {environment}",
+                )
+            project_row = self._project(session, project)
+            row = DeploymentRow(project=project_row, environment=environment, revision=0, updated_by=actor.name)
+            session.add(row)
+        change(session, row)
+        row.revision += 1
+        row.updated_by = actor.name
+        row.updated_at = datetime.now(UTC)
+        session.flush()
+        state = deployment_state(row)
+        session.add(
+            DeploymentEventRow(
+                deployment_id=row.id,
+                project=project,
+                environment=environment,
+                revision=row.revision,
+                action=action,
+                champion=state.champion.number if state.champion else None,
+                state=state.model_dump(mode="json"),
+                details=details or {},
+                actor=actor.name,
+            )
+        )
+        session.flush()
+        return state
+
+    def _row(self, session: Session, project: str, environment: str, *, lock: bool = False) -> DeploymentRow | None:
+        query = (
+            select(DeploymentRow)
+            .join(ProjectRow, ProjectRow.id == DeploymentRow.project_id)
+            .where(ProjectRow.name == project, DeploymentRow.environment == environment)
+        )
+        if lock:
+            query = query.with_for_update(of=DeploymentRow)
+        return session.scalar(query)
+
+    def _existing(self, session: Session, project: str, environment: str) -> DeploymentRow:
+        self._project(session, project)
+        self._platform.environments.row(session, environment)
+        row = self._row(session, project, environment)
+        if row is None:
+            raise NotFoundError(
+                f"{project} is not deployed in {environment}",
+                f"deploy it: harbourmaster deploy {project} VERSION --env {environment}",
+            )
+        return row
+
+    def _project(self, session: Session, project: str) -> ProjectRow:
+        return self._platform.registry.project_row(session, project)
+
+    def _version(self, session: Session, project: ProjectRow, version: VersionRef) -> VersionRow:
+        return self._platform.registry.version_row(session, project.name, version)
+
+    @staticmethod
+    def _require_champion(row: DeploymentRow) -> None:
+        if row.champion is None:
+            raise ConflictError(
+                f"{row.project.name} has no champion in {row.environment}", "deploy a champion before a challenger"
+            )
