@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
-from fastapi import APIRouter, Depends, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
+from starlette.datastructures import UploadFile  # what request.form() yields (fastapi's is a subclass)
 
 from harbourmaster.api.deps import current_actor, get_platform
 from harbourmaster.bundle.builder import Bundle
