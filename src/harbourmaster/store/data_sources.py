@@ -94,8 +94,10 @@ def _load_query(url: str, query: str) -> pd.DataFrame:
     try:
         with engine.connect() as connection:
             frame = pd.read_sql_query(text(query), connection)
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    except (SQLAlchemyError, pd.errors.DatabaseError) as exc:
+        # pandas wraps the driver's error in its own DatabaseError (with the SQLAlchemy one as cause).
+        cause = exc.__cause__ if isinstance(exc, pd.errors.DatabaseError) and exc.__cause__ else exc
+        reason = str(getattr(cause, "orig", None) or cause).strip().splitlines()[0]
         raise DataSourceError(
             f"query on {_redact(url)} failed: {reason}",
             "check the query and that the database is reachable",
