@@ -77,19 +77,21 @@ def package_version(
     code_files: dict[str, bytes] | None = None,
     prepare: str | None = None,
     trusted_pickle: bool = False,
-    onnx_model: Any = None,
 ) -> Bundle:
     """Build the bundle of a fitted pipeline from the raw features it was trained on.
 
     ``features`` are raw records (before any preparation step): they define the
     input schema that serving validates against and the reference profile that
-    drift is measured against.
+    drift is measured against. With ``format="onnx"``, ``model`` is the converted
+    ONNX graph (an ``onnx.ModelProto`` or its bytes): it is what gets bundled, and
+    it runs on onnxruntime here to infer the output schema.
     """
+    predictor = _onnx_predictor(model) if format == "onnx" else model
     if features.empty:
         raise InvalidInputError("the training data has no rows", "pass the data the model was fit on")
     sample = features.head(OUTPUT_SAMPLE_ROWS)
     try:
-        predictions = model.predict(sample)
+        predictions = predictor.predict(sample)
     except Exception as exc:  # the user's pipeline: any failure is theirs to fix
         raise EntrypointError(
             f"the pipeline cannot predict on its own training data: {type(exc).__name__}: {exc}",
@@ -108,19 +110,27 @@ def package_version(
         "runtime": runtime_versions(),
         **lineage,
     }
-    if "parameters" not in full_lineage and hasattr(model, "get_params"):
-        full_lineage["parameters"] = describe_params(model.get_params(deep=False))
+    if "parameters" not in full_lineage and hasattr(predictor, "get_params"):
+        full_lineage["parameters"] = describe_params(predictor.get_params(deep=False))
     reference_row = json_safe(features.iloc[0].to_dict())
     return build_bundle(
-        onnx_model if format == "onnx" and onnx_model is not None else model,
+        model,
         format=format,
         code_files=code_files or {},
         prepare=prepare,
         input_schema=infer_input_schema(features).model_dump(mode="json"),
-        output_schema=infer_output_schema(model, predictions).model_dump(mode="json"),
+        output_schema=infer_output_schema(predictor, predictions).model_dump(mode="json"),
         profile=build_profile(features).model_dump(mode="json"),
         metrics={name: float(value) for name, value in metrics.items()},
         lineage=json_safe(full_lineage),
         reference_row=reference_row,
         trusted_pickle=trusted_pickle,
     )
+
+
+def _onnx_predictor(model: Any) -> Any:
+    """An ONNX graph (``ModelProto`` or bytes) behind ``predict``, to infer the output schema."""
+    from harbourmaster.bundle.formats import OnnxFormat
+    from harbourmaster.bundle.onnx_model import OnnxModel
+
+    return OnnxModel(OnnxFormat().dump(model))
