@@ -91,6 +91,12 @@ def _load_query(url: str, query: str) -> pd.DataFrame:
             f"data source URL {_redact(url)} is not usable: {exc}",
             "use a SQLAlchemy URL such as postgresql+psycopg://host/db",
         ) from exc
+    except ImportError as exc:  # a known dialect whose driver is not installed
+        raise DataSourceError(
+            f"data source URL {_redact(url)} needs a database driver that is not installed: {exc}",
+            f"install the driver ({exc.name or 'see the SQLAlchemy dialect docs'}) or name an installed one "
+            "in the URL, e.g. postgresql+psycopg://",
+        ) from exc
     try:
         with engine.connect() as connection:
             frame = pd.read_sql_query(text(query), connection)
