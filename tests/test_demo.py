@@ -1,0 +1,41 @@
+"""``harbourmaster demo`` end to end, as a user runs it: a subprocess on a fresh home."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run_demo(home: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HARBOURMASTER_")}
+    env["HARBOURMASTER_HOME"] = str(home)
+    return subprocess.run(
+        [sys.executable, "-m", "harbourmaster", "demo"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_demo_runs_and_reruns(tmp_path):
+    home = tmp_path / "home"
+    for attempt in ("first", "second"):
+        done = run_demo(home, tmp_path)
+        output = done.stdout + done.stderr
+        assert done.returncode == 0, f"{attempt} run exited {done.returncode}:\n{output}"
+        assert "Traceback" not in output, output
+        assert "identical" in done.stdout
+        assert "Demo finished" in done.stdout
+        assert "different!" not in done.stdout
+    # The second run added versions to the same registry rather than starting over.
+    assert "v4 registered" in done.stdout
+    assert (home / "demo" / "breast-cancer" / "harbourmaster.toml").is_file()
+    assert not (tmp_path / ".harbourmaster").exists()  # state went to HARBOURMASTER_HOME, not the cwd
