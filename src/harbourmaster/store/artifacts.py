@@ -68,8 +68,18 @@ class ArtifactStore:
                 "check HARBOURMASTER_ARTIFACTS_URL points at the store the version was saved to",
             ) from exc
 
+    def _fresh(self, path: str) -> str:
+        """``path``, with fsspec's listing cache dropped for it on remote stores.
+
+        Other writers (replicas, a clean-up job) change an object store behind our
+        back; an answer from s3fs' cache of an earlier listing would be stale.
+        """
+        if not self._local:
+            self._fs.invalidate_cache(path)
+        return path
+
     def exists(self, key: str) -> bool:
-        return bool(self._fs.exists(self.path(key)))
+        return bool(self._fs.exists(self._fresh(self.path(key))))
 
     def delete(self, key: str) -> None:
         if self.exists(key):
@@ -77,7 +87,7 @@ class ArtifactStore:
 
     def list(self, prefix: str = "") -> list[str]:
         """Keys under a prefix, relative to the store root, sorted."""
-        base = self.path(prefix).rstrip("/")
+        base = self._fresh(self.path(prefix).rstrip("/"))
         if not self._fs.exists(base):
             return []
         root_length = len(self._root.rstrip("/")) + 1
