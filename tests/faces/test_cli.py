@@ -210,10 +210,14 @@ def test_bad_input_fails_with_error_and_hint(trained, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "harbourmaster.toml").write_text('[project]\nname = "broken\n[data]\n')
+    no_pipeline = tmp_path / "no-pipeline"
+    no_pipeline.mkdir()
+    (no_pipeline / "harbourmaster.toml").write_text('[project]\nname = "x"\n[data]\nsource = "d.csv"\ntarget = "y"\n')
     missing = tmp_path / "no-such-folder"
     (
         missing_dir,
         malformed,
+        incomplete,
         unknown_project,
         unknown_version,
         bad_version,
@@ -224,6 +228,7 @@ def test_bad_input_fails_with_error_and_hint(trained, tmp_path):
         [
             ["train", str(missing)],
             ["train", str(broken)],
+            ["train", str(no_pipeline)],
             ["versions", "nope"],
             ["show", PROJECT, "99"],
             ["show", PROJECT, "abc"],
@@ -233,6 +238,7 @@ def test_bad_input_fails_with_error_and_hint(trained, tmp_path):
     )
     assert_fails(missing_dir, "does not exist")
     assert_fails(malformed, "not valid TOML")
+    assert_fails(incomplete, "[pipeline]: section required", "add a [pipeline] table")  # brackets survive rich
     assert_fails(unknown_project, "no project named 'nope'", PROJECT)  # the hint lists known projects
     assert_fails(unknown_version, "has no version 99", f"harbourmaster versions {PROJECT}")
     assert_fails(bad_version, "'abc' is not a version")

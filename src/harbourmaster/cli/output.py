@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console(highlight=False, soft_wrap=True)
@@ -52,6 +53,7 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
 
 
 def fail(message: str, hint: str | None = None) -> None:
-    errors.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    # Escaped: messages quote user text such as "[pipeline] train", which rich would eat as markup.
+    errors.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
     if hint:
-        errors.print(f"[yellow]hint:[/] {hint}", markup=True, soft_wrap=True)
+        errors.print(f"[yellow]hint:[/] {escape(hint)}", markup=True, soft_wrap=True)
