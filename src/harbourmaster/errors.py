@@ -66,6 +66,12 @@ class ConflictError(HarbourmasterError):
     http_status = 409
 
 
+class PromotionRefusedError(ConflictError):
+    """A promotion did not pass every gate of the target environment."""
+
+    code = "promotion_refused"
+
+
 class BundleIntegrityError(HarbourmasterError):
     """A stored artifact does not match its recorded digest: corrupt or altered."""
 
@@ -111,6 +117,7 @@ ERRORS_BY_CODE: dict[str, type[HarbourmasterError]] = {
         EntrypointError,
         NotFoundError,
         ConflictError,
+        PromotionRefusedError,
         BundleIntegrityError,
         UntrustedContentError,
         AuthenticationError,

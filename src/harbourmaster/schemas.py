@@ -141,3 +141,61 @@ class ReplicaInfo(BaseModel):
     details: dict[str, Any] = Field(default_factory=dict)
     started_at: datetime
     last_seen: datetime
+
+
+class ApprovalInfo(BaseModel):
+    id: int
+    project: str
+    version: int
+    digest: str
+    environment: str
+    decision: str
+    actor: str
+    comment: str = ""
+    created_at: datetime
+    expires_at: datetime | None = None
+
+
+class GateResult(BaseModel):
+    gate: str
+    passed: bool
+    reason: str
+    fix: str | None = None
+
+
+class PromotionInfo(BaseModel):
+    id: int
+    project: str
+    version: int
+    digest: str
+    from_environment: str | None
+    to_environment: str
+    outcome: str
+    gates: list[GateResult]
+    actor: str
+    created_at: datetime
+
+
+class PendingApproval(BaseModel):
+    """A version waiting to enter an environment, and the sign-offs it still needs."""
+
+    project: str
+    version: int
+    digest: str
+    environment: str
+    author: str
+    approvals: list[str]
+    missing: str | None
+
+
+class HistoryEntry(BaseModel):
+    """One change of what served an environment, with who did it and who signed off."""
+
+    at: datetime
+    environment: str
+    action: str
+    version: int | None
+    digest: str | None
+    actor: str
+    approved_by: list[str] = Field(default_factory=list)
+    revision: int

@@ -15,6 +15,7 @@ class Actor:
     roles: frozenset[str] = field(default_factory=frozenset)
     kind: str = "user"  # "user" | "local-owner" | "system"
     address: str | None = None
+    grants: frozenset[tuple[str, str]] = field(default_factory=frozenset)  # (environment, permission)
 
     @classmethod
     def local_owner(cls) -> Actor:

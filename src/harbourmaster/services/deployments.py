@@ -13,7 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from harbourmaster.errors import ConflictError, InvalidInputError, NotFoundError
+from harbourmaster.core.permissions import Permission
+from harbourmaster.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
 from harbourmaster.schemas import ChallengerState, DeploymentEvent, DeploymentState, VersionPointer
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.registry import VersionRef
@@ -61,10 +62,15 @@ class DeploymentService:
     # -- reading ----------------------------------------------------------------
 
     def get(self, actor: Actor, project: str, environment: str) -> DeploymentState:
+        self._platform.access.require(actor, Permission.READ, environment=environment, target=project)
         with self._platform.db.reader() as session:
-            return deployment_state(self._existing(session, project, environment))
+            state = deployment_state(self._existing(session, project, environment))
+        if self._platform.access.is_guarded(environment):
+            self._platform.audit.record_alone(actor, "deployment.read", project, environment=environment)
+        return state
 
     def list(self, actor: Actor, environment: str | None = None, project: str | None = None) -> list[DeploymentState]:
+        self._platform.access.require(actor, Permission.READ)
         with self._platform.db.reader() as session:
             query = select(DeploymentRow).join(ProjectRow).order_by(ProjectRow.name, DeploymentRow.environment)
             if environment:
@@ -86,6 +92,7 @@ class DeploymentService:
     def history(
         self, actor: Actor, project: str, environment: str | None = None, limit: int = 200
     ) -> list[DeploymentEvent]:
+        self._platform.access.require(actor, Permission.READ)
         with self._platform.db.reader() as session:
             query = (
                 select(DeploymentEventRow)
@@ -123,10 +130,16 @@ class DeploymentService:
         details: dict[str, Any] | None = None,
         session: Session | None = None,
     ) -> DeploymentState:
-        """Make ``version`` the champion of ``project`` in ``environment``."""
+        """Make ``version`` the champion of ``project`` in ``environment``.
+
+        Outside the first environment only a version admitted there (promoted, or a
+        former champion for a rollback) may be deployed: promotion is the way in.
+        """
 
         def change(session: Session, row: DeploymentRow) -> None:
             row.champion = self._version(session, row.project, version)
+            if action in ("deploy", "rollback"):
+                self._require_admitted(session, row.project.name, environment, row.champion)
             if row.challenger_version is not None and row.challenger_version.id == row.champion.id:
                 row.challenger_version = None
                 row.challenger = {}
@@ -143,7 +156,10 @@ class DeploymentService:
         mode: str = "canary",
         weight: float = 10.0,
         sticky_key: str | None = None,
+        session: Session | None = None,
+        via_promotion: bool = False,
     ) -> DeploymentState:
+        """Send a share of traffic (canary) or a copy of it (shadow) to a second version."""
         if mode not in CHALLENGER_MODES:
             raise InvalidInputError(f"challenger mode {mode!r} is unknown", "use canary or shadow")
         if not 0 <= weight <= 100:
@@ -152,13 +168,15 @@ class DeploymentService:
         def change(session: Session, row: DeploymentRow) -> None:
             self._require_champion(row)
             row.challenger_version = self._version(session, row.project, version)
+            if not via_promotion:
+                self._require_admitted(session, row.project.name, environment, row.challenger_version)
             row.challenger = {
                 "mode": mode,
                 "weight": float(weight) if mode == "canary" else 0.0,
                 "sticky_key": sticky_key,
             }
 
-        return self._change(actor, project, environment, "set-challenger", change, None, None, must_exist=True)
+        return self._change(actor, project, environment, "set-challenger", change, None, session, must_exist=True)
 
     def clear_challenger(self, actor: Actor, project: str, environment: str) -> DeploymentState:
         def change(_session: Session, row: DeploymentRow) -> None:
@@ -183,6 +201,8 @@ class DeploymentService:
 
         def change(session: Session, row: DeploymentRow) -> None:
             row.failover = self._version(session, row.project, failover) if failover is not None else None
+            if row.failover is not None:
+                self._require_admitted(session, row.project.name, environment, row.failover)
             row.fallback = checked
 
         return self._change(actor, project, environment, "set-fallback", change, None, None, must_exist=True)
@@ -239,6 +259,7 @@ class DeploymentService:
         *,
         must_exist: bool = False,
     ) -> DeploymentState:
+        self._platform.access.require(actor, Permission.DEPLOY, environment=environment, target=project)
         if session is not None:
             return self._apply(session, actor, project, environment, action, change, details, must_exist)
         for _attempt in range(5):
@@ -271,6 +292,7 @@ class DeploymentService:
             project_row = self._project(session, project)
             row = DeploymentRow(project=project_row, environment=environment, revision=0, updated_by=actor.name)
             session.add(row)
+        before = deployment_state(row).model_dump(mode="json") if row.id is not None else None
         change(session, row)
         row.revision += 1
         row.updated_by = actor.name
@@ -291,6 +313,16 @@ class DeploymentService:
             )
         )
         session.flush()
+        self._platform.audit.record(
+            session,
+            actor,
+            f"deployment.{action}",
+            project,
+            environment=environment,
+            before=_audit_view(before),
+            after=_audit_view(state.model_dump(mode="json")),
+            details=details,
+        )
         return state
 
     def _row(self, session: Session, project: str, environment: str, *, lock: bool = False) -> DeploymentRow | None:
@@ -320,9 +352,32 @@ class DeploymentService:
     def _version(self, session: Session, project: ProjectRow, version: VersionRef) -> VersionRow:
         return self._platform.registry.version_row(session, project.name, version)
 
+    def _require_admitted(self, session: Session, project: str, environment: str, version: VersionRow) -> None:
+        from harbourmaster.services.promotions import was_admitted, was_champion
+
+        first = self._platform.environments.list()[0].name
+        if environment == first:
+            return
+        if was_admitted(session, project, environment, version.digest) or was_champion(
+            session, project, environment, version.number
+        ):
+            return
+        raise PermissionDeniedError(
+            f"{project} v{version.number} has not been promoted to {environment}",
+            f"promote it through the gates: harbourmaster promote {project} {version.number} --to {environment}",
+        )
+
     @staticmethod
     def _require_champion(row: DeploymentRow) -> None:
         if row.champion is None:
             raise ConflictError(
                 f"{row.project.name} has no champion in {row.environment}", "deploy a champion before a challenger"
             )
+
+
+def _audit_view(state: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The parts of a deployment state worth showing in the audit log."""
+    if state is None:
+        return None
+    keep = ("champion", "challenger", "failover", "fallback", "options", "revision")
+    return {key: state.get(key) for key in keep}

@@ -15,6 +15,7 @@ from harbourmaster.core.environments import (
     EnvironmentConfig,
     default_environments,
 )
+from harbourmaster.core.permissions import Permission
 from harbourmaster.errors import InvalidInputError, NotFoundError
 from harbourmaster.services.actors import Actor
 from harbourmaster.store.tables import EnvironmentRow
@@ -79,6 +80,7 @@ class EnvironmentService:
 
     def configure(self, actor: Actor, name: str, config: dict[str, Any], position: int | None = None) -> Environment:
         """Create or replace an environment's configuration."""
+        self._platform.access.require(actor, Permission.ADMINISTER, environment=name, target=f"environment:{name}")
         if not ENVIRONMENT_NAME.fullmatch(name or ""):
             raise InvalidInputError(
                 f"{name!r} is not a valid environment name", "use lower-case letters, digits, '-' or '_'"
@@ -101,7 +103,17 @@ class EnvironmentService:
                 session.add(row)
             elif position is not None:
                 row.position = position
+            before = dict(row.config) if row.config else None
             row.config = parsed.model_dump(mode="json")
             row.updated_by = actor.name
             session.flush()
+            self._platform.audit.record(
+                session,
+                actor,
+                "environment.configure",
+                f"environment:{name}",
+                environment=name,
+                before=before,
+                after=row.config,
+            )
             return _environment(row)

@@ -5,9 +5,13 @@ from __future__ import annotations
 from functools import cached_property
 
 from harbourmaster.config import Settings
+from harbourmaster.services.access import AccessService
+from harbourmaster.services.approvals import ApprovalService
+from harbourmaster.services.audit import AuditService
 from harbourmaster.services.deployments import DeploymentService
 from harbourmaster.services.environments import EnvironmentService
 from harbourmaster.services.identity import IdentityService
+from harbourmaster.services.promotions import PromotionService
 from harbourmaster.services.registry import RegistryService
 from harbourmaster.services.training import TrainingService
 from harbourmaster.store.artifacts import ArtifactStore
@@ -29,6 +33,14 @@ class Platform:
         return RegistryService(self)
 
     @cached_property
+    def access(self) -> AccessService:
+        return AccessService(self)
+
+    @cached_property
+    def audit(self) -> AuditService:
+        return AuditService(self)
+
+    @cached_property
     def environments(self) -> EnvironmentService:
         return EnvironmentService(self)
 
@@ -39,6 +51,14 @@ class Platform:
     @cached_property
     def identity(self) -> IdentityService:
         return IdentityService(self)
+
+    @cached_property
+    def approvals(self) -> ApprovalService:
+        return ApprovalService(self)
+
+    @cached_property
+    def promotions(self) -> PromotionService:
+        return PromotionService(self)
 
     @cached_property
     def training(self) -> TrainingService:

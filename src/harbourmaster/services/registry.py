@@ -12,6 +12,7 @@ from harbourmaster.bundle.builder import Bundle
 from harbourmaster.bundle.loaded import LoadedBundle
 from harbourmaster.bundle.storage import load_bundle, save_bundle
 from harbourmaster.core.digest import sha256_bytes
+from harbourmaster.core.permissions import Permission
 from harbourmaster.core.project_spec import PROJECT_NAME_PATTERN
 from harbourmaster.core.schema import (
     InputSchema,
@@ -84,17 +85,20 @@ class RegistryService:
     # -- projects ---------------------------------------------------------------
 
     def create_project(self, actor: Actor, name: str, description: str = "") -> ProjectInfo:
+        self._platform.access.require(actor, Permission.REGISTER, target=name)
         check_project_name(name)
         with self._platform.db.transaction() as session:
             row = self._ensure_project(session, actor, name, description)
             return self._project_info(session, row)
 
     def list_projects(self, actor: Actor) -> list[ProjectInfo]:
+        self._platform.access.require(actor, Permission.READ)
         with self._platform.db.reader() as session:
             rows = session.scalars(select(ProjectRow).order_by(ProjectRow.name)).all()
             return [self._project_info(session, row) for row in rows]
 
     def get_project(self, actor: Actor, name: str) -> ProjectInfo:
+        self._platform.access.require(actor, Permission.READ)
         with self._platform.db.reader() as session:
             return self._project_info(session, self.project_row(session, name))
 
@@ -102,6 +106,7 @@ class RegistryService:
 
     def register_bundle(self, actor: Actor, project: str, bundle: Bundle, description: str = "") -> VersionDetail:
         """Store a bundle's files (content-addressed) and record it as the next version."""
+        self._platform.access.require(actor, Permission.REGISTER, target=project)
         check_project_name(project)
         verify_bundle(bundle)
         save_bundle(self._platform.artifacts, bundle)
@@ -128,6 +133,18 @@ class RegistryService:
                     )
                     session.add(row)
                     session.flush()
+                    self._platform.audit.record(
+                        session,
+                        actor,
+                        "version.register",
+                        f"{project}:v{row.number}",
+                        after={
+                            "number": row.number,
+                            "digest": row.digest,
+                            "format": row.format,
+                            "metrics": row.metrics,
+                        },
+                    )
                     return version_detail(row)
             except IntegrityError:
                 continue  # another writer took this number (or created the project); retry
@@ -137,6 +154,7 @@ class RegistryService:
         )
 
     def list_versions(self, actor: Actor, project: str) -> list[VersionSummary]:
+        self._platform.access.require(actor, Permission.READ)
         with self._platform.db.reader() as session:
             project_row = self.project_row(session, project)
             rows = session.scalars(
@@ -148,6 +166,7 @@ class RegistryService:
             return [version_summary(row) for row in rows]
 
     def get_version(self, actor: Actor, project: str, version: VersionRef) -> VersionDetail:
+        self._platform.access.require(actor, Permission.READ)
         with self._platform.db.reader() as session:
             return version_detail(self.version_row(session, project, version))
 
@@ -181,14 +200,19 @@ class RegistryService:
         with self._platform.db.transaction() as session:
             row = self.version_row(session, project, version)
             existing = next((tag for tag in row.tags if tag.key == key), None)
+            before = {key: existing.value} if existing is not None else None
             if existing is None:
                 row.tags.append(VersionTagRow(key=key, value=value, created_by=actor.name))
             else:
                 existing.value = value
             session.flush()
+            self._platform.audit.record(
+                session, actor, "version.tag", f"{project}:v{row.number}", before=before, after={key: value}
+            )
             return version_detail(row)
 
     def delete_tag(self, actor: Actor, project: str, version: VersionRef, key: str) -> VersionDetail:
+        self._platform.access.require(actor, Permission.REGISTER, target=project)
         with self._platform.db.transaction() as session:
             row = self.version_row(session, project, version)
             existing = next((tag for tag in row.tags if tag.key == key), None)
@@ -199,6 +223,9 @@ class RegistryService:
                 )
             row.tags.remove(existing)
             session.flush()
+            self._platform.audit.record(
+                session, actor, "version.untag", f"{project}:v{row.number}", before={key: existing.value}
+            )
             return version_detail(row)
 
     def load_version(self, actor: Actor, project: str, version: VersionRef) -> LoadedBundle:

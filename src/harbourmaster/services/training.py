@@ -30,6 +30,7 @@ from harbourmaster.bundle.code import (
     snapshot_project_code,
 )
 from harbourmaster.core.metrics import default_metrics, evaluate, validate_metric_names
+from harbourmaster.core.permissions import Permission
 from harbourmaster.core.project_spec import ProjectSpec, parse_project_spec
 from harbourmaster.errors import (
     DataSourceError,
@@ -185,6 +186,7 @@ class TrainingService:
         """Train from a project folder and register the new version, recording a run."""
         project_dir = Path(project_dir).absolute()
         spec = read_project_spec(project_dir)
+        self._platform.access.require(actor, Permission.REGISTER, target=spec.project.name)
         run_id = self._start_run(actor, spec.project.name, project_dir)
         try:
             parent = self._latest_number(actor, spec.project.name)
@@ -208,6 +210,7 @@ class TrainingService:
 
     def record_run(self, actor: Actor, project: str, version_number: int, summary: dict[str, Any]) -> RunInfo:
         """Record a training run done elsewhere (e.g. by a remote SDK) for a new version."""
+        self._platform.access.require(actor, Permission.REGISTER, target=project)
         run_id = self._start_run(actor, project, None)
         return self._finish_run(
             run_id,
@@ -218,6 +221,7 @@ class TrainingService:
         )
 
     def list_runs(self, actor: Actor, project: str | None = None, limit: int = 50) -> list[RunInfo]:
+        self._platform.access.require(actor, Permission.READ)
         from sqlalchemy import select
 
         with self._platform.db.reader() as session:

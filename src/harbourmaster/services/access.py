@@ -1,0 +1,127 @@
+"""Access control: may this actor do this, here? Refusals are audited, and every
+access to a guarded environment (prod by default), allowed or denied, too."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from harbourmaster.core.permissions import GRANTED_PERMISSIONS, Permission, is_allowed, roles_with
+from harbourmaster.errors import AuthenticationError, PermissionDeniedError
+from harbourmaster.services.actors import Actor
+from harbourmaster.store.tables import EnvironmentRow
+
+if TYPE_CHECKING:
+    from harbourmaster.services.platform import Platform
+
+PREDICTION_GRANT_TTL_SECONDS = 30.0
+
+
+class AccessService:
+    """The single place that answers "may this actor do this?"."""
+
+    def __init__(self, platform: Platform) -> None:
+        self._platform = platform
+        self._prediction_cache: dict[tuple[str, str], tuple[float, Actor]] = {}
+        self._cache_lock = threading.Lock()
+
+    def is_guarded(self, environment: str, session: Session | None = None) -> bool:
+        def read(s: Session) -> bool:
+            config = s.scalar(select(EnvironmentRow.config).where(EnvironmentRow.name == environment))
+            return bool((config or {}).get("guarded", False))
+
+        if session is not None:
+            return read(session)
+        with self._platform.db.reader() as own:
+            return read(own)
+
+    def allows(
+        self, actor: Actor, permission: Permission, environment: str | None = None, session: Session | None = None
+    ) -> bool:
+        if actor.kind in ("local-owner", "system") and permission != Permission.APPROVE:
+            return True  # the owner of an embedded store, or the platform's own processes
+        guarded = (
+            environment is not None and permission in GRANTED_PERMISSIONS and self.is_guarded(environment, session)
+        )
+        return is_allowed(actor.roles, permission, guarded=guarded, grants=actor.grants, environment=environment)
+
+    def require(
+        self,
+        actor: Actor,
+        permission: Permission,
+        *,
+        environment: str | None = None,
+        target: str = "",
+        session: Session | None = None,
+    ) -> None:
+        """Raise PermissionDeniedError (after auditing the refusal) unless allowed."""
+        if self.allows(actor, permission, environment, session):
+            return
+        self._platform.audit.record_alone(
+            actor,
+            f"denied.{permission.value}",
+            target or (environment or "-"),
+            outcome="denied",
+            environment=environment,
+            details={"roles": sorted(actor.roles)},
+        )
+        raise PermissionDeniedError(self._explain(actor, permission, environment), self._hint(permission, environment))
+
+    def audit_guarded_access(self, session: Session, actor: Actor, environment: str, action: str, target: str) -> None:
+        """Record an allowed access to a guarded environment in the caller's transaction."""
+        if self.is_guarded(environment, session):
+            self._platform.audit.record(session, actor, action, target, environment=environment)
+
+    def authorize_prediction(self, token: str | None, environment: str, address: str | None = None) -> Actor:
+        """For replicas of guarded environments: the caller, if its token may predict there.
+
+        Positive answers are cached per token for a short time so the serving path
+        does not hit the database on every request; each decision made is audited.
+        """
+        key = (hashlib.sha256((token or "").encode()).hexdigest(), environment)
+        now = time.monotonic()
+        with self._cache_lock:
+            cached = self._prediction_cache.get(key)
+            if cached and now - cached[0] < PREDICTION_GRANT_TTL_SECONDS:
+                return cached[1]
+        try:
+            actor = self._platform.identity.authenticate(token, address)
+        except AuthenticationError:
+            self._platform.audit.record_alone(
+                Actor(name="anonymous", address=address),
+                "predict.access",
+                environment,
+                outcome="denied",
+                environment=environment,
+                details={"reason": "no valid token"},
+            )
+            raise
+        self.require(actor, Permission.PREDICT, environment=environment, target=environment)
+        self._platform.audit.record_alone(actor, "predict.access", environment, environment=environment)
+        with self._cache_lock:
+            self._prediction_cache[key] = (now, actor)
+        return actor
+
+    @staticmethod
+    def _explain(actor: Actor, permission: Permission, environment: str | None) -> str:
+        roles = ", ".join(sorted(actor.roles)) or "no role"
+        where = f" in {environment}" if environment else ""
+        if permission in GRANTED_PERMISSIONS and environment and set(roles_with(permission)) & set(actor.roles):
+            return f"{actor.name} ({roles}) has no {permission.value} grant for {environment}"
+        return f"{actor.name} ({roles}) may not {permission.value}{where}"
+
+    @staticmethod
+    def _hint(permission: Permission, environment: str | None) -> str:
+        roles = ", ".join(roles_with(permission))
+        grant = (
+            f"; on {environment} also a grant: harbourmaster users grant USER --env {environment} "
+            f"--permission {permission.value}"
+            if permission in GRANTED_PERMISSIONS and environment
+            else ""
+        )
+        return f"this needs one of the roles: {roles}{grant}"

@@ -1,0 +1,196 @@
+"""Sign-offs: approve or reject one bundle digest for one environment."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+
+from harbourmaster.core.gates import ApprovalRecord, ApprovalsGate, CandidateVersion, GateContext
+from harbourmaster.core.permissions import Permission
+from harbourmaster.errors import ConflictError, PermissionDeniedError
+from harbourmaster.schemas import ApprovalInfo, PendingApproval, VersionDetail
+from harbourmaster.services.actors import Actor
+from harbourmaster.services.registry import VersionRef
+from harbourmaster.store.tables import ApprovalRow
+
+if TYPE_CHECKING:
+    from harbourmaster.services.platform import Platform
+
+DECISIONS = ("approve", "reject")
+
+
+def approval_info(row: ApprovalRow) -> ApprovalInfo:
+    return ApprovalInfo(
+        id=row.id,
+        project=row.project,
+        version=row.version_number,
+        digest=row.digest,
+        environment=row.environment,
+        decision=row.decision,
+        actor=row.actor,
+        comment=row.comment,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+    )
+
+
+def candidate_of(detail: VersionDetail) -> CandidateVersion:
+    return CandidateVersion(
+        project=detail.project,
+        number=detail.number,
+        digest=detail.digest,
+        created_by=detail.created_by,
+        metrics=detail.metrics,
+        input_schema=detail.input_schema,
+        output_schema=detail.output_schema,
+    )
+
+
+def approval_record(row: ApprovalRow) -> ApprovalRecord:
+    return ApprovalRecord(
+        actor=row.actor,
+        roles=frozenset(row.actor_roles),
+        decision=row.decision,
+        digest=row.digest,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        comment=row.comment,
+    )
+
+
+class ApprovalService:
+    """Records decisions; the approvals gate decides whether they are enough."""
+
+    def __init__(self, platform: Platform) -> None:
+        self._platform = platform
+
+    def decide(
+        self,
+        actor: Actor,
+        project: str,
+        version: VersionRef,
+        environment: str,
+        decision: str,
+        comment: str = "",
+    ) -> ApprovalInfo:
+        """Approve or reject a version for an environment (never your own version)."""
+        if decision not in DECISIONS:
+            raise ConflictError(f"unknown decision {decision!r}", "approve or reject")
+        self._platform.access.require(actor, Permission.APPROVE, environment=environment, target=f"{project}:{version}")
+        detail = self._platform.registry.get_version(actor, project, version)
+        env = self._platform.environments.get(environment)
+        if detail.created_by == actor.name:
+            self._platform.audit.record_alone(
+                actor,
+                f"version.{decision}",
+                f"{project}:v{detail.number}",
+                outcome="denied",
+                environment=environment,
+                details={"reason": "author may not sign off own version"},
+            )
+            raise PermissionDeniedError(
+                f"{actor.name} is the author of {project} v{detail.number} and may not {decision} it",
+                "ask another approver to sign off",
+            )
+        hours = env.config.approvals.expires_after_hours
+        now = datetime.now(UTC)
+        with self._platform.db.transaction() as session:
+            row = ApprovalRow(
+                project=project,
+                version_number=detail.number,
+                digest=detail.digest,
+                environment=environment,
+                decision=decision,
+                actor=actor.name,
+                actor_roles=sorted(actor.roles),
+                comment=comment,
+                created_at=now,
+                expires_at=now + timedelta(hours=hours) if hours else None,
+            )
+            session.add(row)
+            session.flush()
+            self._platform.audit.record(
+                session,
+                actor,
+                f"version.{decision}",
+                f"{project}:v{detail.number}",
+                environment=environment,
+                after={
+                    "digest": detail.digest,
+                    "comment": comment,
+                    "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+                },
+            )
+            return approval_info(row)
+
+    def for_version(self, project: str, digest: str, environment: str) -> list[ApprovalRow]:
+        with self._platform.db.reader() as session:
+            return list(
+                session.scalars(
+                    select(ApprovalRow)
+                    .where(
+                        ApprovalRow.project == project,
+                        ApprovalRow.digest == digest,
+                        ApprovalRow.environment == environment,
+                    )
+                    .order_by(ApprovalRow.id)
+                )
+            )
+
+    def list(self, actor: Actor, project: str | None = None) -> list[ApprovalInfo]:
+        self._platform.access.require(actor, Permission.READ)
+        with self._platform.db.reader() as session:
+            query = select(ApprovalRow).order_by(ApprovalRow.id.desc())
+            if project:
+                query = query.where(ApprovalRow.project == project)
+            return [approval_info(row) for row in session.scalars(query)]
+
+    def pending(self, actor: Actor, project: str | None = None) -> list[PendingApproval]:
+        """Versions champion in one environment whose next environment needs sign-offs they lack."""
+        self._platform.access.require(actor, Permission.READ)
+        environments = self._platform.environments.list()
+        waiting: list[PendingApproval] = []
+        now = datetime.now(UTC)
+        for previous, target in itertools.pairwise(environments):
+            if not target.config.approvals.required:
+                continue
+            for state in self._platform.deployments.list(actor, environment=previous.name, project=project):
+                candidates = [p for p in (state.champion, state.challenger.version if state.challenger else None) if p]
+                for pointer in candidates:
+                    target_state = next(
+                        iter(self._platform.deployments.list(actor, environment=target.name, project=state.project)),
+                        None,
+                    )
+                    if target_state and target_state.champion and target_state.champion.digest == pointer.digest:
+                        continue
+                    detail = self._platform.registry.get_version(actor, state.project, pointer.number)
+                    rows = self.for_version(state.project, pointer.digest, target.name)
+                    verdict = ApprovalsGate().evaluate(
+                        GateContext(
+                            candidate=candidate_of(detail),
+                            environment=target.name,
+                            approval_policy=target.config.approvals,
+                            champion=None,
+                            approvals=tuple(approval_record(row) for row in rows),
+                            now=now,
+                        )
+                    )
+                    waiting.append(
+                        PendingApproval(
+                            project=state.project,
+                            version=pointer.number,
+                            digest=pointer.digest,
+                            environment=target.name,
+                            author=detail.created_by,
+                            approvals=[
+                                f"{row.actor} ({row.decision})"
+                                for row in rows
+                                if row.expires_at is None or row.expires_at > now
+                            ],
+                            missing=None if verdict.passed else verdict.reason,
+                        )
+                    )
+        return waiting

@@ -1,0 +1,223 @@
+"""Promotion: a version enters the next environment only through every gate there."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from harbourmaster.core.environments import Environment, GateConfig
+from harbourmaster.core.gates import GateContext, GateVerdict, evaluate_gates
+from harbourmaster.core.permissions import Permission
+from harbourmaster.errors import NotFoundError, PromotionRefusedError
+from harbourmaster.schemas import GateResult, PromotionInfo, VersionDetail
+from harbourmaster.services.actors import Actor
+from harbourmaster.services.approvals import approval_record, candidate_of
+from harbourmaster.services.registry import VersionRef
+from harbourmaster.store.tables import DeploymentEventRow, PromotionRow
+
+if TYPE_CHECKING:
+    from harbourmaster.services.platform import Platform
+
+
+def promotion_info(row: PromotionRow) -> PromotionInfo:
+    return PromotionInfo(
+        id=row.id,
+        project=row.project,
+        version=row.version_number,
+        digest=row.digest,
+        from_environment=row.from_environment,
+        to_environment=row.to_environment,
+        outcome=row.outcome,
+        gates=[GateResult.model_validate(gate) for gate in row.gates],
+        actor=row.actor,
+        created_at=row.created_at,
+    )
+
+
+def was_champion(session: Session, project: str, environment: str, number: int) -> bool:
+    return (
+        session.scalar(
+            select(DeploymentEventRow.id)
+            .where(
+                DeploymentEventRow.project == project,
+                DeploymentEventRow.environment == environment,
+                DeploymentEventRow.champion == number,
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def was_admitted(session: Session, project: str, environment: str, digest: str) -> bool:
+    """Whether a version passed promotion into an environment at some point."""
+    return (
+        session.scalar(
+            select(PromotionRow.id)
+            .where(
+                PromotionRow.project == project,
+                PromotionRow.to_environment == environment,
+                PromotionRow.digest == digest,
+                PromotionRow.outcome == "promoted",
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
+class PromotionService:
+    """Evaluates an environment's gates and, if all pass, deploys in the same transaction."""
+
+    def __init__(self, platform: Platform) -> None:
+        self._platform = platform
+
+    def check(self, actor: Actor, project: str, version: VersionRef, to_environment: str) -> list[GateResult]:
+        """The verdicts a promotion would get now, without promoting."""
+        self._platform.access.require(actor, Permission.READ)
+        detail = self._platform.registry.get_version(actor, project, version)
+        target, previous = self._target(to_environment)
+        return [GateResult(**v.model_dump()) for v in self._verdicts(actor, detail, target, previous)]
+
+    def promote(
+        self,
+        actor: Actor,
+        project: str,
+        version: VersionRef,
+        to_environment: str,
+        *,
+        challenger: dict[str, Any] | None = None,
+    ) -> PromotionInfo:
+        """Move a version into ``to_environment`` (as champion, or as a challenger)."""
+        self._platform.access.require(actor, Permission.DEPLOY, environment=to_environment, target=project)
+        detail = self._platform.registry.get_version(actor, project, version)
+        target, previous = self._target(to_environment)
+        verdicts = self._verdicts(actor, detail, target, previous)
+        passed = all(verdict.passed for verdict in verdicts)
+        before = self._champion_number(actor, project, target.name)
+        with self._platform.db.transaction() as session:
+            row = PromotionRow(
+                project=project,
+                version_number=detail.number,
+                digest=detail.digest,
+                from_environment=previous.name if previous else None,
+                to_environment=target.name,
+                outcome="promoted" if passed else "refused",
+                gates=[verdict.model_dump() for verdict in verdicts],
+                actor=actor.name,
+            )
+            session.add(row)
+            session.flush()
+            if passed:
+                if challenger:
+                    self._platform.deployments.set_challenger(
+                        actor, project, target.name, detail.number, session=session, via_promotion=True, **challenger
+                    )
+                else:
+                    self._platform.deployments.deploy(
+                        actor,
+                        project,
+                        detail.number,
+                        target.name,
+                        action="promote",
+                        details={"promotion_id": row.id},
+                        session=session,
+                    )
+            self._platform.audit.record(
+                session,
+                actor,
+                "version.promote",
+                f"{project}:v{detail.number}",
+                outcome="allowed" if passed else "denied",
+                environment=target.name,
+                before={"champion": before},
+                after={"champion": detail.number} if passed and not challenger else None,
+                details={
+                    "promotion_id": row.id,
+                    "as_challenger": challenger,
+                    "failed_gates": [v.gate for v in verdicts if not v.passed],
+                },
+            )
+            info = promotion_info(row)
+        if not passed:
+            failed = [v for v in verdicts if not v.passed]
+            lines = "; ".join(f"{v.gate}: {v.reason}" for v in failed)
+            fixes = "; ".join(v.fix for v in failed if v.fix)
+            raise PromotionRefusedError(
+                f"promotion of {project} v{detail.number} to {target.name} refused by {len(failed)} gate(s): {lines}",
+                fixes or None,
+            )
+        return info
+
+    def list(self, actor: Actor, project: str | None = None, limit: int = 100) -> list[PromotionInfo]:
+        self._platform.access.require(actor, Permission.READ)
+        with self._platform.db.reader() as session:
+            query = select(PromotionRow).order_by(PromotionRow.id.desc()).limit(limit)
+            if project:
+                query = query.where(PromotionRow.project == project)
+            return [promotion_info(row) for row in session.scalars(query)]
+
+    # -- internals --------------------------------------------------------------
+
+    def _target(self, name: str) -> tuple[Environment, Environment | None]:
+        environments = self._platform.environments.list()
+        names = [env.name for env in environments]
+        if name not in names:
+            raise NotFoundError(f"no environment named {name!r}", f"environments, in order: {', '.join(names)}")
+        index = names.index(name)
+        return environments[index], environments[index - 1] if index > 0 else None
+
+    def _verdicts(
+        self, actor: Actor, detail: VersionDetail, target: Environment, previous: Environment | None
+    ) -> list[GateVerdict]:
+        verdicts: list[GateVerdict] = []
+        with self._platform.db.reader() as session:
+            if previous is not None and not target.config.allow_skip:
+                present = was_champion(session, detail.project, previous.name, detail.number)
+                verdicts.append(
+                    GateVerdict(
+                        gate="order",
+                        passed=present,
+                        reason=f"v{detail.number} {'has served' if present else 'has never served'} in {previous.name}",
+                        fix=None
+                        if present
+                        else f"promote it to {previous.name} first: harbourmaster promote "
+                        f"{detail.project} {detail.number} --to {previous.name}",
+                    )
+                )
+        champion = None
+        try:
+            state = self._platform.deployments.get(actor, detail.project, target.name)
+            if state.champion is not None:
+                champion = candidate_of(
+                    self._platform.registry.get_version(actor, detail.project, state.champion.number)
+                )
+        except NotFoundError:
+            pass
+        gates = list(target.config.gates)
+        if target.config.approvals.required and not any(gate.kind == "approvals" for gate in gates):
+            gates.append(GateConfig(kind="approvals"))
+        context = GateContext(
+            candidate=candidate_of(detail),
+            environment=target.name,
+            approval_policy=target.config.approvals,
+            champion=champion,
+            approvals=tuple(
+                approval_record(row)
+                for row in self._platform.approvals.for_version(detail.project, detail.digest, target.name)
+            ),
+            now=datetime.now(UTC),
+            # Evidence gates (drift fixed, load test passed) read results that later checks record.
+            evidence={},
+        )
+        return verdicts + evaluate_gates(gates, context)
+
+    def _champion_number(self, actor: Actor, project: str, environment: str) -> int | None:
+        try:
+            state = self._platform.deployments.get(actor, project, environment)
+        except NotFoundError:
+            return None
+        return state.champion.number if state.champion else None

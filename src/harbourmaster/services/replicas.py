@@ -1,0 +1,77 @@
+"""Serving replicas' heartbeats: who is alive, what each has loaded, its CPU and memory."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from harbourmaster.schemas import ReplicaInfo
+from harbourmaster.services.actors import Actor
+from harbourmaster.store.tables import ReplicaRow
+
+if TYPE_CHECKING:
+    from harbourmaster.services.platform import Platform
+
+STALE_AFTER = timedelta(seconds=30)
+
+
+def _info(row: ReplicaRow, now: datetime) -> ReplicaInfo:
+    last_seen = row.last_seen if row.last_seen.tzinfo else row.last_seen.replace(tzinfo=UTC)
+    status = row.status
+    if status == "alive" and now - last_seen > STALE_AFTER:
+        status = "stale"
+    return ReplicaInfo(
+        id=row.id,
+        environment=row.environment,
+        host=row.host,
+        pid=row.pid,
+        address=row.address,
+        status=status,
+        loaded=row.loaded,
+        details=row.details,
+        started_at=row.started_at,
+        last_seen=last_seen,
+    )
+
+
+class ReplicaService:
+    """Upserts heartbeats (one row per replica) and lists replicas."""
+
+    def __init__(self, platform: Platform) -> None:
+        self._platform = platform
+
+    def heartbeat(
+        self,
+        actor: Actor,
+        replica_id: str,
+        *,
+        environment: str,
+        host: str,
+        pid: int,
+        address: str,
+        status: str = "alive",
+        loaded: dict[str, Any] | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        now = datetime.now(UTC)
+        with self._platform.db.transaction() as session:
+            row = session.get(ReplicaRow, replica_id)
+            if row is None:
+                row = ReplicaRow(id=replica_id, environment=environment, host=host, pid=pid, started_at=now)
+                session.add(row)
+            row.environment, row.host, row.pid, row.address = environment, host, pid, address
+            row.status = status
+            row.loaded = loaded or {}
+            row.details = details or {}
+            row.last_seen = now
+
+    def list(self, actor: Actor, environment: str | None = None, include_stopped: bool = False) -> list[ReplicaInfo]:
+        now = datetime.now(UTC)
+        with self._platform.db.reader() as session:
+            query = select(ReplicaRow).order_by(ReplicaRow.environment, ReplicaRow.started_at)
+            if environment:
+                query = query.where(ReplicaRow.environment == environment)
+            infos = [_info(row, now) for row in session.scalars(query)]
+        return [info for info in infos if include_stopped or info.status != "stopped"]
