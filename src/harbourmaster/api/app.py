@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from harbourmaster import __version__
 from harbourmaster.api.errors import install_error_handlers
-from harbourmaster.api.routes import health, registry
+from harbourmaster.api.routes import governance, health, registry
 from harbourmaster.services.platform import Platform
 
 
@@ -21,4 +21,5 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(registry.router)
+    app.include_router(governance.router)
     return app

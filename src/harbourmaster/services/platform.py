@@ -10,6 +10,7 @@ from harbourmaster.services.approvals import ApprovalService
 from harbourmaster.services.audit import AuditService
 from harbourmaster.services.deployments import DeploymentService
 from harbourmaster.services.environments import EnvironmentService
+from harbourmaster.services.history import HistoryService
 from harbourmaster.services.identity import IdentityService
 from harbourmaster.services.promotions import PromotionService
 from harbourmaster.services.registry import RegistryService
@@ -59,6 +60,10 @@ class Platform:
     @cached_property
     def promotions(self) -> PromotionService:
         return PromotionService(self)
+
+    @cached_property
+    def history(self) -> HistoryService:
+        return HistoryService(self)
 
     @cached_property
     def training(self) -> TrainingService:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from harbourmaster.bundle.builder import Bundle
 from harbourmaster.bundle.loaded import LoadedBundle
-from harbourmaster.bundle.storage import load_bundle, save_bundle
+from harbourmaster.bundle.storage import load_bundle, read_bundle_files, save_bundle
 from harbourmaster.core.digest import sha256_bytes
 from harbourmaster.core.permissions import Permission
 from harbourmaster.core.project_spec import PROJECT_NAME_PATTERN
@@ -227,6 +227,14 @@ class RegistryService:
                 session, actor, "version.untag", f"{project}:v{row.number}", before={key: existing.value}
             )
             return version_detail(row)
+
+    def read_bundle(self, actor: Actor, digest: str) -> Bundle:
+        """A bundle's manifest and files, every one verified against the digest."""
+        self._platform.access.require(actor, Permission.READ)
+        with self._platform.db.reader() as session:
+            if session.scalar(select(VersionRow.id).where(VersionRow.digest == digest).limit(1)) is None:
+                raise NotFoundError(f"no version has bundle digest {digest[:16]}", "check the digest")
+        return read_bundle_files(self._platform.artifacts, digest)
 
     def load_version(self, actor: Actor, project: str, version: VersionRef) -> LoadedBundle:
         """Load a version's pipeline, verifying every file against its digest."""

@@ -7,12 +7,13 @@ from fastapi.responses import JSONResponse
 
 from harbourmaster import __version__
 from harbourmaster.api.deps import get_platform
+from harbourmaster.api.permissions import PUBLIC, requires
 from harbourmaster.services.platform import Platform
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health")
+@router.get("/health", openapi_extra=requires(PUBLIC))
 def health(platform: Platform = Depends(get_platform)) -> JSONResponse:
     checks: dict[str, str] = {}
     for name, check in (("database", platform.db.check), ("artifacts", platform.artifacts.check)):

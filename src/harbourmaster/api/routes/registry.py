@@ -10,9 +10,10 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile  # what request.form() yields (fastapi's is a subclass)
 
 from harbourmaster.api.deps import current_actor, get_platform
+from harbourmaster.api.permissions import requires
 from harbourmaster.bundle.builder import Bundle
 from harbourmaster.bundle.manifest import BundleManifest
-from harbourmaster.bundle.storage import read_bundle_files
+from harbourmaster.core.permissions import Permission
 from harbourmaster.errors import InvalidInputError, NotFoundError
 from harbourmaster.schemas import (
     ProjectInfo,
@@ -36,14 +37,14 @@ class TagValue(BaseModel):
     value: str = Field(default="", max_length=10_000)
 
 
-@router.get("/projects")
+@router.get("/projects", openapi_extra=requires(Permission.READ))
 def list_projects(
     platform: Platform = Depends(get_platform), actor: Actor = Depends(current_actor)
 ) -> list[ProjectInfo]:
     return platform.registry.list_projects(actor)
 
 
-@router.post("/projects", status_code=201)
+@router.post("/projects", status_code=201, openapi_extra=requires(Permission.REGISTER))
 def create_project(
     body: ProjectCreate,
     platform: Platform = Depends(get_platform),
@@ -52,21 +53,21 @@ def create_project(
     return platform.registry.create_project(actor, body.name, body.description)
 
 
-@router.get("/projects/{project}")
+@router.get("/projects/{project}", openapi_extra=requires(Permission.READ))
 def get_project(
     project: str, platform: Platform = Depends(get_platform), actor: Actor = Depends(current_actor)
 ) -> ProjectInfo:
     return platform.registry.get_project(actor, project)
 
 
-@router.get("/projects/{project}/versions")
+@router.get("/projects/{project}/versions", openapi_extra=requires(Permission.READ))
 def list_versions(
     project: str, platform: Platform = Depends(get_platform), actor: Actor = Depends(current_actor)
 ) -> list[VersionSummary]:
     return platform.registry.list_versions(actor, project)
 
 
-@router.post("/projects/{project}/versions", status_code=201)
+@router.post("/projects/{project}/versions", status_code=201, openapi_extra=requires(Permission.REGISTER))
 async def register_version(
     project: str,
     request: Request,
@@ -100,7 +101,7 @@ async def register_version(
     return version
 
 
-@router.get("/projects/{project}/versions/{version}")
+@router.get("/projects/{project}/versions/{version}", openapi_extra=requires(Permission.READ))
 def get_version(
     project: str,
     version: str,
@@ -110,7 +111,7 @@ def get_version(
     return platform.registry.get_version(actor, project, version)
 
 
-@router.get("/projects/{project}/diff")
+@router.get("/projects/{project}/diff", openapi_extra=requires(Permission.READ))
 def diff_versions(
     project: str,
     old: str,
@@ -121,7 +122,7 @@ def diff_versions(
     return platform.registry.diff_versions(actor, project, old, new)
 
 
-@router.put("/projects/{project}/versions/{version}/tags/{key}")
+@router.put("/projects/{project}/versions/{version}/tags/{key}", openapi_extra=requires(Permission.REGISTER))
 def set_tag(
     project: str,
     version: str,
@@ -133,7 +134,7 @@ def set_tag(
     return platform.registry.set_tag(actor, project, version, key, body.value)
 
 
-@router.delete("/projects/{project}/versions/{version}/tags/{key}")
+@router.delete("/projects/{project}/versions/{version}/tags/{key}", openapi_extra=requires(Permission.REGISTER))
 def delete_tag(
     project: str,
     version: str,
@@ -144,15 +145,15 @@ def delete_tag(
     return platform.registry.delete_tag(actor, project, version, key)
 
 
-@router.get("/bundles/{digest}/manifest")
+@router.get("/bundles/{digest}/manifest", openapi_extra=requires(Permission.READ))
 def bundle_manifest(
     digest: str, platform: Platform = Depends(get_platform), actor: Actor = Depends(current_actor)
 ) -> Response:
-    bundle = read_bundle_files(platform.artifacts, _checked_digest(digest))
+    bundle = platform.registry.read_bundle(actor, _checked_digest(digest))
     return Response(bundle.manifest.model_dump_json(), media_type="application/json")
 
 
-@router.get("/bundles/{digest}/files/{path:path}")
+@router.get("/bundles/{digest}/files/{path:path}", openapi_extra=requires(Permission.READ))
 def bundle_file(
     digest: str,
     path: str,
@@ -160,13 +161,13 @@ def bundle_file(
     actor: Actor = Depends(current_actor),
 ) -> Response:
     """One file of a bundle, served only after the whole bundle verified against its digest."""
-    bundle = read_bundle_files(platform.artifacts, _checked_digest(digest))
+    bundle = platform.registry.read_bundle(actor, _checked_digest(digest))
     if path not in bundle.files:
         raise NotFoundError(f"bundle {digest[:12]} has no file {path}", "see its manifest")
     return Response(bundle.files[path], media_type="application/octet-stream")
 
 
-@router.get("/runs")
+@router.get("/runs", openapi_extra=requires(Permission.READ))
 def list_runs(
     project: str | None = None,
     limit: int = 50,
