@@ -18,7 +18,7 @@ from harbourmaster.errors import ConflictError, InvalidInputError, NotFoundError
 from harbourmaster.schemas import ChallengerState, DeploymentEvent, DeploymentState, VersionPointer
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.registry import VersionRef
-from harbourmaster.store.tables import DeploymentEventRow, DeploymentRow, ProjectRow, VersionRow
+from harbourmaster.store.tables import DeploymentEventRow, DeploymentRow, EnvironmentRow, ProjectRow, VersionRow
 
 if TYPE_CHECKING:
     from harbourmaster.services.platform import Platform
@@ -355,7 +355,8 @@ class DeploymentService:
     def _require_admitted(self, session: Session, project: str, environment: str, version: VersionRow) -> None:
         from harbourmaster.services.promotions import was_admitted, was_champion
 
-        first = self._platform.environments.list()[0].name
+        # Read in this session: a second connection would wait on our own write lock (SQLite).
+        first = session.scalar(select(EnvironmentRow.name).order_by(EnvironmentRow.position).limit(1))
         if environment == first:
             return
         if was_admitted(session, project, environment, version.digest) or was_champion(
