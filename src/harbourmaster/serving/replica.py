@@ -1,0 +1,268 @@
+"""A serving replica: reconciles toward the desired state, serves from an immutable routing table.
+
+Background threads (never the request path) poll the store for deployment
+revisions, load + verify + warm new versions and swap the routing table in one
+reference assignment; send heartbeats; write captured predictions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from harbourmaster.bundle.code import project_imports
+from harbourmaster.bundle.storage import load_bundle
+from harbourmaster.core.fallback import DeploymentOptions, FallbackConfig
+from harbourmaster.schemas import DeploymentState, VersionPointer
+from harbourmaster.services.actors import Actor
+from harbourmaster.services.platform import Platform
+from harbourmaster.services.replicas import ReplicaService
+from harbourmaster.serving.capture import CaptureWriter
+from harbourmaster.serving.inference import Predictor
+from harbourmaster.serving.metrics import ServingMetrics
+from harbourmaster.serving.microbatch import Microbatcher
+from harbourmaster.serving.router import Link, ProjectRoute, RoutingTable, humility_for
+from harbourmaster.serving.validator import Validator
+
+log = logging.getLogger("harbourmaster.serving")
+
+RETRY_FAILED_AFTER = 30.0
+
+
+@dataclass
+class ReplicaOptions:
+    """Tunables of one replica."""
+
+    poll_seconds: float = 1.0
+    heartbeat_seconds: float = 5.0
+    capture_queue: int = 100_000
+    capture_batch_rows: int = 5_000
+    capture_flush_seconds: float = 1.0
+    max_body_bytes: int = 8 * 1024 * 1024
+    use_onnx: bool = True
+    predict_threads: int = 4
+
+
+class Replica:
+    """The state of one serving replica of one environment."""
+
+    def __init__(
+        self, platform: Platform, environment: str, options: ReplicaOptions | None = None, address: str = ""
+    ) -> None:
+        platform.environments.get(environment)  # an unknown environment fails here, with a hint
+        self.platform = platform
+        self.environment = environment
+        self.options = options or ReplicaOptions()
+        self.address = address
+        self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.actor = Actor.system(f"replica:{self.id}")
+        self.metrics = ServingMetrics(environment)
+        self.capture = CaptureWriter(
+            platform.artifacts,
+            self.metrics,
+            max_queue=self.options.capture_queue,
+            batch_rows=self.options.capture_batch_rows,
+            flush_seconds=self.options.capture_flush_seconds,
+        )
+        self.pool = ThreadPoolExecutor(self.options.predict_threads, thread_name_prefix="hm-predict")
+        self.shadow_pool = ThreadPoolExecutor(1, thread_name_prefix="hm-shadow")
+        self.shadow_pending = 0
+        self.table = RoutingTable()
+        self.guarded = False
+        self.failures: dict[str, dict[str, Any]] = {}
+        self._predictors: dict[str, Predictor] = {}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._process = psutil.Process()
+        self._process.cpu_percent(None)
+        self._started = False
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> None:
+        """First reconcile (synchronously, so a fresh replica is ready when it listens), then loops."""
+        if self._started:
+            return
+        self._started = True
+        try:
+            self.reconcile()
+        except Exception:
+            log.exception("first reconcile failed; retrying in the background")
+        self._heartbeat("alive")
+        for name, target in (("hm-reconcile", self._reconcile_loop), ("hm-heartbeat", self._heartbeat_loop)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Stop polling, finish shadow work, flush the prediction log, say goodbye in the store."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(10)
+        self.shadow_pool.shutdown(wait=True)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.capture.close()
+        try:
+            self._heartbeat("stopped")
+        except Exception:
+            log.exception("final heartbeat failed")
+
+    # -- reconciling ---------------------------------------------------------------
+
+    def _reconcile_loop(self) -> None:
+        while not self._stop.wait(self.options.poll_seconds):
+            try:
+                self.reconcile()
+            except Exception:
+                log.exception("reconcile failed; keeping the current routing table")
+
+    def reconcile(self) -> bool:
+        """Bring the routing table to the desired state; True when it changed."""
+        self.guarded = bool(self.platform.environments.get(self.environment).config.guarded)
+        revisions = self.platform.deployments.revisions(self.environment)
+        current = self.table
+        routes = dict(current.routes)
+        changed = False
+        for project in list(routes):
+            if project not in revisions:
+                del routes[project]
+                changed = True
+        for project, revision in revisions.items():
+            route = routes.get(project)
+            if route is not None and route.revision == revision:
+                continue
+            failed = self.failures.get(project)
+            if failed and failed["revision"] == revision and time.monotonic() - failed["at"] < RETRY_FAILED_AFTER:
+                continue
+            state = self.platform.deployments.get(self.actor, project, self.environment)
+            if state.champion is None:
+                routes.pop(project, None)
+                changed = True
+                continue
+            try:
+                routes[project] = self._build(state)
+            except Exception as exc:
+                message = f"{type(exc).__name__}: {exc}"
+                log.error("%s revision %s refused, keeping what is served: %s", project, revision, message)
+                self.metrics.reconcile_failures.labels(self.environment, project).inc()
+                self.failures[project] = {"revision": revision, "at": time.monotonic(), "error": message}
+                continue
+            self.failures.pop(project, None)
+            changed = True
+        if changed or not current.ready:
+            self.table = RoutingTable(routes=routes, ready=True)  # the atomic swap
+            self._forget_unused()
+            self.metrics.set_loaded(
+                [
+                    (route.project, link.predictor.number, link.role, link.predictor.engine)
+                    for route in routes.values()
+                    for link in route.predictors()
+                ]
+            )
+        return changed
+
+    def _predictor(self, pointer: VersionPointer) -> Predictor:
+        predictor = self._predictors.get(pointer.digest)
+        if predictor is None:
+            bundle = load_bundle(self.platform.artifacts, pointer.digest, self.platform.settings)
+            predictor = Predictor(pointer.number, bundle, use_onnx=self.options.use_onnx)
+            predictor.warm()
+            self._predictors[pointer.digest] = predictor
+        return predictor
+
+    def _link(self, role: str, pointer: VersionPointer, options: DeploymentOptions) -> Link:
+        predictor = self._predictor(pointer)
+        batcher = None
+        if options.microbatch.enabled:
+            batcher = Microbatcher(predictor, options.microbatch.max_batch, options.microbatch.max_wait_ms)
+        return Link(role, predictor, humility_for(predictor, options), batcher)
+
+    def _build(self, state: DeploymentState) -> ProjectRoute:
+        assert state.champion is not None
+        options = DeploymentOptions.model_validate(state.options or {})
+        fallback = FallbackConfig.model_validate(state.fallback or {})
+        champion = self._link("champion", state.champion, options)
+        challenger = self._link("challenger", state.challenger.version, options) if state.challenger else None
+        failover = self._link("failover", state.failover, options) if state.failover else None
+        function = self._fallback_function(champion.predictor, fallback.function) if fallback.function else None
+        return ProjectRoute(
+            state=state,
+            options=options,
+            validator=Validator(champion.predictor.bundle.manifest.input_schema, options.unknown_fields),
+            champion=champion,
+            challenger=challenger,
+            challenger_mode=state.challenger.mode if state.challenger else None,
+            failover=failover,
+            fallback=fallback,
+            fallback_function=function,
+        )
+
+    def _fallback_function(self, predictor: Predictor, entrypoint: str) -> Callable[..., Any]:
+        module_name, _, name = entrypoint.partition(":")
+        manifest = predictor.bundle.manifest
+        code_dir = Path(self.platform.settings.cache_dir) / "bundles" / predictor.digest / "code"
+        with project_imports(code_dir, manifest.code_modules):
+            function = getattr(importlib.import_module(module_name), name)
+        if not callable(function):
+            raise TypeError(f"fallback {entrypoint} is not callable")
+        return function
+
+    def _forget_unused(self) -> None:
+        used = {link.predictor.digest for route in self.table.routes.values() for link in route.predictors()}
+        for digest in list(self._predictors):
+            if digest not in used:
+                del self._predictors[digest]  # in-flight requests keep their own reference
+
+    # -- heartbeats ----------------------------------------------------------------
+
+    def loaded(self) -> dict[str, Any]:
+        return {
+            route.project: {
+                "revision": route.revision,
+                **{
+                    link.role: {"version": link.predictor.number, "engine": link.predictor.engine}
+                    for link in route.predictors()
+                },
+            }
+            for route in self.table.routes.values()
+        }
+
+    def _heartbeat(self, status: str) -> None:
+        memory = self._process.memory_info().rss
+        ReplicaService(self.platform).heartbeat(
+            self.actor,
+            self.id,
+            environment=self.environment,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            address=self.address,
+            status=status,
+            loaded=self.loaded(),
+            details={
+                "cpu_percent": self._process.cpu_percent(None),
+                "memory_bytes": memory,
+                "capture_queue": self.capture.depth,
+                "capture_dropped": self.capture.dropped,
+                "capture_written": self.capture.written,
+                "refused": {p: f["error"] for p, f in self.failures.items()},
+            },
+        )
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.wait(self.options.heartbeat_seconds):
+            try:
+                self._heartbeat("alive")
+            except Exception:
+                log.exception("heartbeat failed")

@@ -1,0 +1,109 @@
+"""Running replicas: under uvicorn in the foreground (``harbourmaster serve``) or in a thread (tests, demo)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import uvicorn
+
+from harbourmaster.services.platform import Platform
+from harbourmaster.serving.app import ServingApp
+from harbourmaster.serving.replica import Replica, ReplicaOptions
+
+ENV_VAR = "HARBOURMASTER_SERVE_ENVIRONMENT"
+ADDRESS_VAR = "HARBOURMASTER_SERVE_ADDRESS"
+
+
+def create_app(
+    platform: Platform, environment: str, options: ReplicaOptions | None = None, address: str = ""
+) -> ServingApp:
+    """The ASGI app of a new replica (started and stopped by the server's lifespan)."""
+    return ServingApp(Replica(platform, environment, options, address=address))
+
+
+def app_from_env() -> ServingApp:
+    """uvicorn factory for worker processes: settings and environment come from the environment."""
+    return create_app(Platform(), os.environ[ENV_VAR], address=os.environ.get(ADDRESS_VAR, ""))
+
+
+def uvicorn_config(app: Any, host: str, port: int, **extra: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="on",
+        access_log=False,
+        log_level=extra.pop("log_level", "warning"),
+        timeout_graceful_shutdown=extra.pop("timeout_graceful_shutdown", 30),
+        **extra,
+    )
+
+
+def serve(
+    environment: str, host: str = "127.0.0.1", port: int = 8800, workers: int = 1, log_level: str = "info"
+) -> None:
+    """Serve one environment in the foreground until SIGTERM/SIGINT (which drain and flush)."""
+    address = f"http://{host}:{port}"
+    if workers <= 1:
+        platform = Platform()
+        config = uvicorn_config(create_app(platform, environment, address=address), host, port, log_level=log_level)
+        uvicorn.Server(config).run()
+        platform.close()
+        return
+    os.environ[ENV_VAR] = environment
+    os.environ[ADDRESS_VAR] = address
+    uvicorn.run(
+        "harbourmaster.serving.server:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        lifespan="on",
+        access_log=False,
+        log_level=log_level,
+        timeout_graceful_shutdown=30,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerThread:
+    """A replica under uvicorn in a background thread, on a loopback port (tests and the demo)."""
+
+    def __init__(
+        self, platform: Platform, environment: str, options: ReplicaOptions | None = None, port: int | None = None
+    ) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.app = create_app(platform, environment, options, address=self.url)
+        self.replica = self.app.replica
+        self.server = uvicorn.Server(uvicorn_config(self.app, "127.0.0.1", self.port))
+        self._thread = threading.Thread(target=self.server.run, name=f"hm-serve-{self.port}", daemon=True)
+
+    def start(self, timeout: float = 60.0) -> ServerThread:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"replica on port {self.port} did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Graceful stop: in-flight requests finish, the prediction log is flushed."""
+        self.server.should_exit = True
+        self._thread.join(timeout)
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

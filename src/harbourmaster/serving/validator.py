@@ -1,0 +1,115 @@
+"""Input validation compiled from a version's input schema (on the hot path: plain Python)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+_MISSING = object()
+_NUMERIC = ("integer", "float")
+
+
+class FieldError(dict):
+    """One problem with one field of one record: ``{"record", "field", "error"}``."""
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+class Validator:
+    """Checks records against an input schema; names every offending field and why."""
+
+    __slots__ = ("_columns", "_names", "_nameset", "all_numeric", "ignore_unknown")
+
+    def __init__(self, input_schema: dict[str, Any], unknown_fields: str = "reject") -> None:
+        columns = input_schema.get("columns") or []
+        self._columns: list[tuple[str, str, bool, frozenset[Any] | None, list[Any] | None]] = [
+            (
+                str(c["name"]),
+                str(c["dtype"]),
+                bool(c.get("nullable", False)),
+                frozenset(c["categories"]) if c.get("categories") is not None else None,
+                c.get("categories"),
+            )
+            for c in columns
+        ]
+        self._names = [c[0] for c in self._columns]
+        self._nameset = frozenset(self._names)
+        self.all_numeric = bool(self._columns) and all(c[1] in _NUMERIC for c in self._columns)
+        self.ignore_unknown = unknown_fields == "ignore"
+
+    @property
+    def names(self) -> list[str]:
+        return self._names
+
+    def check(self, records: list[Any]) -> list[dict[str, Any]]:
+        """Every problem in ``records`` (empty when all are valid)."""
+        errors: list[dict[str, Any]] = []
+        nameset = self._nameset
+        for index, record in enumerate(records):
+            if not isinstance(record, dict):
+                errors.append(
+                    {"record": index, "field": None, "error": f"expected an object, got {_type_name(record)}"}
+                )
+                continue
+            keys = record.keys()
+            if keys != nameset:
+                for name in self._names:
+                    if name not in record:
+                        errors.append({"record": index, "field": name, "error": "missing"})
+                if not self.ignore_unknown:
+                    for name in keys - nameset:
+                        errors.append({"record": index, "field": name, "error": "unknown field"})
+            for name, dtype, nullable, categories, listed in self._columns:
+                value = record.get(name, _MISSING)
+                if value is _MISSING:
+                    continue
+                problem = self._problem(value, dtype, nullable, categories, listed)
+                if problem is not None:
+                    errors.append({"record": index, "field": name, "error": problem})
+        return errors
+
+    @staticmethod
+    def _problem(
+        value: Any, dtype: str, nullable: bool, categories: frozenset[Any] | None, listed: list[Any] | None
+    ) -> str | None:
+        if value is None:
+            return None if nullable else "null is not allowed"
+        if dtype == "float":
+            if type(value) is float or (isinstance(value, int | float) and not isinstance(value, bool)):
+                return None if math.isfinite(value) else "must be a finite number"
+            return f"expected a number, got {_type_name(value)}"
+        if dtype == "integer":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return f"expected an integer, got {_type_name(value)}"
+            if isinstance(value, float) and not value.is_integer():
+                return f"expected an integer, got {value!r}"
+            return None
+        if dtype == "boolean":
+            return None if isinstance(value, bool) else f"expected a boolean, got {_type_name(value)}"
+        if dtype in ("string", "datetime") and not isinstance(value, str):
+            return f"expected a string, got {_type_name(value)}"
+        if dtype == "category" and not isinstance(value, str | int | float | bool):
+            return f"expected a category, got {_type_name(value)}"
+        if categories is not None and value not in categories:
+            shown = ", ".join(repr(v) for v in (listed or [])[:20])
+            return f"unseen category {value!r} (known: {shown})"
+        return None
+
+    def clean(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Records restricted to the schema's fields (after a successful check)."""
+        if not self.ignore_unknown:
+            return records
+        nameset = self._nameset
+        return [r if r.keys() == nameset else {k: r[k] for k in self._names} for r in records]

@@ -1,0 +1,181 @@
+"""The prediction log and ground-truth feedback: Parquet files in the artifact store, queried with DuckDB.
+
+Layout (one file per flushed batch, never rewritten)::
+
+    predictions/env=<env>/project=<project>/date=<YYYY-MM-DD>/<uuid>.parquet
+    feedback/env=<env>/project=<project>/date=<YYYY-MM-DD>/<uuid>.parquet
+
+A prediction row is one record of one request (``request_id`` + ``row``), so
+feedback joins on ``(request_id, row)``. Inputs and outputs are JSON text, which
+DuckDB reads with ``json_extract`` and pandas with ``json.loads``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from harbourmaster.store.artifacts import ArtifactStore
+
+PREDICTION_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("row", pa.int32()),
+        ("ts", pa.timestamp("us", tz="UTC")),
+        ("environment", pa.string()),
+        ("project", pa.string()),
+        ("version", pa.int32()),
+        ("path", pa.string()),
+        ("reason", pa.string()),
+        ("status", pa.int16()),
+        ("latency_ms", pa.float64()),
+        ("inputs", pa.string()),
+        ("output", pa.string()),
+        ("probabilities", pa.string()),
+        ("shadow_version", pa.int32()),
+        ("shadow_output", pa.string()),
+        ("replica", pa.string()),
+    ]
+)
+
+FEEDBACK_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("row", pa.int32()),
+        ("ts", pa.timestamp("us", tz="UTC")),
+        ("environment", pa.string()),
+        ("project", pa.string()),
+        ("value", pa.string()),
+        ("actor", pa.string()),
+    ]
+)
+
+
+def partition(kind: str, environment: str, project: str, day: date | None = None) -> str:
+    """The key prefix of one partition (or of a project, when ``day`` is None)."""
+    prefix = f"{kind}/env={environment}/project={project}/"
+    return prefix if day is None else f"{prefix}date={day.isoformat()}/"
+
+
+def _write(store: ArtifactStore, kind: str, schema: pa.Schema, rows: list[dict[str, Any]]) -> list[str]:
+    groups: dict[tuple[str, str, date], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[(row["environment"], row["project"], row["ts"].astimezone(UTC).date())].append(row)
+    keys: list[str] = []
+    for (environment, project, day), members in groups.items():
+        table = pa.Table.from_pylist(members, schema=schema)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        key = f"{partition(kind, environment, project, day)}{uuid.uuid4().hex}.parquet"
+        store.put_bytes(key, sink.getvalue().to_pybytes())
+        keys.append(key)
+    return keys
+
+
+def write_predictions(store: ArtifactStore, rows: list[dict[str, Any]]) -> list[str]:
+    """Append prediction rows (dicts with PREDICTION_SCHEMA's keys); one file per partition."""
+    return _write(store, "predictions", PREDICTION_SCHEMA, rows) if rows else []
+
+
+def write_feedback(store: ArtifactStore, rows: list[dict[str, Any]]) -> list[str]:
+    """Append ground-truth rows (dicts with FEEDBACK_SCHEMA's keys)."""
+    return _write(store, "feedback", FEEDBACK_SCHEMA, rows) if rows else []
+
+
+class PredictionLog:
+    """Reads the prediction log and feedback of an artifact store with DuckDB."""
+
+    def __init__(self, store: ArtifactStore) -> None:
+        self.store = store
+
+    def files(self, kind: str, environment: str | None = None, project: str | None = None) -> list[str]:
+        """Parquet keys of one kind, narrowed to an environment and project."""
+        prefix = f"{kind}/"
+        if environment is not None:
+            prefix += f"env={environment}/"
+            if project is not None:
+                prefix += f"project={project}/"
+        keys = [key for key in self.store.list(prefix) if key.endswith(".parquet")]
+        if environment is None and project is not None:
+            keys = [key for key in keys if f"/project={project}/" in key]
+        return keys
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        connection = duckdb.connect()
+        if not self.store.url.startswith(("file://", "/")) and "://" in self.store.url:
+            connection.register_filesystem(self.store.filesystem)
+        return connection
+
+    def _source(self, keys: Iterable[str], schema: pa.Schema) -> str:
+        locations = [
+            self.store.path(key)
+            if "://" not in self.store.url or self.store.url.startswith("file://")
+            else self.store.uri(key)
+            for key in keys
+        ]
+        if not locations:
+            columns = ", ".join(f'NULL::{_duck_type(field.type)} AS "{field.name}"' for field in schema)
+            return f"(SELECT {columns} WHERE false)"
+        quoted = ", ".join("'" + location.replace("'", "''") + "'" for location in locations)
+        return f"read_parquet([{quoted}], union_by_name=true)"
+
+    def query(
+        self, sql: str, environment: str | None = None, project: str | None = None, params: list[Any] | None = None
+    ) -> pd.DataFrame:
+        """Run ``sql`` over the views ``predictions`` and ``feedback`` (narrowed as given)."""
+        connection = self._connect()
+        try:
+            predictions = self._source(self.files("predictions", environment, project), PREDICTION_SCHEMA)
+            feedback = self._source(self.files("feedback", environment, project), FEEDBACK_SCHEMA)
+            connection.execute(f"CREATE VIEW predictions AS SELECT * FROM {predictions}")
+            connection.execute(f"CREATE VIEW feedback AS SELECT * FROM {feedback}")
+            return connection.execute(sql, params or []).df()
+        finally:
+            connection.close()
+
+    def count(self, environment: str | None = None, project: str | None = None) -> int:
+        """Number of logged prediction rows."""
+        return int(self.query("SELECT count(*) AS n FROM predictions", environment, project)["n"].iloc[0])
+
+    def recent(self, environment: str, project: str, limit: int = 20) -> pd.DataFrame:
+        """The latest prediction rows, newest first."""
+        return self.query("SELECT * FROM predictions ORDER BY ts DESC, row LIMIT ?", environment, project, [int(limit)])
+
+    def with_feedback(self, environment: str, project: str) -> pd.DataFrame:
+        """Predictions joined to their ground truth (latest feedback per request row)."""
+        return self.query(
+            """
+            SELECT p.*, f.value AS truth, f.ts AS truth_ts
+            FROM predictions p
+            JOIN (
+                SELECT *, row_number() OVER (PARTITION BY request_id, row ORDER BY ts DESC) AS k FROM feedback
+            ) f ON f.request_id = p.request_id AND f.row = p.row AND f.k = 1
+            ORDER BY p.ts
+            """,
+            environment,
+            project,
+        )
+
+
+def _duck_type(arrow_type: pa.DataType) -> str:
+    if pa.types.is_timestamp(arrow_type):
+        return "TIMESTAMPTZ"
+    if pa.types.is_int16(arrow_type):
+        return "SMALLINT"
+    if pa.types.is_integer(arrow_type):
+        return "INTEGER"
+    if pa.types.is_floating(arrow_type):
+        return "DOUBLE"
+    return "VARCHAR"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
