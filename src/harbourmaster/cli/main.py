@@ -365,3 +365,8 @@ def run() -> None:
     except KeyboardInterrupt:
         output.fail("interrupted")
         sys.exit(130)
+
+
+from harbourmaster.cli import serving_commands  # noqa: E402
+
+serving_commands.register(app)

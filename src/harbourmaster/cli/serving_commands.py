@@ -1,0 +1,252 @@
+"""Serving commands: desired state (deploy, challenger, fallback, rollback), replicas, scoring, the prediction log.
+
+These run embedded (against HARBOURMASTER_HOME / the configured store) as the local owner.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from harbourmaster.cli import output
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment (dev, test, prod ...).")]
+
+
+def _platform() -> Any:
+    from harbourmaster.services.platform import Platform
+
+    return Platform()
+
+
+def _actor() -> Any:
+    from harbourmaster.services.actors import Actor
+
+    return Actor.local_owner()
+
+
+def _version(value: str) -> int | str:
+    return int(value) if value.isdigit() else value
+
+
+def _show_state(state: Any, json: bool) -> None:
+    if json:
+        return output.print_json(state)
+    champion = f"v{state.champion.number}" if state.champion else "-"
+    challenger = "-"
+    if state.challenger:
+        c = state.challenger
+        challenger = f"v{c.version.number} {c.mode}" + (f" {c.weight:g}%" if c.mode == "canary" else "")
+    failover = f"v{state.failover.number}" if state.failover else "-"
+    output.console.print(
+        f"{state.project} in {state.environment}: champion {champion}, challenger {challenger}, "
+        f"failover {failover}, revision {state.revision} (replicas pick it up within seconds)"
+    )
+
+
+def deploy(
+    project: str,
+    version: str,
+    env: EnvOption = "dev",
+    unknown_fields: Annotated[str | None, typer.Option(help="reject or ignore unknown input fields.")] = None,
+    latency_budget_ms: Annotated[float | None, typer.Option(help="Fall back when the model is slower.")] = None,
+    microbatch: Annotated[bool | None, typer.Option(help="Adaptive micro-batching.")] = None,
+    humility: Annotated[bool | None, typer.Option(help="Skip the model on inputs outside the training range.")] = None,
+    humility_margin: Annotated[float | None, typer.Option(help="Fraction of the range allowed beyond it.")] = None,
+    json: JsonOption = False,
+) -> None:
+    """Record VERSION as the champion of PROJECT in an environment (and optional serving options)."""
+    platform, actor = _platform(), _actor()
+    state = platform.deployments.deploy(actor, project, _version(version), env)
+    changes: dict[str, Any] = {}
+    if unknown_fields is not None:
+        changes["unknown_fields"] = unknown_fields
+    if latency_budget_ms is not None:
+        changes["latency_budget_ms"] = latency_budget_ms
+    options = dict(state.options)
+    if microbatch is not None:
+        changes["microbatch"] = {**options.get("microbatch", {}), "enabled": microbatch}
+    if humility is not None or humility_margin is not None:
+        current = dict(options.get("humility", {}))
+        if humility is not None:
+            current["enabled"] = humility
+        if humility_margin is not None:
+            current["margin"] = humility_margin
+        changes["humility"] = current
+    if changes:
+        state = platform.deployments.set_options(actor, project, env, {**options, **changes})
+    _show_state(state, json)
+
+
+def challenger(
+    project: str,
+    version: Annotated[str | None, typer.Argument(help="Challenger version; omit with --clear.")] = None,
+    env: EnvOption = "dev",
+    mode: Annotated[str, typer.Option(help="canary or shadow.")] = "canary",
+    weight: Annotated[float, typer.Option(help="Canary share of traffic, percent.")] = 10.0,
+    sticky_key: Annotated[str | None, typer.Option(help="Record field pinning a caller to one side.")] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the challenger.")] = False,
+    json: JsonOption = False,
+) -> None:
+    """Set (or --clear) a canary or shadow challenger."""
+    platform, actor = _platform(), _actor()
+    if clear:
+        state = platform.deployments.clear_challenger(actor, project, env)
+    else:
+        if version is None:
+            raise typer.BadParameter("give a VERSION, or --clear")
+        state = platform.deployments.set_challenger(
+            actor, project, env, _version(version), mode=mode, weight=weight, sticky_key=sticky_key
+        )
+    _show_state(state, json)
+
+
+def fallback(
+    project: str,
+    env: EnvOption = "dev",
+    failover: Annotated[str | None, typer.Option(help="Failover version.")] = None,
+    rules: Annotated[Path | None, typer.Option(help="JSON file: {rules: [...], default: ..., function: ...}.")] = None,
+    default: Annotated[str | None, typer.Option(help="Constant answer (JSON) when everything else fails.")] = None,
+    function: Annotated[str | None, typer.Option(help="module:function in the project code.")] = None,
+    json: JsonOption = False,
+) -> None:
+    """Set the fallback chain: a failover version, then rules (table, constant or project function)."""
+    config: dict[str, Any] = jsonlib.loads(rules.read_text()) if rules else {}
+    if default is not None:
+        config["default"] = jsonlib.loads(default)
+    if function is not None:
+        config["function"] = function
+    state = _platform().deployments.set_fallback(
+        _actor(), project, env, failover=_version(failover) if failover else None, fallback=config
+    )
+    _show_state(state, json)
+
+
+def rollback(
+    project: str,
+    env: EnvOption = "dev",
+    to: Annotated[str | None, typer.Option("--to", help="Version to roll back to (default: the previous).")] = None,
+    json: JsonOption = False,
+) -> None:
+    """Put the previous champion back, with no restart."""
+    state = _platform().deployments.rollback(_actor(), project, env, _version(to) if to else None)
+    _show_state(state, json)
+
+
+def deployments(
+    env: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")] = None,
+    project: Annotated[str | None, typer.Option(help="Only this project.")] = None,
+    json: JsonOption = False,
+) -> None:
+    """List desired states."""
+    items = _platform().deployments.list(_actor(), env, project)
+    if json:
+        return output.print_json(items)
+    output.table(
+        None,
+        ["project", "env", "champion", "challenger", "failover", "revision", "updated by", "updated"],
+        [
+            (
+                s.project,
+                s.environment,
+                f"v{s.champion.number}" if s.champion else "-",
+                f"v{s.challenger.version.number} {s.challenger.mode}" if s.challenger else "-",
+                f"v{s.failover.number}" if s.failover else "-",
+                s.revision,
+                s.updated_by,
+                output.when(s.updated_at),
+            )
+            for s in items
+        ],
+    )
+
+
+def serve(
+    env: EnvOption = "dev",
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8800,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes (each one a replica).")] = 1,
+) -> None:
+    """Start a serving replica for one environment (SIGTERM drains and flushes the prediction log)."""
+    from harbourmaster.serving.server import serve as run_server
+
+    run_server(env, host, port, workers)
+
+
+def score(
+    project: str,
+    env: EnvOption = "dev",
+    input: Annotated[Path, typer.Option("--input", "-i", help="CSV or Parquet file.")] = Path("input.csv"),
+    output_path: Annotated[Path, typer.Option("--output", "-o", help="CSV or Parquet file.")] = Path("scored.csv"),
+    json: JsonOption = False,
+) -> None:
+    """Score a file with the environment's champion (same bundle and validation), recorded as a run."""
+    from harbourmaster.services.scoring import ScoringService
+
+    run = ScoringService(_platform()).score(_actor(), project, env, input, output_path)
+    if json:
+        return output.print_json(run)
+    if run.status != "succeeded":
+        output.fail(f"scoring run {run.id} failed: {run.error}")
+        raise typer.Exit(1)
+    output.console.print(f"run {run.id}: scored {run.rows_out} rows with v{run.version_number} into {output_path}")
+
+
+def replicas(
+    env: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")] = None,
+    all: Annotated[bool, typer.Option("--all", help="Include stopped replicas.")] = False,
+    json: JsonOption = False,
+) -> None:
+    """Serving replicas and their heartbeats."""
+    from harbourmaster.services.replicas import ReplicaService
+
+    items = ReplicaService(_platform()).list(_actor(), env, include_stopped=all)
+    if json:
+        return output.print_json(items)
+    output.table(
+        None,
+        ["replica", "env", "status", "address", "loaded", "cpu %", "memory MB", "last seen"],
+        [
+            (
+                r.id,
+                r.environment,
+                r.status,
+                r.address,
+                ", ".join(f"{p} v{v.get('champion', {}).get('version')}" for p, v in r.loaded.items()) or "-",
+                r.details.get("cpu_percent", "-"),
+                round(r.details.get("memory_bytes", 0) / 1e6),
+                output.when(r.last_seen),
+            )
+            for r in items
+        ],
+    )
+
+
+def predictions(
+    project: str,
+    env: EnvOption = "dev",
+    limit: Annotated[int, typer.Option(help="Rows to show.")] = 20,
+    sql: Annotated[str | None, typer.Option(help="DuckDB SQL over the views predictions and feedback.")] = None,
+    json: JsonOption = False,
+) -> None:
+    """The prediction log of a project (read with DuckDB)."""
+    from harbourmaster.store.prediction_log import PredictionLog
+
+    log = PredictionLog(_platform().artifacts)
+    frame = log.query(sql, env, project) if sql else log.recent(env, project, limit)
+    if json:
+        return output.print_json(jsonlib.loads(frame.to_json(orient="records", date_format="iso")))
+    output.console.print(f"{log.count(env, project)} logged prediction rows for {project} in {env}")
+    output.table(
+        None, [str(c) for c in frame.columns], [tuple(str(v) for v in row) for row in frame.itertuples(index=False)]
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the serving commands to the ``harbourmaster`` app."""
+    for command in (deploy, challenger, fallback, rollback, deployments, serve, score, replicas, predictions):
+        app.command()(command)

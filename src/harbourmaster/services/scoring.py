@@ -1,0 +1,104 @@
+"""Batch scoring: a file scored with the environment's champion bundle and validation, recorded as a run."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from harbourmaster.bundle.storage import load_bundle
+from harbourmaster.core.fallback import DeploymentOptions
+from harbourmaster.errors import InvalidInputError
+from harbourmaster.schemas import RunInfo
+from harbourmaster.services.actors import Actor
+from harbourmaster.services.training import run_info
+from harbourmaster.serving.inference import Predictor
+from harbourmaster.serving.validator import Validator
+from harbourmaster.store.tables import RunRow
+
+if TYPE_CHECKING:
+    from harbourmaster.services.platform import Platform
+
+
+def _read(path: Path) -> pd.DataFrame:
+    if path.suffix.lower() == ".parquet":
+        return pd.read_parquet(path)
+    if path.suffix.lower() == ".csv":
+        return pd.read_csv(path)
+    raise InvalidInputError(f"cannot read {path.name}: unknown file type", "use a .csv or .parquet file")
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    clean = frame.astype(object).where(frame.notna(), None)
+    records = clean.to_dict(orient="records")
+    for record in records:
+        for key, value in record.items():
+            if isinstance(value, np.generic):
+                record[key] = value.item()
+    return records
+
+
+class ScoringService:
+    """Scores CSV/Parquet files with the champion deployed in an environment."""
+
+    def __init__(self, platform: Platform) -> None:
+        self._platform = platform
+
+    def score(self, actor: Actor, project: str, environment: str, input_path: Path, output_path: Path) -> RunInfo:
+        state = self._platform.deployments.get(actor, project, environment)
+        if state.champion is None:
+            raise InvalidInputError(f"{project} has no champion in {environment}", "deploy a version first")
+        with self._platform.db.transaction() as session:
+            row = RunRow(
+                project=project,
+                kind="score",
+                status="running",
+                environment=environment,
+                version_number=state.champion.number,
+                created_by=actor.name,
+                details={"input": str(input_path), "output": str(output_path)},
+            )
+            session.add(row)
+            session.flush()
+            run_id = row.id
+        rows_in = rows_out = None
+        try:
+            frame = _read(Path(input_path))
+            rows_in = len(frame)
+            bundle = load_bundle(self._platform.artifacts, state.champion.digest, self._platform.settings)
+            predictor = Predictor(state.champion.number, bundle)
+            options = DeploymentOptions.model_validate(state.options or {})
+            validator = Validator(bundle.manifest.input_schema, options.unknown_fields)
+            records = _records(frame)
+            errors = validator.check(records)
+            if errors:
+                shown = "; ".join(f"row {e['record']} {e['field']}: {e['error']}" for e in errors[:10])
+                raise InvalidInputError(f"{len(errors)} invalid field(s) in {input_path}: {shown}", "fix the input")
+            labels, proba = predictor.predict(predictor.batch(validator.clean(records)))
+            out = frame.copy()
+            out["prediction"] = labels
+            if proba is not None and predictor.classes is not None:
+                for index, label in enumerate(predictor.classes):
+                    out[f"proba_{label}"] = proba[:, index]
+            output_path = Path(output_path)
+            output_path.parent.mkdir(parents=True, exist_ok=True)
+            if output_path.suffix.lower() == ".parquet":
+                out.to_parquet(output_path, index=False)
+            else:
+                out.to_csv(output_path, index=False)
+            rows_out = len(out)
+            status, error = "succeeded", None
+        except Exception as exc:
+            status = "failed"
+            error = exc.message if hasattr(exc, "message") else f"{type(exc).__name__}: {exc}"
+        with self._platform.db.transaction() as session:
+            row = session.get_one(RunRow, run_id)
+            row.status, row.error = status, error
+            row.rows_in, row.rows_out = rows_in, rows_out
+            row.finished_at = datetime.now(UTC)
+            session.flush()
+            info = run_info(row)
+        return info
