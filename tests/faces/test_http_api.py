@@ -103,7 +103,7 @@ def api_routes(live: Live) -> list[tuple[str, str]]:
     for path, operations in paths.items():
         if not path.startswith("/api/v1"):
             continue
-        concrete = re.sub(r"{(\w+)}", lambda m: samples[m.group(1)], path)
+        concrete = re.sub(r"{(\w+)}", lambda m: samples.get(m.group(1), "dev"), path)
         routes.extend((method.upper(), concrete) for method in sorted(operations))
     return routes
 
