@@ -211,9 +211,9 @@ class ServingApp:
         self, scope: dict[str, Any], receive: Any, send: Any, project: str, request_id: str, started: float, *, v2: bool
     ) -> None:
         replica = self.replica
-        route = self._route(project)
         if replica.guarded:
             self._authorize(scope)
+        route = self._route(project)
         body = await self._body(scope, receive)
         if v2:
             records = _records_from_v2(body, route.validator.names)
@@ -379,9 +379,9 @@ class ServingApp:
     async def _feedback_call(
         self, scope: dict[str, Any], receive: Any, send: Any, project: str, headers: list[tuple[bytes, bytes]]
     ) -> None:
-        self._route(project)
         if self.replica.guarded:
             self._authorize(scope)
+        self._route(project)
         body = await self._body(scope, receive)
         items = parse_feedback(body)
         loop = asyncio.get_running_loop()
