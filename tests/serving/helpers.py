@@ -14,8 +14,7 @@ from harbourmaster.serving.server import ServerThread
 PROJECT = "breast-cancer"
 FLAG = 12.345  # a "mean texture" the faulty version's prepare step refuses
 
-FAULTY_PREPARE = (
-    f'''
+FAULTY_PREPARE = f'''
 
 _original_prepare = prepare
 
@@ -26,7 +25,6 @@ def prepare(records):
         raise ValueError("flagged input")
     return _original_prepare(records)
 '''
-)
 
 
 def train_versions(platform: Platform, folder: Path) -> dict[str, int]:

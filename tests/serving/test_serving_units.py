@@ -1,0 +1,121 @@
+"""Pure pieces of serving: options, rules, humility, routing, validation, ONNX exactness."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from harbourmaster.core.fallback import (
+    FallbackConfig,
+    HumilityCheck,
+    HumilityOptions,
+    evaluate_rules,
+    validate_deployment_options,
+    validate_fallback_config,
+)
+from harbourmaster.core.profile import build_profile
+from harbourmaster.core.routing import bucket, choose_side
+from harbourmaster.errors import InvalidInputError
+from harbourmaster.serving.validator import Validator
+
+
+def test_options_and_fallback_config_are_validated() -> None:
+    options = validate_deployment_options({"latency_budget_ms": 20, "microbatch": {"enabled": True}})
+    assert options["unknown_fields"] == "reject" and options["microbatch"]["max_batch"] == 32
+    with pytest.raises(InvalidInputError, match="unknown_fields"):
+        validate_deployment_options({"unknown_fields": "maybe"})
+    with pytest.raises(InvalidInputError):
+        validate_deployment_options({"colour": 1})
+    with pytest.raises(InvalidInputError, match="function"):
+        validate_fallback_config({"function": "not a function"})
+    assert validate_fallback_config({})["rules"] == []
+
+
+def test_rule_table_first_match_then_default() -> None:
+    config = FallbackConfig.model_validate(
+        {
+            "rules": [
+                {
+                    "when": [{"feature": "x", "op": ">", "value": 10}, {"feature": "c", "op": "in", "value": ["a"]}],
+                    "output": "high",
+                },
+                {"when": {"feature": "x", "op": "is_null"}, "output": "unknown"},
+            ],
+            "default": "low",
+        }
+    )
+    assert evaluate_rules(config, {"x": 11, "c": "a"}) == (True, "high")
+    assert evaluate_rules(config, {"x": 11, "c": "b"}) == (True, "low")
+    assert evaluate_rules(config, {"x": None, "c": "a"}) == (True, "unknown")
+    assert evaluate_rules(config, {"x": "text", "c": "a"}) == (True, "low")  # a failed comparison is false
+    assert evaluate_rules(FallbackConfig(), {"x": 1}) == (False, None)
+
+
+def test_humility_bounds_with_margin_and_feature_choice() -> None:
+    profile = build_profile(pd.DataFrame({"a": [0.0, 10.0], "b": [0.0, 1.0]}))
+    check = HumilityCheck(profile, HumilityOptions(enabled=True, margin=0.1))
+    assert check.violations({"a": 10.5, "b": 0.5}) == []
+    assert check.violations({"a": 11.5, "b": -1}) == ["a", "b"]
+    only_b = HumilityCheck(profile, HumilityOptions(enabled=True, features=["b"]))
+    assert only_b.violations({"a": 99.0, "b": 0.5}) == []
+
+
+def test_canary_routing_weights_and_stickiness() -> None:
+    assert choose_side(0, draw=0) == "champion" and choose_side(100, draw=99) == "challenger"
+    assert choose_side(30, draw=10) == "challenger" and choose_side(30, draw=40) == "champion"
+    assert {choose_side(50, "user-7") for _ in range(20)} == {choose_side(50, "user-7")}
+    share = sum(bucket(f"user-{i}") < 20 for i in range(5000)) / 5000
+    assert 0.17 < share < 0.23
+
+
+def test_validator_names_every_problem() -> None:
+    schema = {
+        "columns": [
+            {"name": "n", "dtype": "float", "nullable": False},
+            {"name": "i", "dtype": "integer", "nullable": True},
+            {"name": "c", "dtype": "string", "nullable": False, "categories": ["a", "b"]},
+            {"name": "f", "dtype": "boolean", "nullable": False},
+        ]
+    }
+    validator = Validator(schema)
+    assert validator.check([{"n": 1.5, "i": None, "c": "a", "f": True}]) == []
+    errors = validator.check([{"n": True, "i": 1.5, "c": "z", "f": "yes", "extra": 1}, {"n": None}, "row"])
+    found = {(e["record"], e["field"], e["error"].split(" (")[0]) for e in errors}
+    assert (0, "n", "expected a number, got boolean") in found
+    assert (0, "i", "expected an integer, got 1.5") in found
+    assert (0, "c", "unseen category 'z'") in found
+    assert (0, "f", "expected a boolean, got string") in found
+    assert (0, "extra", "unknown field") in found
+    assert (1, "n", "null is not allowed") in found and (1, "c", "missing") in found
+    assert (2, None, "expected an object, got string") in found
+    lenient = Validator(schema, "ignore")
+    assert lenient.check([{"n": 1.0, "i": 1, "c": "b", "f": False, "extra": 1}]) == []
+    assert lenient.clean([{"n": 1.0, "i": 1, "c": "b", "f": False, "extra": 1}]) == [
+        {"n": 1.0, "i": 1, "c": "b", "f": False}
+    ]
+
+
+def test_onnx_fast_path_is_exact_and_custom_code_stays_on_the_pipeline(sqlite_settings: object) -> None:
+    pytest.importorskip("skl2onnx")
+    from harbourmaster.client import Client
+    from harbourmaster.serving.inference import Predictor
+
+    data = load_breast_cancer(as_frame=True)
+    frame = data.frame
+    pipeline = Pipeline([("s", StandardScaler()), ("c", LogisticRegression(max_iter=5000))])
+    pipeline.fit(data.data, data.target)
+    with Client(settings=sqlite_settings) as hm:
+        hm.register("plain", pipeline, frame, target="target", metrics={"accuracy": 1.0})
+        bundle = hm.load("plain", "latest")
+    predictor = Predictor(1, bundle)
+    assert predictor.engine == "onnx"
+    records = data.data.head(50).to_dict(orient="records")
+    labels, proba = predictor.predict(predictor.batch(records))
+    assert np.array_equal(labels, pipeline.predict(data.data.head(50)))
+    assert np.abs(proba - pipeline.predict_proba(data.data.head(50))).max() < 1e-9
+    assert Predictor(1, bundle, use_onnx=False).engine == "sklearn"
