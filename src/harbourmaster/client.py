@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
+from harbourmaster._client_operations import DeploymentMethods, GovernanceMethods
 from harbourmaster.bundle.builder import Bundle
 from harbourmaster.bundle.code import (
     code_modules,
@@ -48,7 +49,7 @@ from harbourmaster.store.data_sources import DataSource
 VersionRef = int | str
 
 
-class Client:
+class Client(DeploymentMethods, GovernanceMethods):
     """Register, inspect and load versions, embedded or against a server.
 
     >>> client = Client()                                   # ./.harbourmaster
@@ -76,6 +77,15 @@ class Client:
             self._remote = None
             self._platform = Platform(self.settings)
             self.actor = actor or Actor.local_owner()
+
+    def acting_as(self, user: str) -> Client:
+        """Embedded mode only: a client acting as a named user, with that user's roles and grants."""
+        if self._remote or self._platform is None:
+            raise InvalidInputError("acting_as is for embedded mode", "against a server, use that user's token")
+        other = object.__new__(Client)
+        other.__dict__.update(self.__dict__)
+        other.actor = self._platform.identity.actor_for(user)
+        return other
 
     # -- reading ----------------------------------------------------------------
 
@@ -315,8 +325,8 @@ class _Remote:
     def post(self, path: str, **kwargs: Any) -> Any:
         return self.request("POST", path, **kwargs)
 
-    def get_bytes(self, path: str) -> bytes:
-        return self._send("GET", path).content
+    def get_bytes(self, path: str, **kwargs: Any) -> bytes:
+        return self._send("GET", path, **kwargs).content
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:

@@ -20,25 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-UrlOption = Annotated[
-    str | None,
-    typer.Option(
-        "--url",
-        envvar="HARBOURMASTER_URL",
-        help="Talk to this server instead of the embedded store.",
-    ),
-]
-TokenOption = Annotated[
-    str | None,
-    typer.Option("--token", envvar="HARBOURMASTER_TOKEN", help="API token for --url.", show_default=False),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-
-
-def client(url: str | None = None, token: str | None = None):
-    from harbourmaster.client import Client
-
-    return Client(url=url, token=token)
+from harbourmaster.cli.common import JsonOption, TokenOption, UrlOption, client  # noqa: E402
 
 
 @app.command()
@@ -366,6 +348,10 @@ def run() -> None:
         output.fail("interrupted")
         sys.exit(130)
 
+
+from harbourmaster.cli import governance_commands  # noqa: E402
+
+governance_commands.register(app)
 
 from harbourmaster.cli import serving_commands  # noqa: E402
 
