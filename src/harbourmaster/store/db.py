@@ -21,7 +21,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _migrate_lock = threading.Lock()
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take over transaction control from pysqlite so BEGIN IMMEDIATE works.
@@ -35,12 +35,17 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # Writers serialise at the start of a transaction instead of failing on upgrade.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers serialise at the start of a transaction instead of failing on upgrade;
+        # readers take a deferred snapshot, which in WAL mode never waits for a writer.
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def create_database_engine(url: str) -> Engine:
-    """An engine for a SQLAlchemy URL; SQLite gets WAL mode and a busy timeout."""
+def create_database_engine(url: str, *, for_writing: bool = True) -> Engine:
+    """An engine for a SQLAlchemy URL; SQLite gets WAL mode and a busy timeout.
+
+    SQLite writers start with BEGIN IMMEDIATE (they queue instead of failing when
+    they upgrade to a write); readers begin normally and, in WAL mode, never wait.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -55,7 +60,7 @@ def create_database_engine(url: str) -> Engine:
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, immediate=for_writing)
         return engine
     return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
@@ -87,6 +92,11 @@ class Database:
                     "check HARBOURMASTER_DATABASE_URL and that the database server is running",
                 ) from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # On SQLite, reads use their own engine so that they never queue behind a writer.
+        self.read_engine = (
+            create_database_engine(url, for_writing=False) if self.engine.dialect.name == "sqlite" else self.engine
+        )
+        self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
 
     @property
     def dialect(self) -> str:
@@ -100,7 +110,8 @@ class Database:
 
     @contextmanager
     def reader(self) -> Iterator[Session]:
-        with self._sessions() as session:
+        """A session for reading only (it never takes SQLite's write lock)."""
+        with self._read_sessions() as session:
             yield session
 
     def check(self) -> None:
@@ -109,3 +120,4 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self.read_engine.dispose()
