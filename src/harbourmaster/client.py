@@ -42,7 +42,7 @@ from harbourmaster.schemas import (
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.packaging import package_version
 from harbourmaster.services.registry import check_project_name
-from harbourmaster.services.training import build_training_bundle, read_project_spec
+from harbourmaster.services.training import build_training_bundle, project_settings_of, read_project_spec
 from harbourmaster.store.artifacts import ArtifactStore
 from harbourmaster.store.data_sources import DataSource
 
@@ -179,7 +179,11 @@ class Client(DeploymentMethods, GovernanceMethods):
             parent = self.project(spec.project.name).latest_version
         except HarbourmasterError:
             parent = None
-        bundle, summary = build_training_bundle(self.actor, project_dir, spec, data=data, parent_version=parent)
+        self._identify_remote_actor()
+        bundle, summary = build_training_bundle(
+            self.actor, project_dir, spec, data=data, parent_version=parent, settings=self.settings
+        )
+        summary["project_settings"] = project_settings_of(spec)
         self.create_project(spec.project.name, spec.project.description)
         version = self._upload(spec.project.name, bundle, spec.project.description, summary)
         run = next(run for run in self.runs(spec.project.name) if run.version_number == version.number)
@@ -214,6 +218,7 @@ class Client(DeploymentMethods, GovernanceMethods):
                 f"training_data is a {type(training_data).__name__}, not a pandas DataFrame",
                 "pass the DataFrame the pipeline was fitted on",
             )
+        self._identify_remote_actor()
         features, target_series, target_name = _split_target(training_data, target)
         metric_values = self._metric_values(pipeline, metrics, eval_data, target_name)
         code_files: dict[str, bytes] = {}
@@ -283,10 +288,21 @@ class Client(DeploymentMethods, GovernanceMethods):
         eval_features, eval_target, _ = _split_target(eval_data, target_name)
         return evaluate(pipeline, eval_features, eval_target, names)
 
+    def _identify_remote_actor(self) -> None:
+        """Against a server, lineage names the token's user (as the server's records do)."""
+        if self._remote and self.actor.kind == "local-owner":
+            me = self._remote.get("/whoami")
+            self.actor = Actor(name=me["name"], roles=frozenset(me["roles"]))
+
     def _upload(self, project: str, bundle: Bundle, description: str, run: dict[str, Any] | None) -> VersionDetail:
         assert self._remote is not None
         data = {"manifest": bundle.manifest.model_dump_json(), "description": description}
         if run is not None:
+            run = dict(run)
+            settings = run.pop("project_settings", None)
+            if settings is not None:
+                data["project_settings"] = json.dumps(settings)
+                data["project_description"] = description
             data["run"] = json.dumps(run)
         files = [(path, (path, content, "application/octet-stream")) for path, content in bundle.files.items()]
         return VersionDetail.model_validate(self._remote.post(f"/projects/{project}/versions", data=data, files=files))

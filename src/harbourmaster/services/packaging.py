@@ -17,6 +17,7 @@ import sklearn
 
 from harbourmaster import __version__
 from harbourmaster.bundle.builder import Bundle, build_bundle
+from harbourmaster.bundle.formats import TrustPolicy
 from harbourmaster.core.digest import frame_fingerprint
 from harbourmaster.core.profile import build_profile
 from harbourmaster.core.schema import infer_input_schema, infer_output_schema
@@ -77,6 +78,7 @@ def package_version(
     code_files: dict[str, bytes] | None = None,
     prepare: str | None = None,
     trusted_pickle: bool = False,
+    policy: TrustPolicy | None = None,
 ) -> Bundle:
     """Build the bundle of a fitted pipeline from the raw features it was trained on.
 
@@ -125,6 +127,7 @@ def package_version(
         lineage=json_safe(full_lineage),
         reference_row=reference_row,
         trusted_pickle=trusted_pickle,
+        policy=policy,
     )
 
 

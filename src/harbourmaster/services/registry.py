@@ -104,7 +104,16 @@ class RegistryService:
 
     # -- versions ---------------------------------------------------------------
 
-    def register_bundle(self, actor: Actor, project: str, bundle: Bundle, description: str = "") -> VersionDetail:
+    def register_bundle(
+        self,
+        actor: Actor,
+        project: str,
+        bundle: Bundle,
+        description: str = "",
+        *,
+        project_description: str | None = None,
+        project_settings: dict[str, Any] | None = None,
+    ) -> VersionDetail:
         """Store a bundle's files (content-addressed) and record it as the next version."""
         self._platform.access.require(actor, Permission.REGISTER, target=project)
         check_project_name(project)
@@ -114,7 +123,9 @@ class RegistryService:
         for _attempt in range(MAX_NUMBERING_ATTEMPTS):
             try:
                 with self._platform.db.transaction() as session:
-                    project_row = self._ensure_project(session, actor, project, "")
+                    project_row = self._ensure_project(session, actor, project, project_description or "")
+                    if project_settings is not None:
+                        project_row.settings = {**project_row.settings, **project_settings}
                     latest = session.scalar(
                         select(func.max(VersionRow.number)).where(VersionRow.project_id == project_row.id)
                     )
@@ -239,7 +250,14 @@ class RegistryService:
     def load_version(self, actor: Actor, project: str, version: VersionRef) -> LoadedBundle:
         """Load a version's pipeline, verifying every file against its digest."""
         detail = self.get_version(actor, project, version)
-        return load_bundle(self._platform.artifacts, detail.digest, self._platform.settings)
+        return self.load_digest(actor, project, detail.digest)
+
+    def load_digest(self, actor: Actor, project: str, digest: str) -> LoadedBundle:
+        """Load a bundle of a project, trusting the platform's types plus the project's declared ones."""
+        self._platform.access.require(actor, Permission.READ)
+        with self._platform.db.reader() as session:
+            trusted = self.project_row(session, project).settings.get("trusted_types", [])
+        return load_bundle(self._platform.artifacts, digest, self._platform.settings, extra_trusted_types=trusted)
 
     # -- internals --------------------------------------------------------------
 

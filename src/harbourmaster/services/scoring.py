@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from harbourmaster.bundle.storage import load_bundle
 from harbourmaster.core.fallback import DeploymentOptions
 from harbourmaster.errors import InvalidInputError
 from harbourmaster.schemas import RunInfo
@@ -68,7 +67,7 @@ class ScoringService:
         try:
             frame = _read(Path(input_path))
             rows_in = len(frame)
-            bundle = load_bundle(self._platform.artifacts, state.champion.digest, self._platform.settings)
+            bundle = self._platform.registry.load_digest(actor, project, state.champion.digest)
             predictor = Predictor(state.champion.number, bundle)
             options = DeploymentOptions.model_validate(state.options or {})
             validator = Validator(bundle.manifest.input_schema, options.unknown_fields)

@@ -29,6 +29,8 @@ from harbourmaster.bundle.code import (
     project_imports,
     snapshot_project_code,
 )
+from harbourmaster.bundle.formats import TrustPolicy
+from harbourmaster.config import Settings
 from harbourmaster.core.metrics import default_metrics, evaluate, validate_metric_names
 from harbourmaster.core.permissions import Permission
 from harbourmaster.core.project_spec import ProjectSpec, parse_project_spec
@@ -190,11 +192,16 @@ class TrainingService:
         run_id = self._start_run(actor, spec.project.name, project_dir)
         try:
             parent = self._latest_number(actor, spec.project.name)
-            bundle, summary = build_training_bundle(actor, project_dir, spec, data=data, parent_version=parent)
-            # [project] description describes the project (register_bundle only describes the version).
-            self._platform.registry.create_project(actor, spec.project.name, spec.project.description)
+            bundle, summary = build_training_bundle(
+                actor, project_dir, spec, data=data, parent_version=parent, settings=self._platform.settings
+            )
             version = self._platform.registry.register_bundle(
-                actor, spec.project.name, bundle, description or spec.project.description
+                actor,
+                spec.project.name,
+                bundle,
+                description or spec.project.description,
+                project_description=spec.project.description,
+                project_settings=project_settings_of(spec),
             )
         except Exception as exc:
             self._finish_run(run_id, status="failed", error=str(exc))
@@ -291,6 +298,14 @@ def run_info(row: RunRow) -> RunInfo:
     )
 
 
+def project_settings_of(spec: ProjectSpec) -> dict[str, Any]:
+    """What the platform keeps of a project file as the project's own configuration."""
+    return {
+        "trusted_types": list(spec.serialization.trusted_types),
+        "environments": spec.environments,
+    }
+
+
 def build_training_bundle(
     actor: Actor,
     project_dir: Path,
@@ -298,6 +313,7 @@ def build_training_bundle(
     *,
     data: DataSource | None = None,
     parent_version: int | None = None,
+    settings: Settings | None = None,
 ) -> tuple[Bundle, dict[str, Any]]:
     """Load data, fit, evaluate on the held-out split and build the bundle (no store writes)."""
     source = data or data_source_of(spec)
@@ -376,6 +392,7 @@ def build_training_bundle(
             code_files=code_files,
             prepare=spec.pipeline.prepare,
             trusted_pickle=spec.serialization.trust_pickle,
+            policy=TrustPolicy.from_settings(settings or Settings.from_env(), spec.serialization.trusted_types),
         )
     summary = {
         "rows": len(frame),

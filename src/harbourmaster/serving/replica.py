@@ -23,7 +23,6 @@ from typing import Any
 import psutil
 
 from harbourmaster.bundle.code import project_imports
-from harbourmaster.bundle.storage import load_bundle
 from harbourmaster.core.fallback import DeploymentOptions, FallbackConfig
 from harbourmaster.schemas import DeploymentState, VersionPointer
 from harbourmaster.services.actors import Actor
@@ -173,17 +172,17 @@ class Replica:
             )
         return changed
 
-    def _predictor(self, pointer: VersionPointer) -> Predictor:
+    def _predictor(self, project: str, pointer: VersionPointer) -> Predictor:
         predictor = self._predictors.get(pointer.digest)
         if predictor is None:
-            bundle = load_bundle(self.platform.artifacts, pointer.digest, self.platform.settings)
+            bundle = self.platform.registry.load_digest(self.actor, project, pointer.digest)
             predictor = Predictor(pointer.number, bundle, use_onnx=self.options.use_onnx)
             predictor.warm()
             self._predictors[pointer.digest] = predictor
         return predictor
 
-    def _link(self, role: str, pointer: VersionPointer, options: DeploymentOptions) -> Link:
-        predictor = self._predictor(pointer)
+    def _link(self, role: str, project: str, pointer: VersionPointer, options: DeploymentOptions) -> Link:
+        predictor = self._predictor(project, pointer)
         batcher = None
         if options.microbatch.enabled:
             batcher = Microbatcher(predictor, options.microbatch.max_batch, options.microbatch.max_wait_ms)
@@ -193,9 +192,11 @@ class Replica:
         assert state.champion is not None
         options = DeploymentOptions.model_validate(state.options or {})
         fallback = FallbackConfig.model_validate(state.fallback or {})
-        champion = self._link("champion", state.champion, options)
-        challenger = self._link("challenger", state.challenger.version, options) if state.challenger else None
-        failover = self._link("failover", state.failover, options) if state.failover else None
+        champion = self._link("champion", state.project, state.champion, options)
+        challenger = (
+            self._link("challenger", state.project, state.challenger.version, options) if state.challenger else None
+        )
+        failover = self._link("failover", state.project, state.failover, options) if state.failover else None
         function = self._fallback_function(champion.predictor, fallback.function) if fallback.function else None
         return ProjectRoute(
             state=state,

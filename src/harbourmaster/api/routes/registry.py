@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile  # what request.form() yields (fastapi's is a subclass)
 
 from harbourmaster.api.deps import current_actor, get_platform
@@ -74,6 +76,8 @@ async def register_version(
     manifest: str = Form(..., description="the bundle manifest (JSON)"),
     description: str = Form(""),
     run: str = Form("", description="optional JSON summary of the training run"),
+    project_description: str = Form("", description="the project's description, from its project file"),
+    project_settings: str = Form("", description="optional JSON of the project's own configuration"),
     platform: Platform = Depends(get_platform),
     actor: Actor = Depends(current_actor),
 ) -> VersionDetail:
@@ -91,14 +95,30 @@ async def register_version(
         if isinstance(value, UploadFile):
             files[key] = await value.read()
     bundle = Bundle(manifest=parsed, files=files)
-    version = platform.registry.register_bundle(actor, project, bundle, description)
-    if run:
-        try:
-            summary = json.loads(run)
-        except json.JSONDecodeError as exc:
-            raise InvalidInputError("the run summary is not JSON", "send a JSON object") from exc
-        platform.training.record_run(actor, project, version.number, summary)
+    summary = _json_object(run, "run") if run else None
+    settings = _json_object(project_settings, "project_settings") if project_settings else None
+    version = await run_in_threadpool(
+        platform.registry.register_bundle,
+        actor,
+        project,
+        bundle,
+        description,
+        project_description=project_description or None,
+        project_settings=settings,
+    )
+    if summary is not None:
+        await run_in_threadpool(platform.training.record_run, actor, project, version.number, summary)
     return version
+
+
+def _json_object(text: str, field: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"form field {field} is not JSON: {exc}", "send a JSON object") from exc
+    if not isinstance(value, dict):
+        raise InvalidInputError(f"form field {field} is not a JSON object", "send a JSON object")
+    return value
 
 
 @router.get("/projects/{project}/versions/{version}", openapi_extra=requires(Permission.READ))
