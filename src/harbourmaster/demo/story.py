@@ -175,11 +175,16 @@ def run_demo(home: Path | None = None) -> None:
         if not same:
             raise SystemExit(1)
 
+    from harbourmaster.demo.serving_chapter import run_serving_chapter
+
+    run_serving_chapter(story, settings, PROJECT, second.version.number, features)
+
     story.step("What next")
     story.say(f"harbourmaster versions {PROJECT}        # the registry")
     story.say(f"harbourmaster show {PROJECT} 2          # schema, metrics, lineage")
     story.say(f"harbourmaster diff {PROJECT} 1 2        # what changed")
     story.say("harbourmaster server                       # the HTTP API, docs at http://127.0.0.1:8700/docs")
+    story.say("harbourmaster serve --env dev              # a serving replica (see docs/serving.md)")
     story.done()
 
 
