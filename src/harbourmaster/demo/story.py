@@ -179,12 +179,19 @@ def run_demo(home: Path | None = None) -> None:
 
     run_serving_chapter(story, settings, PROJECT, second.version.number, features)
 
+    from harbourmaster.demo.governance_chapter import run_governance_chapter
+
+    with Client(settings=settings) as owner:
+        run_governance_chapter(story, owner, PROJECT, project_dir)
+
     story.step("What next")
     story.say(f"harbourmaster versions {PROJECT}        # the registry")
     story.say(f"harbourmaster show {PROJECT} 2          # schema, metrics, lineage")
     story.say(f"harbourmaster diff {PROJECT} 1 2        # what changed")
     story.say("harbourmaster server                       # the HTTP API, docs at http://127.0.0.1:8700/docs")
     story.say("harbourmaster serve --env dev              # a serving replica (see docs/serving.md)")
+    story.say(f"harbourmaster history {PROJECT} --env prod  # who put what in prod, who approved it")
+    story.say("harbourmaster audit verify                 # the tamper-evident audit log")
     story.done()
 
 
