@@ -158,6 +158,17 @@ def list_deployments(
     return platform.deployments.list(actor, environment, project)
 
 
+# Declared before /deployments/{project}/{environment}, which would otherwise capture 'events'.
+@router.get("/deployments/{project}/events", tags=["deployments"], openapi_extra=requires(Permission.READ))
+def deployment_events(
+    project: str,
+    environment: str | None = None,
+    platform: Platform = Depends(get_platform),
+    actor: Actor = Depends(current_actor),
+) -> list[DeploymentEvent]:
+    return platform.deployments.history(actor, project, environment)
+
+
 @router.get(
     "/deployments/{project}/{environment}",
     tags=["deployments"],
@@ -257,16 +268,6 @@ def set_options(
     actor: Actor = Depends(current_actor),
 ) -> DeploymentState:
     return platform.deployments.set_options(actor, project, environment, body.options)
-
-
-@router.get("/deployments/{project}/events", tags=["deployments"], openapi_extra=requires(Permission.READ))
-def deployment_events(
-    project: str,
-    environment: str | None = None,
-    platform: Platform = Depends(get_platform),
-    actor: Actor = Depends(current_actor),
-) -> list[DeploymentEvent]:
-    return platform.deployments.history(actor, project, environment)
 
 
 @router.get("/projects/{project}/history", tags=["governance"], openapi_extra=requires(Permission.READ))
