@@ -206,6 +206,7 @@ class RegistryService:
         )
 
     def set_tag(self, actor: Actor, project: str, version: VersionRef, key: str, value: str = "") -> VersionDetail:
+        self._platform.access.require(actor, Permission.REGISTER, target=project)
         if not key or len(key) > 128 or any(ch.isspace() for ch in key):
             raise InvalidInputError(f"tag key {key!r} is not valid", "use 1-128 characters without spaces")
         with self._platform.db.transaction() as session:
