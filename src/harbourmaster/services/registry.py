@@ -88,7 +88,12 @@ class RegistryService:
         self._platform.access.require(actor, Permission.REGISTER, target=name)
         check_project_name(name)
         with self._platform.db.transaction() as session:
+            existed = session.scalar(select(ProjectRow.id).where(ProjectRow.name == name)) is not None
             row = self._ensure_project(session, actor, name, description)
+            if not existed:
+                self._platform.audit.record(
+                    session, actor, "project.create", name, after={"name": name, "description": description}
+                )
             return self._project_info(session, row)
 
     def list_projects(self, actor: Actor) -> list[ProjectInfo]:
