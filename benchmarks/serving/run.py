@@ -358,7 +358,7 @@ def render(results: dict, servers: dict, args: argparse.Namespace, status: dict)
         f"{args.workers} worker(s) per server, wrk {args.duration}s per load on 127.0.0.1 (wrk shares the CPUs). "
         "Pipeline: scikit-learn breast-cancer, StandardScaler + LogisticRegression, 30 numeric features. "
         "Harbourmaster runs with validation, prediction capture and metrics on "
-        f"(inference engine: {json.dumps(status.get('loaded', {}).get('bench', {}).get('champion', {}).get('engine'))}).",
+        f"(inference engine: {_engine(status)}).",
         "",
         "Reproduce: `python benchmarks/serving/run.py` (add `--duration 30` for steadier figures).",
         "",
@@ -368,9 +368,8 @@ def render(results: dict, servers: dict, args: argparse.Namespace, status: dict)
     for label, _size, connections in LOADS:
         for name in names:
             r = results[(name, label, connections)]
-            lines.append(
-                f"| {label} | {connections} | {name} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} |"
-            )
+            figures = f"{r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']}"
+            lines.append(f"| {label} | {connections} | {name} | {figures} |")
     lines += [
         "",
         "Ratios (Harbourmaster / peer):",
@@ -387,6 +386,10 @@ def render(results: dict, servers: dict, args: argparse.Namespace, status: dict)
             lines.append(f"| {label} | {connections} | {name} | {rps:.2f}x | {p99:.2f}x |")
     lines.append("")
     return "\n".join(lines)
+
+
+def _engine(status: dict) -> str:
+    return str(status.get("loaded", {}).get("bench", {}).get("champion", {}).get("engine"))
 
 
 if __name__ == "__main__":
