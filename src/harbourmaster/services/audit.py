@@ -111,8 +111,11 @@ class AuditService:
         """Entries since a time, plus the chain head, so the export can be verified on its own."""
         if format not in EXPORT_FORMATS:
             raise InvalidInputError(f"export format {format!r} is unknown", "use jsonl or csv")
-        entries = self.entries(actor, since)
-        whole = verify_chain(self._entries())
+        self._platform.access.require(actor, Permission.AUDIT, target="audit log")
+        # One read for both: the trailer's head must be the last exported entry, even with writers running.
+        everything = list(self._entries())
+        whole = verify_chain(everything)
+        entries = [entry for entry in everything if since is None or _parse_at(entry["at"]) >= since]
         with self._platform.db.transaction() as session:
             self.record(session, actor, "audit.export", "audit log", details={"since": str(since), "format": format})
         trailer = {
@@ -191,12 +194,29 @@ def verify_export(text: str) -> ChainReport:
     if trailer is None:
         return ChainReport(False, 0, 0, GENESIS, "the export has no trailer with the chain head", None)
     if not entries:
+        if trailer.get("exported"):
+            first = trailer.get("first_seq")
+            return ChainReport(False, 0, 0, GENESIS, f"entries from entry {first} on removed from the export", first)
         return ChainReport(True, 0, 0, GENESIS)
+    if trailer.get("first_seq") is not None and entries[0]["seq"] != trailer["first_seq"]:
+        first = trailer["first_seq"]
+        return ChainReport(
+            False, 0, 0, GENESIS, f"the export should start at entry {first} but starts at {entries[0]['seq']}", first
+        )
     report = verify_chain(entries, start_seq=entries[0]["seq"], start_prev_hash=entries[0]["prev_hash"])
     if not report.ok:
         return report
     head = trailer["chain_head"]
-    if head["seq"] == report.head_seq and head["hash"] != report.head_hash:
+    if head["seq"] != report.head_seq:
+        return ChainReport(
+            False,
+            report.checked,
+            report.head_seq,
+            report.head_hash,
+            f"the export ends at entry {report.head_seq} but the chain head in the trailer is entry {head['seq']}",
+            report.head_seq + 1,
+        )
+    if head["hash"] != report.head_hash:
         return ChainReport(
             False,
             report.checked,
