@@ -1,0 +1,347 @@
+"""The authorization matrix: every HTTP operation x every role, against a live server.
+
+Expectations are derived from the permission table (``core.permissions``) and the
+``x-permission`` / ``x-environment-param`` each route declares in the OpenAPI
+document, never written by hand. An operation that declares no permission, or has
+no example request below, fails the test: a new endpoint cannot be forgotten.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+
+from harbourmaster.api.app import create_app
+from harbourmaster.api.permissions import AUTHENTICATED, PUBLIC
+from harbourmaster.core.permissions import Permission, is_allowed
+from harbourmaster.services.platform import Platform
+from harbourmaster.store.tables import AuditEventRow
+
+from .helpers import PROJECT, SYSTEM, USERS, actor, create_users, live_server, train
+
+# Who plays each role in the matrix (plus a second approver, amy, used for seeding).
+MATRIX_USERS = {
+    "vera": "viewer",
+    "dana": "data-scientist",
+    "otto": "operator (no grant)",
+    "olga": "operator (prod grant)",
+    "abe": "approver",
+    "audrey": "auditor",
+    "root": "admin",
+}
+DECLARED = {p.value for p in Permission} | {AUTHENTICATED, PUBLIC}
+
+
+@dataclass
+class Seed:
+    """State every example request can rely on."""
+
+    digest: str
+    bundle_file: str
+    manifest: str
+    files: dict[str, bytes]
+    counter: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    def unique(self, prefix: str) -> str:
+        return f"{prefix}-{next(self.counter)}"
+
+
+@dataclass
+class Request:
+    path: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] | None = None
+    json: Any = None
+    data: dict[str, str] | None = None
+    files: list[Any] | None = None
+
+
+Example = Callable[[Platform, Seed, str], Request]
+
+
+def _dep(environment: str, **body: Any) -> Example:
+    return lambda _p, _s, _u: Request(path={"project": PROJECT, "environment": environment}, json=body or None)
+
+
+def _prepare_tag(platform: Platform, seed: Seed, user: str) -> Request:
+    platform.registry.set_tag(SYSTEM, PROJECT, 1, "doomed", "x")
+    return Request(path={"project": PROJECT, "version": 1, "key": "doomed"})
+
+
+def _prepare_grant(platform: Platform, seed: Seed, user: str) -> Request:
+    platform.identity.grant(SYSTEM, "scratch", "prod", "deploy")
+    return Request(path={"name": "scratch", "environment": "prod", "permission": "deploy"})
+
+
+def _prepare_own_token(platform: Platform, seed: Seed, user: str) -> Request:
+    issued = platform.identity.create_token(SYSTEM, user, seed.unique("throwaway"))
+    return Request(path={"token_id": issued.id})
+
+
+def _register(platform: Platform, seed: Seed, user: str) -> Request:
+    files = [(path, (path, content, "application/octet-stream")) for path, content in seed.files.items()]
+    return Request(path={"project": "uploads"}, data={"manifest": seed.manifest}, files=files)
+
+
+def _configure(environment: str) -> Example:
+    def example(platform: Platform, seed: Seed, user: str) -> Request:
+        config = platform.environments.get(environment).config.model_dump(mode="json")
+        return Request(path={"environment": environment}, json={"config": config})  # same config back
+
+    return example
+
+
+# (METHOD, path template) -> example requests; each must succeed (2xx) for a caller who is allowed.
+EXAMPLES: dict[tuple[str, str], list[Example]] = {
+    ("GET", "/health"): [lambda _p, _s, _u: Request()],
+    ("GET", "/api/v1/projects"): [lambda _p, _s, _u: Request()],
+    ("POST", "/api/v1/projects"): [lambda _p, s, _u: Request(json={"name": s.unique("scratch-project")})],
+    ("GET", "/api/v1/projects/{project}"): [lambda _p, _s, _u: Request(path={"project": PROJECT})],
+    ("GET", "/api/v1/projects/{project}/versions"): [lambda _p, _s, _u: Request(path={"project": PROJECT})],
+    ("POST", "/api/v1/projects/{project}/versions"): [_register],
+    ("GET", "/api/v1/projects/{project}/versions/{version}"): [
+        lambda _p, _s, _u: Request(path={"project": PROJECT, "version": 1})
+    ],
+    ("GET", "/api/v1/projects/{project}/diff"): [
+        lambda _p, _s, _u: Request(path={"project": PROJECT}, params={"old": 1, "new": 2})
+    ],
+    ("PUT", "/api/v1/projects/{project}/versions/{version}/tags/{key}"): [
+        lambda _p, _s, _u: Request(path={"project": PROJECT, "version": 1, "key": "candidate"}, json={"value": "yes"})
+    ],
+    ("DELETE", "/api/v1/projects/{project}/versions/{version}/tags/{key}"): [_prepare_tag],
+    ("GET", "/api/v1/bundles/{digest}/manifest"): [lambda _p, s, _u: Request(path={"digest": s.digest})],
+    ("GET", "/api/v1/bundles/{digest}/files/{path}"): [
+        lambda _p, s, _u: Request(path={"digest": s.digest, "path": s.bundle_file})
+    ],
+    ("GET", "/api/v1/runs"): [lambda _p, _s, _u: Request(params={"project": PROJECT})],
+    ("GET", "/api/v1/environments"): [lambda _p, _s, _u: Request()],
+    ("PUT", "/api/v1/environments/{environment}"): [_configure("dev"), _configure("prod")],
+    ("GET", "/api/v1/deployments"): [lambda _p, _s, _u: Request(params={"project": PROJECT})],
+    ("GET", "/api/v1/deployments/{project}/{environment}"): [_dep("dev"), _dep("prod")],
+    ("POST", "/api/v1/deployments/{project}/{environment}"): [_dep("dev", version=1), _dep("prod", version=1)],
+    ("POST", "/api/v1/deployments/{project}/{environment}/rollback"): [
+        _dep("dev", to_version=1),
+        _dep("prod", to_version=1),
+    ],
+    ("PUT", "/api/v1/deployments/{project}/{environment}/challenger"): [
+        _dep("dev", version=2, mode="canary", weight=5),
+        _dep("prod", version=2, mode="shadow"),
+    ],
+    ("DELETE", "/api/v1/deployments/{project}/{environment}/challenger"): [_dep("dev"), _dep("prod")],
+    ("PUT", "/api/v1/deployments/{project}/{environment}/fallback"): [
+        _dep("dev", failover=2, fallback={}),
+        _dep("prod", failover=2, fallback={}),
+    ],
+    ("PUT", "/api/v1/deployments/{project}/{environment}/options"): [
+        _dep("dev", options={}),
+        _dep("prod", options={}),
+    ],
+    ("GET", "/api/v1/deployments/{project}/events"): [
+        lambda _p, _s, _u: Request(path={"project": PROJECT}, params={"environment": "prod"})
+    ],
+    ("GET", "/api/v1/projects/{project}/history"): [
+        lambda _p, _s, _u: Request(path={"project": PROJECT}, params={"environment": "prod"})
+    ],
+    ("POST", "/api/v1/promotions"): [
+        lambda _p, _s, _u: Request(json={"project": PROJECT, "version": 1, "to": "test"}),
+        lambda _p, _s, _u: Request(json={"project": PROJECT, "version": 1, "to": "prod"}),
+    ],
+    ("GET", "/api/v1/promotions"): [lambda _p, _s, _u: Request(params={"project": PROJECT})],
+    ("GET", "/api/v1/promotions/check"): [
+        lambda _p, _s, _u: Request(params={"project": PROJECT, "version": "3", "to": "prod"})
+    ],
+    ("POST", "/api/v1/approvals"): [
+        lambda _p, _s, _u: Request(json={"project": PROJECT, "version": 3, "environment": "prod", "comment": "ok"})
+    ],
+    ("GET", "/api/v1/approvals"): [lambda _p, _s, _u: Request(params={"project": PROJECT})],
+    ("GET", "/api/v1/approvals/pending"): [lambda _p, _s, _u: Request()],
+    ("GET", "/api/v1/whoami"): [lambda _p, _s, _u: Request()],
+    ("GET", "/api/v1/users"): [lambda _p, _s, _u: Request()],
+    ("POST", "/api/v1/users"): [lambda _p, s, _u: Request(json={"name": s.unique("newcomer"), "roles": ["viewer"]})],
+    ("PUT", "/api/v1/users/{name}/roles"): [
+        lambda _p, _s, _u: Request(path={"name": "scratch"}, json={"roles": ["viewer"]})
+    ],
+    ("PUT", "/api/v1/users/{name}/disabled"): [
+        lambda _p, _s, _u: Request(path={"name": "scratch"}, json={"disabled": False})
+    ],
+    ("POST", "/api/v1/users/{name}/grants"): [
+        lambda _p, _s, _u: Request(path={"name": "scratch"}, json={"environment": "prod", "permission": "predict"})
+    ],
+    ("DELETE", "/api/v1/users/{name}/grants/{environment}/{permission}"): [_prepare_grant],
+    ("POST", "/api/v1/tokens"): [lambda _p, s, _u: Request(json={"name": s.unique("mine"), "expires_in_days": 1})],
+    ("GET", "/api/v1/tokens"): [lambda _p, _s, _u: Request()],
+    ("DELETE", "/api/v1/tokens/{token_id}"): [_prepare_own_token],
+    ("GET", "/api/v1/audit/verify"): [lambda _p, _s, _u: Request()],
+    ("GET", "/api/v1/audit/events"): [lambda _p, _s, _u: Request(params={"limit": 5})],
+    ("GET", "/api/v1/audit/export"): [lambda _p, _s, _u: Request(params={"format": "csv"})],
+}
+
+
+def operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(method.upper(), path, op) for path, ops in spec["paths"].items() for method, op in ops.items()]
+
+
+def declaration_problems(spec: dict[str, Any]) -> list[str]:
+    """Every operation must declare a known permission and have an example request (and vice versa)."""
+    problems = []
+    published = set()
+    for method, path, op in operations(spec):
+        published.add((method, path))
+        permission = op.get("x-permission")
+        if permission not in DECLARED:
+            problems.append(f"{method} {path} declares x-permission={permission!r} (want one of {sorted(DECLARED)})")
+        if (method, path) not in EXAMPLES:
+            problems.append(f"{method} {path} has no example request in EXAMPLES: add one to the matrix")
+        param = op.get("x-environment-param")
+        if param and not (param.startswith("body.") or "{" + param + "}" in path):
+            problems.append(f"{method} {path} names x-environment-param={param!r}, which is not one of its fields")
+    problems += [
+        f"{m} {p} is in EXAMPLES but the server no longer publishes it" for m, p in EXAMPLES.keys() - published
+    ]
+    return problems
+
+
+def test_every_operation_declares_a_permission_and_has_an_example(tmp_path):
+    from tests.conftest import make_settings
+
+    platform = Platform(make_settings(tmp_path / "home"))
+    try:
+        spec = create_app(platform).openapi()
+    finally:
+        platform.close()
+    assert declaration_problems(spec) == []
+    assert len(operations(spec)) >= 40
+
+
+def _seed(platform: Platform, demo_project) -> Seed:
+    """A project trained by a data scientist: v1 champion in dev, test and prod (v2 was before it in
+    prod, so it may come back as challenger or failover), v3 for approvers to sign off."""
+    dana, olga = actor(platform, "dana"), actor(platform, "olga")
+    assert [train(platform, demo_project) for _ in range(3)] == [1, 2, 3]
+    for number in (2, 1):
+        platform.deployments.deploy(dana, PROJECT, number, "dev")
+        platform.promotions.promote(dana, PROJECT, number, "test")
+        for approver in ("abe", "amy"):
+            platform.approvals.decide(actor(platform, approver), PROJECT, number, "prod", "approve")
+        platform.promotions.promote(olga, PROJECT, number, "prod")
+    platform.identity.create_user(SYSTEM, "scratch", ["viewer"])
+    detail = platform.registry.get_version(SYSTEM, PROJECT, 1)
+    bundle = platform.registry.read_bundle(SYSTEM, detail.digest)
+    return Seed(
+        digest=detail.digest,
+        bundle_file=sorted(bundle.files)[0],
+        manifest=bundle.manifest.model_dump_json(),
+        files=dict(bundle.files),
+    )
+
+
+def _environment_of(op: dict[str, Any], request: Request) -> str | None:
+    param = op.get("x-environment-param")
+    if not param:
+        return None
+    if param.startswith("body."):
+        return request.json[param.removeprefix("body.")]
+    return request.path[param]
+
+
+def _expected_allowed(platform: Platform, user: str, permission: str, environment: str | None) -> bool:
+    """What the permission table says for this user (roles and grants) here."""
+    if permission in (AUTHENTICATED, PUBLIC):
+        return True
+    roles, grants = USERS[user]
+    return is_allowed(
+        frozenset(roles),
+        Permission(permission),
+        guarded=environment is not None and platform.access.is_guarded(environment),
+        grants=frozenset(grants),
+        environment=environment,
+    )
+
+
+def _denied_count(platform: Platform) -> int:
+    with platform.db.reader() as session:
+        return session.scalar(select(func.count(AuditEventRow.id)).where(AuditEventRow.outcome == "denied"))
+
+
+def test_authorization_matrix(platform: Platform, demo_project):
+    started = time.monotonic()
+    tokens = create_users(platform)
+    seed = _seed(platform, demo_project)
+    denied_before = _denied_count(platform)
+    with live_server(platform) as live:
+        live.tokens = tokens
+        spec = live.http(None).get("/openapi.json").json()
+        assert declaration_problems(spec) == []
+
+        clients = {user: live.http(user) for user in MATRIX_USERS}
+        anonymous, forged = live.http(None), live.http(None)
+        forged.headers["Authorization"] = "Bearer hm_" + "f" * 43
+        checked: list[tuple[str, str, str, int]] = []
+        failures: list[str] = []
+        forbidden = 0
+        for method, template, op in operations(spec):
+            permission = op["x-permission"]
+            for example in EXAMPLES[(method, template)]:
+                # Anonymous and forged tokens first: never past the door (except public routes).
+                probe = example(platform, seed, "root")
+                url = template.format(**probe.path)
+                for nobody in (anonymous, forged):
+                    response = nobody.request(method, url, params=probe.params, json=probe.json)
+                    expected = 200 if permission == PUBLIC else 401
+                    if response.status_code != expected:
+                        failures.append(f"{method} {url} without a valid token: {response.status_code} != {expected}")
+                    elif expected == 401:
+                        error = response.json()["error"]
+                        assert error["code"] == "unauthenticated" and error["message"] and error["hint"]
+                if permission == PUBLIC:
+                    continue
+                for user, label in MATRIX_USERS.items():
+                    request = example(platform, seed, user)
+                    url = template.format(**request.path)
+                    environment = _environment_of(op, request)
+                    allowed = _expected_allowed(platform, user, permission, environment)
+                    response = clients[user].request(
+                        method, url, params=request.params, json=request.json, data=request.data, files=request.files
+                    )
+                    checked.append((method, url, label, response.status_code))
+                    status = response.status_code
+                    scope = f" in {environment}" if environment else ""
+                    where = f"{method} {url} as {user} ({label}, needs {permission}{scope})"
+                    if allowed and not 200 <= status < 300:
+                        failures.append(f"{where}: expected 2xx, got {status} {response.text[:300]}")
+                    elif not allowed:
+                        forbidden += 1
+                        if status != 403:
+                            failures.append(f"{where}: expected 403, got {status} {response.text[:300]}")
+                        else:
+                            error = response.json()["error"]
+                            if error["code"] != "forbidden" or user not in error["message"] or not error["hint"]:
+                                failures.append(f"{where}: unclear refusal {error}")
+        for client in (*clients.values(), anonymous, forged):
+            client.close()
+
+    assert failures == [], "\n".join(failures)
+    # Every role saw both outcomes somewhere, and every refusal was written to the audit log.
+    assert len(checked) >= 7 * 50
+    assert forbidden > 50
+    assert _denied_count(platform) - denied_before == forbidden
+    assert platform.audit.verify(SYSTEM).ok
+    elapsed = time.monotonic() - started
+    assert elapsed < 60, f"the matrix took {elapsed:.1f}s"
+
+
+def test_matrix_expectations_follow_the_table():
+    """A sanity check of the derivation itself: grants matter only on guarded environments."""
+    operator = frozenset({"operator"})
+    assert is_allowed(operator, Permission.DEPLOY, guarded=False, environment="dev")
+    assert not is_allowed(operator, Permission.DEPLOY, guarded=True, environment="prod")
+    assert is_allowed(
+        operator, Permission.DEPLOY, guarded=True, grants=frozenset({("prod", "deploy")}), environment="prod"
+    )
+    assert not is_allowed(frozenset({"admin"}), Permission.APPROVE)
+    assert json.dumps(sorted(MATRIX_USERS)) == json.dumps(sorted(set(USERS) - {"amy"}))
