@@ -35,7 +35,15 @@ def test_demo_runs_and_reruns(tmp_path):
         assert "identical" in done.stdout
         assert "Demo finished" in done.stdout
         assert "different!" not in done.stdout
-    # The second run added versions to the same registry rather than starting over.
-    assert "v4 registered" in done.stdout
+        # The story the governance issue asks for: refused in prod, two sign-offs, promoted, audit holds.
+        assert "dana promotes to prod -> refused" in done.stdout
+        assert "approve" in done.stdout and "promoted" in done.stdout
+        assert "entries intact" in done.stdout
+        assert "was altered" in done.stdout
+        # The serving chapter: real requests, a 422, a fallback answering.
+        assert "via champion" in done.stdout and "-> 422" in done.stdout and "via rules" in done.stdout
+    # The second run added versions to the same registry rather than starting over
+    # (the first run registers v1-v3 and dana's v4 in the governance chapter).
+    assert "v5 registered" in done.stdout
     assert (home / "demo" / "breast-cancer" / "harbourmaster.toml").is_file()
     assert not (tmp_path / ".harbourmaster").exists()  # state went to HARBOURMASTER_HOME, not the cwd
