@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from harbourmaster.core.audit_chain import GENESIS, ChainReport, entry_hash, verify_chain
+from harbourmaster.core.audit_chain import GENESIS, HASHED_FIELDS, ChainReport, entry_hash, verify_chain
 from harbourmaster.core.permissions import Permission
 from harbourmaster.errors import InvalidInputError
 from harbourmaster.services.actors import Actor
@@ -26,22 +26,11 @@ AUDIT_LOCK_KEY = 4242002
 EXPORT_FORMATS = ("jsonl", "csv")
 
 
+ENTRY_FIELDS = (*HASHED_FIELDS, "hash")
+
+
 def row_entry(row: AuditEventRow) -> dict[str, Any]:
-    return {
-        "seq": row.seq,
-        "at": row.at,
-        "actor": row.actor,
-        "address": row.address,
-        "action": row.action,
-        "target": row.target,
-        "environment": row.environment,
-        "outcome": row.outcome,
-        "before": row.before,
-        "after": row.after,
-        "details": row.details,
-        "prev_hash": row.prev_hash,
-        "hash": row.hash,
-    }
+    return {field: getattr(row, field) for field in ENTRY_FIELDS}
 
 
 def _json_ready(value: Any) -> Any:
@@ -133,21 +122,7 @@ class AuditService:
             return "\n".join(lines) + "\n"
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        columns = [
-            "seq",
-            "at",
-            "actor",
-            "address",
-            "action",
-            "target",
-            "environment",
-            "outcome",
-            "before",
-            "after",
-            "details",
-            "prev_hash",
-            "hash",
-        ]
+        columns = list(ENTRY_FIELDS)
         writer.writerow(columns)
         for entry in entries:
             writer.writerow(
