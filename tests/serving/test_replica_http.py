@@ -14,7 +14,6 @@ from tests.serving.helpers import FLAG, PROJECT, record, train_versions, wait_fo
 
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.platform import Platform
-from harbourmaster.services.replicas import ReplicaService
 from harbourmaster.serving.replica import ReplicaOptions
 from harbourmaster.serving.server import ServerThread
 from harbourmaster.store.prediction_log import PredictionLog
@@ -284,7 +283,7 @@ def test_capture_feedback_metrics_and_heartbeat(world: dict) -> None:
     ):
         assert name in metrics
     time.sleep(0.7)
-    replicas = ReplicaService(platform).list(ACTOR, "dev")
+    replicas = platform.replicas.list(ACTOR, "dev")
     mine = [r for r in replicas if r.id == server.replica.id]
     assert mine and mine[0].status == "alive" and PROJECT in mine[0].loaded
     assert mine[0].details["memory_bytes"] > 0 and "cpu_percent" in mine[0].details
@@ -307,16 +306,14 @@ def test_guarded_environment_refuses_predictions_without_a_token(world: dict) ->
 def test_batch_scoring_is_recorded_as_a_run(world: dict, tmp_path: Path) -> None:
     import pandas as pd
 
-    from harbourmaster.services.scoring import ScoringService
-
     platform = world["platform"]
     reset(world)
     frame = pd.DataFrame([record(platform)] * 4)
     frame.to_csv(tmp_path / "in.csv", index=False)
-    run = ScoringService(platform).score(ACTOR, PROJECT, "dev", tmp_path / "in.csv", tmp_path / "out.parquet")
+    run = platform.scoring.score(ACTOR, PROJECT, "dev", tmp_path / "in.csv", tmp_path / "out.parquet")
     assert run.status == "succeeded" and run.kind == "score" and run.rows_out == 4
     scored = pd.read_parquet(tmp_path / "out.parquet")
     assert {"prediction", "proba_0", "proba_1"} <= set(scored.columns)
     frame.drop(columns=["mean radius"]).to_csv(tmp_path / "bad.csv", index=False)
-    failed = ScoringService(platform).score(ACTOR, PROJECT, "dev", tmp_path / "bad.csv", tmp_path / "x.csv")
+    failed = platform.scoring.score(ACTOR, PROJECT, "dev", tmp_path / "bad.csv", tmp_path / "x.csv")
     assert failed.status == "failed" and "mean radius" in failed.error

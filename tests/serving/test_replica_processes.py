@@ -16,7 +16,6 @@ from tests.serving.helpers import PROJECT, record, train_versions, wait_for_revi
 
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.platform import Platform
-from harbourmaster.services.replicas import ReplicaService
 from harbourmaster.serving.replica import ReplicaOptions
 from harbourmaster.serving.server import ServerThread, free_port
 from harbourmaster.store.prediction_log import PredictionLog
@@ -63,7 +62,7 @@ def test_sigterm_drains_and_flushes_every_prediction(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
     assert PredictionLog(platform.artifacts).count("dev", PROJECT) == sent
-    stopped = [r for r in ReplicaService(platform).list(ACTOR, "dev", include_stopped=True) if r.status == "stopped"]
+    stopped = [r for r in platform.replicas.list(ACTOR, "dev", include_stopped=True) if r.status == "stopped"]
     assert stopped
     platform.close()
 
@@ -89,7 +88,7 @@ def test_two_replicas_on_postgresql_follow_the_desired_state(postgres_url: str, 
             body = httpx.post(f"{server.url}/v1/projects/{PROJECT}/predict", json=row).json()
             assert body["version"] == versions["other"]
         time.sleep(0.8)
-        alive = {r.id for r in ReplicaService(control).list(ACTOR, "dev") if r.status == "alive"}
+        alive = {r.id for r in control.replicas.list(ACTOR, "dev") if r.status == "alive"}
         assert {first.replica.id, second.replica.id} <= alive
     assert PredictionLog(control.artifacts).count("dev", PROJECT) == 2
     for platform in (first_platform, second_platform, control):

@@ -1,6 +1,8 @@
 """Serving commands: desired state (deploy, challenger, fallback, rollback), replicas, scoring, the prediction log.
 
-These run embedded (against HARBOURMASTER_HOME / the configured store) as the local owner.
+The desired-state commands go through the SDK ``Client``: embedded (HARBOURMASTER_HOME, as the local
+owner) or against a control-plane server with ``--url/--token``. ``serve``, ``score``, ``replicas`` and
+``predictions`` need the metadata database and artifact store themselves, so they run embedded only.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from typing import Annotated, Any
 import typer
 
 from harbourmaster.cli import output
+from harbourmaster.cli.common import JsonOption, TokenOption, UrlOption, client
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment (dev, test, prod ...).")]
 
 
@@ -55,21 +57,56 @@ def deploy(
     unknown_fields: Annotated[str | None, typer.Option(help="reject or ignore unknown input fields.")] = None,
     latency_budget_ms: Annotated[float | None, typer.Option(help="Fall back when the model is slower.")] = None,
     microbatch: Annotated[bool | None, typer.Option(help="Adaptive micro-batching.")] = None,
+    max_batch: Annotated[int | None, typer.Option(help="Micro-batching: most rows in one predict call.")] = None,
+    max_wait_ms: Annotated[float | None, typer.Option(help="Micro-batching: longest wait for company.")] = None,
     humility: Annotated[bool | None, typer.Option(help="Skip the model on inputs outside the training range.")] = None,
     humility_margin: Annotated[float | None, typer.Option(help="Fraction of the range allowed beyond it.")] = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Record VERSION as the champion of PROJECT in an environment (and optional serving options)."""
-    platform, actor = _platform(), _actor()
-    state = platform.deployments.deploy(actor, project, _version(version), env)
+    """Record VERSION as the champion of PROJECT in an environment (and optional serving options).
+
+    In the first environment (dev) any version can be deployed; in a later one the version must have
+    been promoted there first (harbourmaster promote). Serving options are merged into the current ones.
+    """
+    with client(url, token) as hm:
+        state = hm.deploy(project, _version(version), env)
+        state = _apply_options(
+            hm,
+            state,
+            unknown_fields,
+            latency_budget_ms,
+            (microbatch, max_batch, max_wait_ms),
+            humility,
+            humility_margin,
+        )
+    _show_state(state, json)
+
+
+def _apply_options(
+    hm: Any,
+    state: Any,
+    unknown_fields: str | None,
+    latency_budget_ms: float | None,
+    microbatch: tuple[bool | None, int | None, float | None],
+    humility: bool | None,
+    humility_margin: float | None,
+) -> Any:
+    """Merge the options given on the command line into the deployment's current ones (Client.set_options)."""
     changes: dict[str, Any] = {}
     if unknown_fields is not None:
         changes["unknown_fields"] = unknown_fields
     if latency_budget_ms is not None:
         changes["latency_budget_ms"] = latency_budget_ms
     options = dict(state.options)
-    if microbatch is not None:
-        changes["microbatch"] = {**options.get("microbatch", {}), "enabled": microbatch}
+    batching = {
+        key: value
+        for key, value in zip(("enabled", "max_batch", "max_wait_ms"), microbatch, strict=True)
+        if value is not None
+    }
+    if batching:
+        changes["microbatch"] = {**options.get("microbatch", {}), **batching}
     if humility is not None or humility_margin is not None:
         current = dict(options.get("humility", {}))
         if humility is not None:
@@ -78,8 +115,8 @@ def deploy(
             current["margin"] = humility_margin
         changes["humility"] = current
     if changes:
-        state = platform.deployments.set_options(actor, project, env, {**options, **changes})
-    _show_state(state, json)
+        state = hm.set_options(state.project, state.environment, {**options, **changes})
+    return state
 
 
 def challenger(
@@ -90,18 +127,18 @@ def challenger(
     weight: Annotated[float, typer.Option(help="Canary share of traffic, percent.")] = 10.0,
     sticky_key: Annotated[str | None, typer.Option(help="Record field pinning a caller to one side.")] = None,
     clear: Annotated[bool, typer.Option("--clear", help="Remove the challenger.")] = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
     json: JsonOption = False,
 ) -> None:
     """Set (or --clear) a canary or shadow challenger."""
-    platform, actor = _platform(), _actor()
-    if clear:
-        state = platform.deployments.clear_challenger(actor, project, env)
-    else:
-        if version is None:
-            raise typer.BadParameter("give a VERSION, or --clear")
-        state = platform.deployments.set_challenger(
-            actor, project, env, _version(version), mode=mode, weight=weight, sticky_key=sticky_key
-        )
+    if not clear and version is None:
+        raise typer.BadParameter("give a VERSION, or --clear")
+    with client(url, token) as hm:
+        if clear:
+            state = hm.clear_challenger(project, env)
+        else:
+            state = hm.set_challenger(project, env, _version(version), mode=mode, weight=weight, sticky_key=sticky_key)
     _show_state(state, json)
 
 
@@ -112,6 +149,8 @@ def fallback(
     rules: Annotated[Path | None, typer.Option(help="JSON file: {rules: [...], default: ..., function: ...}.")] = None,
     default: Annotated[str | None, typer.Option(help="Constant answer (JSON) when everything else fails.")] = None,
     function: Annotated[str | None, typer.Option(help="module:function in the project code.")] = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
     json: JsonOption = False,
 ) -> None:
     """Set the fallback chain: a failover version, then rules (table, constant or project function)."""
@@ -120,9 +159,8 @@ def fallback(
         config["default"] = jsonlib.loads(default)
     if function is not None:
         config["function"] = function
-    state = _platform().deployments.set_fallback(
-        _actor(), project, env, failover=_version(failover) if failover else None, fallback=config
-    )
+    with client(url, token) as hm:
+        state = hm.set_fallback(project, env, failover=_version(failover) if failover else None, fallback=config)
     _show_state(state, json)
 
 
@@ -130,20 +168,26 @@ def rollback(
     project: str,
     env: EnvOption = "dev",
     to: Annotated[str | None, typer.Option("--to", help="Version to roll back to (default: the previous).")] = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
     json: JsonOption = False,
 ) -> None:
     """Put the previous champion back, with no restart."""
-    state = _platform().deployments.rollback(_actor(), project, env, _version(to) if to else None)
+    with client(url, token) as hm:
+        state = hm.rollback(project, env, _version(to) if to else None)
     _show_state(state, json)
 
 
 def deployments(
     env: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")] = None,
     project: Annotated[str | None, typer.Option(help="Only this project.")] = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
     json: JsonOption = False,
 ) -> None:
     """List desired states."""
-    items = _platform().deployments.list(_actor(), env, project)
+    with client(url, token) as hm:
+        items = hm.deployments(env, project)
     if json:
         return output.print_json(items)
     output.table(
@@ -171,7 +215,11 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8800,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes (each one a replica).")] = 1,
 ) -> None:
-    """Start a serving replica for one environment (SIGTERM drains and flushes the prediction log)."""
+    """Start a serving replica for one environment (SIGTERM drains and flushes the prediction log).
+
+    Embedded only: a replica reads the desired state from the metadata database and bundles from the
+    artifact store configured for HARBOURMASTER_HOME, never the control plane's HTTP API.
+    """
     from harbourmaster.serving.server import serve as run_server
 
     run_server(env, host, port, workers)
@@ -184,10 +232,11 @@ def score(
     output_path: Annotated[Path, typer.Option("--output", "-o", help="CSV or Parquet file.")] = Path("scored.csv"),
     json: JsonOption = False,
 ) -> None:
-    """Score a file with the environment's champion (same bundle and validation), recorded as a run."""
-    from harbourmaster.services.scoring import ScoringService
+    """Score a file with the environment's champion (same bundle and validation), recorded as a run.
 
-    run = ScoringService(_platform()).score(_actor(), project, env, input, output_path)
+    Embedded only (reads the bundle and writes the run in the configured store); no --url.
+    """
+    run = _platform().scoring.score(_actor(), project, env, input, output_path)
     if json:
         return output.print_json(run)
     if run.status != "succeeded":
@@ -201,10 +250,11 @@ def replicas(
     all: Annotated[bool, typer.Option("--all", help="Include stopped replicas.")] = False,
     json: JsonOption = False,
 ) -> None:
-    """Serving replicas and their heartbeats."""
-    from harbourmaster.services.replicas import ReplicaService
+    """Serving replicas and their heartbeats.
 
-    items = ReplicaService(_platform()).list(_actor(), env, include_stopped=all)
+    Embedded only (reads the heartbeats in the configured metadata database); no --url.
+    """
+    items = _platform().replicas.list(_actor(), env, include_stopped=all)
     if json:
         return output.print_json(items)
     output.table(
@@ -233,7 +283,10 @@ def predictions(
     sql: Annotated[str | None, typer.Option(help="DuckDB SQL over the views predictions and feedback.")] = None,
     json: JsonOption = False,
 ) -> None:
-    """The prediction log of a project (read with DuckDB)."""
+    """The prediction log of a project (read with DuckDB).
+
+    Embedded only (reads the Parquet log in the configured artifact store); no --url.
+    """
     from harbourmaster.store.prediction_log import PredictionLog
 
     log = PredictionLog(_platform().artifacts)

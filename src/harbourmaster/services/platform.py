@@ -10,10 +10,13 @@ from harbourmaster.services.approvals import ApprovalService
 from harbourmaster.services.audit import AuditService
 from harbourmaster.services.deployments import DeploymentService
 from harbourmaster.services.environments import EnvironmentService
+from harbourmaster.services.feedback import FeedbackService
 from harbourmaster.services.history import HistoryService
 from harbourmaster.services.identity import IdentityService
 from harbourmaster.services.promotions import PromotionService
 from harbourmaster.services.registry import RegistryService
+from harbourmaster.services.replicas import ReplicaService
+from harbourmaster.services.scoring import ScoringService
 from harbourmaster.services.training import TrainingService
 from harbourmaster.store.artifacts import ArtifactStore
 from harbourmaster.store.db import Database
@@ -68,6 +71,18 @@ class Platform:
     @cached_property
     def training(self) -> TrainingService:
         return TrainingService(self)
+
+    @cached_property
+    def replicas(self) -> ReplicaService:
+        return ReplicaService(self)
+
+    @cached_property
+    def scoring(self) -> ScoringService:
+        return ScoringService(self)
+
+    @cached_property
+    def feedback(self) -> FeedbackService:
+        return FeedbackService(self)
 
     def close(self) -> None:
         self.db.dispose()

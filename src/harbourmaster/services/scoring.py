@@ -14,8 +14,6 @@ from harbourmaster.errors import InvalidInputError
 from harbourmaster.schemas import RunInfo
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.training import run_info
-from harbourmaster.serving.inference import Predictor
-from harbourmaster.serving.validator import Validator
 from harbourmaster.store.tables import RunRow
 
 if TYPE_CHECKING:
@@ -47,6 +45,10 @@ class ScoringService:
         self._platform = platform
 
     def score(self, actor: Actor, project: str, environment: str, input_path: Path, output_path: Path) -> RunInfo:
+        # Imported here: the serving package imports the platform, which holds this service.
+        from harbourmaster.serving.inference import Predictor
+        from harbourmaster.serving.validator import Validator
+
         state = self._platform.deployments.get(actor, project, environment)
         if state.champion is None:
             raise InvalidInputError(f"{project} has no champion in {environment}", "deploy a version first")

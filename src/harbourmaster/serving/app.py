@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from harbourmaster.errors import HarbourmasterError
-from harbourmaster.services.feedback import FeedbackService, parse_feedback
+from harbourmaster.services.feedback import parse_feedback
 from harbourmaster.serving.inference import Batch
 from harbourmaster.serving.replica import Replica
 from harbourmaster.serving.router import ModelUnavailable, Outcome, ProjectRoute, pick_side, run_chain
@@ -51,7 +51,7 @@ class ServingApp:
         self.replica = replica
         self.manage_lifespan = manage_lifespan
         self._auth: dict[str, float] = {}
-        self._feedback = FeedbackService(replica.platform)
+        self._feedback = replica.platform.feedback
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]

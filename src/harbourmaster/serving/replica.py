@@ -27,7 +27,6 @@ from harbourmaster.core.fallback import DeploymentOptions, FallbackConfig
 from harbourmaster.schemas import DeploymentState, VersionPointer
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.platform import Platform
-from harbourmaster.services.replicas import ReplicaService
 from harbourmaster.serving.capture import CaptureWriter
 from harbourmaster.serving.inference import Predictor
 from harbourmaster.serving.metrics import ServingMetrics
@@ -242,7 +241,7 @@ class Replica:
 
     def _heartbeat(self, status: str) -> None:
         memory = self._process.memory_info().rss
-        ReplicaService(self.platform).heartbeat(
+        self.platform.replicas.heartbeat(
             self.actor,
             self.id,
             environment=self.environment,
