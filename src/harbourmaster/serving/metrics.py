@@ -7,6 +7,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0)
+MICROBATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 
 
 class ServingMetrics:
@@ -65,6 +66,13 @@ class ServingMetrics:
             "Shadow copies skipped because the shadow queue was full.",
             registry=self.registry,
         )
+        self.microbatch_requests = Histogram(
+            "harbourmaster_microbatch_requests",
+            "Requests merged into one predict call by micro-batching, by project and version.",
+            ["environment", "project", "version"],
+            buckets=MICROBATCH_BUCKETS,
+            registry=self.registry,
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def observe(self, project: str, version: Any, path: str, status: int, seconds: float) -> None:
@@ -82,6 +90,10 @@ class ServingMetrics:
 
     def fallback(self, project: str, source: str, reason: str, target: str) -> None:
         self.fallbacks.labels(self.environment, project, source, reason, target).inc()
+
+    def batch_observer(self, project: str, version: int) -> Any:
+        """A callable counting one micro-batch of ``n`` requests for one version."""
+        return self.microbatch_requests.labels(self.environment, project, str(version)).observe
 
     def set_loaded(self, loaded: list[tuple[str, int, str, str]]) -> None:
         """Replace the loaded-version gauge with (project, version, role, engine) tuples."""

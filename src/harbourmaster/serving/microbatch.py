@@ -8,6 +8,7 @@ queued (so a lone request pays no wait). One predict call answers the lot.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,8 +19,15 @@ from harbourmaster.serving.inference import Batch, Predictor
 class Microbatcher:
     """Collects batches for one predictor within one event loop."""
 
-    def __init__(self, predictor: Predictor, max_batch: int, max_wait_ms: float) -> None:
+    def __init__(
+        self,
+        predictor: Predictor,
+        max_batch: int,
+        max_wait_ms: float,
+        observe: Callable[[int], None] | None = None,
+    ) -> None:
         self.predictor = predictor
+        self.observe = observe  # called with the number of requests in each predict call
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
         self._queue: asyncio.Queue[tuple[Batch, asyncio.Future[Any]]] | None = None
@@ -61,6 +69,8 @@ class Microbatcher:
 
     def _score(self, items: list[tuple[Batch, asyncio.Future[Any]]]) -> None:
         predictor = self.predictor
+        if self.observe is not None:
+            self.observe(len(items))
         try:
             if len(items) == 1:
                 results = [predictor.predict(items[0][0])]

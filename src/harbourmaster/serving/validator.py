@@ -10,7 +10,8 @@ _NUMERIC = ("integer", "float")
 
 
 class FieldError(dict):
-    """One problem with one field of one record: ``{"record", "field", "error"}``."""
+    """One problem with one field of one record: ``{"record", "field", "error"}`` (and ``allowed``, the known
+    categories, for an unseen category)."""
 
 
 def _type_name(value: Any) -> str:
@@ -77,7 +78,10 @@ class Validator:
                     continue
                 problem = self._problem(value, dtype, nullable, categories, listed)
                 if problem is not None:
-                    errors.append({"record": index, "field": name, "error": problem})
+                    error = {"record": index, "field": name, "error": problem}
+                    if listed is not None and problem.startswith("unseen category"):
+                        error["allowed"] = listed
+                    errors.append(error)
         return errors
 
     @staticmethod
