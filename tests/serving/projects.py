@@ -13,7 +13,7 @@ from harbourmaster.services.platform import Platform
 
 MOODY = "moody"
 COLOURS = "colours"
-SLOW, NAN, INVALID = 777.0, 666.0, 555.0  # values of x1 the misbehaving version reacts to
+SLOW, NAN, INVALID, RAISE = 777.0, 666.0, 555.0, 444.0  # values of x1 the misbehaving version reacts to
 SLOW_SECONDS = 0.6
 
 MOODY_TOML = """
@@ -45,7 +45,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 
-SLOW, NAN, INVALID = {SLOW!r}, {NAN!r}, {INVALID!r}
+SLOW, NAN, INVALID, RAISE = {SLOW!r}, {NAN!r}, {INVALID!r}, {RAISE!r}
 
 
 class Moody(BaseEstimator, ClassifierMixin):
@@ -66,6 +66,8 @@ class Moody(BaseEstimator, ClassifierMixin):
         if not self.misbehave:
             return labels
         x1 = self._x1(values)
+        if (x1 == RAISE).any():
+            raise ValueError("flagged input")
         if (x1 == SLOW).any():
             time.sleep({SLOW_SECONDS!r})
         if (x1 == NAN).any():

@@ -26,6 +26,7 @@ from tests.serving.projects import (
     INVALID,
     MOODY,
     NAN,
+    RAISE,
     SLOW,
     SLOW_SECONDS,
     moody_frame,
@@ -259,6 +260,34 @@ def test_microbatching_answers_every_concurrent_request_correctly(world: dict[st
     merged = metric(text, "harbourmaster_microbatch_requests_sum", **labels) - before["sum"]
     assert merged == len(rows)  # every request went through the batcher
     assert calls < len(rows), "no predict call merged two requests"
+
+
+def test_microbatching_isolates_a_request_that_makes_the_model_raise(world: dict[str, Any]) -> None:
+    server, moody = world["server"], world["moody"]
+    configure(
+        world, moody["bad"], failover=None, fallback={}, microbatch={"enabled": True, "max_batch": 64, "max_wait_ms": 5}
+    )
+    statuses: dict[str, list[int]] = {"poison": [], "normal": []}
+    lock = threading.Lock()
+    barrier = threading.Barrier(6)
+
+    def caller(kind: str) -> None:
+        x1 = RAISE if kind == "poison" else 3.0
+        with httpx.Client(base_url=server.url, timeout=30) as own:
+            barrier.wait(10)
+            for _ in range(20):
+                answer = own.post(f"/v1/projects/{MOODY}/predict", json={"x1": x1, "x2": 1.0})
+                with lock:
+                    statuses[kind].append(answer.status_code)
+
+    kinds = ["poison", "poison", "normal", "normal", "normal", "normal"]
+    workers = [threading.Thread(target=caller, args=(kind,)) for kind in kinds]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(120)
+    assert statuses["normal"] == [200] * 80  # never failed by a poison request merged with them
+    assert statuses["poison"] == [503] * 40
 
 
 def run_cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -2,7 +2,8 @@
 
 The first waiting request opens a window of at most ``max_wait_ms``; the window
 closes early once ``max_batch`` rows are waiting, or at once when nothing else is
-queued (so a lone request pays no wait). One predict call answers the lot.
+queued (so a lone request pays no wait). One predict call answers the lot; when
+that call raises, each request is scored alone so that only the one at fault fails.
 """
 
 from __future__ import annotations
@@ -84,6 +85,10 @@ class Microbatcher:
                     results.append((labels[start:end], None if proba is None else proba[start:end]))
                     start = end
         except Exception as exc:
+            if len(items) > 1:  # one poison request must not fail the others merged with it
+                for item in items:
+                    self._score([item])
+                return
             for _, future in items:
                 if not future.done():
                     future.set_exception(exc)
