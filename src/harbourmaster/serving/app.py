@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
+import os
 import time
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from harbourmaster.errors import HarbourmasterError
 from harbourmaster.services.feedback import parse_feedback
+from harbourmaster.serving.capture import Captured, now_us
 from harbourmaster.serving.inference import Batch
 from harbourmaster.serving.replica import Replica
 from harbourmaster.serving.router import ModelUnavailable, Outcome, ProjectRoute, pick_side, run_chain
@@ -52,6 +53,13 @@ class ServingApp:
         self.manage_lifespan = manage_lifespan
         self._auth: dict[str, float] = {}
         self._feedback = replica.platform.feedback
+        # Request ids: 32 hex digits, a random per-process prefix and a counter (unique across
+        # replicas and workers without a urandom syscall and a UUID object per request).
+        self._id_prefix = os.urandom(8).hex()
+        self._id_counter = itertools.count(1)
+
+    def _request_id(self) -> str:
+        return f"{self._id_prefix}{next(self._id_counter):016x}"
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -81,7 +89,7 @@ class ServingApp:
 
     async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         started = time.perf_counter()
-        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
+        request_id = _header(scope, b"x-request-id") or self._request_id()
         headers = [*JSON, (b"x-request-id", request_id.encode("latin-1"))]
         path, method = scope["path"], scope["method"]
         parts = path.strip("/").split("/")
@@ -276,45 +284,6 @@ class ServingApp:
         else:
             self._capture(route, batch, outcome, request_id, elapsed, 200, None)
 
-    def _rows(
-        self,
-        route: ProjectRoute,
-        batch: Batch,
-        outcome: Outcome | None,
-        request_id: str,
-        elapsed: float,
-        status: int,
-        failure: ModelUnavailable | None,
-        shadow: tuple[int, list[Any] | None] | None = None,
-    ) -> list[dict[str, Any]]:
-        now = datetime.now(UTC)
-        rows = []
-        dumps = orjson.dumps
-        for index, record in enumerate(batch.records):
-            rows.append(
-                {
-                    "request_id": request_id,
-                    "row": index,
-                    "ts": now,
-                    "environment": self.replica.environment,
-                    "project": route.project,
-                    "version": outcome.version if outcome else None,
-                    "path": outcome.path if outcome else "unavailable",
-                    "reason": (outcome.reason if outcome else failure.reason if failure else None),
-                    "status": status,
-                    "latency_ms": elapsed * 1000.0,
-                    "inputs": dumps(record).decode(),
-                    "output": dumps(outcome.predictions[index]).decode() if outcome else None,
-                    "probabilities": (
-                        dumps(outcome.probabilities[index]).decode() if outcome and outcome.probabilities else None
-                    ),
-                    "shadow_version": shadow[0] if shadow else None,
-                    "shadow_output": (dumps(shadow[1][index]).decode() if shadow and shadow[1] is not None else None),
-                    "replica": self.replica.id,
-                }
-            )
-        return rows
-
     def _capture(
         self,
         route: ProjectRoute,
@@ -324,8 +293,26 @@ class ServingApp:
         elapsed: float,
         status: int,
         failure: ModelUnavailable | None,
+        shadow: tuple[int, list[Any] | None] | None = None,
     ) -> None:
-        self.replica.capture.submit(self._rows(route, batch, outcome, request_id, elapsed, status, failure))
+        """Hand the request to the capture queue (one tuple; JSON and Arrow happen in the writer thread)."""
+        self.replica.capture.submit(
+            Captured(
+                now_us(),
+                request_id,
+                route.project,
+                outcome.version if outcome else None,
+                outcome.path if outcome else "unavailable",
+                outcome.reason if outcome else failure.reason if failure else None,
+                status,
+                elapsed * 1000.0,
+                batch.records,
+                outcome.predictions if outcome else None,
+                outcome.probabilities if outcome else None,
+                shadow[0] if shadow else None,
+                shadow[1] if shadow else None,
+            )
+        )
 
     def _shadow(self, route: ProjectRoute, batch: Batch, outcome: Outcome, request_id: str, elapsed: float) -> None:
         replica = self.replica
@@ -345,8 +332,7 @@ class ServingApp:
                 except Exception:
                     answers = None
                 shadow = (challenger.predictor.number, answers)
-                rows = self._rows(route, batch, outcome, request_id, elapsed, 200, None, shadow)
-                replica.capture.submit(rows)
+                self._capture(route, batch, outcome, request_id, elapsed, 200, None, shadow)
             finally:
                 replica.shadow_pending -= 1
 

@@ -1,114 +1,266 @@
-"""Asynchronous prediction capture: a bounded queue drained in batches to Parquet by one thread.
+"""Asynchronous prediction capture: a bounded queue drained to Parquet by one thread.
 
-The request path only does ``queue.put_nowait``; a full queue drops the row and
-counts it (never silently). ``close()`` drains everything left and flushes, so a
-graceful stop (SIGTERM) loses nothing.
+The request path only appends one tuple per request to a deque (no lock, no
+thread wake-up, no JSON, no datetime); a full queue drops the request's rows and
+counts them (never silently). The writer thread wakes every ``poll_seconds``,
+turns what is waiting into Arrow record batches a few hundred requests at a time
+(column by column, so it never holds the GIL for long and the event loop's p99
+does not see it), and writes one Parquet file per partition every
+``flush_seconds`` (or ``batch_rows``). ``close()`` drains everything left and
+flushes, so a graceful stop (SIGTERM) loses nothing.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from typing import Any
+import uuid
+from collections import deque
+from datetime import date
+from typing import Any, NamedTuple
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from harbourmaster.serving.metrics import ServingMetrics
 from harbourmaster.store.artifacts import ArtifactStore
-from harbourmaster.store.prediction_log import write_predictions
+from harbourmaster.store.prediction_log import PREDICTION_SCHEMA, partition
 
 log = logging.getLogger("harbourmaster.serving.capture")
 
-_STOP = object()
+CHUNK_REQUESTS = 256  # requests converted per GIL-holding step
+_DAY_US = 86_400_000_000
+_EPOCH = date(1970, 1, 1).toordinal()
+
+
+class Captured(NamedTuple):
+    """One answered request, as the request path hands it over (converted later, off the path)."""
+
+    ts_us: int  # microseconds since the epoch (UTC)
+    request_id: str
+    project: str
+    version: int | None
+    path: str
+    reason: str | None
+    status: int
+    latency_ms: float
+    records: list[dict[str, Any]]
+    predictions: list[Any] | None
+    probabilities: list[dict[str, float]] | None
+    shadow_version: int | None = None
+    shadow_outputs: list[Any] | None = None
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
 class CaptureWriter:
-    """Bounded queue of prediction rows and the thread that writes them."""
+    """Bounded queue of answered requests and the thread that writes them."""
 
     def __init__(
         self,
         store: ArtifactStore,
         metrics: ServingMetrics,
         *,
+        environment: str = "",
+        replica: str = "",
         max_queue: int = 100_000,
         batch_rows: int = 5_000,
         flush_seconds: float = 1.0,
+        poll_seconds: float = 0.05,
     ) -> None:
         self._store = store
         self._metrics = metrics
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        self._environment = environment
+        self._replica = replica
+        self._entries: deque[Captured] = deque()
+        self._max_queue = max_queue
         self._batch_rows = batch_rows
         self._flush_seconds = flush_seconds
+        self._poll_seconds = min(poll_seconds, flush_seconds)
+        # converted, not yet written: (project, day) -> record batches
+        self._pending: dict[tuple[str, date], list[pa.RecordBatch]] = {}
+        self._pending_rows = 0
         self.dropped = 0
         self.written = 0
-        self._thread = threading.Thread(target=self._run, name="hm-capture", daemon=True)
+        self._stop = threading.Event()
         self._closed = False
+        self._thread = threading.Thread(target=self._run, name="hm-capture", daemon=True)
         self._thread.start()
 
-    def submit(self, rows: list[dict[str, Any]]) -> None:
-        """Queue the rows of one request (never blocks; counts a drop when full)."""
-        try:
-            self._queue.put_nowait(rows)
-        except queue.Full:
-            self.dropped += len(rows)
-            self._metrics.capture_dropped.inc(len(rows))
+    def submit(self, entry: Captured) -> None:
+        """Queue one answered request (never blocks; counts its rows as dropped when full)."""
+        if len(self._entries) >= self._max_queue:
+            self.dropped += len(entry.records)
+            self._metrics.capture_dropped.inc(len(entry.records))
+            return
+        self._entries.append(entry)
 
     @property
     def depth(self) -> int:
-        return self._queue.qsize()
+        """Requests waiting to be converted (rows already converted wait at most flush_seconds)."""
+        return len(self._entries)
+
+    # -- the writer thread ----------------------------------------------------------
 
     def _run(self) -> None:
-        pending: list[dict[str, Any]] = []
         deadline = time.monotonic() + self._flush_seconds
-        stopping = False
-        while not stopping:
-            timeout = max(0.0, deadline - time.monotonic())
-            try:
-                item = self._queue.get(timeout=timeout)
-                if item is _STOP:
-                    stopping = True
-                else:
-                    pending.extend(item)
-                    while len(pending) < self._batch_rows:  # take whatever else is already waiting
-                        item = self._queue.get_nowait()
-                        if item is _STOP:
-                            stopping = True
-                            break
-                        pending.extend(item)
-            except queue.Empty:
-                pass
-            self._metrics.capture_depth.set(self._queue.qsize())
-            if pending and (stopping or len(pending) >= self._batch_rows or time.monotonic() >= deadline):
-                pending = self._flush(pending, final=stopping)
-            if time.monotonic() >= deadline:
-                deadline = time.monotonic() + self._flush_seconds
+        while True:
+            stopping = self._stop.wait(self._poll_seconds)
+            self._convert_waiting()
+            self._metrics.capture_depth.set(len(self._entries))
+            now = time.monotonic()
+            if self._pending_rows and (stopping or self._pending_rows >= self._batch_rows or now >= deadline):
+                self._flush(final=stopping)
+            if now >= deadline:
+                deadline = now + self._flush_seconds
+            if stopping and not self._entries:
+                return
 
-    def _flush(self, rows: list[dict[str, Any]], *, final: bool) -> list[dict[str, Any]]:
-        attempts = 5 if final else 1
-        for attempt in range(attempts):
+    def _convert_waiting(self) -> None:
+        entries = self._entries
+        while entries:
+            chunk: list[Captured] = []
+            popleft = entries.popleft
             try:
-                write_predictions(self._store, rows)
-            except Exception as exc:
-                self._metrics.capture_errors.inc()
-                log.warning("prediction log write failed (%s rows kept for retry): %s", len(rows), exc)
-                if attempt + 1 < attempts:
-                    time.sleep(0.2 * (attempt + 1))
-                continue
-            self.written += len(rows)
-            self._metrics.capture_written.inc(len(rows))
-            return []
-        if final:
-            log.error("prediction log: %s rows could not be written at shutdown", len(rows))
-            self.dropped += len(rows)
-            self._metrics.capture_dropped.inc(len(rows))
-            return []
-        return rows if len(rows) < self._queue.maxsize else rows[-self._queue.maxsize :]
+                for _ in range(CHUNK_REQUESTS):
+                    chunk.append(popleft())
+            except IndexError:
+                pass
+            try:
+                self._convert(chunk)
+            except Exception:  # a row that cannot be encoded must not stop the writer
+                log.exception("prediction log: %s captured requests could not be encoded", len(chunk))
+                rows = sum(len(entry.records) for entry in chunk)
+                self.dropped += rows
+                self._metrics.capture_dropped.inc(rows)
+            if self._pending_rows >= self._batch_rows:
+                self._flush(final=False)
+            time.sleep(0)  # let the event loop have the GIL between chunks
+
+    def _convert(self, chunk: list[Captured]) -> None:
+        groups: dict[tuple[str, int], list[Captured]] = {}
+        for entry in chunk:
+            groups.setdefault((entry.project, entry.ts_us // _DAY_US), []).append(entry)
+        for (project, day_number), entries in groups.items():
+            batch = self._record_batch(entries)
+            key = (project, date.fromordinal(_EPOCH + day_number))
+            self._pending.setdefault(key, []).append(batch)
+            self._pending_rows += batch.num_rows
+
+    def _record_batch(self, entries: list[Captured]) -> pa.RecordBatch:
+        request_id: list[str] = []
+        row: list[int] = []
+        ts: list[int] = []
+        project: list[str] = []
+        version: list[int | None] = []
+        path: list[str] = []
+        reason: list[str | None] = []
+        status: list[int] = []
+        latency: list[float] = []
+        inputs: list[str] = []
+        output: list[str | None] = []
+        probabilities: list[str | None] = []
+        shadow_version: list[int | None] = []
+        shadow_output: list[str | None] = []
+        dumps = orjson.dumps
+        for entry in entries:
+            n = len(entry.records)
+            request_id += [entry.request_id] * n
+            row += range(n)
+            ts += [entry.ts_us] * n
+            project += [entry.project] * n
+            version += [entry.version] * n
+            path += [entry.path] * n
+            reason += [entry.reason] * n
+            status += [entry.status] * n
+            latency += [entry.latency_ms] * n
+            shadow_version += [entry.shadow_version] * n
+            inputs += [dumps(record).decode() for record in entry.records]
+            predictions, proba, shadow = entry.predictions, entry.probabilities, entry.shadow_outputs
+            output += [None] * n if predictions is None else [_json(value) for value in predictions]
+            probabilities += [None] * n if not proba else [dumps(value).decode() for value in proba]
+            shadow_output += [None] * n if shadow is None else [_json(value) for value in shadow]
+        rows = len(request_id)
+        columns = {
+            "request_id": request_id,
+            "row": row,
+            "ts": ts,
+            "environment": [self._environment] * rows,
+            "project": project,
+            "version": version,
+            "path": path,
+            "reason": reason,
+            "status": status,
+            "latency_ms": latency,
+            "inputs": inputs,
+            "output": output,
+            "probabilities": probabilities,
+            "shadow_version": shadow_version,
+            "shadow_output": shadow_output,
+            "replica": [self._replica] * rows,
+        }
+        arrays = [pa.array(columns[field.name], type=field.type) for field in PREDICTION_SCHEMA]
+        return pa.RecordBatch.from_arrays(arrays, schema=PREDICTION_SCHEMA)
+
+    def _flush(self, *, final: bool) -> None:
+        attempts = 5 if final else 1
+        for key in list(self._pending):
+            batches = self._pending[key]
+            rows = sum(batch.num_rows for batch in batches)
+            for attempt in range(attempts):
+                try:
+                    self._write(key, batches)
+                except Exception as exc:
+                    self._metrics.capture_errors.inc()
+                    log.warning("prediction log write failed (%s rows kept for retry): %s", rows, exc)
+                    if attempt + 1 < attempts:
+                        time.sleep(0.2 * (attempt + 1))
+                    continue
+                self.written += rows
+                self._metrics.capture_written.inc(rows)
+                del self._pending[key]
+                self._pending_rows -= rows
+                break
+        if final and self._pending:
+            rows = self._pending_rows
+            log.error("prediction log: %s rows could not be written at shutdown", rows)
+            self._drop_pending(rows)
+        elif self._pending_rows > self._max_queue:  # the store is failing: keep the newest rows only
+            for batches in self._pending.values():
+                while batches and self._pending_rows > self._max_queue:
+                    lost = batches.pop(0).num_rows
+                    self._pending_rows -= lost
+                    self.dropped += lost
+                    self._metrics.capture_dropped.inc(lost)
+            self._pending = {key: batches for key, batches in self._pending.items() if batches}
+
+    def _drop_pending(self, rows: int) -> None:
+        self.dropped += rows
+        self._metrics.capture_dropped.inc(rows)
+        self._pending.clear()
+        self._pending_rows = 0
+
+    def _write(self, key: tuple[str, date], batches: list[pa.RecordBatch]) -> None:
+        project, day = key
+        table = pa.Table.from_batches(batches, schema=PREDICTION_SCHEMA)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        name = f"{partition('predictions', self._environment, project, day)}{uuid.uuid4().hex}.parquet"
+        self._store.put_bytes(name, sink.getvalue().to_pybytes())
 
     def close(self, timeout: float = 30.0) -> None:
         """Drain the queue, write everything and stop the thread."""
         if self._closed:
             return
         self._closed = True
-        self._queue.put(_STOP)  # blocks only while the queue is full, which the thread is emptying
+        self._stop.set()
         self._thread.join(timeout)
         self._metrics.capture_depth.set(0)

@@ -7,6 +7,7 @@ reference assignment; send heartbeats; write captured predictions.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import os
@@ -70,6 +71,8 @@ class Replica:
         self.capture = CaptureWriter(
             platform.artifacts,
             self.metrics,
+            environment=environment,
+            replica=self.id,
             max_queue=self.options.capture_queue,
             batch_rows=self.options.capture_batch_rows,
             flush_seconds=self.options.capture_flush_seconds,
@@ -162,6 +165,7 @@ class Replica:
         if changed or not current.ready:
             self.table = RoutingTable(routes=routes, ready=True)  # the atomic swap
             self._forget_unused()
+            _settle_heap()
             self.metrics.set_loaded(
                 [
                     (route.project, link.predictor.number, link.role, link.predictor.engine)
@@ -268,3 +272,15 @@ class Replica:
                 self._heartbeat("alive")
             except Exception:
                 log.exception("heartbeat failed")
+
+
+def _settle_heap() -> None:
+    """Collect once, then freeze what is left (loaded models, libraries) out of the garbage collector.
+
+    Without this every full collection walks hundreds of thousands of long-lived objects
+    (tens of ms with the GIL held), which showed up as the p99 of a lone client. Unfreezing
+    first lets versions that were swapped out be collected.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
