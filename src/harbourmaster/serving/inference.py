@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -35,10 +36,12 @@ class Batch:
         self.columns = columns
         self._frame: pd.DataFrame | None = None
         self.matrix: np.ndarray | None = None
-        if numeric:
-            self.matrix = np.array(
-                [[np.nan if (v := r[c]) is None else v for c in columns] for r in records], dtype=np.float64
-            )
+        if numeric:  # None becomes NaN in a float64 array
+            getter = itemgetter(*columns)
+            if len(columns) == 1:
+                self.matrix = np.array([[getter(r)] for r in records], dtype=np.float64)
+            else:
+                self.matrix = np.array([getter(r) for r in records], dtype=np.float64)
 
     def __len__(self) -> int:
         return len(self.records)
