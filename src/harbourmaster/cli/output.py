@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -12,7 +14,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-console = Console(highlight=False, soft_wrap=True)
+# Piped or captured output has no terminal width; rich would squeeze tables into 80 columns.
+_PIPED_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
+console = Console(highlight=False, soft_wrap=True, width=_PIPED_WIDTH)
 errors = Console(stderr=True, highlight=False)
 
 
