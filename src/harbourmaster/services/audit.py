@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 # Any constant: every appender takes this PostgreSQL advisory lock, so seq and prev_hash stay a chain.
 AUDIT_LOCK_KEY = 4242002
 EXPORT_FORMATS = ("jsonl", "csv")
+ANCHOR_PREFIX = "audit/anchors/"
 
 
 ENTRY_FIELDS = (*HASHED_FIELDS, "hash")
@@ -88,8 +89,59 @@ class AuditService:
             return self.record(session, actor, action, target, **kwargs)
 
     def verify(self, actor: Actor) -> ChainReport:
+        """Check the chain, then check it still reaches every head anchored earlier; anchor the new head."""
         self._platform.access.require(actor, Permission.AUDIT, target="audit log")
-        return verify_chain(self._entries())
+        entries = list(self._entries())
+        report = verify_chain(entries)
+        if not report.ok:
+            return report
+        anchored = self._check_anchors(entries, report)
+        if anchored is not None:
+            return anchored
+        self._anchor(report, actor)
+        return report
+
+    def _anchor(self, report: ChainReport, actor: Actor) -> None:
+        """Keep the verified head outside the database (in the artifact store), so that cutting
+        the newest entries off the table later shows: the chain no longer reaches the anchor."""
+        if report.head_seq == 0:
+            return
+        key = f"{ANCHOR_PREFIX}{report.head_seq:012d}-{report.head_hash[:16]}.json"
+        anchor = {
+            "seq": report.head_seq,
+            "hash": report.head_hash,
+            "at": datetime.now(UTC).isoformat(),
+            "by": actor.name,
+        }
+        self._platform.artifacts.put_bytes(key, json.dumps(anchor, sort_keys=True).encode())
+
+    def _check_anchors(self, entries: list[dict[str, Any]], report: ChainReport) -> ChainReport | None:
+        keys = self._platform.artifacts.list(ANCHOR_PREFIX)
+        if not keys:
+            return None
+        anchor = json.loads(self._platform.artifacts.get_bytes(max(keys)))
+        seq, expected = int(anchor["seq"]), anchor["hash"]
+        if seq > report.head_seq:
+            missing = f"entry {seq}" if seq == report.head_seq + 1 else f"entries {report.head_seq + 1}-{seq}"
+            return ChainReport(
+                False,
+                report.checked,
+                report.head_seq,
+                report.head_hash,
+                f"{missing} removed: the chain ends at entry {report.head_seq}, but entry {seq} was anchored "
+                f"at {anchor['at']} by {anchor['by']}",
+                report.head_seq + 1,
+            )
+        if entries[seq - 1]["hash"] != expected:
+            return ChainReport(
+                False,
+                report.checked,
+                report.head_seq,
+                report.head_hash,
+                f"entry {seq} differs from its anchor of {anchor['at']}: the chain was rewritten up to there",
+                seq,
+            )
+        return None
 
     def entries(self, actor: Actor, since: datetime | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         self._platform.access.require(actor, Permission.AUDIT, target="audit log")
@@ -107,6 +159,8 @@ class AuditService:
         entries = [entry for entry in everything if since is None or _parse_at(entry["at"]) >= since]
         with self._platform.db.transaction() as session:
             self.record(session, actor, "audit.export", "audit log", details={"since": str(since), "format": format})
+        if whole.ok:
+            self._anchor(whole, actor)
         trailer = {
             "chain_head": {"seq": whole.head_seq, "hash": whole.head_hash},
             "chain_verified": whole.ok,
