@@ -204,9 +204,10 @@ class TrainingService:
                 project_settings=project_settings_of(spec),
             )
         except Exception as exc:
-            self._finish_run(run_id, status="failed", error=str(exc))
+            self._finish_run(actor, run_id, status="failed", error=str(exc))
             raise
         run = self._finish_run(
+            actor,
             run_id,
             status="succeeded",
             version_number=version.number,
@@ -220,6 +221,7 @@ class TrainingService:
         self._platform.access.require(actor, Permission.REGISTER, target=project)
         run_id = self._start_run(actor, project, None)
         return self._finish_run(
+            actor,
             run_id,
             status="succeeded",
             version_number=version_number,
@@ -260,6 +262,7 @@ class TrainingService:
 
     def _finish_run(
         self,
+        actor: Actor,
         run_id: int,
         *,
         status: str,
@@ -277,6 +280,14 @@ class TrainingService:
             row.rows_in = rows_in
             row.details = {**row.details, **(details or {})}
             session.flush()
+            self._platform.audit.record(
+                session,
+                actor,
+                f"run.{row.kind}",
+                f"{row.project}:run{row.id}",
+                outcome="allowed" if status == "succeeded" else "failed",
+                after={"status": status, "version": version_number, "rows": rows_in, "error": error},
+            )
             return run_info(row)
 
 
