@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 import threading
 import time
 from typing import Any
@@ -15,6 +16,12 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from harbourmaster.services.platform import Platform
 from harbourmaster.serving.app import ServingApp
 from harbourmaster.serving.replica import Replica, ReplicaOptions
+
+# A serving process hands the GIL over after 0.5 ms instead of Python's 5 ms: the replica's
+# background threads (reconcile poll, heartbeat, capture writer) then delay a request by at most
+# that much. Measured on the breast-cancer replica, 3 interleaved runs each: p99 at 8 connections
+# 8.4 -> 6.2 ms, at 1 connection 3.8 -> 2.5 ms, same throughput.
+SWITCH_INTERVAL = 0.0005
 
 ENV_VAR = "HARBOURMASTER_SERVE_ENVIRONMENT"
 ADDRESS_VAR = "HARBOURMASTER_SERVE_ADDRESS"
@@ -29,6 +36,7 @@ def create_app(
 
 def app_from_env() -> ServingApp:
     """uvicorn factory for worker processes: settings and environment come from the environment."""
+    sys.setswitchinterval(SWITCH_INTERVAL)
     return create_app(Platform(), os.environ[ENV_VAR], address=os.environ.get(ADDRESS_VAR, ""))
 
 
@@ -87,6 +95,7 @@ def serve(
 ) -> None:
     """Serve one environment in the foreground until SIGTERM/SIGINT (which drain and flush)."""
     address = f"http://{host}:{port}"
+    sys.setswitchinterval(SWITCH_INTERVAL)
     if workers <= 1:
         platform = Platform()
         config = uvicorn_config(create_app(platform, environment, address=address), host, port, log_level=log_level)
