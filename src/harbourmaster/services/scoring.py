@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from harbourmaster.core.fallback import DeploymentOptions
+from harbourmaster.core.permissions import Permission
 from harbourmaster.errors import InvalidInputError
 from harbourmaster.schemas import RunInfo
 from harbourmaster.services.actors import Actor
@@ -49,6 +50,9 @@ class ScoringService:
         from harbourmaster.serving.inference import Predictor
         from harbourmaster.serving.validator import Validator
 
+        if self._platform.access.is_guarded(environment):
+            # Like a call to a replica there: a guarded environment's model scores only for those granted.
+            self._platform.access.require(actor, Permission.PREDICT, environment=environment, target=project)
         state = self._platform.deployments.get(actor, project, environment)
         if state.champion is None:
             raise InvalidInputError(f"{project} has no champion in {environment}", "deploy a version first")
@@ -101,5 +105,22 @@ class ScoringService:
             row.rows_in, row.rows_out = rows_in, rows_out
             row.finished_at = datetime.now(UTC)
             session.flush()
+            self._platform.audit.record(
+                session,
+                actor,
+                "run.score",
+                f"{project}:run{run_id}",
+                environment=environment,
+                outcome="allowed" if status == "succeeded" else "failed",
+                after={
+                    "status": status,
+                    "version": state.champion.number,
+                    "rows_in": rows_in,
+                    "rows_out": rows_out,
+                    "input": str(input_path),
+                    "output": str(output_path),
+                    "error": error,
+                },
+            )
             info = run_info(row)
         return info
