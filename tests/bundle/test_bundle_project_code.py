@@ -235,3 +235,24 @@ def test_code_revision_from_files_and_from_git(tmp_path, write_project):
     assert clean["dirty"] is False
     (project / "features.py").write_text("A = 3\n")
     assert code_revision(project, files)["dirty"] is True
+
+
+def test_an_ignored_project_folder_in_a_git_work_tree_is_described_by_its_files(tmp_path, write_project):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    try:
+        subprocess.run([*git, "init", "-q"], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("git is not available")
+    (repo / ".gitignore").write_text("state/\n")
+    subprocess.run([*git, "add", "."], check=True, capture_output=True)
+    subprocess.run([*git, "commit", "-q", "-m", "init"], check=True, capture_output=True)
+    project = write_project(repo / "state" / "proj", {"features.py": "A = 1\n"})
+    files = snapshot_project_code(project)
+
+    revision = code_revision(project, files)
+
+    # The repository's commit says nothing about an ignored folder: its files' hash does.
+    assert revision["kind"] == "files"
+    assert revision["sha256"] == code_revision(tmp_path / "elsewhere", files)["sha256"]

@@ -87,13 +87,17 @@ def _git(project_dir: Path, *args: str) -> str | None:
 
 
 def code_revision(project_dir: Path, files: dict[str, bytes]) -> dict[str, Any]:
-    """The git commit of the project (and whether it is dirty), else a hash of its files."""
-    sha = _git(project_dir, "rev-parse", "HEAD")
-    if sha:
-        status = _git(project_dir, "status", "--porcelain", "--", ".")
-        return {"kind": "git", "sha": sha.strip(), "dirty": bool(status and status.strip())}
+    """The git commit of the project (and whether it is dirty) when git tracks its files,
+    plus always a hash of the files themselves (what actually travels in the bundle)."""
     pairs = sorted((path, sha256_bytes(data)) for path, data in files.items())
-    return {"kind": "files", "sha256": sha256_bytes(canonical_json(pairs))}
+    files_sha256 = sha256_bytes(canonical_json(pairs))
+    sha = _git(project_dir, "rev-parse", "HEAD")
+    # A folder inside a work tree but untracked or ignored is not described by the commit.
+    tracked = _git(project_dir, "ls-files", "--", ".") if sha else None
+    if sha and tracked and tracked.strip():
+        status = _git(project_dir, "status", "--porcelain", "--", ".")
+        return {"kind": "git", "sha": sha.strip(), "dirty": bool(status and status.strip()), "sha256": files_sha256}
+    return {"kind": "files", "sha256": files_sha256}
 
 
 def _owned(name: str, modules: set[str]) -> bool:
