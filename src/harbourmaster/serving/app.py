@@ -230,12 +230,19 @@ class ServingApp:
             records, single = _records_from_v1(body)
         if len(records) > route.options.max_records:
             raise HttpError(413, f"{len(records)} records in one call", f"send at most {route.options.max_records}")
-        errors = route.validator.check(records)
-        if errors:
-            raise HttpError(422, f"{len(errors)} invalid field(s)", "fix the fields listed in 'errors'", errors=errors)
-        records = route.validator.clean(records)
+        validator, predictor = route.validator, route.champion.predictor
+        # Numeric schemas: one check over the whole request, giving the matrix the model is fed; the
+        # per-field check (which names every problem) runs only when that one is not conclusive.
+        matrix = validator.plain_matrix(records) if validator.names == predictor.columns else None
+        if matrix is None:
+            errors = validator.check(records)
+            if errors:
+                raise HttpError(
+                    422, f"{len(errors)} invalid field(s)", "fix the fields listed in 'errors'", errors=errors
+                )
+            records = validator.clean(records)
         side = pick_side(route, records, _header(scope, b"x-sticky-key"))
-        batch = route.champion.predictor.batch(records)
+        batch = predictor.batch(records, matrix)
         try:
             outcome = await run_chain(route, batch, side, replica.metrics, replica.pool)
         except ModelUnavailable as exc:

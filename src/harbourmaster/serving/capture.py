@@ -18,8 +18,10 @@ import time
 import uuid
 from collections import deque
 from datetime import date
+from operator import countOf
 from typing import Any, NamedTuple
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -59,6 +61,13 @@ def now_us() -> int:
 
 def _json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
+def _json_values(values: list[Any]) -> list[str]:
+    """JSON of each value; plain ints (the usual labels) as their decimal digits, what orjson writes."""
+    if countOf(map(type, values), int) == len(values):
+        return list(map(str, values))
+    return list(map(_json, values))
 
 
 class CaptureWriter:
@@ -156,59 +165,48 @@ class CaptureWriter:
             self._pending_rows += batch.num_rows
 
     def _record_batch(self, entries: list[Captured]) -> pa.RecordBatch:
-        request_id: list[str] = []
-        row: list[int] = []
-        ts: list[int] = []
-        project: list[str] = []
-        version: list[int | None] = []
-        path: list[str] = []
-        reason: list[str | None] = []
-        status: list[int] = []
-        latency: list[float] = []
+        # Per-request values are converted once per request and repeated in Arrow (``take``, in C++);
+        # only the per-row JSON (inputs, outputs, probabilities) is built in Python.
         inputs: list[str] = []
         output: list[str | None] = []
         probabilities: list[str | None] = []
-        shadow_version: list[int | None] = []
         shadow_output: list[str | None] = []
         dumps = orjson.dumps
         for entry in entries:
             n = len(entry.records)
-            request_id += [entry.request_id] * n
-            row += range(n)
-            ts += [entry.ts_us] * n
-            project += [entry.project] * n
-            version += [entry.version] * n
-            path += [entry.path] * n
-            reason += [entry.reason] * n
-            status += [entry.status] * n
-            latency += [entry.latency_ms] * n
-            shadow_version += [entry.shadow_version] * n
             inputs += [dumps(record).decode() for record in entry.records]
             predictions, proba, shadow = entry.predictions, entry.probabilities, entry.shadow_outputs
-            output += [None] * n if predictions is None else [_json(value) for value in predictions]
+            output += [None] * n if predictions is None else _json_values(predictions)
             probabilities += [None] * n if not proba else [dumps(value).decode() for value in proba]
-            shadow_output += [None] * n if shadow is None else [_json(value) for value in shadow]
-        rows = len(request_id)
+            shadow_output += [None] * n if shadow is None else _json_values(shadow)
+        counts = np.fromiter((len(entry.records) for entry in entries), dtype=np.int64, count=len(entries))
+        rows = int(counts.sum())
+        owner = pa.array(np.repeat(np.arange(len(entries), dtype=np.int64), counts))  # row -> its request
+        starts = np.repeat(np.cumsum(counts) - counts, counts)
+        fields = PREDICTION_SCHEMA
+
+        def repeated(name: str, values: list[Any]) -> pa.Array:
+            return pa.array(values, type=fields.field(name).type).take(owner)
+
         columns = {
-            "request_id": request_id,
-            "row": row,
-            "ts": ts,
-            "environment": [self._environment] * rows,
-            "project": project,
-            "version": version,
-            "path": path,
-            "reason": reason,
-            "status": status,
-            "latency_ms": latency,
-            "inputs": inputs,
-            "output": output,
-            "probabilities": probabilities,
-            "shadow_version": shadow_version,
-            "shadow_output": shadow_output,
-            "replica": [self._replica] * rows,
+            "request_id": repeated("request_id", [e.request_id for e in entries]),
+            "row": pa.array(np.arange(rows, dtype=np.int64) - starts, type=pa.int32()),
+            "ts": repeated("ts", [e.ts_us for e in entries]),
+            "environment": pa.array([self._environment], type=pa.string()).take(np.zeros(rows, dtype=np.int64)),
+            "project": repeated("project", [e.project for e in entries]),
+            "version": repeated("version", [e.version for e in entries]),
+            "path": repeated("path", [e.path for e in entries]),
+            "reason": repeated("reason", [e.reason for e in entries]),
+            "status": repeated("status", [e.status for e in entries]),
+            "latency_ms": repeated("latency_ms", [e.latency_ms for e in entries]),
+            "inputs": pa.array(inputs, type=pa.string()),
+            "output": pa.array(output, type=pa.string()),
+            "probabilities": pa.array(probabilities, type=pa.string()),
+            "shadow_version": repeated("shadow_version", [e.shadow_version for e in entries]),
+            "shadow_output": pa.array(shadow_output, type=pa.string()),
+            "replica": pa.array([self._replica], type=pa.string()).take(np.zeros(rows, dtype=np.int64)),
         }
-        arrays = [pa.array(columns[field.name], type=field.type) for field in PREDICTION_SCHEMA]
-        return pa.RecordBatch.from_arrays(arrays, schema=PREDICTION_SCHEMA)
+        return pa.RecordBatch.from_arrays([columns[field.name] for field in fields], schema=fields)
 
     def _flush(self, *, final: bool) -> None:
         attempts = 5 if final else 1

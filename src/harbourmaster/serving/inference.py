@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -31,12 +32,14 @@ class Batch:
 
     __slots__ = ("_frame", "columns", "matrix", "records")
 
-    def __init__(self, records: list[dict[str, Any]], columns: list[str], numeric: bool) -> None:
+    def __init__(
+        self, records: list[dict[str, Any]], columns: list[str], numeric: bool, matrix: np.ndarray | None = None
+    ) -> None:
         self.records = records
         self.columns = columns
         self._frame: pd.DataFrame | None = None
-        self.matrix: np.ndarray | None = None
-        if numeric:  # None becomes NaN in a float64 array
+        self.matrix: np.ndarray | None = matrix if numeric else None
+        if numeric and matrix is None:  # None becomes NaN in a float64 array
             getter = itemgetter(*columns)
             if len(columns) == 1:
                 self.matrix = np.array([[getter(r)] for r in records], dtype=np.float64)
@@ -98,6 +101,7 @@ class Predictor:
         classes = bundle.classes
         self.classes: list[Any] | None = None if classes is None else [_plain(c) for c in classes]
         self._class_set = None if self.classes is None else set(self.classes)
+        self._class_keys = [] if self.classes is None else [str(c) for c in self.classes]
         self.numeric = bool(self.columns) and all(
             c.get("dtype") in ("integer", "float") for c in bundle.manifest.input_schema.get("columns") or []
         )
@@ -141,8 +145,9 @@ class Predictor:
             return
         self._session, self._input_name, self.engine = session, name, "onnx"
 
-    def batch(self, records: list[dict[str, Any]]) -> Batch:
-        return Batch(records, self.columns, self.numeric)
+    def batch(self, records: list[dict[str, Any]], matrix: np.ndarray | None = None) -> Batch:
+        """The batch of ``records``; ``matrix``, when given, is theirs already (float64, in ``columns`` order)."""
+        return Batch(records, self.columns, self.numeric, matrix)
 
     def predict(self, batch: Batch) -> tuple[np.ndarray, np.ndarray | None]:
         """Labels (or values) and class probabilities for a batch."""
@@ -173,11 +178,13 @@ class Predictor:
 
     def answers(self, labels: np.ndarray, proba: np.ndarray | None) -> tuple[list[Any], list[dict[str, float]] | None]:
         """Plain JSON-safe predictions and per-class probabilities."""
-        predictions = [_plain(v) for v in labels.tolist()]
+        values = labels.tolist()
+        # tolist() already gives plain ints/bools; floats (NaN -> None) and objects go through _plain
+        predictions = values if labels.dtype.kind in "iub" else list(map(_plain, values))
         if proba is None or self.classes is None:
             return predictions, None
-        keys = [str(c) for c in self.classes]
-        return predictions, [dict(zip(keys, row, strict=False)) for row in proba.tolist()]
+        keys = self._class_keys
+        return predictions, list(map(dict, map(zip, repeat(keys), proba.tolist())))
 
     def warm(self) -> None:
         """One prediction on the version's reference row (or a profile sample) before taking traffic."""
