@@ -100,6 +100,87 @@ def test_validator_names_every_problem() -> None:
     ]
 
 
+def test_validator_whole_request_matrix_or_the_per_field_check() -> None:
+    schema = {"columns": [{"name": "x", "dtype": "float"}, {"name": "k", "dtype": "integer", "nullable": True}]}
+    validator = Validator(schema)
+    records = [{"x": 1.5, "k": 2}, {"k": 3, "x": -0.25}]
+    matrix = validator.plain_matrix(records)
+    assert matrix is not None and matrix.tolist() == [[1.5, 2.0], [-0.25, 3.0]]
+    assert validator.check(records) == []
+    # not conclusive: None, and the per-field check decides (valid after all, or names the problem)
+    for bad, error in (
+        ({"x": 1.5, "k": None}, None),
+        ({"x": 1, "k": 2}, None),
+        ({"x": True, "k": 2}, "expected a number, got boolean"),
+        ({"x": "1.5", "k": 2}, "expected a number, got string"),
+        ({"x": float("nan"), "k": 2}, "must be a finite number"),
+        ({"x": 1.5, "k": 2.0}, None),
+        ({"x": 1.5}, "missing"),
+        ({"x": 1.5, "k": 2, "z": 1}, "unknown field"),
+        ([1.5, 2], "expected an object, got array"),
+        (7, "expected an object, got number"),
+    ):
+        assert validator.plain_matrix([records[0], bad]) is None, bad
+        errors = validator.check([records[0], bad])
+        assert [e["error"] for e in errors] == ([] if error is None else [error]), bad
+    floats = Validator({"columns": [{"name": "a", "dtype": "float"}, {"name": "b", "dtype": "float"}]})
+    assert floats.plain_matrix([{"a": 1.0, "b": float("inf")}]) is None
+    assert floats.plain_matrix([{"a": 1.0, "b": 2}]) is None and floats.check([{"a": 1.0, "b": 2}]) == []
+
+
+def test_http_protocol_sets_tcp_nodelay_on_sockets_accepted_from_a_proto_0_listener() -> None:
+    """uvicorn's multi-worker mode listens on a socket made with proto=0; asyncio then leaves Nagle on."""
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from harbourmaster.serving.server import HTTP_PROTOCOL, uvicorn_config
+
+    async def app(scope: dict, receive: object, send: object) -> None:
+        if scope["type"] == "lifespan":
+            await receive()  # type: ignore[operator]
+            await send({"type": "lifespan.startup.complete"})  # type: ignore[operator]
+            await receive()  # type: ignore[operator]
+            await send({"type": "lifespan.shutdown.complete"})  # type: ignore[operator]
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b"ok"})  # type: ignore[operator]
+
+    def nodelay_seen_by(protocol: type) -> list[int]:
+        seen: list[int] = []
+
+        class Recording(protocol):  # type: ignore[misc, valid-type]
+            def connection_made(self, transport: object) -> None:
+                super().connection_made(transport)
+                sock = transport.get_extra_info("socket")  # type: ignore[attr-defined]
+                seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # proto=0, as uvicorn's bind_socket()
+        assert listener.proto == 0
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port, http=Recording, loop="asyncio"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 30
+            while not server.started:
+                assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+                time.sleep(0.01)
+            assert httpx.get(f"http://127.0.0.1:{port}/").text == "ok"
+        finally:
+            server.should_exit = True
+            thread.join(30)
+            listener.close()
+        return seen
+
+    assert nodelay_seen_by(HTTP_PROTOCOL.__mro__[1]) == [0]  # uvicorn's own protocol: Nagle stays on
+    assert len(seen := nodelay_seen_by(HTTP_PROTOCOL)) == 1 and seen[0] != 0
+
+
 def test_onnx_fast_path_is_exact_and_custom_code_stays_on_the_pipeline(sqlite_settings: object) -> None:
     pytest.importorskip("skl2onnx")
     from harbourmaster.client import Client
