@@ -20,8 +20,8 @@ from harbourmaster.core.fallback import (
 )
 from harbourmaster.core.profile import build_profile
 from harbourmaster.core.routing import bucket, choose_side
+from harbourmaster.core.validation import Validator
 from harbourmaster.errors import InvalidInputError
-from harbourmaster.serving.validator import Validator
 
 
 def test_options_and_fallback_config_are_validated() -> None:
@@ -183,8 +183,8 @@ def test_http_protocol_sets_tcp_nodelay_on_sockets_accepted_from_a_proto_0_liste
 
 def test_onnx_fast_path_is_exact_and_custom_code_stays_on_the_pipeline(sqlite_settings: object) -> None:
     pytest.importorskip("skl2onnx")
+    from harbourmaster.bundle.predictor import Predictor
     from harbourmaster.client import Client
-    from harbourmaster.serving.inference import Predictor
 
     data = load_breast_cancer(as_frame=True)
     frame = data.frame

@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from harbourmaster.bundle.predictor import Predictor
 from harbourmaster.core.fallback import DeploymentOptions
 from harbourmaster.core.permissions import Permission
+from harbourmaster.core.validation import Validator
 from harbourmaster.errors import InvalidInputError
 from harbourmaster.schemas import RunInfo
 from harbourmaster.services.actors import Actor
@@ -46,10 +48,6 @@ class ScoringService:
         self._platform = platform
 
     def score(self, actor: Actor, project: str, environment: str, input_path: Path, output_path: Path) -> RunInfo:
-        # Imported here: the serving package imports the platform, which holds this service.
-        from harbourmaster.serving.inference import Predictor
-        from harbourmaster.serving.validator import Validator
-
         if self._platform.access.is_guarded(environment):
             # Like a call to a replica there: a guarded environment's model scores only for those granted.
             self._platform.access.require(actor, Permission.PREDICT, environment=environment, target=project)

@@ -18,10 +18,10 @@ from typing import Any
 
 import orjson
 
+from harbourmaster.bundle.predictor import Batch
 from harbourmaster.errors import HarbourmasterError
 from harbourmaster.services.feedback import parse_feedback
 from harbourmaster.serving.capture import Captured, now_us
-from harbourmaster.serving.inference import Batch
 from harbourmaster.serving.replica import Replica
 from harbourmaster.serving.router import ModelUnavailable, Outcome, ProjectRoute, pick_side, run_chain
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from harbourmaster.serving.inference import Batch, Predictor
+from harbourmaster.bundle.predictor import Batch, Predictor
 
 
 class Microbatcher:

@@ -24,16 +24,16 @@ from typing import Any
 import psutil
 
 from harbourmaster.bundle.code import project_imports
+from harbourmaster.bundle.predictor import Predictor
 from harbourmaster.core.fallback import DeploymentOptions, FallbackConfig
+from harbourmaster.core.validation import Validator
 from harbourmaster.schemas import DeploymentState, VersionPointer
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.platform import Platform
 from harbourmaster.serving.capture import CaptureWriter
-from harbourmaster.serving.inference import Predictor
 from harbourmaster.serving.metrics import ServingMetrics
 from harbourmaster.serving.microbatch import Microbatcher
 from harbourmaster.serving.router import Link, ProjectRoute, RoutingTable, humility_for
-from harbourmaster.serving.validator import Validator
 
 log = logging.getLogger("harbourmaster.serving")
 

@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harbourmaster.bundle.predictor import Batch, Predictor
 from harbourmaster.core.fallback import DeploymentOptions, FallbackConfig, HumilityCheck, evaluate_rules
 from harbourmaster.core.profile import ReferenceProfile
 from harbourmaster.core.routing import choose_side
+from harbourmaster.core.validation import Validator
 from harbourmaster.schemas import DeploymentState
-from harbourmaster.serving.inference import Batch, Predictor
 from harbourmaster.serving.metrics import ServingMetrics
 from harbourmaster.serving.microbatch import Microbatcher
-from harbourmaster.serving.validator import Validator
 
 
 @dataclass(frozen=True)

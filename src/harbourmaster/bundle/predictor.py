@@ -22,7 +22,7 @@ import pandas as pd
 
 from harbourmaster.bundle.loaded import LoadedBundle
 
-log = logging.getLogger("harbourmaster.serving")
+log = logging.getLogger("harbourmaster.bundle")
 
 EXACT_TOLERANCE = 1e-9
 
