@@ -353,39 +353,15 @@ def diff_output_schemas(old: OutputSchema, new: OutputSchema) -> list[SchemaChan
     and probability columns follow the classes). Losing probabilities is breaking,
     gaining them is not.
     """
-    changes: list[SchemaChange] = []
-    if old.task != new.task:
-        changes.append(
-            SchemaChange(column=OUTPUT_COLUMN, change="dtype", before=old.task, after=new.task, breaking=True)
-        )
-    if old.dtype != new.dtype:
-        changes.append(
-            SchemaChange(
-                column=OUTPUT_COLUMN,
-                change="dtype",
-                before=old.dtype,
-                after=new.dtype,
-                breaking=True,
-            )
-        )
-    if old.classes != new.classes:
-        changes.append(
-            SchemaChange(
-                column=OUTPUT_COLUMN,
-                change="categories",
-                before=old.classes,
-                after=new.classes,
-                breaking=True,
-            )
-        )
-    if old.has_probabilities != new.has_probabilities:
-        changes.append(
-            SchemaChange(
-                column=OUTPUT_COLUMN,
-                change="probabilities",
-                before=old.has_probabilities,
-                after=new.has_probabilities,
-                breaking=old.has_probabilities,
-            )
-        )
-    return changes
+    # (change kind, before, after, breaking): losing probabilities breaks consumers, gaining them does not.
+    compared = (
+        ("dtype", old.task, new.task, True),
+        ("dtype", old.dtype, new.dtype, True),
+        ("categories", old.classes, new.classes, True),
+        ("probabilities", old.has_probabilities, new.has_probabilities, old.has_probabilities),
+    )
+    return [
+        SchemaChange(column=OUTPUT_COLUMN, change=change, before=before, after=after, breaking=breaking)
+        for change, before, after, breaking in compared
+        if before != after
+    ]
