@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +19,6 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-import uvicorn
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
@@ -38,6 +35,7 @@ from harbourmaster.errors import (
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.packaging import package_version
 from harbourmaster.services.platform import Platform
+from loopback import free_port, serve_in_thread
 
 PROJECT = "breast-cancer"
 TARGET = "malignant"
@@ -45,12 +43,6 @@ TARGET = "malignant"
 
 def home_settings(home: Path) -> Settings:
     return Settings.from_env({"HARBOURMASTER_HOME": str(home)})
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
@@ -71,21 +63,8 @@ def live(platform: Platform) -> Iterator[Live]:
     actor = Actor.system("tests")
     platform.identity.create_user(actor, "root", ["admin"])
     token = platform.identity.create_token(actor, "root", "tests").secret
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(platform), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the test server did not start")
-        time.sleep(0.02)
-    try:
-        yield Live(url=f"http://127.0.0.1:{port}", token=token, platform=platform)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        assert not thread.is_alive(), "the test server did not stop"
+    with serve_in_thread(create_app(platform)) as url:
+        yield Live(url=url, token=token, platform=platform)
 
 
 @pytest.fixture

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import uvicorn
 
 from harbourmaster.api.app import create_app
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.platform import Platform
+from loopback import serve_in_thread
 
 PROJECT = "breast-cancer"
 SYSTEM = Actor.system("tests")
@@ -33,12 +30,6 @@ USERS: dict[str, tuple[list[str], list[tuple[str, str]]]] = {
 }
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @dataclass
 class Live:
     url: str
@@ -54,21 +45,8 @@ class Live:
 @contextmanager
 def live_server(platform: Platform) -> Iterator[Live]:
     """A real uvicorn server over ``platform`` on 127.0.0.1 (stopped, bounded, on exit)."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(platform), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="uvicorn-governance", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    try:
-        yield Live(url=f"http://127.0.0.1:{port}", platform=platform)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        assert not thread.is_alive(), "the test server did not stop"
+    with serve_in_thread(create_app(platform)) as url:
+        yield Live(url=url, platform=platform)
 
 
 def create_users(platform: Platform) -> dict[str, str]:
