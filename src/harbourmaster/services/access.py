@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from harbourmaster.services.platform import Platform
 
 PREDICTION_GRANT_TTL_SECONDS = 30.0
+PREDICTION_CACHE_LIMIT = 10_000  # expired entries are dropped when the cache reaches this size
 
 
 class AccessService:
@@ -104,6 +105,10 @@ class AccessService:
         self.require(actor, Permission.PREDICT, environment=environment, target=environment)
         self._platform.audit.record_alone(actor, "predict.access", environment, environment=environment)
         with self._cache_lock:
+            if len(self._prediction_cache) >= PREDICTION_CACHE_LIMIT:
+                self._prediction_cache = {
+                    k: v for k, v in self._prediction_cache.items() if now - v[0] < PREDICTION_GRANT_TTL_SECONDS
+                }
             self._prediction_cache[key] = (now, actor)
         return actor
 

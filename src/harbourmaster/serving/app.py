@@ -9,7 +9,6 @@ is a 4xx with a JSON body naming the problem, never a 500.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 import logging
 import os
@@ -28,7 +27,6 @@ from harbourmaster.serving.router import ModelUnavailable, Outcome, ProjectRoute
 log = logging.getLogger("harbourmaster.serving")
 
 JSON = [(b"content-type", b"application/json")]
-AUTH_CACHE_SECONDS = 30.0
 _DATATYPES = {"b": "BOOL", "i": "INT64", "u": "UINT64", "f": "FP64"}
 
 
@@ -51,7 +49,6 @@ class ServingApp:
     def __init__(self, replica: Replica, *, manage_lifespan: bool = True) -> None:
         self.replica = replica
         self.manage_lifespan = manage_lifespan
-        self._auth: dict[str, float] = {}
         self._feedback = replica.platform.feedback
         # Request ids: 32 hex digits, a random per-process prefix and a counter (unique across
         # replicas and workers without a urandom syscall and a UUID object per request).
@@ -202,16 +199,11 @@ class ServingApp:
             raise HttpError(
                 401, f"{self.replica.environment} is guarded: a token is required", "send Authorization: Bearer <token>"
             )
-        key = hashlib.sha256(token.encode()).hexdigest()
-        now = time.monotonic()
-        if self._auth.get(key, 0.0) > now:
-            return
-        access = getattr(self.replica.platform, "access", None)
-        if access is None:
-            raise HttpError(401, "prediction access control is unavailable", "this build cannot check tokens")
         client = scope.get("client")
-        access.authorize_prediction(token, self.replica.environment, client[0] if client else None)
-        self._auth[key] = now + AUTH_CACHE_SECONDS
+        # Cached per token by the access service, so the request path reads the database only on a miss.
+        self.replica.platform.access.authorize_prediction(
+            token, self.replica.environment, client[0] if client else None
+        )
 
     # -- predictions ----------------------------------------------------------------
 
