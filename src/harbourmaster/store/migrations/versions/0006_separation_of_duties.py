@@ -1,0 +1,23 @@
+"""separation of duties
+
+Revision ID: 0006
+Revises: 0005
+
+Reserved in the migration chain for: separation of duties (confirmations, token parents, role lifetimes).
+Until that work lands it changes nothing.
+"""
+
+from __future__ import annotations
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
