@@ -19,6 +19,7 @@ from harbourmaster.schemas import (
     PendingApproval,
     PromotionInfo,
 )
+from harbourmaster.services.duties import DutyDecision, DutyRequestInfo, DutySettings
 from harbourmaster.services.identity import IssuedToken, TokenInfo, UserInfo
 
 if TYPE_CHECKING:
@@ -257,6 +258,40 @@ class GovernanceMethods:
         if self._remote:
             return TokenInfo.model_validate(self._remote.request("DELETE", f"/tokens/{token_id}"))
         return self._platform.identity.revoke_token(self.actor, token_id)
+
+    # -- separation of duties ----------------------------------------------------
+
+    def duty_requests(self, status: str = "pending") -> list[DutyRequestInfo]:
+        """Sensitive steps waiting for (or decided by) a second admin; ``status="all"`` for every one."""
+        if self._remote:
+            items = self._remote.get("/duty-requests", params={"status": status})
+            return [DutyRequestInfo.model_validate(item) for item in items]
+        return self._platform.duties.list_requests(self.actor, None if status == "all" else status)
+
+    def decide_request(self, request_id: int, confirm: bool = True) -> DutyDecision:
+        """Confirm (carry out) or reject another admin's pending step."""
+        if self._remote:
+            verb = "confirm" if confirm else "reject"
+            return DutyDecision.model_validate(self._remote.post(f"/duty-requests/{request_id}/{verb}"))
+        return self._platform.duties.decide(self.actor, request_id, confirm)
+
+    def duty_settings(self) -> DutySettings:
+        if self._remote:
+            return DutySettings.model_validate(self._remote.get("/duties"))
+        return self._platform.duties.view(self.actor)
+
+    def set_duty_mode(self, mode: str) -> DutySettings:
+        if self._remote:
+            return DutySettings.model_validate(self._remote.request("PUT", "/duties/mode", json={"mode": mode}))
+        return self._platform.duties.set_mode(self.actor, mode)
+
+    def set_token_limit(self, role: str, max_lifetime: timedelta | None) -> DutySettings:
+        """The longest a token of a user with ``role`` may live (None: no limit)."""
+        seconds = max_lifetime.total_seconds() if max_lifetime else None
+        if self._remote:
+            body = {"max_lifetime_seconds": seconds}
+            return DutySettings.model_validate(self._remote.request("PUT", f"/duties/token-limits/{role}", json=body))
+        return self._platform.duties.set_token_limit(self.actor, role, seconds)
 
     def whoami(self) -> dict[str, Any]:
         if self._remote:

@@ -352,8 +352,8 @@ class _Remote:
                 f"cannot reach the Harbourmaster server at {self.url}: {exc}",
                 "check the URL and that `harbourmaster server` is running",
             ) from exc
-        if response.is_success:
-            return response
+        if response.is_success and response.status_code != 202:
+            return response  # 202: the step was parked for a second admin, answered as an error body
         try:
             error = response.json()["error"]
             cls = ERRORS_BY_CODE.get(error.get("code"), HarbourmasterError)

@@ -100,6 +100,13 @@ class PermissionDeniedError(HarbourmasterError):
     http_status = 403
 
 
+class ConfirmationRequiredError(HarbourmasterError):
+    """A sensitive step was recorded and waits for a second admin (separation of duties)."""
+
+    code = "confirmation_required"
+    http_status = 202
+
+
 class ConnectionFailedError(HarbourmasterError):
     """The SDK could not reach a Harbourmaster server."""
 
@@ -122,6 +129,7 @@ ERRORS_BY_CODE: dict[str, type[HarbourmasterError]] = {
         UntrustedContentError,
         AuthenticationError,
         PermissionDeniedError,
+        ConfirmationRequiredError,
         ConnectionFailedError,
     )
 }

@@ -221,7 +221,7 @@ def test_sign_offs_grants_and_digests(gov, demo_project):
 
 def test_the_author_can_never_sign_off(gov, demo_project):
     root = actor(gov, "root")
-    gov.identity.create_user(root, "dora", ["data-scientist", "approver"])
+    gov.identity.create_user(SYSTEM, "dora", ["data-scientist", "approver"])
     dora = actor(gov, "dora")
     v1 = gov.training.train(dora, demo_project).version.number
     to_test(gov, v1, "dora")

@@ -12,6 +12,7 @@ import typer
 
 from harbourmaster.cli import output
 from harbourmaster.cli.common import JsonOption, TokenOption, UrlOption, client
+from harbourmaster.core.duties import human_duration
 from harbourmaster.core.permissions import ROLE_NAMES, permission_table_markdown
 from harbourmaster.errors import InvalidInputError
 
@@ -20,15 +21,15 @@ tokens_app = typer.Typer(help="API tokens: shown once, stored hashed, expiring a
 audit_app = typer.Typer(help="The tamper-evident audit log (auditors and admins).", no_args_is_help=True)
 environments_app = typer.Typer(help="The ordered environments and their gates, sign-offs and SLA.")
 
-DURATION = re.compile(r"^(\d+(?:\.\d+)?)([hdw])$")
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)([mhdw])$")
 
 
 def parse_duration(text: str) -> timedelta:
     match = DURATION.match(text.strip())
     if not match:
-        raise InvalidInputError(f"{text!r} is not a duration", "use e.g. 12h, 30d or 2w")
+        raise InvalidInputError(f"{text!r} is not a duration", "use e.g. 45m, 12h, 30d or 2w")
     amount, unit = float(match.group(1)), match.group(2)
-    return timedelta(hours=amount) if unit == "h" else timedelta(days=amount * (7 if unit == "w" else 1))
+    return timedelta(seconds=amount * {"m": 60, "h": 3_600, "d": 86_400, "w": 604_800}[unit])
 
 
 def parse_time(text: str) -> datetime:
@@ -310,6 +311,85 @@ def users_enable(name: str, url: UrlOption = None, token: TokenOption = None) ->
     output.console.print(f"{name} is enabled.")
 
 
+@users_app.command("requests")
+def users_requests(
+    all_: Annotated[bool, typer.Option("--all", help="Decided and expired requests too.")] = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Sensitive steps (approvers, prod grants, tokens for others) waiting for a second admin."""
+    with client(url, token) as hm:
+        items = hm.duty_requests("all" if all_ else "pending")
+    if json:
+        return output.print_json(items)
+    output.table(
+        None,
+        ["request", "step", "asked by", "asked", "expires", "status", "decided by"],
+        [
+            (
+                r.id,
+                r.summary,
+                r.requested_by,
+                output.when(r.requested_at),
+                output.when(r.expires_at),
+                r.status,
+                r.decided_by or "-",
+            )
+            for r in items
+        ],
+    )
+
+
+def _decide(request_id: int, confirm: bool, url: str | None, token: str | None, json: bool) -> None:
+    with client(url, token) as hm:
+        decision = hm.decide_request(request_id, confirm)
+    if json:
+        return output.print_json(decision)
+    request = decision.request
+    output.console.print(
+        f"Request {request.id} ({request.summary}, asked by {request.requested_by}): {request.status}."
+    )
+    if decision.token is not None:
+        output.errors.print(f"Token {decision.token.id} for {decision.token.user}. Shown only now; hand it over:")
+        print(decision.token.token)
+
+
+@users_app.command("confirm")
+def users_confirm(request_id: int, url: UrlOption = None, token: TokenOption = None, json: JsonOption = False) -> None:
+    """Confirm and carry out another admin's pending step (never your own, never one for you)."""
+    _decide(request_id, True, url, token, json)
+
+
+@users_app.command("reject-request")
+def users_reject_request(
+    request_id: int, url: UrlOption = None, token: TokenOption = None, json: JsonOption = False
+) -> None:
+    """Refuse another admin's pending step."""
+    _decide(request_id, False, url, token, json)
+
+
+@users_app.command("duties")
+def users_duties(
+    mode: Annotated[
+        str | None, typer.Option("--mode", help="two-admins (default) or not-for-self; a second admin confirms.")
+    ] = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Show (or change) how separation of duties works, and the token lifetime limits per role."""
+    with client(url, token) as hm:
+        settings = hm.set_duty_mode(mode) if mode else hm.duty_settings()
+    if json:
+        return output.print_json(settings)
+    output.console.print(f"Separation of duties: {settings.mode}")
+    limits = settings.token_max_lifetime_seconds
+    for role in ROLE_NAMES:
+        limit = limits.get(role)
+        output.console.print(f"  {role}: tokens live at most {human_duration(limit) if limit else 'without limit'}")
+
+
 @users_app.command("roles-table")
 def users_roles_table() -> None:
     """Print the permission table (which role may do what)."""
@@ -333,6 +413,25 @@ def tokens_create(
     expiry = f", expires {output.when(issued.expires_at)}" if issued.expires_at else ""
     output.errors.print(f"Token {issued.id} for {issued.user}{expiry}. Shown only now:")
     print(issued.secret)
+
+
+@tokens_app.command("policy")
+def tokens_policy(
+    role: Annotated[str, typer.Option("--role", help=f"One of: {', '.join(ROLE_NAMES)}.")],
+    max_lifetime: Annotated[str | None, typer.Option("--max-lifetime", help="e.g. 12h, 30d")] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the limit.")] = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Set the longest a token of a user with ROLE may live (admins); older tokens stop working."""
+    if (max_lifetime is None) == (not clear):
+        raise InvalidInputError("give either --max-lifetime or --clear", "e.g. --role operator --max-lifetime 30d")
+    with client(url, token) as hm:
+        settings = hm.set_token_limit(role, None if clear else parse_duration(max_lifetime or ""))
+    limit = settings.token_max_lifetime_seconds.get(role)
+    output.console.print(
+        f"Tokens of {role}s live at most {human_duration(limit)}." if limit else f"No limit for {role}s."
+    )
 
 
 @tokens_app.command("list")

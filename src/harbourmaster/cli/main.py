@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from harbourmaster.cli import output
-from harbourmaster.errors import HarbourmasterError
+from harbourmaster.errors import ConfirmationRequiredError, HarbourmasterError
 
 app = typer.Typer(
     name="harbourmaster",
@@ -337,10 +337,16 @@ def demo(
     run_demo(home)
 
 
+PENDING_EXIT_CODE = 3  # the step was recorded and waits for a second admin
+
+
 def run() -> None:
     """Console entry point: errors become a message and a non-zero exit, never a traceback."""
     try:
         app()
+    except ConfirmationRequiredError as exc:
+        output.pending(exc.message, exc.hint)
+        sys.exit(PENDING_EXIT_CODE)
     except HarbourmasterError as exc:
         output.fail(exc.message, exc.hint)
         sys.exit(1)

@@ -56,6 +56,13 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
     console.print(grid)
 
 
+def pending(message: str, hint: str | None = None) -> None:
+    """A step that was recorded but waits for someone else (a second admin)."""
+    errors.print(f"[bold yellow]pending:[/] {escape(message)}", markup=True, soft_wrap=True)
+    if hint:
+        errors.print(f"[yellow]next:[/] {escape(hint)}", markup=True, soft_wrap=True)
+
+
 def fail(message: str, hint: str | None = None) -> None:
     # Escaped: messages quote user text such as "[pipeline] train", which rich would eat as markup.
     errors.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)

@@ -4,7 +4,7 @@ gates, sign-off policy, SLA, data binding and access rules. Pure configuration."
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,6 +37,8 @@ class ApprovalPolicy(BaseModel):
 
     required: list[ApprovalRequirement] = Field(default_factory=list)
     expires_after_hours: float | None = Field(default=None, gt=0)
+    # Sign-offs by people made approvers after the version was registered: "flag" them, or "exclude" them.
+    late_approvers: Literal["flag", "exclude"] = "flag"
 
 
 class SlaConfig(BaseModel):

@@ -38,6 +38,8 @@ class ApprovalRecord:
     created_at: datetime
     expires_at: datetime | None
     comment: str = ""
+    standing: str = "ok"  # "ok", or why the sign-off no longer counts: "disabled", "role removed", "unknown user"
+    joined_late: bool = False  # the approver was created or given roles after the version was registered
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,10 @@ class ApprovalsGate:
     """Enough valid sign-offs from the required roles; the author's never counts.
 
     Valid means: for this exact bundle digest, not expired, not from the version's
-    author. Any valid rejection blocks the gate.
+    author. Any valid rejection blocks the gate. An approval counts only while its
+    approver is enabled and still holds the role it signed with; approvers created or
+    given their roles after the version was registered are flagged (or not counted,
+    with the policy's ``late_approvers = "exclude"``).
     """
 
     kind: str = "approvals"
@@ -166,7 +171,18 @@ class ApprovalsGate:
             )
         if not policy.required:
             return GateVerdict(gate=name, passed=True, reason=f"{context.environment} requires no sign-off")
-        approvers = [approval for approval in valid if approval.decision == "approve"]
+        approvals = [approval for approval in valid if approval.decision == "approve"]
+        lapsed = [approval for approval in approvals if approval.standing != "ok"]
+        late = [approval for approval in approvals if approval.standing == "ok" and approval.joined_late]
+        approvers = [approval for approval in approvals if approval.standing == "ok"]
+        if policy.late_approvers == "exclude":
+            approvers = [approval for approval in approvers if not approval.joined_late]
+        notes = [f"{approval.actor}'s sign-off no longer counts: {approval.standing}" for approval in lapsed]
+        if late:
+            flagged = ", ".join(sorted({approval.actor for approval in late}))
+            verb = "not counted" if policy.late_approvers == "exclude" else "flagged"
+            notes.append(f"{verb}: {flagged} became approver after v{context.candidate.number} was registered")
+        suffix = f" ({'; '.join(notes)})" if notes else ""
         missing: list[str] = []
         used: set[str] = set()
         for requirement in policy.required:
@@ -180,11 +196,12 @@ class ApprovalsGate:
                 gate=name,
                 passed=False,
                 reason=f"v{context.candidate.number} has {len(approvers)} valid approval(s); needs "
-                + ", ".join(missing),
+                + ", ".join(missing)
+                + suffix,
                 fix=f"ask approvers (not the author {context.candidate.created_by}) to run: harbourmaster approve "
                 f"{context.candidate.project} {context.candidate.number} --env {context.environment}",
             )
-        return GateVerdict(gate=name, passed=True, reason="signed off by " + ", ".join(sorted(used)))
+        return GateVerdict(gate=name, passed=True, reason="signed off by " + ", ".join(sorted(used)) + suffix)
 
 
 @dataclass(frozen=True)

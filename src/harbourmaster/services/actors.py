@@ -16,6 +16,7 @@ class Actor:
     kind: str = "user"  # "user" | "local-owner" | "system"
     address: str | None = None
     grants: frozenset[tuple[str, str]] = field(default_factory=frozenset)  # (environment, permission)
+    token_id: int | None = None  # the API token this actor authenticated with (tokens it mints die with it)
 
     @classmethod
     def local_owner(cls) -> Actor:

@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
+from harbourmaster.core.duties import ApproverStanding, joined_after, standing_of
 from harbourmaster.core.gates import ApprovalRecord, ApprovalsGate, CandidateVersion, GateContext
 from harbourmaster.core.permissions import Permission
 from harbourmaster.errors import ConflictError, PermissionDeniedError
 from harbourmaster.schemas import ApprovalInfo, PendingApproval, VersionDetail
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.registry import VersionRef
-from harbourmaster.store.tables import ApprovalRow
+from harbourmaster.store.tables import ApprovalRow, UserRow
 
 if TYPE_CHECKING:
     from harbourmaster.services.platform import Platform
@@ -49,16 +50,26 @@ def candidate_of(detail: VersionDetail) -> CandidateVersion:
     )
 
 
-def approval_record(row: ApprovalRow) -> ApprovalRecord:
+def approval_record(row: ApprovalRow, approver: ApproverStanding, registered_at: datetime) -> ApprovalRecord:
+    """A sign-off as the gate sees it: with the roles its approver still holds, and whether they came late."""
+    standing, roles = standing_of(approver, frozenset(row.actor_roles))
     return ApprovalRecord(
         actor=row.actor,
-        roles=frozenset(row.actor_roles),
+        roles=roles,
         decision=row.decision,
         digest=row.digest,
         created_at=row.created_at,
         expires_at=row.expires_at,
         comment=row.comment,
+        standing=standing,
+        joined_late=joined_after(approver, registered_at),
     )
+
+
+def _standing(user: UserRow | None) -> ApproverStanding:
+    if user is None:
+        return ApproverStanding(False, False, frozenset(), None, None)
+    return ApproverStanding(True, user.disabled, frozenset(user.roles), user.created_at, user.roles_updated_at)
 
 
 class ApprovalService:
@@ -140,6 +151,14 @@ class ApprovalService:
                 )
             )
 
+    def records(self, detail: VersionDetail, environment: str) -> tuple[ApprovalRecord, ...]:
+        """The version's sign-offs for ``environment``, judged against their approvers' accounts today."""
+        rows = self.for_version(detail.project, detail.digest, environment)
+        names = {row.actor for row in rows}
+        with self._platform.db.reader() as session:
+            users = {user.name: user for user in session.scalars(select(UserRow).where(UserRow.name.in_(names)))}
+            return tuple(approval_record(row, _standing(users.get(row.actor)), detail.created_at) for row in rows)
+
     def list(self, actor: Actor, project: str | None = None) -> list[ApprovalInfo]:
         self._platform.access.require(actor, Permission.READ)
         with self._platform.db.reader() as session:
@@ -167,14 +186,14 @@ class ApprovalService:
                     if target_state and target_state.champion and target_state.champion.digest == pointer.digest:
                         continue
                     detail = self._platform.registry.get_version(actor, state.project, pointer.number)
-                    rows = self.for_version(state.project, pointer.digest, target.name)
+                    records = self.records(detail, target.name)
                     verdict = ApprovalsGate().evaluate(
                         GateContext(
                             candidate=candidate_of(detail),
                             environment=target.name,
                             approval_policy=target.config.approvals,
                             champion=None,
-                            approvals=tuple(approval_record(row) for row in rows),
+                            approvals=records,
                             now=now,
                         )
                     )
@@ -186,9 +205,12 @@ class ApprovalService:
                             environment=target.name,
                             author=detail.created_by,
                             approvals=[
-                                f"{row.actor} ({row.decision})"
-                                for row in rows
-                                if row.expires_at is None or row.expires_at > now
+                                f"{record.actor} ({record.decision}"
+                                + (f", {record.standing}" if record.standing != "ok" else "")
+                                + (", joined late" if record.joined_late else "")
+                                + ")"
+                                for record in records
+                                if record.expires_at is None or record.expires_at > now
                             ],
                             missing=None if verdict.passed else verdict.reason,
                         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -14,12 +14,21 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from harbourmaster.core.duties import (
+    MAX_TOKEN_CHAIN,
+    grant_step,
+    max_token_seconds,
+    role_step,
+    token_expiry,
+    token_step,
+)
 from harbourmaster.core.permissions import GRANTED_PERMISSIONS, ROLE_NAMES, Permission
 from harbourmaster.errors import AuthenticationError, ConflictError, InvalidInputError, NotFoundError
 from harbourmaster.services.actors import Actor
 from harbourmaster.store.tables import GrantRow, TokenRow, UserRow
 
 if TYPE_CHECKING:
+    from harbourmaster.services.duties import DutyRequestInfo
     from harbourmaster.services.platform import Platform
 
 TOKEN_PREFIX = "hm_"
@@ -60,6 +69,7 @@ class TokenInfo(BaseModel):
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    parent_id: int | None = None
 
 
 def _check_roles(roles: list[str]) -> list[str]:
@@ -93,6 +103,7 @@ def _token_info(row: TokenRow) -> TokenInfo:
         expires_at=row.expires_at,
         revoked_at=row.revoked_at,
         last_used_at=row.last_used_at,
+        parent_id=row.parent_id,
     )
 
 
@@ -115,27 +126,51 @@ class IdentityService:
                 f"{name!r} is not a valid user name", "use letters, digits, '.', '_', '@' or '-' (at most 128)"
             )
         roles = _check_roles(roles)
+        with self._platform.db.reader() as session:
+            if session.scalar(select(UserRow.id).where(UserRow.name == name)) is not None:
+                raise ConflictError(f"user {name!r} already exists", "pick another name")
+        step = role_step(actor.name, "user.create", name, set(), set(roles))
+        if step is not None:
+            self._platform.duties.guard(actor, step, {"name": name, "roles": roles})
+        with self._platform.db.transaction() as session:
+            return self._create_user_in(session, actor, name, roles)
+
+    def _create_user_in(
+        self, session: Session, actor: Actor, name: str, roles: list[str], **details: object
+    ) -> UserInfo:
         try:
-            with self._platform.db.transaction() as session:
+            with session.begin_nested():
                 row = UserRow(name=name, roles=roles, created_by=actor.name)
                 session.add(row)
                 session.flush()
-                self._platform.audit.record(session, actor, "user.create", f"user:{name}", after={"roles": roles})
-                return _user_info(row, [])
         except IntegrityError as exc:
             raise ConflictError(f"user {name!r} already exists", "pick another name") from exc
+        self._platform.audit.record(
+            session, actor, "user.create", f"user:{name}", after={"roles": roles}, details=details or None
+        )
+        return _user_info(row, [])
 
     def set_roles(self, actor: Actor, name: str, roles: list[str]) -> UserInfo:
         self._platform.access.require(actor, Permission.ADMINISTER, target=f"user:{name}")
         roles = _check_roles(roles)
+        with self._platform.db.reader() as session:
+            current = set(self._user(session, name).roles)
+        step = role_step(actor.name, "user.roles", name, current, set(roles))
+        if step is not None:
+            self._platform.duties.guard(actor, step, {"name": name, "roles": roles})
         with self._platform.db.transaction() as session:
-            row = self._user(session, name)
-            before = {"roles": list(row.roles)}
+            return self._set_roles_in(session, actor, name, roles)
+
+    def _set_roles_in(self, session: Session, actor: Actor, name: str, roles: list[str], **details: object) -> UserInfo:
+        row = self._user(session, name)
+        before = {"roles": list(row.roles)}
+        if set(roles) != set(row.roles):
             row.roles = roles
-            self._platform.audit.record(
-                session, actor, "user.roles", f"user:{name}", before=before, after={"roles": roles}
-            )
-            return _user_info(row, self._grants(session, row))
+            row.roles_updated_at = datetime.now(UTC)
+        self._platform.audit.record(
+            session, actor, "user.roles", f"user:{name}", before=before, after={"roles": roles}, details=details or None
+        )
+        return _user_info(row, self._grants(session, row))
 
     def set_disabled(self, actor: Actor, name: str, disabled: bool) -> UserInfo:
         self._platform.access.require(actor, Permission.ADMINISTER, target=f"user:{name}")
@@ -157,26 +192,40 @@ class IdentityService:
         allowed = sorted(p.value for p in GRANTED_PERMISSIONS)
         if permission not in allowed:
             raise InvalidInputError(f"{permission!r} cannot be granted per environment", f"use one of {allowed}")
-        with self._platform.db.transaction() as session:
+        with self._platform.db.reader() as session:
             self._platform.environments.row(session, environment)
-            row = self._user(session, name)
-            exists = session.scalar(
-                select(GrantRow).where(
-                    GrantRow.user_id == row.id, GrantRow.environment == environment, GrantRow.permission == permission
-                )
+            self._user(session, name)
+        step = grant_step(actor.name, name, environment, permission, self._platform.access.is_guarded(environment))
+        if step is not None:
+            self._platform.duties.guard(
+                actor, step, {"name": name, "environment": environment, "permission": permission}
             )
-            if exists is None:
-                session.add(GrantRow(user=row, environment=environment, permission=permission, created_by=actor.name))
-                session.flush()
-                self._platform.audit.record(
-                    session,
-                    actor,
-                    "grant.add",
-                    f"user:{name}",
-                    environment=environment,
-                    after={"environment": environment, "permission": permission},
-                )
-            return _user_info(row, self._grants(session, row))
+        with self._platform.db.transaction() as session:
+            return self._grant_in(session, actor, name, environment, permission)
+
+    def _grant_in(
+        self, session: Session, actor: Actor, name: str, environment: str, permission: str, **details: object
+    ) -> UserInfo:
+        self._platform.environments.row(session, environment)
+        row = self._user(session, name)
+        exists = session.scalar(
+            select(GrantRow).where(
+                GrantRow.user_id == row.id, GrantRow.environment == environment, GrantRow.permission == permission
+            )
+        )
+        if exists is None:
+            session.add(GrantRow(user=row, environment=environment, permission=permission, created_by=actor.name))
+            session.flush()
+            self._platform.audit.record(
+                session,
+                actor,
+                "grant.add",
+                f"user:{name}",
+                environment=environment,
+                after={"environment": environment, "permission": permission},
+                details=details or None,
+            )
+        return _user_info(row, self._grants(session, row))
 
     def revoke_grant(self, actor: Actor, name: str, environment: str, permission: str) -> UserInfo:
         self._platform.access.require(actor, Permission.ADMINISTER, target=f"user:{name}")
@@ -218,30 +267,105 @@ class IdentityService:
         expires_in: timedelta | None = None,
         secret: str | None = None,
     ) -> IssuedToken:
-        """A new token for ``user`` (anyone for themselves; admins for others)."""
+        """A new token for ``user`` (anyone for themselves; admins for others, confirmed by a second admin).
+
+        A token minted with a token expires no later than its parent and dies with it; no token
+        outlives the maximum lifetime set for its user's roles.
+        """
         if user != actor.name:
             self._platform.access.require(actor, Permission.ADMINISTER, target=f"user:{user}")
-        secret = secret or TOKEN_PREFIX + secrets.token_urlsafe(32)
-        if len(secret) < 24:
+        if secret is not None and len(secret) < 24:
             raise InvalidInputError("a token must have at least 24 characters", "use a random token")
         if expires_in is not None and expires_in.total_seconds() <= 0:
             raise InvalidInputError("a token's lifetime must be positive", "e.g. --expires-in 30d")
-        expires_at = datetime.now(UTC) + expires_in if expires_in else None
+        with self._platform.db.reader() as session:
+            self._user(session, user)
+        payload = {
+            "user": user,
+            "name": name,
+            "expires_in_seconds": expires_in.total_seconds() if expires_in else None,
+            "parent_id": actor.token_id,
+        }
+        step = token_step(actor.name, user)
+        if step is not None:
+            self._platform.duties.guard(actor, step, payload)
         with self._platform.db.transaction() as session:
-            user_row = self._user(session, user)
-            row = TokenRow(
-                user=user_row, name=name, token_hash=hash_token(secret), prefix=secret[:8], expires_at=expires_at
+            return self._create_token_in(session, actor, user, name, expires_in, actor.token_id, secret)
+
+    def _create_token_in(
+        self,
+        session: Session,
+        actor: Actor,
+        user: str,
+        name: str,
+        expires_in: timedelta | None,
+        parent_id: int | None,
+        secret: str | None = None,
+        **details: object,
+    ) -> IssuedToken:
+        secret = secret or TOKEN_PREFIX + secrets.token_urlsafe(32)
+        user_row = self._user(session, user)
+        parent = session.get(TokenRow, parent_id) if parent_id is not None else None
+        limits = self._platform.duties.settings(session).token_max_lifetime_seconds
+        expires_at = token_expiry(
+            datetime.now(UTC),
+            expires_in,
+            max_token_seconds(set(user_row.roles), limits),
+            parent.expires_at if parent else None,
+            parent is not None,
+        )
+        row = TokenRow(
+            user=user_row,
+            name=name,
+            token_hash=hash_token(secret),
+            prefix=secret[:8],
+            expires_at=expires_at,
+            parent_id=parent.id if parent else None,
+        )
+        session.add(row)
+        session.flush()
+        self._platform.audit.record(
+            session,
+            actor,
+            "token.create",
+            f"user:{user}",
+            after={
+                "token_id": row.id,
+                "name": name,
+                "expires_at": expires_at.isoformat() if expires_at else None,
+                "parent_id": row.parent_id,
+            },
+            details=details or None,
+        )
+        return IssuedToken(id=row.id, user=user, name=name, secret=secret, expires_at=expires_at)
+
+    def carry_out(self, session: Session, actor: Actor, request: DutyRequestInfo, payload: dict) -> dict:
+        """Carry out a confirmed sensitive step in the confirming transaction; what to show the confirmer."""
+        details = {"request": request.id, "requested_by": request.requested_by}
+        if request.action == "user.create":
+            return {"user": self._create_user_in(session, actor, payload["name"], payload["roles"], **details)}
+        if request.action == "user.roles":
+            return {"user": self._set_roles_in(session, actor, payload["name"], payload["roles"], **details)}
+        if request.action == "grant.add":
+            user = self._grant_in(
+                session, actor, payload["name"], payload["environment"], payload["permission"], **details
             )
-            session.add(row)
-            session.flush()
-            self._platform.audit.record(
+            return {"user": user}
+        if request.action == "token.create":
+            seconds = payload.get("expires_in_seconds")
+            issued = self._create_token_in(
                 session,
                 actor,
-                "token.create",
-                f"user:{user}",
-                after={"token_id": row.id, "name": name, "expires_at": expires_at.isoformat() if expires_at else None},
+                payload["user"],
+                payload["name"],
+                timedelta(seconds=seconds) if seconds else None,
+                payload.get("parent_id"),
+                **details,
             )
-            return IssuedToken(id=row.id, user=user, name=name, secret=secret, expires_at=expires_at)
+            return {"token": issued}
+        if request.action == "duties.mode":
+            return {"settings": self._platform.duties.apply_mode_in(session, actor, payload["mode"], request.id)}
+        raise InvalidInputError(f"request {request.id} has an unknown action {request.action!r}", "reject it")
 
     def list_tokens(self, actor: Actor, user: str | None = None) -> list[TokenInfo]:
         if user != actor.name:
@@ -284,11 +408,37 @@ class IdentityService:
                 raise AuthenticationError("the API token has expired", "ask an admin for a new one")
             if row.user.disabled:
                 raise AuthenticationError(f"user {row.user.name!r} is disabled", "ask an admin")
+            self._check_lineage(session, row, now)
             if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
                 row.last_used_at = now  # coarse, so busy clients do not write on every call
-            return self._actor(session, row.user, address)
+            return replace(self._actor(session, row.user, address), token_id=row.id)
 
     # -- internals --------------------------------------------------------------
+
+    def _check_lineage(self, session: Session, row: TokenRow, now: datetime) -> None:
+        """A token dies with the token that minted it, and never outlives its roles' maximum lifetime."""
+        limit = max_token_seconds(
+            set(row.user.roles), self._platform.duties.settings(session).token_max_lifetime_seconds
+        )
+        if limit is not None and (now - row.created_at).total_seconds() > limit:
+            raise AuthenticationError(
+                "the API token is older than its roles allow", "ask an admin for a new one: harbourmaster tokens create"
+            )
+        parent_id, depth = row.parent_id, 0
+        while parent_id is not None:
+            depth += 1
+            parent = session.get(TokenRow, parent_id)
+            if parent is None or depth > MAX_TOKEN_CHAIN:
+                raise AuthenticationError("the token that minted this one is gone", "ask an admin for a new one")
+            if parent.revoked_at is not None:
+                raise AuthenticationError(
+                    f"the token that minted this one (id {parent.id}) was revoked", "ask an admin for a new one"
+                )
+            if parent.expires_at is not None and parent.expires_at <= now:
+                raise AuthenticationError(
+                    f"the token that minted this one (id {parent.id}) has expired", "ask an admin for a new one"
+                )
+            parent_id = parent.parent_id
 
     def _user(self, session: Session, name: str) -> UserRow:
         row = session.scalar(select(UserRow).where(UserRow.name == name))

@@ -9,6 +9,7 @@ from harbourmaster.services.access import AccessService
 from harbourmaster.services.approvals import ApprovalService
 from harbourmaster.services.audit import AuditService
 from harbourmaster.services.deployments import DeploymentService
+from harbourmaster.services.duties import DutyService
 from harbourmaster.services.environments import EnvironmentService
 from harbourmaster.services.feedback import FeedbackService
 from harbourmaster.services.history import HistoryService
@@ -55,6 +56,10 @@ class Platform:
     @cached_property
     def identity(self) -> IdentityService:
         return IdentityService(self)
+
+    @cached_property
+    def duties(self) -> DutyService:
+        return DutyService(self)
 
     @cached_property
     def approvals(self) -> ApprovalService:

@@ -14,7 +14,7 @@ from harbourmaster.core.permissions import Permission
 from harbourmaster.errors import NotFoundError, PromotionRefusedError
 from harbourmaster.schemas import GateResult, PromotionInfo, VersionDetail
 from harbourmaster.services.actors import Actor
-from harbourmaster.services.approvals import approval_record, candidate_of
+from harbourmaster.services.approvals import candidate_of
 from harbourmaster.services.registry import VersionRef
 from harbourmaster.store.tables import DeploymentEventRow, PromotionRow
 
@@ -205,10 +205,7 @@ class PromotionService:
             environment=target.name,
             approval_policy=target.config.approvals,
             champion=champion,
-            approvals=tuple(
-                approval_record(row)
-                for row in self._platform.approvals.for_version(detail.project, detail.digest, target.name)
-            ),
+            approvals=self._platform.approvals.records(detail, target.name),
             now=datetime.now(UTC),
             # Evidence gates (drift fixed, load test passed) read results that later checks record.
             evidence={},
