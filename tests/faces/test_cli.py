@@ -254,9 +254,17 @@ def test_init_prints_a_token_once_then_refuses(tmp_path):
     token = first.out.strip().splitlines()[-1]
     assert token.startswith("hm_") and len(token) > 30
 
+    assert "steps that need a second one" in first.err
+
     second = hm(home, "init")
     assert_fails(second, "already has users")
     assert token not in second.both
+
+    # Two admins at once: each token printed once, each a real credential.
+    both = assert_ok(hm(tmp_path / "other", "init", "--admin", "alice", "--admin", "bob"))
+    assert "Created admin user 'alice'" in both.out and "Created admin user 'bob'" in both.out
+    assert len([line for line in both.out.splitlines() if line.startswith("hm_")]) == 2
+    assert "second one" not in both.err
 
     # The printed token is a real credential of that store.
     from harbourmaster.config import Settings

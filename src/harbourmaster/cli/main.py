@@ -274,12 +274,16 @@ def runs(
 
 @app.command()
 def init(
-    admin: Annotated[str, typer.Option("--admin", help="Name of the first admin user.")] = "admin",
+    admin: Annotated[
+        list[str] | None,
+        typer.Option("--admin", help="Name of a first admin user; repeat it for two (separation of duties)."),
+    ] = None,
 ) -> None:
-    """Create the store and the first admin user; prints the admin's API token once."""
+    """Create the store and the first admin users; prints each admin's API token once."""
     from harbourmaster.services.actors import Actor
     from harbourmaster.services.platform import Platform
 
+    admins = list(dict.fromkeys(admin or ["admin"]))
     platform = Platform()
     try:
         if platform.identity.has_users():
@@ -289,13 +293,21 @@ def init(
             )
             raise typer.Exit(1)
         actor = Actor.local_owner()
-        platform.identity.create_user(actor, admin, ["admin"])
-        issued = platform.identity.create_token(actor, admin, "init")
+        issued = []
+        for name in admins:
+            platform.identity.create_user(actor, name, ["admin"])
+            issued.append(platform.identity.create_token(actor, name, "init"))
     finally:
         platform.close()
-    output.console.print(f"Created admin user {admin!r} in {platform.settings.home}.")
-    output.console.print("Its API token (shown only now; store it safely):")
-    print(issued.secret)
+    for token in issued:
+        output.console.print(f"Created admin user {token.user!r} in {platform.settings.home}.")
+        output.console.print("Its API token (shown only now; store it safely):")
+        print(token.secret)
+    if len(admins) == 1:
+        output.errors.print(
+            "With one admin, steps that need a second one (approvers, prod grants, tokens for others) wait: "
+            "run init with --admin twice, or see docs/governance.md (separation of duties)."
+        )
 
 
 @app.command()
