@@ -112,7 +112,7 @@ class ApprovalService:
             )
             session.add(row)
             session.flush()
-            self._platform.audit.record(
+            row.audit_seq = self._platform.audit.record(
                 session,
                 actor,
                 f"version.{decision}",
@@ -127,8 +127,10 @@ class ApprovalService:
             return approval_info(row)
 
     def for_version(self, project: str, digest: str, environment: str) -> list[ApprovalRow]:
+        """The sign-offs of a digest for an environment that the audit chain vouches for (what gates count)."""
         with self._platform.db.reader() as session:
-            return list(
+            return self._platform.audit.confirmed(
+                session,
                 session.scalars(
                     select(ApprovalRow)
                     .where(
@@ -137,7 +139,7 @@ class ApprovalService:
                         ApprovalRow.environment == environment,
                     )
                     .order_by(ApprovalRow.id)
-                )
+                ),
             )
 
     def list(self, actor: Actor, project: str | None = None) -> list[ApprovalInfo]:
