@@ -4,10 +4,15 @@ must reach the newest one, so cutting entries off its end, or all of them, shows
 from __future__ import annotations
 
 import json
+import os
+import signal
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from harbourmaster.core.audit_chain import GENESIS, entry_hash, signed_document
@@ -15,6 +20,7 @@ from harbourmaster.services.actors import Actor
 from harbourmaster.services.audit import row_entry
 from harbourmaster.services.platform import Platform
 from harbourmaster.store.tables import AuditEventRow
+from loopback import free_port
 
 from .helpers import PROJECT, actor
 from .test_audit_tamper import drop_triggers, make_chain, raw, restarted, verify
@@ -136,3 +142,39 @@ def test_a_rewritten_chain_with_its_anchors_replaced_is_named(platform: Platform
         in (report.problems)
     )
     assert any(p.startswith(f"anchor {head[0]:012d}-bbbb.json") for p in report.problems)
+
+
+@pytest.mark.slow
+def test_harbourmaster_server_creates_the_key_and_anchors_on_a_schedule_and_on_stop(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HARBOURMASTER_")}
+    env.update(
+        HARBOURMASTER_HOME=str(home),
+        HARBOURMASTER_ADMIN_TOKEN="hm_test_bootstrap_token_0123456789",
+        HARBOURMASTER_AUDIT_ANCHOR_INTERVAL="0.5",
+    )
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "harbourmaster", "server", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    anchors = home / "audit" / "anchors"
+    try:
+        deadline = time.monotonic() + 60
+        while not list(anchors.glob("*.json")) and time.monotonic() < deadline and server.poll() is None:
+            time.sleep(0.2)
+        assert stat.S_IMODE((home / "audit" / "signing-key.pem").stat().st_mode) == 0o600
+        [scheduled] = [json.loads(file.read_text()) for file in anchors.glob("*.json")]
+        assert scheduled["reason"] == "scheduled" and scheduled["seq"] == 2  # the bootstrap admin and its token
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+    assert server.returncode == 0, server.stderr.read() if server.stderr else ""
