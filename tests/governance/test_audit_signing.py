@@ -364,3 +364,44 @@ def test_cli_public_key_and_verify_export(sqlite_settings, demo_project) -> None
     output = " ".join((broken.stdout + broken.stderr).split())
     assert broken.returncode == 1 and "export broken: the export ends at entry" in output, output
     assert "Traceback" not in output
+
+
+def test_tables_created_without_migrations_are_append_only_too(settings) -> None:
+    from harbourmaster.store.db import create_database_engine
+    from harbourmaster.store.tables import Base
+
+    engine = create_database_engine(settings.database_url)
+    try:
+        Base.metadata.create_all(engine)
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO audit_events (seq, at, actor, action, target, outcome, details, prev_hash, hash) "
+                    "VALUES (1, 'now', 'a', 'b', 'c', 'allowed', '{}', 'p', 'h')"
+                )
+            )
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
+            connection.execute(text("DELETE FROM audit_events"))
+    finally:
+        engine.dispose()
+
+
+def test_audit_settings_are_read_and_checked(tmp_path: Path) -> None:
+    from harbourmaster.config import Settings
+
+    settings = Settings.from_env(
+        {
+            "HARBOURMASTER_HOME": str(tmp_path),
+            "HARBOURMASTER_AUDIT_KEY_FILE": str(tmp_path / "k.pem"),
+            "HARBOURMASTER_AUDIT_ANCHORS_URL": "s3://bucket/anchors",
+            "HARBOURMASTER_AUDIT_ANCHOR_INTERVAL": "15",
+        }
+    )
+    assert (settings.audit_key_path, settings.audit_anchors_location) == (tmp_path / "k.pem", "s3://bucket/anchors")
+    assert settings.audit_anchor_interval == 15.0
+    defaults = Settings.from_env({"HARBOURMASTER_HOME": str(tmp_path)})
+    assert defaults.audit_key_path == tmp_path / "audit" / "signing-key.pem"
+    assert defaults.audit_anchors_location == str(tmp_path / "audit" / "anchors")
+    for bad in ("soon", "0", "-5"):
+        with pytest.raises(InvalidInputError, match="HARBOURMASTER_AUDIT_ANCHOR_INTERVAL"):
+            Settings.from_env({"HARBOURMASTER_HOME": str(tmp_path), "HARBOURMASTER_AUDIT_ANCHOR_INTERVAL": bad})
