@@ -187,20 +187,16 @@ def test_entries_from_before_the_key_are_vouched_for_by_an_anchor(platform: Plat
 # -- rows the chain must vouch for ----------------------------------------------------------------------
 
 
-def _to_test(platform: Platform) -> None:
+def _to_test(platform: Platform, demo_project: Path) -> None:
     dana = actor(platform, "dana")
-    train(platform, demo_project_path(platform))
+    train(platform, demo_project)
     platform.deployments.deploy(dana, PROJECT, 1, "dev")
     platform.promotions.promote(dana, PROJECT, 1, "test")
 
 
-def demo_project_path(platform: Platform) -> Path:
-    return platform.settings.home.parent / "project"
-
-
 def test_a_sign_off_inserted_without_an_audit_entry_does_not_count(platform: Platform, demo_project: Path) -> None:
     create_users(platform)
-    _to_test(platform)
+    _to_test(platform, demo_project)
     platform.approvals.decide(actor(platform, "abe"), PROJECT, 1, "prod", "approve", "fine")
     with platform.db.reader() as session:
         genuine = session.query(ApprovalRow).one()
@@ -403,3 +399,43 @@ def test_audit_settings_are_read_and_checked(tmp_path: Path) -> None:
     for bad in ("soon", "0", "-5"):
         with pytest.raises(InvalidInputError, match="HARBOURMASTER_AUDIT_ANCHOR_INTERVAL"):
             Settings.from_env({"HARBOURMASTER_HOME": str(tmp_path), "HARBOURMASTER_AUDIT_ANCHOR_INTERVAL": bad})
+
+
+def test_a_store_from_before_signing_upgrades_intact(platform: Platform, demo_project: Path) -> None:
+    """Taken back to revision 0004 (no signatures, links, key or anchors), a store upgrades on start:
+    its old rows are linked to their entries, a signed anchor vouches for the unsigned entries."""
+    from alembic import command
+    from alembic.config import Config
+
+    from harbourmaster.store.db import MIGRATIONS_DIR, create_database_engine
+
+    create_users(platform)
+    _to_test(platform, demo_project)
+    platform.approvals.decide(actor(platform, "abe"), PROJECT, 1, "prod", "approve", "fine")
+    settings = platform.settings
+    platform.close()
+    engine = create_database_engine(settings.database_url)
+    try:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0004")
+    finally:
+        engine.dispose()
+    settings.audit_key_path.unlink()
+    for anchor in Path(settings.audit_anchors_location).glob("*.json"):
+        anchor.unlink()
+
+    upgraded = Platform(settings)
+    try:
+        report = verify(upgraded)
+        assert report.ok, report.problems
+        with upgraded.db.reader() as session:
+            for model in (ApprovalRow, PromotionRow, DeploymentEventRow):
+                assert all(row.audit_seq for row in session.query(model)), model.__tablename__
+        [gate] = [v for v in upgraded.promotions.check(SYSTEM, PROJECT, 1, "prod") if v.gate == "approvals"]
+        assert "1 valid approval" in gate.reason
+        assert [entry.environment for entry in upgraded.history.history(SYSTEM, PROJECT)] == ["test", "dev"]
+    finally:
+        upgraded.close()
