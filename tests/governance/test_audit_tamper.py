@@ -23,7 +23,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from harbourmaster.core.audit_chain import entry_hash
+from harbourmaster.core.audit_chain import entry_hash, parse_public_key
 from harbourmaster.errors import PermissionDeniedError
 from harbourmaster.services.audit import row_entry, verify_export
 from harbourmaster.services.platform import Platform
@@ -322,6 +322,9 @@ def test_http_audit_export_round_trip(platform, demo_project):
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/csv")
             assert verify_export(response.text).ok
+            public_key = http.get("/api/v1/audit/public-key")
+            assert public_key.status_code == 200 and public_key.text.startswith("-----BEGIN PUBLIC KEY-----")
+            assert verify_export(response.text, parse_public_key(public_key.content)).ok
             checked = http.get("/api/v1/audit/verify").json()
             assert checked["ok"] is True and checked["problem"] is None
         with httpx.Client(base_url=live.url, timeout=30) as anonymous:
