@@ -392,12 +392,12 @@ def audit_verify(url: UrlOption = None, token: TokenOption = None, json: JsonOpt
         )
     else:
         problems = report.get("problems") or [report["problem"]]
-        for extra in problems[1:]:
-            output.errors.print(f"also: {extra}", markup=False, highlight=False)
         output.fail(
             f"audit log broken: {problems[0]}",
             "restore the audit table from a backup, compare it with the anchors, and investigate",
         )
+        for extra in problems[1:]:
+            output.errors.print(f"also: {extra}", markup=False, highlight=False, soft_wrap=True)
     if not report["ok"]:
         raise typer.Exit(1)
 
