@@ -485,7 +485,7 @@ def audit_verify_export(
             ) from exc
     try:
         report = verify_export(path.read_text(), key)
-    except (ValueError, KeyError, TypeError, jsonlib.JSONDecodeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, jsonlib.JSONDecodeError) as exc:
         raise InvalidInputError(f"{path} is not an audit export: {exc}", "export it again") from exc
     if not report.ok:
         output.fail(f"export broken: {report.problem}", "ask for a fresh export and compare chain heads")
