@@ -318,6 +318,12 @@ class GovernanceMethods:
             return self._remote.get("/audit/events", params=params)
         return self._platform.audit.entries(self.actor, since, limit)
 
+    def audit_public_key(self) -> str:
+        """The PEM public key that verifies audit entries, anchors and exports."""
+        if self._remote:
+            return self._remote.get_bytes("/audit/public-key").decode()
+        return self._platform.audit.public_key_pem(self.actor)
+
     def audit_export(self, since: datetime | None = None, format: str = "jsonl") -> str:
         if self._remote:
             params: dict[str, Any] = {"format": format}

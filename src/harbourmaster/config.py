@@ -46,10 +46,23 @@ class Settings:
     trusted_type_prefixes: tuple[str, ...] = DEFAULT_TRUSTED_TYPE_PREFIXES
     trust_pickle: bool = False
     storage_options: dict[str, str] = field(default_factory=dict)
+    # The audit log's signing key and anchors (see docs/governance.md): the key file is
+    # generated in the home unless given; anchors go to write-once storage.
+    audit_key_file: Path | None = None
+    audit_anchors_url: str | None = None
+    audit_anchor_interval: float = 60.0
 
     @property
     def cache_dir(self) -> Path:
         return self.home / "cache"
+
+    @property
+    def audit_key_path(self) -> Path:
+        return self.audit_key_file or self.home / "audit" / "signing-key.pem"
+
+    @property
+    def audit_anchors_location(self) -> str:
+        return self.audit_anchors_url or str(self.home / "audit" / "anchors")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -73,4 +86,24 @@ class Settings:
             trusted_type_prefixes=DEFAULT_TRUSTED_TYPE_PREFIXES + _split_list(env.get("HARBOURMASTER_TRUSTED_TYPES")),
             trust_pickle=_flag(env.get("HARBOURMASTER_TRUST_PICKLE")),
             storage_options=storage_options,
+            **_audit_settings(env),
         )
+
+
+def _audit_settings(env: dict[str, str]) -> dict[str, object]:
+    key_file = env.get("HARBOURMASTER_AUDIT_KEY_FILE")
+    interval = env.get("HARBOURMASTER_AUDIT_ANCHOR_INTERVAL") or "60"
+    try:
+        seconds = float(interval)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 86_400:
+        raise InvalidInputError(
+            f"HARBOURMASTER_AUDIT_ANCHOR_INTERVAL={interval!r} is not a number of seconds",
+            "give seconds between 0 and 86400, e.g. 60",
+        )
+    return {
+        "audit_key_file": Path(key_file).expanduser().absolute() if key_file else None,
+        "audit_anchors_url": env.get("HARBOURMASTER_AUDIT_ANCHORS_URL") or None,
+        "audit_anchor_interval": seconds,
+    }

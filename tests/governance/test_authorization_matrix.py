@@ -201,6 +201,7 @@ EXAMPLES: dict[tuple[str, str], list[Example]] = {
     ("GET", "/api/v1/audit/verify"): [lambda _p, _s, _u: Request()],
     ("GET", "/api/v1/audit/events"): [lambda _p, _s, _u: Request(params={"limit": 5})],
     ("GET", "/api/v1/audit/export"): [lambda _p, _s, _u: Request(params={"format": "csv"})],
+    ("GET", "/api/v1/audit/public-key"): [lambda _p, _s, _u: Request()],
 }
 
 

@@ -478,20 +478,43 @@ def tokens_revoke(token_id: int, url: UrlOption = None, token: TokenOption = Non
 
 @audit_app.command("verify")
 def audit_verify(url: UrlOption = None, token: TokenOption = None, json: JsonOption = False) -> None:
-    """Check the whole hash chain; names the first altered, removed or reordered entry."""
+    """Check chain, signatures and anchors; names every altered, removed, forged or unbacked entry."""
     with client(url, token) as hm:
         report = hm.audit_verify()
     if json:
         output.print_json(report)
     elif report["ok"]:
+        anchored = f", anchored up to #{report['anchored_seq']}" if report.get("anchored_seq") else ""
         output.console.print(
-            f"[green]Audit log intact:[/] {report['checked']} entries, head #{report['head_seq']} "
-            f"sha256:{report['head_hash'][:16]}"
+            f"[green]Audit log intact:[/] {report['checked']} entries, signed, head #{report['head_seq']} "
+            f"sha256:{report['head_hash'][:16]}{anchored}"
         )
     else:
-        output.fail(f"audit log broken: {report['problem']}", "restore the audit table from a backup and investigate")
+        problems = report.get("problems") or [report["problem"]]
+        output.fail(
+            f"audit log broken: {problems[0]}",
+            "restore the audit table from a backup, compare it with the anchors, and investigate",
+        )
+        for extra in problems[1:]:
+            output.errors.print(f"also: {extra}", markup=False, highlight=False, soft_wrap=True)
     if not report["ok"]:
         raise typer.Exit(1)
+
+
+@audit_app.command("public-key")
+def audit_public_key(
+    out: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """The control plane's public key (PEM): hand it out with exports, to verify them offline."""
+    with client(url, token) as hm:
+        pem = hm.audit_public_key()
+    if out:
+        out.write_text(pem)
+        output.console.print(f"Wrote {out}")
+    else:
+        print(pem, end="")
 
 
 @audit_app.command("log")
@@ -536,23 +559,44 @@ def audit_export(
 
 
 @audit_app.command("verify-export")
-def audit_verify_export(path: Path) -> None:
-    """Verify an exported file on its own (no database needed)."""
+def audit_verify_export(
+    path: Path,
+    public_key: Annotated[
+        Path | None,
+        typer.Option("--public-key", help="The control plane's public key (`audit public-key`): checks signatures."),
+    ] = None,
+) -> None:
+    """Verify an exported file on its own, offline (no database, no server needed)."""
+    from harbourmaster.core.audit_chain import parse_public_key
     from harbourmaster.services.audit import verify_export
 
     if not path.is_file():
         raise InvalidInputError(f"{path} does not exist", "give the file written by harbourmaster audit export")
+    key = None
+    if public_key is not None:
+        if not public_key.is_file():
+            raise InvalidInputError(f"{public_key} does not exist", "write it with: harbourmaster audit public-key -o")
+        try:
+            key = parse_public_key(public_key.read_bytes())
+        except ValueError as exc:
+            raise InvalidInputError(
+                f"{public_key} is not an Ed25519 public key: {exc}", "write it with: harbourmaster audit public-key -o"
+            ) from exc
     try:
-        report = verify_export(path.read_text())
-    except (ValueError, KeyError, jsonlib.JSONDecodeError) as exc:
+        report = verify_export(path.read_text(), key)
+    except (ValueError, KeyError, TypeError, AttributeError, jsonlib.JSONDecodeError) as exc:
         raise InvalidInputError(f"{path} is not an audit export: {exc}", "export it again") from exc
-    if report.ok:
-        output.console.print(
-            f"[green]Export intact:[/] {report.checked} entries chain to sha256:{report.head_hash[:16]}"
-        )
-    else:
+    if not report.ok:
         output.fail(f"export broken: {report.problem}", "ask for a fresh export and compare chain heads")
         raise typer.Exit(1)
+    output.console.print(f"[green]Export intact:[/] {report.checked} entries chain to sha256:{report.head_hash[:16]}")
+    if key is None:
+        output.errors.print(
+            "warning: signatures not checked, so whoever made this file could have rewritten it; "
+            "give --public-key to check them"
+        )
+    else:
+        output.console.print("Entries, anchors and trailer are signed by the key given.")
 
 
 # -- environments --------------------------------------------------------------------------

@@ -333,7 +333,12 @@ def server(
             "warning: no users yet, so every call will be refused; run `harbourmaster init` "
             "(or set HARBOURMASTER_ADMIN_TOKEN) to create the first admin"
         )
-    uvicorn.run(create_app(platform), host=host, port=port, log_level="info")
+    # The signing key lives in the control plane's home (created now if new); anchors are written on a schedule.
+    anchoring = platform.audit.start_anchoring()
+    try:
+        uvicorn.run(create_app(platform), host=host, port=port, log_level="info")
+    finally:
+        anchoring.stop()
 
 
 @app.command()

@@ -123,7 +123,7 @@ class ApprovalService:
             )
             session.add(row)
             session.flush()
-            self._platform.audit.record(
+            row.audit_seq = self._platform.audit.record(
                 session,
                 actor,
                 f"version.{decision}",
@@ -138,8 +138,10 @@ class ApprovalService:
             return approval_info(row)
 
     def for_version(self, project: str, digest: str, environment: str) -> list[ApprovalRow]:
+        """The sign-offs of a digest for an environment that the audit chain vouches for (what gates count)."""
         with self._platform.db.reader() as session:
-            return list(
+            return self._platform.audit.confirmed(
+                session,
                 session.scalars(
                     select(ApprovalRow)
                     .where(
@@ -148,7 +150,7 @@ class ApprovalService:
                         ApprovalRow.environment == environment,
                     )
                     .order_by(ApprovalRow.id)
-                )
+                ),
             )
 
     def records(self, detail: VersionDetail, environment: str) -> tuple[ApprovalRecord, ...]:

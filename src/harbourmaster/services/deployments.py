@@ -299,21 +299,20 @@ class DeploymentService:
         row.updated_at = datetime.now(UTC)
         session.flush()
         state = deployment_state(row)
-        session.add(
-            DeploymentEventRow(
-                deployment_id=row.id,
-                project=project,
-                environment=environment,
-                revision=row.revision,
-                action=action,
-                champion=state.champion.number if state.champion else None,
-                state=state.model_dump(mode="json"),
-                details=details or {},
-                actor=actor.name,
-            )
+        event = DeploymentEventRow(
+            deployment_id=row.id,
+            project=project,
+            environment=environment,
+            revision=row.revision,
+            action=action,
+            champion=state.champion.number if state.champion else None,
+            state=state.model_dump(mode="json"),
+            details=details or {},
+            actor=actor.name,
         )
+        session.add(event)
         session.flush()
-        self._platform.audit.record(
+        event.audit_seq = self._platform.audit.record(
             session,
             actor,
             f"deployment.{action}",
@@ -359,8 +358,9 @@ class DeploymentService:
         first = session.scalar(select(EnvironmentRow.name).order_by(EnvironmentRow.position).limit(1))
         if environment == first:
             return
-        if was_admitted(session, project, environment, version.digest) or was_champion(
-            session, project, environment, version.number
+        audit = self._platform.audit
+        if was_admitted(session, project, environment, version.digest, audit=audit) or was_champion(
+            session, project, environment, version.number, audit=audit
         ):
             return
         raise PermissionDeniedError(

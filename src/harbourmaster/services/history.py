@@ -1,4 +1,7 @@
-"""History: which version served an environment when, who put it there, who signed off."""
+"""History: which version served an environment when, who put it there, who signed off.
+
+Read from the deployment events and sign-offs that match their signed audit entries.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ class HistoryService:
         """Champion changes, newest first; with ``at``, only the change in force at that time."""
         self._platform.access.require(actor, Permission.READ, environment=environment, target=project)
         self._platform.registry.get_project(actor, project)
+        audit = self._platform.audit
         with self._platform.db.reader() as session:
             query = (
                 select(DeploymentEventRow)
@@ -38,22 +42,30 @@ class HistoryService:
                 query = query.where(DeploymentEventRow.environment == environment)
             if at is not None:
                 query = query.where(DeploymentEventRow.created_at <= at)
-            events = list(session.scalars(query))
+            # Only changes and sign-offs the signed audit chain vouches for: a row written
+            # behind the platform's back is left out here (and named by `audit verify`).
+            events = audit.confirmed(session, session.scalars(query))
             entries = []
             for event in events:
                 champion = event.state.get("champion") or {}
                 digest = champion.get("digest")
-                approvals = session.scalars(
-                    select(ApprovalRow.actor)
-                    .where(
-                        ApprovalRow.project == project,
-                        ApprovalRow.environment == event.environment,
-                        ApprovalRow.digest == digest,
-                        ApprovalRow.decision == "approve",
-                        ApprovalRow.created_at <= event.created_at,
+                approvals = [
+                    row.actor
+                    for row in audit.confirmed(
+                        session,
+                        session.scalars(
+                            select(ApprovalRow)
+                            .where(
+                                ApprovalRow.project == project,
+                                ApprovalRow.environment == event.environment,
+                                ApprovalRow.digest == digest,
+                                ApprovalRow.decision == "approve",
+                                ApprovalRow.created_at <= event.created_at,
+                            )
+                            .order_by(ApprovalRow.id)
+                        ),
                     )
-                    .order_by(ApprovalRow.id)
-                ).all()
+                ]
                 entries.append(
                     HistoryEntry(
                         at=event.created_at,

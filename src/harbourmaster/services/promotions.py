@@ -19,6 +19,7 @@ from harbourmaster.services.registry import VersionRef
 from harbourmaster.store.tables import DeploymentEventRow, PromotionRow
 
 if TYPE_CHECKING:
+    from harbourmaster.services.audit import AuditService
     from harbourmaster.services.platform import Platform
 
 
@@ -37,36 +38,29 @@ def promotion_info(row: PromotionRow) -> PromotionInfo:
     )
 
 
-def was_champion(session: Session, project: str, environment: str, number: int) -> bool:
-    return (
-        session.scalar(
-            select(DeploymentEventRow.id)
-            .where(
-                DeploymentEventRow.project == project,
-                DeploymentEventRow.environment == environment,
-                DeploymentEventRow.champion == number,
-            )
-            .limit(1)
+def was_champion(session: Session, project: str, environment: str, number: int, *, audit: AuditService) -> bool:
+    """Whether a version served as champion in an environment (by a change the audit chain vouches for)."""
+    events = session.scalars(
+        select(DeploymentEventRow).where(
+            DeploymentEventRow.project == project,
+            DeploymentEventRow.environment == environment,
+            DeploymentEventRow.champion == number,
         )
-        is not None
     )
+    return bool(audit.confirmed(session, events))
 
 
-def was_admitted(session: Session, project: str, environment: str, digest: str) -> bool:
-    """Whether a version passed promotion into an environment at some point."""
-    return (
-        session.scalar(
-            select(PromotionRow.id)
-            .where(
-                PromotionRow.project == project,
-                PromotionRow.to_environment == environment,
-                PromotionRow.digest == digest,
-                PromotionRow.outcome == "promoted",
-            )
-            .limit(1)
+def was_admitted(session: Session, project: str, environment: str, digest: str, *, audit: AuditService) -> bool:
+    """Whether a version passed promotion into an environment at some point (as the audit chain vouches)."""
+    promotions = session.scalars(
+        select(PromotionRow).where(
+            PromotionRow.project == project,
+            PromotionRow.to_environment == environment,
+            PromotionRow.digest == digest,
+            PromotionRow.outcome == "promoted",
         )
-        is not None
     )
+    return bool(audit.confirmed(session, promotions))
 
 
 class PromotionService:
@@ -126,7 +120,7 @@ class PromotionService:
                         details={"promotion_id": row.id},
                         session=session,
                     )
-            self._platform.audit.record(
+            row.audit_seq = self._platform.audit.record(
                 session,
                 actor,
                 "version.promote",
@@ -176,7 +170,9 @@ class PromotionService:
         verdicts: list[GateVerdict] = []
         with self._platform.db.reader() as session:
             if previous is not None and not target.config.allow_skip:
-                present = was_champion(session, detail.project, previous.name, detail.number)
+                present = was_champion(
+                    session, detail.project, previous.name, detail.number, audit=self._platform.audit
+                )
                 verdicts.append(
                     GateVerdict(
                         gate="order",

@@ -20,6 +20,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from harbourmaster.store.audit_guard import install_on_create
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -234,6 +236,7 @@ class DeploymentEventRow(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
     actor: Mapped[str] = mapped_column(String(128), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    audit_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)  # its audit entry
 
 
 class ReplicaRow(Base):
@@ -285,6 +288,8 @@ class ApprovalRow(Base):
     comment: Mapped[str] = mapped_column(Text, nullable=False, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The audit entry that recorded this sign-off; a row without a matching entry does not count.
+    audit_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class PromotionRow(Base):
@@ -302,6 +307,7 @@ class PromotionRow(Base):
     gates: Mapped[list[Any]] = mapped_column(JSON, nullable=False, default=list)
     actor: Mapped[str] = mapped_column(String(128), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    audit_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)  # its audit entry
 
 
 class AuditEventRow(Base):
@@ -324,3 +330,8 @@ class AuditEventRow(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    # Ed25519 over ``hash`` with the control plane's key (hex); NULL only on entries from before the key.
+    signature: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+install_on_create(AuditEventRow.__table__)  # append-only, however the table gets created

@@ -121,6 +121,9 @@ class ChainReportOut(BaseModel):
     head_hash: str
     problem: str | None = None
     bad_seq: int | None = None
+    problems: list[str] = []
+    anchored_seq: int | None = None
+    signed: bool = False
 
 
 # -- environments and deployments -----------------------------------------------------
@@ -420,6 +423,14 @@ def revoke_token(
 def verify_audit(platform: Platform = Depends(get_platform), actor: Actor = Depends(current_actor)) -> ChainReportOut:
     report = platform.audit.verify(actor)
     return ChainReportOut(**report.__dict__)
+
+
+@router.get("/audit/public-key", tags=["audit"], openapi_extra=requires(Permission.AUDIT))
+def audit_public_key(
+    platform: Platform = Depends(get_platform), actor: Actor = Depends(current_actor)
+) -> PlainTextResponse:
+    """The PEM public key that verifies audit entries, anchors and exports offline."""
+    return PlainTextResponse(platform.audit.public_key_pem(actor), media_type="application/x-pem-file")
 
 
 @router.get("/audit/events", tags=["audit"], openapi_extra=requires(Permission.AUDIT))
