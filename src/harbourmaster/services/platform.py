@@ -8,6 +8,7 @@ from harbourmaster.config import Settings
 from harbourmaster.services.access import AccessService
 from harbourmaster.services.approvals import ApprovalService
 from harbourmaster.services.audit import AuditService
+from harbourmaster.services.dataplane import DataPlaneService
 from harbourmaster.services.deployments import DeploymentService
 from harbourmaster.services.environments import EnvironmentService
 from harbourmaster.services.feedback import FeedbackService
@@ -83,6 +84,10 @@ class Platform:
     @cached_property
     def feedback(self) -> FeedbackService:
         return FeedbackService(self)
+
+    @cached_property
+    def dataplane(self) -> DataPlaneService:
+        return DataPlaneService(self)
 
     def close(self) -> None:
         self.db.dispose()
