@@ -20,7 +20,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
 import httpx
@@ -46,6 +46,7 @@ REFUSED_TTL_SECONDS = 10.0
 TOKEN_CACHE_LIMIT = 10_000
 
 
+@runtime_checkable
 class ControlPlane(Protocol):
     """Everything a replica (or a batch scorer) needs from the control plane, for one environment."""
 
@@ -95,9 +96,10 @@ class TokenDecisions:
 
     def put(self, token: str, decision: TokenDecision) -> None:
         ttl = ALLOWED_TTL_SECONDS if decision.allowed else REFUSED_TTL_SECONDS
+        key = self._key(token)
         with self._lock:
-            self._entries[self._key(token)] = (time.monotonic() + ttl, decision)
-            self._entries.move_to_end(self._key(token))
+            self._entries[key] = (time.monotonic() + ttl, decision)
+            self._entries.move_to_end(key)
             while len(self._entries) > self._limit:
                 self._entries.popitem(last=False)
 

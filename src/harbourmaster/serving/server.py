@@ -40,7 +40,7 @@ def create_app(
     """The ASGI app of a new replica (started and stopped by the server's lifespan).
 
     ``source`` is a control plane, or a local platform (embedded mode: the sandbox)."""
-    control_plane = source if hasattr(source, "desired_state") else EmbeddedControlPlane(source, environment)
+    control_plane = source if isinstance(source, ControlPlane) else EmbeddedControlPlane(source, environment)
     return ServingApp(Replica(control_plane, environment, options, address=address))
 
 
