@@ -94,8 +94,8 @@ class ReplicaService:
         log = PredictionLog(self._platform.artifacts)
         frame = log.recent(environment, project, limit)
         count = log.count(environment, project)
-        with self._platform.db.transaction() as session:
-            self._platform.access.audit_guarded_access(
-                session, actor, environment, "predictions.read", f"{project}:predictions"
+        if self._platform.access.is_guarded(environment):
+            self._platform.audit.record_alone(
+                actor, "predictions.read", f"{project}:predictions", environment=environment
             )
         return {"count": count, "rows": orjson.loads(frame.to_json(orient="records", date_format="iso"))}
