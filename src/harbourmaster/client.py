@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from harbourmaster.errors import (
 )
 from harbourmaster.schemas import (
     ProjectInfo,
+    ReplicaInfo,
     RunInfo,
     TrainResult,
     VersionDetail,
@@ -40,6 +42,7 @@ from harbourmaster.schemas import (
     VersionSummary,
 )
 from harbourmaster.services.actors import Actor
+from harbourmaster.services.dataplane import IssuedReplicaCredential, ReplicaCredentialInfo
 from harbourmaster.services.packaging import package_version
 from harbourmaster.services.registry import check_project_name
 from harbourmaster.services.training import build_training_bundle, project_settings_of, read_project_spec
@@ -251,6 +254,49 @@ class Client(DeploymentMethods, GovernanceMethods):
             return self._upload(project, bundle, description, None)
         return self._platform.registry.register_bundle(self.actor, project, bundle, description)
 
+    # -- the data plane: replicas, the prediction log, replica credentials -------
+
+    def replicas(self, environment: str | None = None, include_stopped: bool = False) -> list[ReplicaInfo]:
+        if self._remote:
+            params: dict[str, Any] = {"include_stopped": include_stopped}
+            if environment:
+                params["environment"] = environment
+            return [ReplicaInfo.model_validate(item) for item in self._remote.get("/replicas", params=params)]
+        return self._platform.replicas.list(self.actor, environment, include_stopped=include_stopped)
+
+    def predictions(self, project: str, environment: str, limit: int = 20) -> dict[str, Any]:
+        """The newest ``limit`` rows of the prediction log (``rows``) and the total ``count``."""
+        if self._remote:
+            return self._remote.get(f"/predictions/{project}/{environment}", params={"limit": limit})
+        return self._platform.replicas.predictions(self.actor, project, environment, limit)
+
+    def create_replica_credential(
+        self, environment: str, name: str = "replica", expires_in_days: float | None = None
+    ) -> IssuedReplicaCredential:
+        """A token for the replicas (and batch scorers) of one environment; shown only here (admins)."""
+        if self._remote:
+            body = {"environment": environment, "name": name, "expires_in_days": expires_in_days}
+            raw = self._remote.post("/replica-credentials", json=body)
+            return IssuedReplicaCredential(
+                raw["id"], raw["environment"], raw["name"], raw["token"], _datetime(raw["expires_at"])
+            )
+        lifetime = timedelta(days=expires_in_days) if expires_in_days else None
+        return self._platform.dataplane.create_credential(self.actor, environment, name, lifetime)
+
+    def replica_credentials(self, environment: str | None = None) -> list[ReplicaCredentialInfo]:
+        if self._remote:
+            params = {"environment": environment} if environment else {}
+            items = self._remote.get("/replica-credentials", params=params)
+            return [ReplicaCredentialInfo.model_validate(item) for item in items]
+        return self._platform.dataplane.list_credentials(self.actor, environment)
+
+    def revoke_replica_credential(self, credential_id: int) -> ReplicaCredentialInfo:
+        if self._remote:
+            return ReplicaCredentialInfo.model_validate(
+                self._remote.request("DELETE", f"/replica-credentials/{credential_id}")
+            )
+        return self._platform.dataplane.revoke_credential(self.actor, credential_id)
+
     def close(self) -> None:
         if self._remote:
             self._remote.close()
@@ -306,6 +352,10 @@ class Client(DeploymentMethods, GovernanceMethods):
             data["run"] = json.dumps(run)
         files = [(path, (path, content, "application/octet-stream")) for path, content in bundle.files.items()]
         return VersionDetail.model_validate(self._remote.post(f"/projects/{project}/versions", data=data, files=files))
+
+
+def _datetime(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
 
 
 def _split_target(

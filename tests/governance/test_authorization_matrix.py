@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import func, select
 
 from harbourmaster.api.app import create_app
-from harbourmaster.api.permissions import AUTHENTICATED, PUBLIC
+from harbourmaster.api.permissions import AUTHENTICATED, PUBLIC, REPLICA
 from harbourmaster.core.duties import token_step
 from harbourmaster.core.permissions import Permission, is_allowed
 from harbourmaster.errors import ConfirmationRequiredError
@@ -38,7 +38,7 @@ MATRIX_USERS = {
     "audrey": "auditor",
     "root": "admin",
 }
-DECLARED = {p.value for p in Permission} | {AUTHENTICATED, PUBLIC}
+DECLARED = {p.value for p in Permission} | {AUTHENTICATED, PUBLIC, REPLICA}
 
 
 @dataclass
@@ -89,6 +89,26 @@ def _prepare_own_token(platform: Platform, seed: Seed, user: str) -> Request:
 def _register(platform: Platform, seed: Seed, user: str) -> Request:
     files = [(path, (path, content, "application/octet-stream")) for path, content in seed.files.items()]
     return Request(path={"project": "uploads"}, data={"manifest": seed.manifest}, files=files)
+
+
+def _prepare_credential(platform: Platform, seed: Seed, user: str) -> Request:
+    issued = platform.dataplane.create_credential(SYSTEM, "dev", seed.unique("doomed"))
+    return Request(path={"credential_id": issued.id})
+
+
+def _dataplane(environment: str, **request: Any) -> Example:
+    """A data-plane call: no person may make it (a replica credential of the environment only)."""
+
+    def example(_platform: Platform, seed: Seed, _user: str) -> Request:
+        path = {"environment": environment, "digest": seed.digest, "path": seed.bundle_file, "project": PROJECT}
+        return Request(path=path, **request)
+
+    return example
+
+
+HEARTBEAT = {"replica": "matrix-1", "host": "h", "pid": 1}
+SCORE_RUN = {"project": PROJECT, "version": 1, "status": "succeeded", "rows_in": 1, "rows_out": 1}
+PREDICTION_KEY = "predictions/env=dev/project=breast-cancer/date=2026-01-01/" + "a" * 32 + ".parquet"
 
 
 def _configure(environment: str) -> Example:
@@ -202,6 +222,23 @@ EXAMPLES: dict[tuple[str, str], list[Example]] = {
     ("GET", "/api/v1/audit/events"): [lambda _p, _s, _u: Request(params={"limit": 5})],
     ("GET", "/api/v1/audit/export"): [lambda _p, _s, _u: Request(params={"format": "csv"})],
     ("GET", "/api/v1/audit/public-key"): [lambda _p, _s, _u: Request()],
+    ("GET", "/api/v1/dataplane/{environment}/state"): [_dataplane("dev"), _dataplane("prod")],
+    ("GET", "/api/v1/dataplane/{environment}/bundles/{digest}/manifest"): [_dataplane("dev")],
+    ("GET", "/api/v1/dataplane/{environment}/bundles/{digest}/files/{path}"): [_dataplane("prod")],
+    ("POST", "/api/v1/dataplane/{environment}/heartbeats"): [_dataplane("dev", json=HEARTBEAT)],
+    ("POST", "/api/v1/dataplane/{environment}/predictions"): [_dataplane("dev", params={"key": PREDICTION_KEY})],
+    ("POST", "/api/v1/dataplane/{environment}/authorize"): [_dataplane("prod", json={"token": "hm_x"})],
+    ("POST", "/api/v1/dataplane/{environment}/feedback/{project}"): [
+        _dataplane("dev", json={"feedback": [{"request_id": "r", "value": 1}]})
+    ],
+    ("POST", "/api/v1/dataplane/{environment}/runs"): [_dataplane("dev", json=SCORE_RUN)],
+    ("POST", "/api/v1/replica-credentials"): [
+        lambda _p, s, _u: Request(json={"environment": "prod", "name": s.unique("web")})
+    ],
+    ("GET", "/api/v1/replica-credentials"): [lambda _p, _s, _u: Request()],
+    ("DELETE", "/api/v1/replica-credentials/{credential_id}"): [_prepare_credential],
+    ("GET", "/api/v1/replicas"): [lambda _p, _s, _u: Request(params={"environment": "prod"})],
+    ("GET", "/api/v1/predictions/{project}/{environment}"): [_dep("dev"), _dep("prod")],
 }
 
 
@@ -276,6 +313,8 @@ def _expected_allowed(platform: Platform, user: str, permission: str, environmen
     """What the permission table says for this user (roles and grants) here."""
     if permission in (AUTHENTICATED, PUBLIC):
         return True
+    if permission == REPLICA:
+        return False  # the matrix's callers are people; tests/dataplane checks replica credentials
     roles, grants = USERS[user]
     return is_allowed(
         frozenset(roles),

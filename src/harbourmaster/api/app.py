@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from harbourmaster import __version__
 from harbourmaster.api.deps import install_authentication
 from harbourmaster.api.errors import install_error_handlers
-from harbourmaster.api.routes import duties, governance, health, registry
+from harbourmaster.api.routes import dataplane, duties, governance, health, registry
 from harbourmaster.services.platform import Platform
 
 
@@ -25,4 +25,5 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.include_router(registry.router)
     app.include_router(governance.router)
     app.include_router(duties.router)
+    app.include_router(dataplane.router)
     return app

@@ -43,9 +43,21 @@ def install_authentication(app: FastAPI) -> None:
         return await call_next(request)
 
 
-def current_actor(request: Request) -> Actor:
-    """The caller, authenticated by the middleware."""
+def _authenticated(request: Request) -> Actor:
     actor = getattr(request.state, "actor", None)
     if actor is None:
         raise AuthenticationError("this server needs an API token", "send 'Authorization: Bearer <token>'")
     return actor
+
+
+def current_actor(request: Request) -> Actor:
+    """The caller, authenticated by the middleware: a person's (or process's) token, never a replica credential."""
+    actor = _authenticated(request)
+    if actor.kind == "replica":  # it may make data-plane calls only (routes that depend on replica_actor)
+        get_platform(request).dataplane.refuse_replica_outside_data_plane(actor, f"{request.method} {request.url.path}")
+    return actor
+
+
+def replica_actor(request: Request) -> Actor:
+    """The caller of a data-plane route; the service checks it is a replica credential of that environment."""
+    return _authenticated(request)

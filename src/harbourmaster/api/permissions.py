@@ -13,6 +13,7 @@ from harbourmaster.core.permissions import Permission
 
 PUBLIC = "public"  # health and docs: no token
 AUTHENTICATED = "authenticated"  # any valid token (e.g. your own tokens)
+REPLICA = "replica"  # a replica credential of the route's environment only (no person's token)
 
 
 def requires(permission: Permission | str, *, environment_param: str | None = None) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Serving commands: desired state (deploy, challenger, fallback, rollback), replicas, scoring, the prediction log.
 
-The desired-state commands go through the SDK ``Client``: embedded (HARBOURMASTER_HOME, as the local
-owner) or against a control-plane server with ``--url/--token``. ``serve``, ``score``, ``replicas`` and
-``predictions`` need the metadata database and artifact store themselves, so they run embedded only.
+Every command works embedded (HARBOURMASTER_HOME, the sandbox) or against a control-plane server with
+``--url/--token``. ``serve`` and ``score`` with ``--url`` are data-plane processes: they hold a replica
+credential for one environment (``harbourmaster replica-tokens create``) and never open a database or an
+artifact store; ``replicas`` and ``predictions`` with ``--url`` read through the API with a person's token.
 """
 
 from __future__ import annotations
@@ -214,15 +215,33 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8800,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes (each one a replica).")] = 1,
+    url: UrlOption = None,
+    token: Annotated[
+        str | None,
+        typer.Option("--token", envvar="HARBOURMASTER_TOKEN", help="Replica credential for --url.", show_default=False),
+    ] = None,
 ) -> None:
     """Start a serving replica for one environment (SIGTERM drains and flushes the prediction log).
 
-    Embedded only: a replica reads the desired state from the metadata database and bundles from the
-    artifact store configured for HARBOURMASTER_HOME, never the control plane's HTTP API.
+    With --url (production) the replica reaches state only through that control plane with a replica
+    credential (harbourmaster replica-tokens create --env ENV): desired state, bundles (verified and cached
+    on local disk, so it keeps serving while the control plane is away), heartbeats and the prediction log.
+    It never opens a database or an artifact store; HARBOURMASTER_DATABASE_URL and HARBOURMASTER_ARTIFACTS_URL
+    are ignored and removed from its environment. Without --url it serves the embedded store (the sandbox).
     """
+    from harbourmaster.serving.server import drop_store_credentials
     from harbourmaster.serving.server import serve as run_server
 
-    run_server(env, host, port, workers)
+    if url:
+        dropped = drop_store_credentials()
+        if dropped:
+            output.errors.print(
+                f"warning: {', '.join(dropped)} ignored: a replica with --url never opens the store; "
+                "do not give replicas store credentials (model code runs in this process)"
+            )
+        if not token:
+            raise typer.BadParameter("--url needs a replica credential: --token or HARBOURMASTER_TOKEN")
+    run_server(env, host, port, workers, url=url, token=token)
 
 
 def score(
@@ -230,13 +249,29 @@ def score(
     env: EnvOption = "dev",
     input: Annotated[Path, typer.Option("--input", "-i", help="CSV or Parquet file.")] = Path("input.csv"),
     output_path: Annotated[Path, typer.Option("--output", "-o", help="CSV or Parquet file.")] = Path("scored.csv"),
+    url: UrlOption = None,
+    token: Annotated[
+        str | None,
+        typer.Option("--token", envvar="HARBOURMASTER_TOKEN", help="Replica credential for --url.", show_default=False),
+    ] = None,
     json: JsonOption = False,
 ) -> None:
     """Score a file with the environment's champion (same bundle and validation), recorded as a run.
 
-    Embedded only (reads the bundle and writes the run in the configured store); no --url.
+    With --url this is a data-plane job holding a replica credential of ENV: the bundle comes from the
+    control plane (verified), the scoring runs here, and the control plane records the run.
     """
-    run = _platform().scoring.score(_actor(), project, env, input, output_path)
+    if url:
+        from harbourmaster.serving.batch import score_remote
+        from harbourmaster.serving.control_plane import RemoteControlPlane
+
+        control_plane = RemoteControlPlane(url, token, env)
+        try:
+            run = score_remote(control_plane, project, input, output_path)
+        finally:
+            control_plane.close()
+    else:
+        run = _platform().scoring.score(_actor(), project, env, input, output_path)
     if json:
         return output.print_json(run)
     if run.status != "succeeded":
@@ -248,13 +283,13 @@ def score(
 def replicas(
     env: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")] = None,
     all: Annotated[bool, typer.Option("--all", help="Include stopped replicas.")] = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Serving replicas and their heartbeats.
-
-    Embedded only (reads the heartbeats in the configured metadata database); no --url.
-    """
-    items = _platform().replicas.list(_actor(), env, include_stopped=all)
+    """Serving replicas and their heartbeats."""
+    with client(url, token) as hm:
+        items = hm.replicas(env, include_stopped=all)
     if json:
         return output.print_json(items)
     output.table(
@@ -279,27 +314,106 @@ def replicas(
 def predictions(
     project: str,
     env: EnvOption = "dev",
-    limit: Annotated[int, typer.Option(help="Rows to show.")] = 20,
-    sql: Annotated[str | None, typer.Option(help="DuckDB SQL over the views predictions and feedback.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Rows to show.")] = 20,
+    sql: Annotated[
+        str | None, typer.Option(help="DuckDB SQL over the views predictions and feedback (embedded only).")
+    ] = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
     json: JsonOption = False,
 ) -> None:
-    """The prediction log of a project (read with DuckDB).
+    """The prediction log of a project: the newest rows and the count (reads of a guarded one are audited)."""
+    if sql:
+        if url:
+            raise typer.BadParameter("--sql runs embedded only (no SQL runs on the control plane); use --limit/--json")
+        from harbourmaster.store.prediction_log import PredictionLog
 
-    Embedded only (reads the Parquet log in the configured artifact store); no --url.
-    """
-    from harbourmaster.store.prediction_log import PredictionLog
-
-    log = PredictionLog(_platform().artifacts)
-    frame = log.query(sql, env, project) if sql else log.recent(env, project, limit)
+        frame = PredictionLog(_platform().artifacts).query(sql, env, project)
+        rows = jsonlib.loads(frame.to_json(orient="records", date_format="iso"))
+        count = None
+    else:
+        with client(url, token) as hm:
+            answer = hm.predictions(project, env, limit)
+        rows, count = answer["rows"], answer["count"]
     if json:
-        return output.print_json(jsonlib.loads(frame.to_json(orient="records", date_format="iso")))
-    output.console.print(f"{log.count(env, project)} logged prediction rows for {project} in {env}")
+        return output.print_json(rows)
+    if count is not None:
+        output.console.print(f"{count} logged prediction rows for {project} in {env}")
+    columns = list(rows[0]) if rows else []
+    output.table(None, columns, [tuple(str(row.get(c)) for c in columns) for row in rows])
+
+
+replica_tokens = typer.Typer(
+    help="Replica credentials: tokens for the replicas and batch scorers of one environment (admins).",
+    no_args_is_help=True,
+)
+
+
+@replica_tokens.command("create")
+def create_replica_token(
+    env: EnvOption,
+    name: Annotated[str, typer.Option(help="A name to recognise it by (e.g. the replica group).")] = "replica",
+    expires_in_days: Annotated[float | None, typer.Option(min=0.001, help="Lifetime in days.")] = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Mint a replica credential for ENV; it is shown once (give it to `serve --url` as HARBOURMASTER_TOKEN)."""
+    with client(url, token) as hm:
+        issued = hm.create_replica_credential(env, name, expires_in_days)
+    if json:
+        return output.print_json(
+            {"id": issued.id, "environment": issued.environment, "name": issued.name, "token": issued.secret}
+        )
+    output.console.print(f"replica credential {issued.id} for {issued.environment} ({issued.name}); shown once:")
+    output.console.print(issued.secret, markup=False, highlight=False)
+
+
+@replica_tokens.command("list")
+def list_replica_tokens(
+    env: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")] = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Replica credentials (never the tokens themselves)."""
+    with client(url, token) as hm:
+        items = hm.replica_credentials(env)
+    if json:
+        return output.print_json(items)
     output.table(
-        None, [str(c) for c in frame.columns], [tuple(str(v) for v in row) for row in frame.itertuples(index=False)]
+        None,
+        ["id", "env", "name", "prefix", "created by", "expires", "revoked", "last used"],
+        [
+            (
+                c.id,
+                c.environment,
+                c.name,
+                c.prefix,
+                c.created_by,
+                output.when(c.expires_at) if c.expires_at else "-",
+                output.when(c.revoked_at) if c.revoked_at else "-",
+                output.when(c.last_used_at) if c.last_used_at else "-",
+            )
+            for c in items
+        ],
     )
+
+
+@replica_tokens.command("revoke")
+def revoke_replica_token(
+    credential_id: int, url: UrlOption = None, token: TokenOption = None, json: JsonOption = False
+) -> None:
+    """Revoke a replica credential (its replicas keep serving their cached state, but get nothing new)."""
+    with client(url, token) as hm:
+        info = hm.revoke_replica_credential(credential_id)
+    if json:
+        return output.print_json(info)
+    output.console.print(f"replica credential {info.id} for {info.environment} revoked")
 
 
 def register(app: typer.Typer) -> None:
     """Add the serving commands to the ``harbourmaster`` app."""
     for command in (deploy, challenger, fallback, rollback, deployments, serve, score, replicas, predictions):
         app.command()(command)
+    app.add_typer(replica_tokens, name="replica-tokens")

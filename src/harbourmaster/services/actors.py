@@ -13,10 +13,11 @@ class Actor:
 
     name: str
     roles: frozenset[str] = field(default_factory=frozenset)
-    kind: str = "user"  # "user" | "local-owner" | "system"
+    kind: str = "user"  # "user" | "local-owner" | "system" | "replica"
     address: str | None = None
     grants: frozenset[tuple[str, str]] = field(default_factory=frozenset)  # (environment, permission)
     token_id: int | None = None  # the API token this actor authenticated with (tokens it mints die with it)
+    environment: str | None = None  # a replica credential's one environment (kind "replica")
 
     @classmethod
     def local_owner(cls) -> Actor:

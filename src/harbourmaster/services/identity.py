@@ -25,6 +25,7 @@ from harbourmaster.core.duties import (
 from harbourmaster.core.permissions import GRANTED_PERMISSIONS, ROLE_NAMES, Permission
 from harbourmaster.errors import AuthenticationError, ConflictError, InvalidInputError, NotFoundError
 from harbourmaster.services.actors import Actor
+from harbourmaster.services.dataplane import REPLICA_TOKEN_PREFIX
 from harbourmaster.store.tables import GrantRow, TokenRow, UserRow
 
 if TYPE_CHECKING:
@@ -397,6 +398,8 @@ class IdentityService:
                 "this server needs an API token",
                 "send 'Authorization: Bearer <token>' (the SDK and CLI read HARBOURMASTER_TOKEN)",
             )
+        if token.startswith(REPLICA_TOKEN_PREFIX):  # a replica credential: one environment's data plane, no role
+            return self._platform.dataplane.authenticate(hash_token(token), address)
         with self._platform.db.transaction() as session:
             row = session.scalar(select(TokenRow).where(TokenRow.token_hash == hash_token(token)))
             now = datetime.now(UTC)

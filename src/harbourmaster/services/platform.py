@@ -8,6 +8,7 @@ from harbourmaster.config import Settings
 from harbourmaster.services.access import AccessService
 from harbourmaster.services.approvals import ApprovalService
 from harbourmaster.services.audit import AuditService
+from harbourmaster.services.dataplane import DataPlaneService
 from harbourmaster.services.deployments import DeploymentService
 from harbourmaster.services.duties import DutyService
 from harbourmaster.services.environments import EnvironmentService
@@ -88,6 +89,10 @@ class Platform:
     @cached_property
     def feedback(self) -> FeedbackService:
         return FeedbackService(self)
+
+    @cached_property
+    def dataplane(self) -> DataPlaneService:
+        return DataPlaneService(self)
 
     def close(self) -> None:
         self.db.dispose()

@@ -1,14 +1,19 @@
-"""Serving replicas' heartbeats: who is alive, what each has loaded, its CPU and memory."""
+"""Serving replicas' heartbeats (who is alive, what each has loaded, its CPU and memory) and the
+people's read of what they logged."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from sqlalchemy import select
 
+from harbourmaster.core.permissions import Permission
+from harbourmaster.errors import ConflictError
 from harbourmaster.schemas import ReplicaInfo
 from harbourmaster.services.actors import Actor
+from harbourmaster.store.prediction_log import PredictionLog
 from harbourmaster.store.tables import ReplicaRow
 
 if TYPE_CHECKING:
@@ -61,6 +66,10 @@ class ReplicaService:
             if row is None:
                 row = ReplicaRow(id=replica_id, environment=environment, host=host, pid=pid, started_at=now)
                 session.add(row)
+            elif row.environment != environment:  # a replica credential writes its own environment's rows only
+                raise ConflictError(
+                    f"replica {replica_id} belongs to {row.environment}", "each replica process has an id of its own"
+                )
             row.environment, row.host, row.pid, row.address = environment, host, pid, address
             row.status = status
             row.loaded = loaded or {}
@@ -68,6 +77,7 @@ class ReplicaService:
             row.last_seen = now
 
     def list(self, actor: Actor, environment: str | None = None, include_stopped: bool = False) -> list[ReplicaInfo]:
+        self._platform.access.require(actor, Permission.READ, target="replicas")
         now = datetime.now(UTC)
         with self._platform.db.reader() as session:
             query = select(ReplicaRow).order_by(ReplicaRow.environment, ReplicaRow.started_at)
@@ -75,3 +85,17 @@ class ReplicaService:
                 query = query.where(ReplicaRow.environment == environment)
             infos = [_info(row, now) for row in session.scalars(query)]
         return [info for info in infos if include_stopped or info.status != "stopped"]
+
+    def predictions(self, actor: Actor, project: str, environment: str, limit: int = 20) -> dict[str, Any]:
+        """The newest ``limit`` rows of a project's prediction log and the total count; reads of a
+        guarded environment's log are audited."""
+        self._platform.access.require(actor, Permission.READ, environment=environment, target=project)
+        self._platform.environments.get(environment)  # an unknown environment is a 404 with a hint
+        log = PredictionLog(self._platform.artifacts)
+        frame = log.recent(environment, project, limit)
+        count = log.count(environment, project)
+        if self._platform.access.is_guarded(environment):
+            self._platform.audit.record_alone(
+                actor, "predictions.read", f"{project}:predictions", environment=environment
+            )
+        return {"count": count, "rows": orjson.loads(frame.to_json(orient="records", date_format="iso"))}

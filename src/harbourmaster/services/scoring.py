@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from harbourmaster.bundle.loaded import LoadedBundle
 from harbourmaster.bundle.predictor import Predictor
 from harbourmaster.core.fallback import DeploymentOptions
 from harbourmaster.core.permissions import Permission
 from harbourmaster.core.validation import Validator
-from harbourmaster.errors import InvalidInputError
+from harbourmaster.errors import HarbourmasterError, InvalidInputError
 from harbourmaster.schemas import RunInfo
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.training import run_info
@@ -41,8 +42,41 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return records
 
 
+def score_file(
+    bundle: LoadedBundle, number: int, options: dict[str, Any], input_path: Path, output_path: Path
+) -> tuple[int, int]:
+    """Score a CSV/Parquet file with a loaded bundle and the deployment's validation; (rows in, rows out).
+
+    Shared by embedded scoring and data-plane scorers (``harbourmaster score --url``)."""
+    frame = _read(Path(input_path))
+    predictor = Predictor(number, bundle)
+    validator = Validator(bundle.manifest.input_schema, DeploymentOptions.model_validate(options or {}).unknown_fields)
+    records = _records(frame)
+    errors = validator.check(records)
+    if errors:
+        shown = "; ".join(f"row {e['record']} {e['field']}: {e['error']}" for e in errors[:10])
+        raise InvalidInputError(f"{len(errors)} invalid field(s) in {input_path}: {shown}", "fix the input")
+    labels, proba = predictor.predict(predictor.batch(validator.clean(records)))
+    out = frame.copy()
+    out["prediction"] = labels
+    if proba is not None and predictor.classes is not None:
+        for index, label in enumerate(predictor.classes):
+            out[f"proba_{label}"] = proba[:, index]
+    output_path = Path(output_path)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    if output_path.suffix.lower() == ".parquet":
+        out.to_parquet(output_path, index=False)
+    else:
+        out.to_csv(output_path, index=False)
+    return len(frame), len(out)
+
+
+def failure_message(exc: Exception) -> str:
+    return exc.message if isinstance(exc, HarbourmasterError) else f"{type(exc).__name__}: {exc}"
+
+
 class ScoringService:
-    """Scores CSV/Parquet files with the champion deployed in an environment."""
+    """Scores CSV/Parquet files with the champion deployed in an environment, and records the runs."""
 
     def __init__(self, platform: Platform) -> None:
         self._platform = platform
@@ -54,71 +88,80 @@ class ScoringService:
         state = self._platform.deployments.get(actor, project, environment)
         if state.champion is None:
             raise InvalidInputError(f"{project} has no champion in {environment}", "deploy a version first")
+        started_at = datetime.now(UTC)
+        rows_in = rows_out = None
+        try:
+            bundle = self._platform.registry.load_digest(actor, project, state.champion.digest)
+            rows_in, rows_out = score_file(bundle, state.champion.number, state.options, input_path, output_path)
+            status, error = "succeeded", None
+        except Exception as exc:
+            status, error = "failed", failure_message(exc)
+        return self.record(
+            actor,
+            project,
+            environment,
+            version=state.champion.number,
+            status=status,
+            rows_in=rows_in,
+            rows_out=rows_out,
+            input=str(input_path),
+            output=str(output_path),
+            error=error,
+            started_at=started_at,
+        )
+
+    def record(
+        self,
+        actor: Actor,
+        project: str,
+        environment: str,
+        *,
+        version: int,
+        status: str,
+        rows_in: int | None,
+        rows_out: int | None,
+        input: str,
+        output: str,
+        error: str | None = None,
+        started_at: datetime | None = None,
+    ) -> RunInfo:
+        """Record one finished scoring run (and audit it) in one transaction."""
+        if status not in ("succeeded", "failed"):
+            raise InvalidInputError(f"{status!r} is not a scoring outcome", "succeeded or failed")
         with self._platform.db.transaction() as session:
+            self._platform.registry.project_row(session, project)  # an unknown project is a 404
             row = RunRow(
                 project=project,
                 kind="score",
-                status="running",
+                status=status,
                 environment=environment,
-                version_number=state.champion.number,
+                version_number=version,
                 created_by=actor.name,
-                details={"input": str(input_path), "output": str(output_path)},
+                details={"input": input, "output": output},
+                error=error,
+                rows_in=rows_in,
+                rows_out=rows_out,
+                finished_at=datetime.now(UTC),
             )
+            if started_at is not None:
+                row.started_at = started_at
             session.add(row)
-            session.flush()
-            run_id = row.id
-        rows_in = rows_out = None
-        try:
-            frame = _read(Path(input_path))
-            rows_in = len(frame)
-            bundle = self._platform.registry.load_digest(actor, project, state.champion.digest)
-            predictor = Predictor(state.champion.number, bundle)
-            options = DeploymentOptions.model_validate(state.options or {})
-            validator = Validator(bundle.manifest.input_schema, options.unknown_fields)
-            records = _records(frame)
-            errors = validator.check(records)
-            if errors:
-                shown = "; ".join(f"row {e['record']} {e['field']}: {e['error']}" for e in errors[:10])
-                raise InvalidInputError(f"{len(errors)} invalid field(s) in {input_path}: {shown}", "fix the input")
-            labels, proba = predictor.predict(predictor.batch(validator.clean(records)))
-            out = frame.copy()
-            out["prediction"] = labels
-            if proba is not None and predictor.classes is not None:
-                for index, label in enumerate(predictor.classes):
-                    out[f"proba_{label}"] = proba[:, index]
-            output_path = Path(output_path)
-            output_path.parent.mkdir(parents=True, exist_ok=True)
-            if output_path.suffix.lower() == ".parquet":
-                out.to_parquet(output_path, index=False)
-            else:
-                out.to_csv(output_path, index=False)
-            rows_out = len(out)
-            status, error = "succeeded", None
-        except Exception as exc:
-            status = "failed"
-            error = exc.message if hasattr(exc, "message") else f"{type(exc).__name__}: {exc}"
-        with self._platform.db.transaction() as session:
-            row = session.get_one(RunRow, run_id)
-            row.status, row.error = status, error
-            row.rows_in, row.rows_out = rows_in, rows_out
-            row.finished_at = datetime.now(UTC)
             session.flush()
             self._platform.audit.record(
                 session,
                 actor,
                 "run.score",
-                f"{project}:run{run_id}",
+                f"{project}:run{row.id}",
                 environment=environment,
                 outcome="allowed" if status == "succeeded" else "failed",
                 after={
                     "status": status,
-                    "version": state.champion.number,
+                    "version": version,
                     "rows_in": rows_in,
                     "rows_out": rows_out,
-                    "input": str(input_path),
-                    "output": str(output_path),
+                    "input": input,
+                    "output": output,
                     "error": error,
                 },
             )
-            info = run_info(row)
-        return info
+            return run_info(row)

@@ -49,7 +49,6 @@ class ServingApp:
     def __init__(self, replica: Replica, *, manage_lifespan: bool = True) -> None:
         self.replica = replica
         self.manage_lifespan = manage_lifespan
-        self._feedback = replica.platform.feedback
         # Request ids: 32 hex digits, a random per-process prefix and a counter (unique across
         # replicas and workers without a urandom syscall and a UUID object per request).
         self._id_prefix = os.urandom(8).hex()
@@ -191,7 +190,7 @@ class ServingApp:
         except orjson.JSONDecodeError as exc:
             raise HttpError(400, f"malformed JSON: {exc}", "send a JSON body") from None
 
-    def _authorize(self, scope: dict[str, Any]) -> None:
+    async def _authorize(self, scope: dict[str, Any]) -> None:
         authorization = _header(scope, b"authorization") or ""
         token = authorization[7:].strip() if authorization.lower().startswith("bearer ") else None
         token = token or _header(scope, b"x-harbourmaster-token")
@@ -200,10 +199,12 @@ class ServingApp:
                 401, f"{self.replica.environment} is guarded: a token is required", "send Authorization: Bearer <token>"
             )
         client = scope.get("client")
-        # Cached per token by the access service, so the request path reads the database only on a miss.
-        self.replica.platform.access.authorize_prediction(
-            token, self.replica.environment, client[0] if client else None
-        )
+        # Decisions are cached per token (allowed and refused); only a miss asks the control plane, off the loop.
+        control_plane, address = self.replica.control_plane, client[0] if client else None
+        if control_plane.knows_token(token):
+            control_plane.check_token(token, address)
+        else:
+            await asyncio.get_running_loop().run_in_executor(None, control_plane.check_token, token, address)
 
     # -- predictions ----------------------------------------------------------------
 
@@ -212,7 +213,7 @@ class ServingApp:
     ) -> None:
         replica = self.replica
         if replica.guarded:
-            self._authorize(scope)
+            await self._authorize(scope)
         route = self._route(project)
         body = await self._body(scope, receive)
         if v2:
@@ -365,14 +366,12 @@ class ServingApp:
         self, scope: dict[str, Any], receive: Any, send: Any, project: str, headers: list[tuple[bytes, bytes]]
     ) -> None:
         if self.replica.guarded:
-            self._authorize(scope)
+            await self._authorize(scope)
         self._route(project)
         body = await self._body(scope, receive)
         items = parse_feedback(body)
         loop = asyncio.get_running_loop()
-        count = await loop.run_in_executor(
-            None, self._feedback.record, self.replica.actor, project, self.replica.environment, items
-        )
+        count = await loop.run_in_executor(None, self.replica.control_plane.feedback, project, items)
         await _send_json(send, 200, {"stored": count}, headers)
 
 

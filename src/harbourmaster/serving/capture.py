@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from datetime import date
 from operator import countOf
 from typing import Any, NamedTuple
@@ -75,7 +76,7 @@ class CaptureWriter:
 
     def __init__(
         self,
-        store: ArtifactStore,
+        store: ArtifactStore | None,
         metrics: ServingMetrics,
         *,
         environment: str = "",
@@ -84,8 +85,12 @@ class CaptureWriter:
         batch_rows: int = 5_000,
         flush_seconds: float = 1.0,
         poll_seconds: float = 0.05,
+        sink: Callable[[str, bytes], None] | None = None,
     ) -> None:
-        self._store = store
+        # Where finished Parquet files go (artifact key, bytes): a replica passes its control plane's upload.
+        if sink is None and store is None:
+            raise ValueError("CaptureWriter needs a store or a sink")
+        self._sink: Callable[[str, bytes], None] = sink or store.put_bytes  # type: ignore[union-attr]
         self._metrics = metrics
         self._environment = environment
         self._replica = replica
@@ -258,7 +263,7 @@ class CaptureWriter:
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="zstd")
         name = f"{partition('predictions', self._environment, project, day)}{uuid.uuid4().hex}.parquet"
-        self._store.put_bytes(name, sink.getvalue().to_pybytes())
+        self._sink(name, sink.getvalue().to_pybytes())
 
     def close(self, timeout: float = 30.0) -> None:
         """Drain the queue, write everything and stop the thread."""

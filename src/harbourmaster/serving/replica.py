@@ -1,8 +1,11 @@
 """A serving replica: reconciles toward the desired state, serves from an immutable routing table.
 
-Background threads (never the request path) poll the store for deployment
-revisions, load + verify + warm new versions and swap the routing table in one
-reference assignment; send heartbeats; write captured predictions.
+Background threads (never the request path) poll the control plane for the
+desired state, load + verify + warm new versions and swap the routing table in
+one reference assignment; send heartbeats; hand captured predictions to the
+control plane. All state goes through one ``ControlPlane`` (serving/control_plane.py):
+embedded in the sandbox, over HTTP with a replica credential in production, so a
+replica (and the model code it runs) holds no database or artifact-store credential.
 """
 
 from __future__ import annotations
@@ -27,10 +30,10 @@ from harbourmaster.bundle.code import project_imports
 from harbourmaster.bundle.predictor import Predictor
 from harbourmaster.core.fallback import DeploymentOptions, FallbackConfig
 from harbourmaster.core.validation import Validator
+from harbourmaster.errors import HarbourmasterError
 from harbourmaster.schemas import DeploymentState, VersionPointer
-from harbourmaster.services.actors import Actor
-from harbourmaster.services.platform import Platform
 from harbourmaster.serving.capture import CaptureWriter
+from harbourmaster.serving.control_plane import ControlPlane
 from harbourmaster.serving.metrics import ServingMetrics
 from harbourmaster.serving.microbatch import Microbatcher
 from harbourmaster.serving.router import Link, ProjectRoute, RoutingTable, humility_for
@@ -58,20 +61,25 @@ class Replica:
     """The state of one serving replica of one environment."""
 
     def __init__(
-        self, platform: Platform, environment: str, options: ReplicaOptions | None = None, address: str = ""
+        self,
+        control_plane: ControlPlane,
+        environment: str | None = None,
+        options: ReplicaOptions | None = None,
+        address: str = "",
     ) -> None:
-        platform.environments.get(environment)  # an unknown environment fails here, with a hint
-        self.platform = platform
-        self.environment = environment
+        if environment is not None and environment != control_plane.environment:
+            raise ValueError(f"the control plane serves {control_plane.environment}, not {environment}")
+        self.control_plane = control_plane
+        self.environment = control_plane.environment
         self.options = options or ReplicaOptions()
         self.address = address
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.actor = Actor.system(f"replica:{self.id}")
-        self.metrics = ServingMetrics(environment)
+        self.metrics = ServingMetrics(self.environment)
         self.capture = CaptureWriter(
-            platform.artifacts,
+            None,
             self.metrics,
-            environment=environment,
+            sink=control_plane.put_predictions,
+            environment=self.environment,
             replica=self.id,
             max_queue=self.options.capture_queue,
             batch_rows=self.options.capture_batch_rows,
@@ -89,6 +97,7 @@ class Replica:
         self._process = psutil.Process()
         self._process.cpu_percent(None)
         self._started = False
+        self._trusted: dict[str, list[str]] = {}
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -101,7 +110,7 @@ class Replica:
             self.reconcile()
         except Exception:
             log.exception("first reconcile failed; retrying in the background")
-        self._heartbeat("alive")
+        self._try_heartbeat("alive")
         for name, target in (("hm-reconcile", self._reconcile_loop), ("hm-heartbeat", self._heartbeat_loop)):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -115,10 +124,7 @@ class Replica:
         self.shadow_pool.shutdown(wait=True)
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.capture.close()
-        try:
-            self._heartbeat("stopped")
-        except Exception:
-            log.exception("final heartbeat failed")
+        self._try_heartbeat("stopped")
 
     # -- reconciling ---------------------------------------------------------------
 
@@ -126,31 +132,35 @@ class Replica:
         while not self._stop.wait(self.options.poll_seconds):
             try:
                 self.reconcile()
+            except HarbourmasterError as exc:
+                log.warning("reconcile failed, keeping the current routing table: %s", exc.message)
             except Exception:
                 log.exception("reconcile failed; keeping the current routing table")
 
     def reconcile(self) -> bool:
         """Bring the routing table to the desired state; True when it changed."""
-        self.guarded = bool(self.platform.environments.get(self.environment).config.guarded)
-        revisions = self.platform.deployments.revisions(self.environment)
+        desired = self.control_plane.desired_state()  # the last known one while the control plane is away
+        self.guarded = bool(desired.environment.config.guarded)
+        self._trusted = desired.trusted_types
+        states = {state.project: state for state in desired.deployments}
         current = self.table
         routes = dict(current.routes)
         changed = False
         for project in list(routes):
-            if project not in revisions:
+            if project not in states:
                 del routes[project]
                 changed = True
-        for project, revision in revisions.items():
+        for project, state in states.items():
+            revision = state.revision
             route = routes.get(project)
             if route is not None and route.revision == revision:
                 continue
             failed = self.failures.get(project)
             if failed and failed["revision"] == revision and time.monotonic() - failed["at"] < RETRY_FAILED_AFTER:
                 continue
-            state = self.platform.deployments.get(self.actor, project, self.environment)
             if state.champion is None:
-                routes.pop(project, None)
-                changed = True
+                if routes.pop(project, None) is not None:
+                    changed = True
                 continue
             try:
                 routes[project] = self._build(state)
@@ -178,7 +188,8 @@ class Replica:
     def _predictor(self, project: str, pointer: VersionPointer) -> Predictor:
         predictor = self._predictors.get(pointer.digest)
         if predictor is None:
-            bundle = self.platform.registry.load_digest(self.actor, project, pointer.digest)
+            trusted = self._trusted.get(project, ())
+            bundle = self.control_plane.load_bundle(project, pointer.digest, trusted)
             predictor = Predictor(pointer.number, bundle, use_onnx=self.options.use_onnx)
             predictor.warm()
             self._predictors[pointer.digest] = predictor
@@ -218,7 +229,7 @@ class Replica:
     def _fallback_function(self, predictor: Predictor, entrypoint: str) -> Callable[..., Any]:
         module_name, _, name = entrypoint.partition(":")
         manifest = predictor.bundle.manifest
-        code_dir = Path(self.platform.settings.cache_dir) / "bundles" / predictor.digest / "code"
+        code_dir = Path(self.control_plane.settings.cache_dir) / "bundles" / predictor.digest / "code"
         with project_imports(code_dir, manifest.code_modules):
             function = getattr(importlib.import_module(module_name), name)
         if not callable(function):
@@ -247,10 +258,8 @@ class Replica:
 
     def _heartbeat(self, status: str) -> None:
         memory = self._process.memory_info().rss
-        self.platform.replicas.heartbeat(
-            self.actor,
+        self.control_plane.heartbeat(
             self.id,
-            environment=self.environment,
             host=socket.gethostname(),
             pid=os.getpid(),
             address=self.address,
@@ -266,12 +275,18 @@ class Replica:
             },
         )
 
+    def _try_heartbeat(self, status: str) -> None:
+        """One heartbeat; a failure is logged and the next beat is the retry (never fatal)."""
+        try:
+            self._heartbeat(status)
+        except HarbourmasterError as exc:
+            log.warning("heartbeat failed (retried at the next beat): %s", exc.message)
+        except Exception:
+            log.exception("heartbeat failed (retried at the next beat)")
+
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(self.options.heartbeat_seconds):
-            try:
-                self._heartbeat("alive")
-            except Exception:
-                log.exception("heartbeat failed")
+            self._try_heartbeat("alive")
 
 
 def _settle_heap() -> None:

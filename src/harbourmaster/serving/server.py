@@ -8,14 +8,17 @@ import socket
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from harbourmaster.services.platform import Platform
 from harbourmaster.serving.app import ServingApp
+from harbourmaster.serving.control_plane import ControlPlane, EmbeddedControlPlane, RemoteControlPlane
 from harbourmaster.serving.replica import Replica, ReplicaOptions
+
+if TYPE_CHECKING:
+    from harbourmaster.services.platform import Platform
 
 # A serving process hands the GIL over after 0.5 ms instead of Python's 5 ms: the replica's
 # background threads (reconcile poll, heartbeat, capture writer) then delay a request by at most
@@ -25,19 +28,42 @@ SWITCH_INTERVAL = 0.0005
 
 ENV_VAR = "HARBOURMASTER_SERVE_ENVIRONMENT"
 ADDRESS_VAR = "HARBOURMASTER_SERVE_ADDRESS"
+URL_VAR = "HARBOURMASTER_SERVE_CONTROL_PLANE"  # workers of `serve --url`: the control plane's URL
+TOKEN_VAR = "HARBOURMASTER_TOKEN"
+# What a replica started with --url never opens; dropped from its environment so model code does not see them.
+STORE_VARS = ("HARBOURMASTER_DATABASE_URL", "HARBOURMASTER_ARTIFACTS_URL")
 
 
 def create_app(
-    platform: Platform, environment: str, options: ReplicaOptions | None = None, address: str = ""
+    source: Platform | ControlPlane, environment: str, options: ReplicaOptions | None = None, address: str = ""
 ) -> ServingApp:
-    """The ASGI app of a new replica (started and stopped by the server's lifespan)."""
-    return ServingApp(Replica(platform, environment, options, address=address))
+    """The ASGI app of a new replica (started and stopped by the server's lifespan).
+
+    ``source`` is a control plane, or a local platform (embedded mode: the sandbox)."""
+    control_plane = source if isinstance(source, ControlPlane) else EmbeddedControlPlane(source, environment)
+    return ServingApp(Replica(control_plane, environment, options, address=address))
+
+
+def control_plane_for(environment: str, url: str | None, token: str | None) -> ControlPlane:
+    """The control plane of a replica process: over HTTP with ``url``, else the embedded store."""
+    if url:
+        return RemoteControlPlane(url, token, environment)
+    from harbourmaster.services.platform import Platform
+
+    return EmbeddedControlPlane(Platform(), environment)
+
+
+def drop_store_credentials() -> list[str]:
+    """Remove database/artifact-store settings from this process's environment; returns the names removed."""
+    return [name for name in STORE_VARS if os.environ.pop(name, None) is not None]
 
 
 def app_from_env() -> ServingApp:
     """uvicorn factory for worker processes: settings and environment come from the environment."""
     sys.setswitchinterval(SWITCH_INTERVAL)
-    return create_app(Platform(), os.environ[ENV_VAR], address=os.environ.get(ADDRESS_VAR, ""))
+    environment = os.environ[ENV_VAR]
+    control_plane = control_plane_for(environment, os.environ.get(URL_VAR), os.environ.get(TOKEN_VAR))
+    return create_app(control_plane, environment, address=os.environ.get(ADDRESS_VAR, ""))
 
 
 def _set_nodelay(transport: Any) -> None:
@@ -91,19 +117,36 @@ def uvicorn_config(app: Any, host: str, port: int, **extra: Any) -> uvicorn.Conf
 
 
 def serve(
-    environment: str, host: str = "127.0.0.1", port: int = 8800, workers: int = 1, log_level: str = "info"
+    environment: str,
+    host: str = "127.0.0.1",
+    port: int = 8800,
+    workers: int = 1,
+    log_level: str = "info",
+    url: str | None = None,
+    token: str | None = None,
 ) -> None:
-    """Serve one environment in the foreground until SIGTERM/SIGINT (which drain and flush)."""
+    """Serve one environment in the foreground until SIGTERM/SIGINT (which drain and flush).
+
+    With ``url`` the replica reaches state only through that control plane with ``token``
+    (a replica credential) and never opens a database or artifact store itself."""
     address = f"http://{host}:{port}"
     sys.setswitchinterval(SWITCH_INTERVAL)
     if workers <= 1:
-        platform = Platform()
-        config = uvicorn_config(create_app(platform, environment, address=address), host, port, log_level=log_level)
+        control_plane = control_plane_for(environment, url, token)
+        config = uvicorn_config(
+            create_app(control_plane, environment, address=address), host, port, log_level=log_level
+        )
         uvicorn.Server(config).run()
-        platform.close()
+        control_plane.close()
+        if isinstance(control_plane, EmbeddedControlPlane):
+            control_plane.platform.close()
         return
     os.environ[ENV_VAR] = environment
     os.environ[ADDRESS_VAR] = address
+    if url:
+        os.environ[URL_VAR] = url
+        if token:
+            os.environ[TOKEN_VAR] = token
     uvicorn.run(
         "harbourmaster.serving.server:app_from_env",
         factory=True,
@@ -128,11 +171,15 @@ class ServerThread:
     """A replica under uvicorn in a background thread, on a loopback port (tests and the demo)."""
 
     def __init__(
-        self, platform: Platform, environment: str, options: ReplicaOptions | None = None, port: int | None = None
+        self,
+        source: Platform | ControlPlane,
+        environment: str,
+        options: ReplicaOptions | None = None,
+        port: int | None = None,
     ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.app = create_app(platform, environment, options, address=self.url)
+        self.app = create_app(source, environment, options, address=self.url)
         self.replica = self.app.replica
         self.server = uvicorn.Server(uvicorn_config(self.app, "127.0.0.1", self.port))
         self._thread = threading.Thread(target=self.server.run, name=f"hm-serve-{self.port}", daemon=True)
