@@ -212,7 +212,7 @@ class AuditService:
         anchor (None when there is nothing to anchor, or that head is anchored already).
         """
         key = self._signing_key()
-        head = self._head(with_signature=True)
+        head = self._head()
         mark = self._mark
         chosen: tuple[int, str] | None = None
         if head is not None:
@@ -245,7 +245,8 @@ class AuditService:
         scheduler.start()
         return scheduler
 
-    def _head(self, *, with_signature: bool = False) -> tuple[int, str, str | None, int] | None:
+    def _head(self) -> tuple[int, str, str | None, int] | None:
+        """The newest entry's seq, hash and signature, and the number of rows."""
         with self._platform.db.reader() as session:
             last = session.execute(
                 select(AuditEventRow.seq, AuditEventRow.hash, AuditEventRow.signature)
@@ -255,7 +256,7 @@ class AuditService:
             if last is None:
                 return None
             count = session.scalar(select(func.count()).select_from(AuditEventRow)) or 0
-        return last.seq, last.hash, last.signature if with_signature else None, count
+        return last.seq, last.hash, last.signature, count
 
     # -- verification --------------------------------------------------------------------
 
