@@ -7,7 +7,10 @@ was trained is what runs, even where the project folder does not exist.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.machinery
+import importlib.metadata
 import keyword
 import os
 import subprocess
@@ -19,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harbourmaster.core.digest import canonical_json, sha256_bytes
-from harbourmaster.errors import InvalidInputError
+from harbourmaster.errors import InvalidInputError, UntrustedContentError
 
 CODE_SUFFIXES = frozenset({".py", ".toml", ".yaml", ".yml", ".json"})
 SKIPPED_DIRS = frozenset({".git", ".venv", "venv", "__pycache__", ".harbourmaster", "node_modules", "site-packages"})
@@ -70,6 +73,65 @@ def code_modules(files: Iterable[str]) -> tuple[str, ...]:
         if candidate.isidentifier() and not keyword.iskeyword(candidate):
             names.add(candidate)
     return tuple(sorted(names))
+
+
+# Importable from a code folder at the front of sys.path even without a .py source: refused in bundles.
+_RESERVED_MODULES = frozenset({"sitecustomize", "usercustomize", "__main__"})
+
+
+def check_code_paths(paths: Iterable[str]) -> None:
+    """Refuse code files a project snapshot never holds (compiled modules, .pth files ...)."""
+    odd = sorted(path for path in paths if Path(path).suffix.lower() not in CODE_SUFFIXES)
+    if odd:
+        raise UntrustedContentError(
+            f"the bundle's code holds files that are not project source: {', '.join(odd[:10])}",
+            "bundle code may only hold " + ", ".join(sorted(CODE_SUFFIXES)) + " files; build bundles with the SDK",
+        )
+
+
+@functools.cache
+def _distributions() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
+def _outside_paths(code_dir: Path | None) -> list[str]:
+    """sys.path without the current folder and the code folder (where the project itself may sit)."""
+    skipped = {"", os.getcwd()} | ({str(Path(code_dir).resolve())} if code_dir else set())
+    return [entry for entry in sys.path if entry not in skipped and str(Path(entry).resolve()) not in skipped]
+
+
+def module_owner(name: str, code_dir: Path | None = None) -> str | None:
+    """What already owns a top-level module name in this Python, or None when nothing does."""
+    if name in sys.stdlib_module_names or name in sys.builtin_module_names or name in _RESERVED_MODULES:
+        return "the Python standard library"
+    owners = _distributions().get(name)
+    if owners:
+        return f"the installed package {owners[0]!r}"
+    spec = importlib.machinery.PathFinder.find_spec(name, _outside_paths(code_dir))
+    if spec is not None and spec.origin is not None:  # a namespace portion (no origin) never shadows a module
+        return f"an installed module ({spec.origin})"
+    return None
+
+
+def check_code_modules(modules: Iterable[str], code_dir: Path | None = None) -> tuple[str, ...]:
+    """Refuse project modules named like the standard library or an installed package.
+
+    A project module ``json`` (or ``sklearn``) would replace the real one while the bundle
+    loads, and a type named after it would be trusted as the project's own.
+    """
+    names = tuple(sorted(set(modules)))
+    for name in names:
+        owner = module_owner(name, code_dir)
+        if owner is not None:
+            raise UntrustedContentError(
+                f"the project's module {name!r} has the name of a module of {owner}",
+                f"rename your module (e.g. {name}.py to {_project_name_for(name)}.py) and the imports that use it",
+            )
+    return names
+
+
+def _project_name_for(name: str) -> str:
+    return f"{name.strip('_')}_features" if name.strip("_") else "project_features"
 
 
 def _git(project_dir: Path, *args: str) -> str | None:
