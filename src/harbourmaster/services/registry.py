@@ -319,13 +319,21 @@ class RegistryService:
     def set_trusted_types(
         self, actor: Actor, project: str, add: list[str] | None = None, remove: list[str] | None = None
     ) -> ProjectTrust:
-        """Admin only: add or remove exact type names the project's model files may contain. Audited."""
+        """Admin only: add or remove exact type names the project's model files may contain. Audited.
+
+        Creates the project when it does not exist yet (so types can be trusted before its first version).
+        """
         self._platform.access.require(actor, Permission.ADMINISTER, target=project)
         add, remove = list(add or []), list(remove or [])
         try:
+            check_project_name(project)
             check_type_names([*add, *remove])
             with self._platform.db.transaction() as session:
-                row = self.project_row(session, project)
+                # An admin may trust types before the project's first version is registered.
+                row = session.scalar(select(ProjectRow).where(ProjectRow.name == project))
+                if row is None:
+                    row = self._ensure_project(session, actor, project, "")
+                    self._platform.audit.record(session, actor, "project.create", project, after={"name": project})
                 before = list(row.trusted_types or [])
                 missing = sorted(set(remove) - set(before))
                 if missing:
