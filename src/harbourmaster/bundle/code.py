@@ -13,8 +13,10 @@ import importlib.machinery
 import importlib.metadata
 import keyword
 import os
+import site
 import subprocess
 import sys
+import sysconfig
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -94,26 +96,32 @@ def _distributions() -> dict[str, list[str]]:
     return importlib.metadata.packages_distributions()
 
 
-def _outside_paths(code_dir: Path | None) -> list[str]:
-    """sys.path without the current folder and the code folder (where the project itself may sit)."""
-    skipped = {"", os.getcwd()} | ({str(Path(code_dir).resolve())} if code_dir else set())
-    return [entry for entry in sys.path if entry not in skipped and str(Path(entry).resolve()) not in skipped]
+@functools.cache
+def _installed_paths() -> tuple[str, ...]:
+    """The folders Python and installed packages live in (not the current folder, a notebook's
+    folder or a test runner's: a project's own modules may sit there)."""
+    roots = {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    roots |= set(site.getsitepackages()) | {site.getusersitepackages()}
+    resolved = [str(Path(root).resolve()) for root in roots if root]
+    return tuple(
+        entry for entry in sys.path if entry and any(str(Path(entry).resolve()).startswith(root) for root in resolved)
+    )
 
 
-def module_owner(name: str, code_dir: Path | None = None) -> str | None:
+def module_owner(name: str) -> str | None:
     """What already owns a top-level module name in this Python, or None when nothing does."""
     if name in sys.stdlib_module_names or name in sys.builtin_module_names or name in _RESERVED_MODULES:
         return "the Python standard library"
     owners = _distributions().get(name)
     if owners:
         return f"the installed package {owners[0]!r}"
-    spec = importlib.machinery.PathFinder.find_spec(name, _outside_paths(code_dir))
+    spec = importlib.machinery.PathFinder.find_spec(name, list(_installed_paths()))
     if spec is not None and spec.origin is not None:  # a namespace portion (no origin) never shadows a module
         return f"an installed module ({spec.origin})"
     return None
 
 
-def check_code_modules(modules: Iterable[str], code_dir: Path | None = None) -> tuple[str, ...]:
+def check_code_modules(modules: Iterable[str]) -> tuple[str, ...]:
     """Refuse project modules named like the standard library or an installed package.
 
     A project module ``json`` (or ``sklearn``) would replace the real one while the bundle
@@ -121,7 +129,7 @@ def check_code_modules(modules: Iterable[str], code_dir: Path | None = None) -> 
     """
     names = tuple(sorted(set(modules)))
     for name in names:
-        owner = module_owner(name, code_dir)
+        owner = module_owner(name)
         if owner is not None:
             raise UntrustedContentError(
                 f"the project's module {name!r} has the name of a module of {owner}",

@@ -207,7 +207,7 @@ def load_bundle(
             RESTORE_HINT,
         )
     code_dir = materialise_code(bundle, settings.cache_dir)
-    check_code_modules(modules, code_dir)
+    check_code_modules(modules)
     policy = TrustPolicy.from_settings(settings, extra_trusted_types=extra_trusted_types, code_modules=modules)
     with project_imports(code_dir, modules):
         model = fmt.load(bundle.files[manifest.model_file], policy)
