@@ -21,6 +21,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sqlalchemy import select
 
 from harbourmaster.bundle import Bundle, FileEntry, TrustPolicy, build_bundle
+from harbourmaster.config import Settings
 from harbourmaster.core.digest import sha256_bytes
 from harbourmaster.errors import InvalidInputError, PermissionDeniedError, UntrustedContentError
 from harbourmaster.services.actors import Actor
@@ -172,3 +173,18 @@ def test_trusted_types_are_an_audited_admin_setting_that_registration_and_loadin
     platform.registry.set_trusted_types(OWNER, PROJECT, remove=["_operator.neg"])
     with pytest.raises(UntrustedContentError, match=r"_operator\.neg"):
         platform.registry.load_version(dana, PROJECT, version.number)
+
+
+def test_the_platform_wide_setting_named_in_the_hint_is_honoured_at_registration(settings, fitted):
+    negating = Pipeline([("neg", FunctionTransformer(operator.neg)), ("model", LogisticRegression())]).fit(
+        FRAME, TARGET
+    )
+    bundle = make(negating, policy=dataclasses.replace(TrustPolicy.default(), trusted_types=("_operator.neg",)))
+    env = {"HARBOURMASTER_HOME": str(settings.home), "HARBOURMASTER_DATABASE_URL": settings.database_url}
+    widened = Platform(Settings.from_env({**env, "HARBOURMASTER_TRUSTED_TYPES": "_operator.neg"}))
+    try:
+        version = widened.registry.register_bundle(OWNER, PROJECT, bundle)
+        loaded = widened.registry.load_version(OWNER, PROJECT, version.number)
+        np.testing.assert_array_equal(loaded.predict(FRAME), negating.predict(FRAME))
+    finally:
+        widened.close()
