@@ -152,7 +152,7 @@ class RegistryService:
                 "version.register",
                 project,
                 outcome="refused",
-                details={"error": exc.message, "digest": bundle.digest, "format": bundle.manifest.format},
+                details={"error": exc.message, "digest": _digest_or_none(bundle), "format": bundle.manifest.format},
             )
             raise
         save_bundle(self._platform.artifacts, bundle)
@@ -497,6 +497,13 @@ def parse_version_ref(version: VersionRef) -> int | None:
     if number < 1:
         raise InvalidInputError(f"{version!r} is not a version", "version numbers start at 1")
     return number
+
+
+def _digest_or_none(bundle: Bundle) -> str | None:
+    try:
+        return bundle.digest
+    except ValueError:  # metadata that is not JSON-safe (NaN): the refusal is still recorded
+        return None
 
 
 def verify_bundle(bundle: Bundle) -> None:
