@@ -14,6 +14,7 @@ import httpx
 import pandas as pd
 
 from harbourmaster._client_operations import DeploymentMethods, GovernanceMethods
+from harbourmaster._client_trust import TrustMethods
 from harbourmaster.bundle.builder import Bundle
 from harbourmaster.bundle.code import (
     code_modules,
@@ -52,7 +53,7 @@ from harbourmaster.store.data_sources import DataSource
 VersionRef = int | str
 
 
-class Client(DeploymentMethods, GovernanceMethods):
+class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
     """Register, inspect and load versions, embedded or against a server.
 
     >>> client = Client()                                   # ./.harbourmaster
@@ -138,7 +139,8 @@ class Client(DeploymentMethods, GovernanceMethods):
         # Keep a local, verified copy, then load through the same checks as embedded mode.
         cache = ArtifactStore(str(self.settings.cache_dir / "remote-artifacts"))
         save_bundle(cache, Bundle(manifest=manifest, files=files))
-        return load_bundle(cache, detail.digest, self.settings)
+        trusted = self.trusted_types(project).trusted_types  # the project's admin-set types
+        return load_bundle(cache, detail.digest, self.settings, trusted, code_modules=detail.code_modules or None)
 
     # -- writing ----------------------------------------------------------------
 

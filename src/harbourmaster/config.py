@@ -14,7 +14,10 @@ from pathlib import Path
 from harbourmaster.errors import InvalidInputError
 
 # Types a skops file may contain beyond skops' own defaults. The platform's list,
-# never one read from a model file. Extend with HARBOURMASTER_TRUSTED_TYPES.
+# never one read from a model file. Extend with HARBOURMASTER_TRUSTED_TYPES (on the
+# control plane, where registration checks them); per project, admins add exact
+# types with ``harbourmaster trust PROJECT --add-type``. Some names are never loaded
+# whatever is trusted (``bundle.formats.forbidden_type``).
 DEFAULT_TRUSTED_TYPE_PREFIXES: tuple[str, ...] = (
     "sklearn.",
     "numpy.",
@@ -22,7 +25,6 @@ DEFAULT_TRUSTED_TYPE_PREFIXES: tuple[str, ...] = (
     "pandas.core.",
     "collections.OrderedDict",
     "builtins.slice",
-    "harbourmaster.",
 )
 
 

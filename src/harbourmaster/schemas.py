@@ -41,6 +41,54 @@ class VersionDetail(VersionSummary):
     output_schema: dict[str, Any]
     lineage: dict[str, Any]
     trusted_pickle: bool = False
+    code_modules: list[str] = Field(default_factory=list)  # derived by the registry from the bundle's files
+
+
+class ProjectTrust(BaseModel):
+    """What a project's model files may contain beyond the platform's own list (admin-set)."""
+
+    project: str
+    trusted_types: list[str] = Field(default_factory=list)
+    platform_trusted_types: list[str] = Field(default_factory=list)
+    trust_pickle: bool = False
+
+
+class CodeFile(BaseModel):
+    path: str
+    size: int
+    sha256: str
+
+
+class ReferencedType(BaseModel):
+    name: str
+    status: str  # skops-default, platform, project, project-code, untrusted, forbidden, pickle
+
+
+class VersionInspection(BaseModel):
+    """A version as a reviewer sees it, read without loading or importing anything."""
+
+    project: str
+    number: int
+    digest: str
+    format: str
+    model_file: str
+    model_size: int
+    description: str = ""
+    created_by: str
+    created_at: datetime
+    tags: dict[str, str] = Field(default_factory=dict)
+    prepare: str | None = None
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+    metrics: dict[str, float]
+    metrics_provenance: Any = None
+    lineage: dict[str, Any]
+    code_modules: list[str] = Field(default_factory=list)
+    code_files: list[CodeFile] = Field(default_factory=list)
+    referenced_types: list[ReferencedType] = Field(default_factory=list)
+    trusted_types: list[str] = Field(default_factory=list)
+    file: str | None = None  # the path asked for with --file
+    file_text: str | None = None
 
 
 class FieldChange(BaseModel):

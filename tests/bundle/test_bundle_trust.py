@@ -34,7 +34,7 @@ def test_build_refuses_a_type_the_platform_does_not_trust(cancer, negating_pipel
     with pytest.raises(UntrustedContentError) as caught:
         make_bundle(negating_pipeline, features)
     assert UNTRUSTED in caught.value.message
-    assert "trusted_types" in (caught.value.hint or "")
+    assert "harbourmaster trust PROJECT --add-type _operator.neg" in (caught.value.hint or "")
 
 
 def test_load_refuses_untrusted_type_until_it_is_trusted(cancer, negating_pipeline, store, settings, make_bundle):

@@ -141,6 +141,13 @@ EXAMPLES: dict[tuple[str, str], list[Example]] = {
     ("GET", "/api/v1/projects/{project}/versions/{version}"): [
         lambda _p, _s, _u: Request(path={"project": PROJECT, "version": 1})
     ],
+    ("GET", "/api/v1/projects/{project}/versions/{version}/inspect"): [
+        lambda _p, _s, _u: Request(path={"project": PROJECT, "version": 1})
+    ],
+    ("GET", "/api/v1/projects/{project}/trust"): [lambda _p, _s, _u: Request(path={"project": PROJECT})],
+    ("POST", "/api/v1/projects/{project}/trust"): [
+        lambda _p, _s, _u: Request(path={"project": PROJECT}, json={"add": ["scratch.Transformer"]})
+    ],
     ("GET", "/api/v1/projects/{project}/diff"): [
         lambda _p, _s, _u: Request(path={"project": PROJECT}, params={"old": 1, "new": 2})
     ],

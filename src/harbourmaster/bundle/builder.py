@@ -10,6 +10,7 @@ from typing import Any
 from harbourmaster.bundle.code import code_modules as find_code_modules
 from harbourmaster.bundle.formats import (
     TRUST_PICKLE_HINT,
+    PickleFormat,
     SkopsFormat,
     TrustPolicy,
     format_for,
@@ -72,6 +73,8 @@ def build_bundle(
 
     modules = find_code_modules(code_files)
     model_bytes = fmt.dump(model)
+    if isinstance(fmt, PickleFormat):
+        fmt.check_globals(model_bytes)
     if isinstance(fmt, SkopsFormat):
         base = policy or TrustPolicy.default()
         check = TrustPolicy(
@@ -79,7 +82,7 @@ def build_bundle(
             trusted_types=base.trusted_types,
             code_modules=tuple(base.code_modules) + modules,
         )
-        refused = check.refused(fmt.untrusted_types(model_bytes))
+        refused = fmt.refused_types(model_bytes, check)
         if refused:
             raise untrusted_type_error(refused, "the fitted pipeline")
 

@@ -7,11 +7,16 @@ was trained is what runs, even where the project folder does not exist.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.machinery
+import importlib.metadata
 import keyword
 import os
+import site
 import subprocess
 import sys
+import sysconfig
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -19,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harbourmaster.core.digest import canonical_json, sha256_bytes
-from harbourmaster.errors import InvalidInputError
+from harbourmaster.errors import InvalidInputError, UntrustedContentError
 
 CODE_SUFFIXES = frozenset({".py", ".toml", ".yaml", ".yml", ".json"})
 SKIPPED_DIRS = frozenset({".git", ".venv", "venv", "__pycache__", ".harbourmaster", "node_modules", "site-packages"})
@@ -70,6 +75,71 @@ def code_modules(files: Iterable[str]) -> tuple[str, ...]:
         if candidate.isidentifier() and not keyword.iskeyword(candidate):
             names.add(candidate)
     return tuple(sorted(names))
+
+
+# Importable from a code folder at the front of sys.path even without a .py source: refused in bundles.
+_RESERVED_MODULES = frozenset({"sitecustomize", "usercustomize", "__main__"})
+
+
+def check_code_paths(paths: Iterable[str]) -> None:
+    """Refuse code files a project snapshot never holds (compiled modules, .pth files ...)."""
+    odd = sorted(path for path in paths if Path(path).suffix.lower() not in CODE_SUFFIXES)
+    if odd:
+        raise UntrustedContentError(
+            f"the bundle's code holds files that are not project source: {', '.join(odd[:10])}",
+            "bundle code may only hold " + ", ".join(sorted(CODE_SUFFIXES)) + " files; build bundles with the SDK",
+        )
+
+
+@functools.cache
+def _distributions() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
+@functools.cache
+def _installed_paths() -> tuple[str, ...]:
+    """The folders Python and installed packages live in (not the current folder, a notebook's
+    folder or a test runner's: a project's own modules may sit there)."""
+    roots = {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    roots |= set(site.getsitepackages()) | {site.getusersitepackages()}
+    resolved = [str(Path(root).resolve()) for root in roots if root]
+    return tuple(
+        entry for entry in sys.path if entry and any(str(Path(entry).resolve()).startswith(root) for root in resolved)
+    )
+
+
+def module_owner(name: str) -> str | None:
+    """What already owns a top-level module name in this Python, or None when nothing does."""
+    if name in sys.stdlib_module_names or name in sys.builtin_module_names or name in _RESERVED_MODULES:
+        return "the Python standard library"
+    owners = _distributions().get(name)
+    if owners:
+        return f"the installed package {owners[0]!r}"
+    spec = importlib.machinery.PathFinder.find_spec(name, list(_installed_paths()))
+    if spec is not None and spec.origin is not None:  # a namespace portion (no origin) never shadows a module
+        return f"an installed module ({spec.origin})"
+    return None
+
+
+def check_code_modules(modules: Iterable[str]) -> tuple[str, ...]:
+    """Refuse project modules named like the standard library or an installed package.
+
+    A project module ``json`` (or ``sklearn``) would replace the real one while the bundle
+    loads, and a type named after it would be trusted as the project's own.
+    """
+    names = tuple(sorted(set(modules)))
+    for name in names:
+        owner = module_owner(name)
+        if owner is not None:
+            raise UntrustedContentError(
+                f"the project's module {name!r} has the name of a module of {owner}",
+                f"rename your module (e.g. {name}.py to {_project_name_for(name)}.py) and the imports that use it",
+            )
+    return names
+
+
+def _project_name_for(name: str) -> str:
+    return f"{name.strip('_')}_features" if name.strip("_") else "project_features"
 
 
 def _git(project_dir: Path, *args: str) -> str | None:

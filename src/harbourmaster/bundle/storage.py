@@ -20,7 +20,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from harbourmaster.bundle.builder import Bundle
-from harbourmaster.bundle.code import project_imports
+from harbourmaster.bundle.code import check_code_modules, check_code_paths, code_modules, project_imports
 from harbourmaster.bundle.formats import TrustPolicy, format_for
 from harbourmaster.bundle.loaded import LoadedBundle
 from harbourmaster.bundle.manifest import BundleManifest, FileEntry
@@ -168,25 +168,47 @@ def materialise_code(bundle: Bundle, cache_dir: Path) -> Path:
     return target
 
 
+def bundle_code_modules(manifest: BundleManifest) -> tuple[str, ...]:
+    """The project modules a bundle's own code files define (never the manifest's claim)."""
+    code_paths = manifest.code_files()
+    check_code_paths(code_paths)
+    return code_modules(code_paths)
+
+
 def load_bundle(
     store: ArtifactStore,
     digest: str,
     settings: Settings,
     extra_trusted_types: Sequence[str] = (),
+    code_modules: Sequence[str] | None = None,
 ) -> LoadedBundle:
     """Read, verify and load a bundle's model with its own project code.
 
-    Trust comes from ``settings`` (plus ``extra_trusted_types`` and the bundle's
-    verified code modules), never from the manifest: a pickle bundle loads only
-    when ``settings.trust_pickle`` is set.
+    Loading runs the project's code (its modules are imported to rebuild the model).
+    Trust comes from ``settings``, ``extra_trusted_types`` (the project's admin-set types)
+    and the code modules derived from the bundle's verified files (checked against
+    ``code_modules``, the registry's record, when given), never from the manifest's
+    claims: a pickle bundle loads only when ``settings.trust_pickle`` is set, and a
+    module named like the standard library or an installed package is refused.
     """
     bundle = read_bundle_files(store, digest)
     manifest = bundle.manifest
     fmt = format_for(manifest.format)
-    policy = TrustPolicy.from_settings(
-        settings, extra_trusted_types=extra_trusted_types, code_modules=manifest.code_modules
-    )
+    if manifest.model_file != fmt.file_name:
+        raise BundleIntegrityError(
+            f"bundle {_short(digest)} names model file {manifest.model_file!r} for format {fmt.name!r}",
+            RESTORE_HINT,
+        )
+    modules = bundle_code_modules(manifest)
+    if code_modules is not None and tuple(sorted(code_modules)) != modules:
+        raise BundleIntegrityError(
+            f"bundle {_short(digest)} defines code modules {list(modules)}, "
+            f"but the registry recorded {sorted(code_modules)}",
+            RESTORE_HINT,
+        )
     code_dir = materialise_code(bundle, settings.cache_dir)
-    with project_imports(code_dir, manifest.code_modules):
+    check_code_modules(modules)
+    policy = TrustPolicy.from_settings(settings, extra_trusted_types=extra_trusted_types, code_modules=modules)
+    with project_imports(code_dir, modules):
         model = fmt.load(bundle.files[manifest.model_file], policy)
     return LoadedBundle(digest, manifest, model)

@@ -379,3 +379,7 @@ governance_commands.register(app)
 from harbourmaster.cli import serving_commands  # noqa: E402
 
 serving_commands.register(app)
+
+from harbourmaster.cli import inspect_command  # noqa: E402
+
+inspect_command.register(app)

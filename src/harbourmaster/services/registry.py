@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, selectinload
 from harbourmaster.bundle.builder import Bundle
 from harbourmaster.bundle.loaded import LoadedBundle
 from harbourmaster.bundle.storage import load_bundle, read_bundle_files, save_bundle
+from harbourmaster.bundle.vetting import MAX_TRUSTED_TYPES, check_type_names, type_statuses, vet_bundle
 from harbourmaster.core.digest import sha256_bytes
 from harbourmaster.core.permissions import Permission
 from harbourmaster.core.project_spec import PROJECT_NAME_PATTERN
@@ -21,12 +22,16 @@ from harbourmaster.core.schema import (
     diff_output_schemas,
 )
 from harbourmaster.core.version_diff import diff_metrics
-from harbourmaster.errors import BundleIntegrityError, InvalidInputError, NotFoundError
+from harbourmaster.errors import BundleIntegrityError, HarbourmasterError, InvalidInputError, NotFoundError
 from harbourmaster.schemas import (
+    CodeFile,
     FieldChange,
     ProjectInfo,
+    ProjectTrust,
+    ReferencedType,
     VersionDetail,
     VersionDiff,
+    VersionInspection,
     VersionSummary,
 )
 from harbourmaster.services.actors import Actor
@@ -37,6 +42,8 @@ if TYPE_CHECKING:
 
 VersionRef = int | str
 MAX_NUMBERING_ATTEMPTS = 20
+# Project settings that decide what a model file may contain: never set by an upload.
+TRUST_SETTINGS = frozenset({"trusted_types", "trust_pickle", "trusted_pickle", "code_modules"})
 
 
 def check_project_name(name: str) -> str:
@@ -73,6 +80,7 @@ def version_detail(row: VersionRow) -> VersionDetail:
         output_schema=row.output_schema,
         lineage=row.lineage,
         trusted_pickle=row.trusted_pickle,
+        code_modules=row.code_modules or [],
     )
 
 
@@ -119,10 +127,34 @@ class RegistryService:
         project_description: str | None = None,
         project_settings: dict[str, Any] | None = None,
     ) -> VersionDetail:
-        """Store a bundle's files (content-addressed) and record it as the next version."""
+        """Vet a bundle, store its files (content-addressed) and record it as the next version.
+
+        The platform decides what the bundle may contain: its code modules are derived from
+        its files, its format and trust flags are checked against the platform's settings, and
+        a skops model file is scanned against the trusted types (nothing is loaded or imported).
+        Every refusal is audited.
+        """
         self._platform.access.require(actor, Permission.REGISTER, target=project)
         check_project_name(project)
-        verify_bundle(bundle)
+        try:
+            trust_keys = sorted(TRUST_SETTINGS & set(project_settings or {}))
+            if trust_keys:
+                raise InvalidInputError(
+                    f"an upload cannot set {', '.join(trust_keys)}: what a model file may contain is "
+                    "decided by the platform",
+                    f"ask an admin to run: harbourmaster trust {project} --add-type TYPE",
+                )
+            verify_bundle(bundle)
+            vetted = vet_bundle(bundle, self._platform.settings, self._trusted_types(project), project)
+        except HarbourmasterError as exc:
+            self._platform.audit.record_alone(
+                actor,
+                "version.register",
+                project,
+                outcome="refused",
+                details={"error": exc.message, "digest": _digest_or_none(bundle), "format": bundle.manifest.format},
+            )
+            raise
         save_bundle(self._platform.artifacts, bundle)
         manifest = bundle.manifest
         for _attempt in range(MAX_NUMBERING_ATTEMPTS):
@@ -139,7 +171,8 @@ class RegistryService:
                         number=(latest or 0) + 1,
                         digest=bundle.digest,
                         format=manifest.format,
-                        trusted_pickle=manifest.trusted_pickle,
+                        trusted_pickle=vetted.trusted_pickle,
+                        code_modules=list(vetted.code_modules),
                         input_schema=manifest.input_schema,
                         output_schema=manifest.output_schema,
                         metrics=manifest.metrics,
@@ -159,6 +192,7 @@ class RegistryService:
                             "digest": row.digest,
                             "format": row.format,
                             "metrics": row.metrics,
+                            "code_modules": row.code_modules,
                         },
                     )
                     return version_detail(row)
@@ -259,13 +293,146 @@ class RegistryService:
         return self.load_digest(actor, project, detail.digest)
 
     def load_digest(self, actor: Actor, project: str, digest: str) -> LoadedBundle:
-        """Load a bundle of a project, trusting the platform's types plus the project's declared ones."""
+        """Load a bundle of a project: runs its code, trusting the platform's types, the project's
+        admin-set ones and the code modules the registry derived from its files."""
         self._platform.access.require(actor, Permission.READ)
         with self._platform.db.reader() as session:
-            trusted = self.project_row(session, project).settings.get("trusted_types", [])
-        return load_bundle(self._platform.artifacts, digest, self._platform.settings, extra_trusted_types=trusted)
+            project_row = self.project_row(session, project)
+            trusted = list(project_row.trusted_types or [])
+            modules = session.scalar(
+                select(VersionRow.code_modules)
+                .where(VersionRow.project_id == project_row.id, VersionRow.digest == digest)
+                .limit(1)
+            )
+        return load_bundle(
+            self._platform.artifacts, digest, self._platform.settings, extra_trusted_types=trusted, code_modules=modules
+        )
+
+    # -- trust ------------------------------------------------------------------
+
+    def project_trust(self, actor: Actor, project: str) -> ProjectTrust:
+        """The types a project's model files may contain beyond the platform's own list."""
+        self._platform.access.require(actor, Permission.READ)
+        with self._platform.db.reader() as session:
+            return self._trust_of(self.project_row(session, project))
+
+    def set_trusted_types(
+        self, actor: Actor, project: str, add: list[str] | None = None, remove: list[str] | None = None
+    ) -> ProjectTrust:
+        """Admin only: add or remove exact type names the project's model files may contain. Audited.
+
+        Creates the project when it does not exist yet (so types can be trusted before its first version).
+        """
+        self._platform.access.require(actor, Permission.ADMINISTER, target=project)
+        add, remove = list(add or []), list(remove or [])
+        try:
+            check_project_name(project)
+            check_type_names([*add, *remove])
+            with self._platform.db.transaction() as session:
+                # An admin may trust types before the project's first version is registered.
+                row = session.scalar(select(ProjectRow).where(ProjectRow.name == project))
+                if row is None:
+                    row = self._ensure_project(session, actor, project, "")
+                    self._platform.audit.record(session, actor, "project.create", project, after={"name": project})
+                before = list(row.trusted_types or [])
+                missing = sorted(set(remove) - set(before))
+                if missing:
+                    raise InvalidInputError(
+                        f"project {project!r} does not trust {', '.join(missing)}",
+                        f"it trusts: {', '.join(before) or 'no extra types'}",
+                    )
+                after = sorted((set(before) | set(add)) - set(remove))
+                if len(after) > MAX_TRUSTED_TYPES:
+                    raise InvalidInputError(
+                        f"a project may trust at most {MAX_TRUSTED_TYPES} types", "remove types it no longer needs"
+                    )
+                row.trusted_types = after
+                session.flush()
+                self._platform.audit.record(
+                    session,
+                    actor,
+                    "project.trust",
+                    project,
+                    before={"trusted_types": before},
+                    after={"trusted_types": after},
+                )
+                return self._trust_of(row)
+        except HarbourmasterError as exc:
+            if not isinstance(exc, NotFoundError):
+                self._platform.audit.record_alone(
+                    actor,
+                    "project.trust",
+                    project,
+                    outcome="refused",
+                    details={"error": exc.message, "add": add, "remove": remove},
+                )
+            raise
+
+    def inspect_version(
+        self, actor: Actor, project: str, version: VersionRef = "latest", file: str | None = None
+    ) -> VersionInspection:
+        """A version as a reviewer sees it: manifest, schemas, code listing, metrics, lineage and the
+        types its model file names, read from the verified bundle without loading or importing it."""
+        self._platform.access.require(actor, Permission.READ)
+        with self._platform.db.reader() as session:
+            row = self.version_row(session, project, version)
+            detail = version_detail(row)
+            trusted = list(row.project.trusted_types or [])
+        bundle = read_bundle_files(self._platform.artifacts, detail.digest)
+        manifest = bundle.manifest
+        model = bundle.files[manifest.model_file]
+        statuses = type_statuses(model, manifest.format, self._platform.settings, trusted, detail.code_modules)
+        text = None
+        if file is not None:
+            file = file if file.startswith("code/") else f"code/{file}"
+            if file not in bundle.files:
+                raise NotFoundError(
+                    f"version {detail.number} of {project!r} has no code file {file}",
+                    "pick one from the code listing of: harbourmaster inspect " + project,
+                )
+            text = bundle.files[file].decode("utf-8", errors="replace")
+        return VersionInspection(
+            project=project,
+            number=detail.number,
+            digest=detail.digest,
+            format=manifest.format,
+            model_file=manifest.model_file,
+            model_size=len(model),
+            description=detail.description,
+            created_by=detail.created_by,
+            created_at=detail.created_at,
+            tags=detail.tags,
+            prepare=manifest.prepare,
+            input_schema=detail.input_schema,
+            output_schema=detail.output_schema,
+            metrics=detail.metrics,
+            metrics_provenance=detail.lineage.get("metrics_provenance") or detail.lineage.get("evaluation"),
+            lineage=detail.lineage,
+            code_modules=detail.code_modules,
+            code_files=[
+                CodeFile(path=f"code/{path}", size=entry.size, sha256=entry.sha256)
+                for path, entry in sorted(manifest.code_files().items())
+            ],
+            referenced_types=[ReferencedType(name=name, status=status) for name, status in statuses],
+            trusted_types=trusted,
+            file=file,
+            file_text=text,
+        )
 
     # -- internals --------------------------------------------------------------
+
+    def _trusted_types(self, project: str) -> list[str]:
+        with self._platform.db.reader() as session:
+            row = session.scalar(select(ProjectRow).where(ProjectRow.name == project))
+            return list(row.trusted_types or []) if row is not None else []
+
+    def _trust_of(self, row: ProjectRow) -> ProjectTrust:
+        return ProjectTrust(
+            project=row.name,
+            trusted_types=list(row.trusted_types or []),
+            platform_trusted_types=list(self._platform.settings.trusted_type_prefixes),
+            trust_pickle=self._platform.settings.trust_pickle,
+        )
 
     def _ensure_project(self, session: Session, actor: Actor, name: str, description: str) -> ProjectRow:
         row = session.scalar(select(ProjectRow).where(ProjectRow.name == name))
@@ -330,6 +497,13 @@ def parse_version_ref(version: VersionRef) -> int | None:
     if number < 1:
         raise InvalidInputError(f"{version!r} is not a version", "version numbers start at 1")
     return number
+
+
+def _digest_or_none(bundle: Bundle) -> str | None:
+    try:
+        return bundle.digest
+    except ValueError:  # metadata that is not JSON-safe (NaN): the refusal is still recorded
+        return None
 
 
 def verify_bundle(bundle: Bundle) -> None:

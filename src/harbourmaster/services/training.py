@@ -310,11 +310,12 @@ def run_info(row: RunRow) -> RunInfo:
 
 
 def project_settings_of(spec: ProjectSpec) -> dict[str, Any]:
-    """What the platform keeps of a project file as the project's own configuration."""
-    return {
-        "trusted_types": list(spec.serialization.trusted_types),
-        "environments": spec.environments,
-    }
+    """What the platform keeps of a project file as the project's own configuration.
+
+    Not ``[serialization] trusted_types``: what a model file may contain is an admin
+    setting (``harbourmaster trust``), which an upload cannot change.
+    """
+    return {"environments": spec.environments}
 
 
 def build_training_bundle(

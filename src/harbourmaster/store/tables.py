@@ -57,6 +57,8 @@ class ProjectRow(Base):
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
     created_by: Mapped[str] = mapped_column(String(128), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Types an admin trusts for this project's model files (harbourmaster trust; 0008).
+    trusted_types: Mapped[list[Any]] = mapped_column(JSON, nullable=False, default=list, server_default="[]")
 
     versions: Mapped[list[VersionRow]] = relationship(back_populates="project", order_by="VersionRow.number")
 
@@ -78,6 +80,8 @@ class VersionRow(Base):
     description: Mapped[str] = mapped_column(Text, nullable=False, default="")
     created_by: Mapped[str] = mapped_column(String(128), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Code modules the registry derived from the bundle's files (NULL: registered before 0008).
+    code_modules: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
 
     project: Mapped[ProjectRow] = relationship(back_populates="versions")
     tags: Mapped[list[VersionTagRow]] = relationship(

@@ -19,9 +19,11 @@ from harbourmaster.core.permissions import Permission
 from harbourmaster.errors import InvalidInputError, NotFoundError
 from harbourmaster.schemas import (
     ProjectInfo,
+    ProjectTrust,
     RunInfo,
     VersionDetail,
     VersionDiff,
+    VersionInspection,
     VersionSummary,
 )
 from harbourmaster.services.actors import Actor
@@ -37,6 +39,11 @@ class ProjectCreate(BaseModel):
 
 class TagValue(BaseModel):
     value: str = Field(default="", max_length=10_000)
+
+
+class TrustChange(BaseModel):
+    add: list[str] = Field(default_factory=list, max_length=200)
+    remove: list[str] = Field(default_factory=list, max_length=200)
 
 
 @router.get("/projects", openapi_extra=requires(Permission.READ))
@@ -77,7 +84,9 @@ async def register_version(
     description: str = Form(""),
     run: str = Form("", description="optional JSON summary of the training run"),
     project_description: str = Form("", description="the project's description, from its project file"),
-    project_settings: str = Form("", description="optional JSON of the project's own configuration"),
+    project_settings: str = Form(
+        "", description="optional JSON of the project's own configuration (never trust settings: see /trust)"
+    ),
     platform: Platform = Depends(get_platform),
     actor: Actor = Depends(current_actor),
 ) -> VersionDetail:
@@ -129,6 +138,36 @@ def get_version(
     actor: Actor = Depends(current_actor),
 ) -> VersionDetail:
     return platform.registry.get_version(actor, project, version)
+
+
+@router.get("/projects/{project}/versions/{version}/inspect", openapi_extra=requires(Permission.READ))
+def inspect_version(
+    project: str,
+    version: str,
+    file: str | None = None,
+    platform: Platform = Depends(get_platform),
+    actor: Actor = Depends(current_actor),
+) -> VersionInspection:
+    """A version for review (manifest, schemas, code listing, types): nothing is loaded or imported."""
+    return platform.registry.inspect_version(actor, project, version, file)
+
+
+@router.get("/projects/{project}/trust", openapi_extra=requires(Permission.READ))
+def project_trust(
+    project: str, platform: Platform = Depends(get_platform), actor: Actor = Depends(current_actor)
+) -> ProjectTrust:
+    return platform.registry.project_trust(actor, project)
+
+
+@router.post("/projects/{project}/trust", openapi_extra=requires(Permission.ADMINISTER))
+def change_project_trust(
+    project: str,
+    body: TrustChange,
+    platform: Platform = Depends(get_platform),
+    actor: Actor = Depends(current_actor),
+) -> ProjectTrust:
+    """Add or remove types a project's model files may contain (admins only; audited)."""
+    return platform.registry.set_trusted_types(actor, project, body.add, body.remove)
 
 
 @router.get("/projects/{project}/diff", openapi_extra=requires(Permission.READ))

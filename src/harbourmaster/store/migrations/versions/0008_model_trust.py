@@ -3,11 +3,16 @@
 Revision ID: 0008
 Revises: 0007
 
-Reserved in the migration chain for: platform-decided model trust (admin trusted types).
-Until that work lands it changes nothing.
+Platform-decided model trust: the types an admin trusts for a project
+(``projects.trusted_types``, set with ``harbourmaster trust``) and the code
+modules the registry derived from each version's own files
+(``versions.code_modules``), which loading trusts instead of the manifest.
 """
 
 from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0008"
 down_revision = "0007"
@@ -16,8 +21,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table("projects", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("trusted_types", sa.JSON(), nullable=False, server_default="[]"))
+    with op.batch_alter_table("versions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("code_modules", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("versions", schema=None) as batch_op:
+        batch_op.drop_column("code_modules")
+    with op.batch_alter_table("projects", schema=None) as batch_op:
+        batch_op.drop_column("trusted_types")

@@ -1,0 +1,45 @@
+"""The SDK's review and trust methods (mixed into ``harbourmaster.Client``): inspect a version
+without loading it, and the admin-set types a project's model files may contain."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from harbourmaster.schemas import ProjectTrust, VersionInspection
+
+if TYPE_CHECKING:
+    from harbourmaster.client import _Remote
+    from harbourmaster.services.actors import Actor
+    from harbourmaster.services.platform import Platform
+
+VersionRef = int | str
+
+
+class TrustMethods:
+    """Review a version before anyone loads it; trust types for a project (admins)."""
+
+    _remote: _Remote | None
+    _platform: Platform | None
+    actor: Actor
+
+    def inspect(self, project: str, version: VersionRef = "latest", *, file: str | None = None) -> VersionInspection:
+        """Manifest, schemas, code listing (and one file's source), metrics, lineage and the types
+        the model file names. Executes nothing: no model is loaded, no project module imported."""
+        if self._remote:
+            params: dict[str, Any] = {"file": file} if file else {}
+            path = f"/projects/{project}/versions/{version}/inspect"
+            return VersionInspection.model_validate(self._remote.get(path, params=params))
+        return self._platform.registry.inspect_version(self.actor, project, version, file)
+
+    def trusted_types(self, project: str) -> ProjectTrust:
+        """The types the project's model files may contain beyond the platform's own list."""
+        if self._remote:
+            return ProjectTrust.model_validate(self._remote.get(f"/projects/{project}/trust"))
+        return self._platform.registry.project_trust(self.actor, project)
+
+    def trust(self, project: str, *, add: list[str] | None = None, remove: list[str] | None = None) -> ProjectTrust:
+        """Admins: add or remove exact type names the project's model files may contain (audited)."""
+        if self._remote:
+            body = {"add": list(add or []), "remove": list(remove or [])}
+            return ProjectTrust.model_validate(self._remote.post(f"/projects/{project}/trust", json=body))
+        return self._platform.registry.set_trusted_types(self.actor, project, list(add or []), list(remove or []))
