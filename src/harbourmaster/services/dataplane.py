@@ -263,7 +263,7 @@ class DataPlaneService:
                 .order_by(ProjectRow.name)
             ).all()
             states = [deployment_state(row) for row in rows]
-            trusted = {row.project.name: list(row.project.settings.get("trusted_types", [])) for row in rows}
+            trusted = {row.project.name: list(row.project.trusted_types or []) for row in rows}
         return DesiredState(environment=env, deployments=states, trusted_types=trusted)
 
     def bundle(self, actor: Actor, environment: str, digest: str) -> Bundle:
