@@ -20,6 +20,7 @@ from harbourmaster.services.scoring import ScoringService
 from harbourmaster.services.training import TrainingService
 from harbourmaster.store.artifacts import ArtifactStore
 from harbourmaster.store.db import Database
+from harbourmaster.store.private import private_dir
 
 
 class Platform:
@@ -27,7 +28,7 @@ class Platform:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
-        self.settings.home.mkdir(parents=True, exist_ok=True)
+        private_dir(self.settings.home)
         self.db = Database(self.settings.database_url)
         self.artifacts = ArtifactStore(self.settings.artifacts_url, self.settings.storage_options)
         self.environments.ensure_defaults()
