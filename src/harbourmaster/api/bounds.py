@@ -15,14 +15,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from harbourmaster.core.limits import MAX_INT, MAX_KEY, MAX_NAME, MAX_TEXT
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.platform import Platform
-
-# Largest integer any route accepts: the database's 64-bit INTEGER (SQLite) / BIGINT (PostgreSQL).
-MAX_INT = 2**63 - 1
-MAX_NAME = 128
-MAX_TEXT = 10_000  # descriptions, comments, reasons, tag values
-MAX_KEY = 256
 
 BoundedInt = Annotated[int, Field(ge=-MAX_INT, le=MAX_INT)]
 PositiveInt = Annotated[int, Field(ge=1, le=MAX_INT)]
