@@ -287,13 +287,11 @@ def predictions(
 
     Embedded only (reads the Parquet log in the configured artifact store); no --url.
     """
-    from harbourmaster.store.prediction_log import PredictionLog
-
-    log = PredictionLog(_platform().artifacts)
-    frame = log.query(sql, env, project) if sql else log.recent(env, project, limit)
+    platform = _platform()
+    frame, count = platform.predictions.read(_actor(), project, env, limit=limit, sql=sql)
     if json:
         return output.print_json(jsonlib.loads(frame.to_json(orient="records", date_format="iso")))
-    output.console.print(f"{log.count(env, project)} logged prediction rows for {project} in {env}")
+    output.console.print(f"{count} logged prediction rows for {project} in {env}")
     output.table(
         None, [str(c) for c in frame.columns], [tuple(str(v) for v in row) for row in frame.itertuples(index=False)]
     )

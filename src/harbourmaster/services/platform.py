@@ -13,6 +13,7 @@ from harbourmaster.services.environments import EnvironmentService
 from harbourmaster.services.feedback import FeedbackService
 from harbourmaster.services.history import HistoryService
 from harbourmaster.services.identity import IdentityService
+from harbourmaster.services.prediction_reads import PredictionReadService
 from harbourmaster.services.promotions import PromotionService
 from harbourmaster.services.registry import RegistryService
 from harbourmaster.services.replicas import ReplicaService
@@ -84,6 +85,10 @@ class Platform:
     @cached_property
     def feedback(self) -> FeedbackService:
         return FeedbackService(self)
+
+    @cached_property
+    def predictions(self) -> PredictionReadService:
+        return PredictionReadService(self)
 
     def close(self) -> None:
         self.db.dispose()

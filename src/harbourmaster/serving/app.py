@@ -19,6 +19,7 @@ import orjson
 
 from harbourmaster.bundle.predictor import Batch
 from harbourmaster.errors import HarbourmasterError
+from harbourmaster.services.actors import Actor
 from harbourmaster.services.feedback import parse_feedback
 from harbourmaster.serving.capture import Captured, now_us
 from harbourmaster.serving.replica import Replica
@@ -191,7 +192,7 @@ class ServingApp:
         except orjson.JSONDecodeError as exc:
             raise HttpError(400, f"malformed JSON: {exc}", "send a JSON body") from None
 
-    def _authorize(self, scope: dict[str, Any]) -> None:
+    def _authorize(self, scope: dict[str, Any]) -> Actor:
         authorization = _header(scope, b"authorization") or ""
         token = authorization[7:].strip() if authorization.lower().startswith("bearer ") else None
         token = token or _header(scope, b"x-harbourmaster-token")
@@ -201,7 +202,7 @@ class ServingApp:
             )
         client = scope.get("client")
         # Cached per token by the access service, so the request path reads the database only on a miss.
-        self.replica.platform.access.authorize_prediction(
+        return self.replica.platform.access.authorize_prediction(
             token, self.replica.environment, client[0] if client else None
         )
 
@@ -364,14 +365,13 @@ class ServingApp:
     async def _feedback_call(
         self, scope: dict[str, Any], receive: Any, send: Any, project: str, headers: list[tuple[bytes, bytes]]
     ) -> None:
-        if self.replica.guarded:
-            self._authorize(scope)
+        caller = self._authorize(scope) if self.replica.guarded else self.replica.actor
         self._route(project)
         body = await self._body(scope, receive)
         items = parse_feedback(body)
         loop = asyncio.get_running_loop()
         count = await loop.run_in_executor(
-            None, self._feedback.record, self.replica.actor, project, self.replica.environment, items
+            None, self._feedback.record, caller, project, self.replica.environment, items
         )
         await _send_json(send, 200, {"stored": count}, headers)
 
