@@ -406,6 +406,7 @@ def build_training_bundle(
             prepare=spec.pipeline.prepare,
             trusted_pickle=spec.serialization.trust_pickle,
             policy=TrustPolicy.from_settings(settings or Settings.from_env(), spec.serialization.trusted_types),
+            sensitive=spec.data.sensitive,
         )
     summary = {
         "rows": len(frame),
