@@ -6,13 +6,16 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
 from governance.helpers import SYSTEM, create_users, live_server
+from harbourmaster.api.app import create_app
 from harbourmaster.core.permissions import Permission
 from harbourmaster.errors import PermissionDeniedError
 from harbourmaster.store.tables import AuditEventRow
+from loopback import serve_in_thread
 
 ROUNDS = 6  # per worker; bounded
 WORKERS = 6
@@ -74,3 +77,22 @@ def test_concurrent_allowed_and_refused_calls_all_complete(platform):
     refused = sum(1 for expected, _, _ in outcomes if expected == 403)
     assert _denied_entries(platform) - denied_before == refused  # each refusal audited exactly once
     assert elapsed < 120, f"{len(outcomes)} calls took {elapsed:.0f}s"
+
+
+@pytest.mark.slow
+def test_a_flood_of_bad_tokens_is_audited_aggregated(platform):
+    app = create_app(platform)
+    tally = app.state.refusal_tally
+    tally.interval = 3600  # one window for the whole flood
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=25) as client:
+        statuses = [
+            client.get("/api/v1/projects", headers={"Authorization": "Bearer hm_not-a-token"}).status_code
+            for _ in range(30)
+        ]
+        tally.interval = 0  # the window closes: the next refusal writes the count of the flood
+        statuses.append(client.get("/api/v1/projects", headers={"Authorization": "Bearer hm_nope"}).status_code)
+    assert statuses == [401] * 31
+    with platform.db.reader() as session:
+        rows = list(session.scalars(select(AuditEventRow).where(AuditEventRow.action == "request.unauthenticated")))
+    assert [row.details["count"] for row in rows] == [1, 30]
+    assert all(row.outcome == "denied" and row.actor == "anonymous" for row in rows)
