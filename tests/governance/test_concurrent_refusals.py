@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import ast
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
+import harbourmaster.services
 from governance.helpers import SYSTEM, create_users, live_server
 from harbourmaster.api.app import create_app
 from harbourmaster.core.permissions import Permission
@@ -17,6 +20,8 @@ from harbourmaster.errors import PermissionDeniedError
 from harbourmaster.store.tables import AuditEventRow
 from loopback import serve_in_thread
 
+SERVICES = Path(harbourmaster.services.__file__).parent
+NESTING_CALLS = (".require", ".record_alone", ".audit_guarded_read")
 ROUNDS = 6  # per worker; bounded
 WORKERS = 6
 
@@ -24,6 +29,19 @@ WORKERS = 6
 def _denied_entries(platform) -> int:
     with platform.db.reader() as session:
         return session.scalar(select(func.count()).where(AuditEventRow.outcome == "denied")) or 0
+
+
+def test_no_service_checks_permission_or_audits_alone_inside_its_write_transaction() -> None:
+    """Static guard: ``access.require`` and ``audit.record_alone`` never appear lexically inside a
+    ``with ...transaction()`` block of a service (each opens a transaction of its own)."""
+    offenders = []
+    for path in sorted(SERVICES.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.With) and any("transaction" in ast.unparse(i.context_expr) for i in node.items):
+                for inner in ast.walk(node):
+                    if isinstance(inner, ast.Call) and ast.unparse(inner.func).endswith(NESTING_CALLS):
+                        offenders.append(f"{path.name}:{inner.lineno} {ast.unparse(inner.func)}")
+    assert not offenders, offenders
 
 
 def test_a_refusal_inside_a_write_transaction_is_audited_after_it_not_nested(platform):
