@@ -1,7 +1,7 @@
 """Schemathesis (its Python API) drives every operation of the control plane's OpenAPI with generated requests, as an
 admin with a valid token, against a real server on loopback: no answer may be a 5xx (issue 7).
 
-Bounded: a few examples per operation, so the whole run stays well under a minute."""
+Bounded: a few examples per operation and generation mode (about 50 s of CPU; longer on a loaded machine)."""
 
 from __future__ import annotations
 
