@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -274,7 +273,6 @@ def _denied_count(platform: Platform) -> int:
 
 
 def test_authorization_matrix(platform: Platform, demo_project):
-    started = time.monotonic()
     tokens = create_users(platform)
     seed = _seed(platform, demo_project)
     denied_before = _denied_count(platform)
@@ -336,8 +334,6 @@ def test_authorization_matrix(platform: Platform, demo_project):
     assert forbidden > 50
     assert _denied_count(platform) - denied_before == forbidden
     assert platform.audit.verify(SYSTEM).ok
-    elapsed = time.monotonic() - started
-    assert elapsed < 60, f"the matrix took {elapsed:.1f}s"
 
 
 def test_matrix_expectations_follow_the_table():
