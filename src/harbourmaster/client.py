@@ -208,6 +208,7 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
         trust_pickle: bool = False,
         description: str = "",
         parameters: dict[str, Any] | None = None,
+        sensitive: Sequence[str] = (),
     ) -> VersionDetail:
         """Register a pipeline fitted in a notebook as the project's next version.
 
@@ -215,7 +216,8 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
         ``target`` names one). ``metrics`` are either values you computed or
         metric names evaluated here on ``eval_data`` (which includes the target).
         Custom transformer classes must live in modules under ``code_dir`` so
-        that the version loads in another process.
+        that the version loads in another process. Columns named in ``sensitive`` are
+        profiled without their values (counts and null rates only).
         """
         check_project_name(project)
         if not isinstance(training_data, pd.DataFrame):
@@ -246,6 +248,7 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
             "format": format,
             "code_files": code_files,
             "trusted_pickle": trust_pickle,
+            "sensitive": list(sensitive),
         }
         if code_dir is not None:
             with project_imports(Path(code_dir), code_modules(code_files)):

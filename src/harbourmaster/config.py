@@ -3,6 +3,8 @@
 ``HARBOURMASTER_HOME`` (default ``./.harbourmaster``) holds the embedded SQLite
 database, the local artifact folder and caches. ``HARBOURMASTER_DATABASE_URL``
 and ``HARBOURMASTER_ARTIFACTS_URL`` point elsewhere for production.
+``HARBOURMASTER_MAX_REQUEST_BYTES`` and ``HARBOURMASTER_MAX_UPLOAD_BYTES`` bound
+what the control plane reads of one request (a bundle upload has the second).
 """
 
 from __future__ import annotations
@@ -34,6 +36,23 @@ def _split_list(value: str | None) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
+DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024  # 1 MiB: every JSON call of the control plane
+DEFAULT_MAX_UPLOAD_BYTES = 1024 * 1024 * 1024  # 1 GiB: a bundle upload (pipeline, profile, code)
+
+
+def _size(env: dict[str, str], name: str, default: int) -> int:
+    value = env.get(name)
+    if not value:
+        return default
+    try:
+        size = int(value)
+    except ValueError:
+        size = 0
+    if size <= 0:
+        raise InvalidInputError(f"{name}={value!r} is not a positive number of bytes", f"e.g. {name}={default}")
+    return size
+
+
 def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -53,6 +72,8 @@ class Settings:
     audit_key_file: Path | None = None
     audit_anchors_url: str | None = None
     audit_anchor_interval: float = 60.0
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
 
     @property
     def cache_dir(self) -> Path:
@@ -89,6 +110,8 @@ class Settings:
             trust_pickle=_flag(env.get("HARBOURMASTER_TRUST_PICKLE")),
             storage_options=storage_options,
             **_audit_settings(env),
+            max_request_bytes=_size(env, "HARBOURMASTER_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES),
+            max_upload_bytes=_size(env, "HARBOURMASTER_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
         )
 
 

@@ -382,8 +382,9 @@ def test_environment_configuration_is_audited_with_before_and_after(gov):
         "prod",
         "allowed",
     )
-    assert entry.before == before and entry.after == changed
-    assert entry.before["sla"]["p99_ms"] == 25 and entry.after["sla"]["p99_ms"] == 40
+    assert entry.before["config"] == before and entry.after["config"] == changed
+    assert entry.before["config"]["sla"]["p99_ms"] == 25 and entry.after["config"]["sla"]["p99_ms"] == 40
+    assert entry.before["position"] == entry.after["position"]
 
     # Only admins configure environments, and the refusal is audited too.
     with pytest.raises(PermissionDeniedError):

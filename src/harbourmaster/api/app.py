@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from harbourmaster import __version__
+from harbourmaster.api.bounds import install_bounds
 from harbourmaster.api.deps import install_authentication
 from harbourmaster.api.errors import install_error_handlers
 from harbourmaster.api.routes import dataplane, duties, governance, health, registry
@@ -20,6 +21,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     )
     app.state.platform = platform or Platform()
     install_error_handlers(app)
+    install_bounds(app, app.state.platform)  # inside authentication: refusals name the caller
     install_authentication(app)
     app.include_router(health.router)
     app.include_router(registry.router)

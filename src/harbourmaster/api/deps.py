@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
@@ -13,6 +15,7 @@ from harbourmaster.services.actors import Actor
 from harbourmaster.services.platform import Platform
 
 PROTECTED_PREFIX = "/api/"
+REFUSAL_INTERVAL_SECONDS = 10.0
 
 
 def get_platform(request: Request) -> Platform:
@@ -25,9 +28,41 @@ def bearer_token(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+class RefusalTally:
+    """Aggregates authentication refusals per (address, reason): the first is audited at once, the
+    following ones as one entry with their count once ``interval`` seconds have passed, so a flood of
+    bad tokens costs one audit write per interval, not one per request."""
+
+    def __init__(self, interval: float = REFUSAL_INTERVAL_SECONDS, limit: int = 10_000) -> None:
+        self.interval = interval
+        self.limit = limit
+        self._open: dict[tuple[str, str], list[float]] = {}  # key -> [window start, refusals not yet audited]
+        self._lock = threading.Lock()
+
+    def add(self, key: tuple[str, str]) -> int:
+        """How many refusals to audit now for ``key`` (0: counted, audited later)."""
+        now = time.monotonic()
+        with self._lock:
+            entry = self._open.get(key)
+            if entry is None:
+                if len(self._open) >= self.limit:
+                    self._open = {k: v for k, v in self._open.items() if now - v[0] < self.interval}
+                self._open[key] = [now, 0]
+                return 1
+            entry[1] += 1
+            if now - entry[0] < self.interval:
+                return 0
+            count = int(entry[1])
+            self._open[key] = [now, 0]
+            return count
+
+
 def install_authentication(app: FastAPI) -> None:
     """Authenticate every /api/ call before routing, so a missing or bad token is always a 401
-    (never a 404 or 422 that would reveal what exists to an anonymous caller)."""
+    (never a 404 or 422 that would reveal what exists to an anonymous caller). Authentication is a
+    read; refusals are audited, aggregated per address and reason (``RefusalTally``)."""
+    tally = RefusalTally()
+    app.state.refusal_tally = tally
 
     @app.middleware("http")
     async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -39,6 +74,16 @@ def install_authentication(app: FastAPI) -> None:
                     platform.identity.authenticate, bearer_token(request), address
                 )
             except AuthenticationError as exc:
+                count = tally.add((address or "-", exc.message))
+                if count:
+                    await run_in_threadpool(
+                        platform.audit.record_alone,
+                        Actor(name="anonymous", address=address),
+                        "request.unauthenticated",
+                        f"{request.method} {request.url.path}"[:256],
+                        outcome="denied",
+                        details={"reason": exc.message, "count": count, "interval_seconds": tally.interval},
+                    )
                 return error_response(exc.http_status, exc.code, exc.message, exc.hint)
         return await call_next(request)
 

@@ -7,9 +7,11 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from harbourmaster.errors import HarbourmasterError
+from harbourmaster.api.bounds import InputRefused, audit_refused_input
+from harbourmaster.errors import HarbourmasterError, InvalidInputError, UntrustedContentError
 
 log = logging.getLogger("harbourmaster.api")
 
@@ -28,15 +30,40 @@ def _describe_validation(exc: RequestValidationError) -> tuple[int, str, str]:
     return 422, "; ".join(problems), "fix the fields named above (see /docs for the schema)"
 
 
+async def _refused(request: Request, status: int, code: str, message: str, hint: str | None) -> JSONResponse:
+    """A request refused for its input: audited (caller, route, reason), then answered."""
+    await audit_refused_input(request.scope, request.app.state.platform, status, code, message)
+    return error_response(status, code, message, hint)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HarbourmasterError)
-    async def _harbourmaster(_request: Request, exc: HarbourmasterError) -> JSONResponse:
+    async def _harbourmaster(request: Request, exc: HarbourmasterError) -> JSONResponse:
+        if isinstance(exc, InvalidInputError | UntrustedContentError):
+            return await _refused(request, exc.http_status, exc.code, exc.message, exc.hint)
         return error_response(exc.http_status, exc.code, exc.message, exc.hint)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         status, message, hint = _describe_validation(exc)
-        return error_response(status, "invalid_json" if status == 400 else "invalid_input", message, hint)
+        return await _refused(request, status, "invalid_json" if status == 400 else "invalid_input", message, hint)
+
+    @app.exception_handler(InputRefused)
+    async def _input_refused(request: Request, exc: InputRefused) -> JSONResponse:
+        return await _refused(request, exc.status_code, exc.code, exc.message, exc.hint)
+
+    @app.exception_handler(DataError)
+    @app.exception_handler(OverflowError)
+    async def _unstorable(request: Request, exc: Exception) -> JSONResponse:
+        # The database refused a value (a NUL byte on PostgreSQL, an integer beyond 64 bits): bad input, not a fault.
+        log.info("unstorable value on %s %s: %s", request.method, request.url.path, exc)
+        return await _refused(
+            request,
+            422,
+            "invalid_input",
+            "a value in the request cannot be stored (a NUL byte, or a number out of range)",
+            "remove NUL characters and keep integers within 64 bits",
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -326,11 +326,8 @@ def predictions(
     if sql:
         if url:
             raise typer.BadParameter("--sql runs embedded only (no SQL runs on the control plane); use --limit/--json")
-        from harbourmaster.store.prediction_log import PredictionLog
-
-        frame = PredictionLog(_platform().artifacts).query(sql, env, project)
+        frame, count = _platform().predictions.read(_actor(), project, env, limit=limit, sql=sql)
         rows = jsonlib.loads(frame.to_json(orient="records", date_format="iso"))
-        count = None
     else:
         with client(url, token) as hm:
             answer = hm.predictions(project, env, limit)

@@ -13,6 +13,11 @@ last bin is closed on both sides. When a column has no more distinct values than
 cardinality numeric data (counts, flags) keeps its shape. A constant column has
 the single bin ``[c, c]``.
 
+A column named sensitive is profiled without its values: only ``count`` and
+``null_fraction`` (no quantiles, range, histogram or categories), marked
+``sensitive``. ``synthetic_row`` builds the row a version warms up on from the
+profile (medians, most frequent categories), so no training record is stored.
+
 Categorical fractions (and numeric bin fractions) are fractions of the non-null
 values; nulls are tracked separately in ``null_fraction``. Infinite numeric
 values count as nulls. Datetime and timedelta columns are profiled as numbers
@@ -22,7 +27,8 @@ values count as nulls. Datetime and timedelta columns are profiled as numbers
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -41,6 +47,7 @@ __all__ = [
     "build_profile",
     "category_fractions_for",
     "is_numeric_feature",
+    "synthetic_row",
 ]
 
 OTHER_KEY = "__other__"
@@ -68,6 +75,7 @@ class NumericProfile(BaseModel):
     quantiles: dict[str, float] = Field(default_factory=dict)
     bin_edges: list[float] = Field(default_factory=list)
     bin_fractions: list[float] = Field(default_factory=list)
+    sensitive: bool = Field(default=False, description="Values withheld: only count and null fraction.")
 
 
 class CategoricalProfile(BaseModel):
@@ -79,6 +87,7 @@ class CategoricalProfile(BaseModel):
     frequencies: dict[str, float] = Field(default_factory=dict)
     other_fraction: float = 0.0
     distinct: int = 0
+    sensitive: bool = Field(default=False, description="Values withheld: only count and null fraction.")
 
 
 FeatureProfile = Annotated[NumericProfile | CategoricalProfile, Field(discriminator="kind")]
@@ -206,8 +215,24 @@ def _categorical_profile(values: pd.Series, max_categories: int) -> CategoricalP
 # ----------------------------------------------------------------------------- public
 
 
-def build_profile(frame: pd.DataFrame, bins: int = 10, max_categories: int = 50) -> ReferenceProfile:
+def _sensitive_profile(values: pd.Series) -> NumericProfile | CategoricalProfile:
+    rows = len(values)
+    if is_numeric_feature(values):
+        count = int(_as_float_array(values).size)
+        return NumericProfile(count=count, null_fraction=(rows - count) / rows if rows else 0.0, sensitive=True)
+    count = len(_stringify(values))
+    # Every value counts as "other": drift on the column is measured against nothing it could reveal.
+    return CategoricalProfile(
+        count=count, null_fraction=(rows - count) / rows if rows else 0.0, other_fraction=1.0, sensitive=True
+    )
+
+
+def build_profile(
+    frame: pd.DataFrame, bins: int = 10, max_categories: int = 50, sensitive: Iterable[str] = ()
+) -> ReferenceProfile:
     """Profile every column of ``frame``: numeric histograms or top-category frequencies.
+
+    Columns named in ``sensitive`` get counts and null fractions only (see the module docs).
 
     Booleans, strings/objects and pandas categoricals are categorical; numbers,
     datetimes and timedeltas are numeric. Raises ``InvalidInputError`` for an
@@ -233,14 +258,57 @@ def build_profile(frame: pd.DataFrame, bins: int = 10, max_categories: int = 50)
             f"cannot profile a frame with duplicate column names: {', '.join(dupes)}",
             "rename or drop the duplicate columns",
         )
+    withheld = {str(name) for name in sensitive}
+    unknown = sorted(withheld - {str(c) for c in frame.columns})
+    if unknown:
+        raise InvalidInputError(
+            f"sensitive column(s) not in the training data: {', '.join(unknown)}",
+            "name feature columns of the training data (the target cannot be withheld)",
+        )
     features: dict[str, NumericProfile | CategoricalProfile] = {}
     for name in frame.columns:
         values = frame[name]
-        if is_numeric_feature(values):
+        if str(name) in withheld:
+            features[str(name)] = _sensitive_profile(values)
+        elif is_numeric_feature(values):
             features[str(name)] = _numeric_profile(values, bins)
         else:
             features[str(name)] = _categorical_profile(values, max_categories)
     return ReferenceProfile(rows=len(frame), features=features)
+
+
+def synthetic_row(profile: ReferenceProfile, dtypes: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A made-up record built from the profile: the median of each numeric feature, the most frequent
+    category of each categorical one, ``None`` for a sensitive or all-null feature. It is what a version
+    warms up on; no training record is kept. ``dtypes`` (column -> pandas dtype) gives integer, boolean
+    and datetime columns values of their own type."""
+    dtypes = dtypes or {}
+    row: dict[str, Any] = {}
+    for name, feature in profile.features.items():
+        dtype = dtypes.get(name)
+        if feature.sensitive or feature.count == 0:
+            row[name] = None
+        elif isinstance(feature, NumericProfile):
+            median = feature.quantiles.get("p50", feature.mean)
+            row[name] = _typed_number(median, dtype)
+        else:
+            top = max(feature.frequencies.items(), key=lambda item: item[1], default=(None, 0.0))[0]
+            row[name] = (top == "True") if dtype is not None and pd.api.types.is_bool_dtype(dtype) else top
+    return row
+
+
+def _typed_number(value: float | None, dtype: Any) -> Any:
+    if value is None or dtype is None:
+        return value
+    if pd.api.types.is_bool_dtype(dtype):
+        return bool(round(value))
+    if pd.api.types.is_integer_dtype(dtype):
+        return round(value)
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return pd.Timestamp(value, unit="s").isoformat()
+    if pd.api.types.is_timedelta64_dtype(dtype):
+        return pd.Timedelta(seconds=value).isoformat()
+    return float(value)
 
 
 def bin_fractions_for(values: pd.Series, profile: NumericProfile) -> list[float]:

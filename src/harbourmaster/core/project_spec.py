@@ -18,6 +18,7 @@ Reference of every key::
                                 # not allowed with source.
     query = "SELECT ..."        # SQL query returning the training rows.
     target = "churned"          # required. Name of the column to predict.
+    sensitive = ["email"]       # optional. Columns profiled without their values.
 
     [pipeline]                  # required.
     train = "train:train_model" # required. "module:function" that returns the fitted
@@ -147,6 +148,7 @@ class DataSection(_Section):
     url: str | None = None
     query: str | None = None
     target: str = Field(min_length=1)
+    sensitive: list[str] = Field(default_factory=list)
 
     @field_validator("source")
     @classmethod

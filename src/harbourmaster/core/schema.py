@@ -8,6 +8,7 @@ range seen. Everything is JSON-safe plain Python (no numpy scalars, no NaN).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import numpy as np
@@ -156,14 +157,16 @@ def _numeric_range(values: pd.Series) -> tuple[float | None, float | None]:
 # ------------------------------------------------------------------------- inference
 
 
-def infer_input_schema(frame: pd.DataFrame, max_categories: int = 100) -> InputSchema:
+def infer_input_schema(frame: pd.DataFrame, max_categories: int = 100, sensitive: Iterable[str] = ()) -> InputSchema:
     """Infer the input schema of ``frame``.
 
     ``categories`` is recorded for string, category and boolean columns with at most
     ``max_categories`` distinct values (declared categories for pandas categoricals);
     ``minimum``/``maximum`` are the finite range seen in integer and float columns.
+    Columns named in ``sensitive`` record neither (their values stay out of the manifest).
     Raises ``InvalidInputError`` for duplicate column names.
     """
+    withheld = {str(name) for name in sensitive}
     if frame.columns.duplicated().any():
         dupes = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
         raise InvalidInputError(
@@ -176,7 +179,9 @@ def infer_input_schema(frame: pd.DataFrame, max_categories: int = 100) -> InputS
         dtype = dtype_of(values)
         categories = None
         minimum = maximum = None
-        if dtype in ("string", "category", "boolean"):
+        if str(name) in withheld:
+            pass
+        elif dtype in ("string", "category", "boolean"):
             categories = _distinct_values(values, max_categories)
         elif dtype in ("integer", "float"):
             minimum, maximum = _numeric_range(values)

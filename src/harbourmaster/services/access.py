@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections import Counter
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -60,18 +62,39 @@ class AccessService:
         target: str = "",
         session: Session | None = None,
     ) -> None:
-        """Raise PermissionDeniedError (after auditing the refusal) unless allowed."""
+        """Raise PermissionDeniedError (after auditing the refusal) unless allowed.
+
+        Call it before opening a write transaction. The refusal is audited in a transaction of its
+        own; if this thread already has one open (a bug), the entry is written when that one ends
+        instead of waiting for it (SQLite's write lock, PostgreSQL's audit lock) while holding it.
+        """
         if self.allows(actor, permission, environment, session):
             return
-        self._platform.audit.record_alone(
-            actor,
-            f"denied.{permission.value}",
-            target or (environment or "-"),
-            outcome="denied",
-            environment=environment,
-            details={"roles": sorted(actor.roles)},
+        self._platform.db.after_transaction(
+            lambda: self._platform.audit.record_alone(
+                actor,
+                f"denied.{permission.value}",
+                target or (environment or "-"),
+                outcome="denied",
+                environment=environment,
+                details={"roles": sorted(actor.roles)},
+            )
         )
         raise PermissionDeniedError(self._explain(actor, permission, environment), self._hint(permission, environment))
+
+    def guarded_environments(self) -> set[str]:
+        """Names of the guarded environments (those with grants or sign-offs; prod by default)."""
+        with self._platform.db.reader() as session:
+            rows = session.execute(select(EnvironmentRow.name, EnvironmentRow.config)).all()
+        return {name for name, config in rows if (config or {}).get("guarded", False)}
+
+    def audit_guarded_read(self, actor: Actor, action: str, target: str, environments: Iterable[str | None]) -> None:
+        """Record a read that returned data of guarded environments: one entry per guarded environment
+        touched, with the number of items read there (nothing when no guarded data was returned)."""
+        guarded = self.guarded_environments()
+        counts = Counter(env for env in environments if env in guarded)
+        for environment, count in sorted(counts.items()):
+            self._platform.audit.record_alone(actor, action, target, environment=environment, details={"items": count})
 
     def audit_guarded_access(self, session: Session, actor: Actor, environment: str, action: str, target: str) -> None:
         """Record an allowed access to a guarded environment in the caller's transaction."""

@@ -167,7 +167,11 @@ class ApprovalService:
             query = select(ApprovalRow).order_by(ApprovalRow.id.desc())
             if project:
                 query = query.where(ApprovalRow.project == project)
-            return [approval_info(row) for row in session.scalars(query)]
+            approvals = [approval_info(row) for row in session.scalars(query)]
+        self._platform.access.audit_guarded_read(
+            actor, "approval.list", project or "*", (a.environment for a in approvals)
+        )
+        return approvals
 
     def pending(self, actor: Actor, project: str | None = None) -> list[PendingApproval]:
         """Versions champion in one environment whose next environment needs sign-offs they lack."""
@@ -178,11 +182,17 @@ class ApprovalService:
         for previous, target in itertools.pairwise(environments):
             if not target.config.approvals.required:
                 continue
-            for state in self._platform.deployments.list(actor, environment=previous.name, project=project):
+            for state in self._platform.deployments.list(
+                actor, environment=previous.name, project=project, audit_read=False
+            ):
                 candidates = [p for p in (state.champion, state.challenger.version if state.challenger else None) if p]
                 for pointer in candidates:
                     target_state = next(
-                        iter(self._platform.deployments.list(actor, environment=target.name, project=state.project)),
+                        iter(
+                            self._platform.deployments.list(
+                                actor, environment=target.name, project=state.project, audit_read=False
+                            )
+                        ),
                         None,
                     )
                     if target_state and target_state.champion and target_state.champion.digest == pointer.digest:
@@ -217,4 +227,7 @@ class ApprovalService:
                             missing=None if verdict.passed else verdict.reason,
                         )
                     )
+        self._platform.access.audit_guarded_read(
+            actor, "approval.pending", project or "*", (item.environment for item in waiting)
+        )
         return waiting

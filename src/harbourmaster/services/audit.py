@@ -339,18 +339,24 @@ class AuditService:
         if format not in EXPORT_FORMATS:
             raise InvalidInputError(f"export format {format!r} is unknown", "use jsonl or csv")
         self._platform.access.require(actor, Permission.AUDIT, target="audit log")
-        # One read for both: the trailer's head must be the last exported entry, even with writers running.
-        everything = list(self._entries())
-        whole = self._verify(everything)
-        entries = [entry for entry in everything if since is None or _parse_at(entry["at"]) >= since]
-        with self._platform.db.transaction() as session:
-            self.record(session, actor, "audit.export", "audit log", details={"since": str(since), "format": format})
-        key = self._signing_key()
-        anchors = [
-            {name: value for name, value in anchor.items() if not name.startswith("_")}
-            for anchor in self.anchors.read_all()
-            if document_signature_valid(key.public_key(), anchor) and int(anchor["seq"]) <= whole.head_seq
-        ]
+        details = {"since": str(since), "format": format}
+        try:
+            # One read for both: the trailer's head must be the last exported entry, even with writers running.
+            everything = list(self._entries())
+            whole = self._verify(everything)
+            entries = [entry for entry in everything if since is None or _parse_at(entry["at"]) >= since]
+            key = self._signing_key()
+            anchors = [
+                {name: value for name, value in anchor.items() if not name.startswith("_")}
+                for anchor in self.anchors.read_all()
+                if document_signature_valid(key.public_key(), anchor) and int(anchor["seq"]) <= whole.head_seq
+            ]
+        except Exception as exc:  # a failed export is logged as failed, never as allowed
+            self.record_alone(
+                actor, "audit.export", "audit log", outcome="failed", details={**details, "error": repr(exc)[:500]}
+            )
+            raise
+        self.record_alone(actor, "audit.export", "audit log", details={**details, "exported": len(entries)})
         trailer = signed_document(
             key,
             {

@@ -15,7 +15,7 @@ import hashlib
 import io
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -313,9 +313,18 @@ class DataPlaneService:
             return TokenDecision(allowed=False, code=exc.code, message=exc.message, hint=exc.hint)
         return TokenDecision(allowed=True, caller=caller.name)
 
-    def feedback(self, actor: Actor, environment: str, project: str, items: list[tuple[str, int, Any]]) -> int:
+    def feedback(
+        self,
+        actor: Actor,
+        environment: str,
+        project: str,
+        items: list[tuple[str, int, Any]],
+        caller: str | None = None,
+    ) -> int:
+        """Ground truth a replica took in; on a guarded replica, ``caller`` is whom the client's token named."""
         self.require_data_plane(actor, environment, "feedback")
-        return self._platform.feedback.record(actor, project, environment, items)
+        recorder = replace(actor, name=f"{caller} via {actor.name}"[:128]) if caller else actor
+        return self._platform.feedback.record(recorder, project, environment, items)
 
     def record_score_run(self, actor: Actor, environment: str, project: str, outcome: dict[str, Any]) -> RunInfo:
         """A batch-scoring run done by a data-plane process, recorded like an embedded one."""

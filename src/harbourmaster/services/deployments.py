@@ -69,7 +69,11 @@ class DeploymentService:
             self._platform.audit.record_alone(actor, "deployment.read", project, environment=environment)
         return state
 
-    def list(self, actor: Actor, environment: str | None = None, project: str | None = None) -> list[DeploymentState]:
+    def list(
+        self, actor: Actor, environment: str | None = None, project: str | None = None, *, audit_read: bool = True
+    ) -> list[DeploymentState]:
+        """Deployments, filtered; a read that returns guarded environments' state is audited (unless the
+        caller audits its own read, ``audit_read=False``)."""
         self._platform.access.require(actor, Permission.READ)
         with self._platform.db.reader() as session:
             query = select(DeploymentRow).join(ProjectRow).order_by(ProjectRow.name, DeploymentRow.environment)
@@ -77,7 +81,12 @@ class DeploymentService:
                 query = query.where(DeploymentRow.environment == environment)
             if project:
                 query = query.where(ProjectRow.name == project)
-            return [deployment_state(row) for row in session.scalars(query)]
+            states = [deployment_state(row) for row in session.scalars(query)]
+        if audit_read:
+            self._platform.access.audit_guarded_read(
+                actor, "deployment.list", project or "*", (state.environment for state in states)
+            )
+        return states
 
     def revisions(self, environment: str) -> dict[str, int]:
         """Project -> revision for one environment: the cheap poll replicas make."""
@@ -102,7 +111,7 @@ class DeploymentService:
             )
             if environment:
                 query = query.where(DeploymentEventRow.environment == environment)
-            return [
+            events = [
                 DeploymentEvent(
                     project=row.project,
                     environment=row.environment,
@@ -116,6 +125,8 @@ class DeploymentService:
                 )
                 for row in session.scalars(query)
             ]
+        self._platform.access.audit_guarded_read(actor, "deployment.events", project, (e.environment for e in events))
+        return events
 
     # -- changing ---------------------------------------------------------------
 

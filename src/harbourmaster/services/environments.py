@@ -97,13 +97,14 @@ class EnvironmentService:
             ) from exc
         with self._platform.db.transaction() as session:
             row = session.scalar(select(EnvironmentRow).where(EnvironmentRow.name == name))
+            # Both the configuration and the place in the order, read before anything changes.
+            before = {"position": row.position, "config": dict(row.config or {})} if row is not None else None
             if row is None:
                 last = session.scalar(select(EnvironmentRow.position).order_by(EnvironmentRow.position.desc()))
                 row = EnvironmentRow(name=name, position=position if position is not None else (last or 0) + 1)
                 session.add(row)
             elif position is not None:
                 row.position = position
-            before = dict(row.config) if row.config else None
             row.config = parsed.model_dump(mode="json")
             row.updated_by = actor.name
             session.flush()
@@ -114,6 +115,7 @@ class EnvironmentService:
                 f"environment:{name}",
                 environment=name,
                 before=before,
-                after=row.config,
+                after={"position": row.position, "config": row.config},
+                details={"moved": before is not None and before["position"] != row.position},
             )
             return _environment(row)

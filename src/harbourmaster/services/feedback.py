@@ -62,6 +62,7 @@ class FeedbackService:
         self._platform = platform
 
     def record(self, actor: Actor, project: str, environment: str, items: list[tuple[str, int, Any]]) -> int:
+        """Store ground truth sent by ``actor`` (the authenticated caller) and audit it; returns the count."""
         now = datetime.now(UTC)
         rows = [
             {
@@ -75,5 +76,18 @@ class FeedbackService:
             }
             for request_id, row, value in items
         ]
-        write_feedback(self._platform.artifacts, rows)
+        try:
+            write_feedback(self._platform.artifacts, rows)
+        except Exception as exc:
+            self._audit(actor, project, environment, len(rows), "failed", f"{type(exc).__name__}: {exc}")
+            raise
+        self._audit(actor, project, environment, len(rows), "allowed", None)
         return len(rows)
+
+    def _audit(self, actor: Actor, project: str, environment: str, count: int, outcome: str, error: str | None) -> None:
+        details: dict[str, Any] = {"items": count}
+        if error:
+            details["error"] = error[:500]
+        self._platform.audit.record_alone(
+            actor, "feedback.record", project, outcome=outcome, environment=environment, details=details
+        )

@@ -78,6 +78,9 @@ class HistoryService:
                         revision=event.revision,
                     )
                 )
+        self._platform.access.audit_guarded_read(
+            actor, "history.read", project, (entry.environment for entry in entries)
+        )
         if at is not None:
             seen: set[str] = set()
             in_force = []

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -378,12 +378,14 @@ class IdentityService:
             return [_token_info(row) for row in session.scalars(query)]
 
     def revoke_token(self, actor: Actor, token_id: int) -> TokenInfo:
+        with self._platform.db.reader() as session:  # the permission check comes before the write transaction
+            owner = session.scalar(select(UserRow.name).join(TokenRow).where(TokenRow.id == token_id))
+        if owner != actor.name:
+            self._platform.access.require(actor, Permission.ADMINISTER, target=f"token:{token_id}")
         with self._platform.db.transaction() as session:
             row = session.get(TokenRow, token_id)
             if row is None:
                 raise NotFoundError(f"no token with id {token_id}", "list tokens: harbourmaster tokens list")
-            if row.user.name != actor.name:
-                self._platform.access.require(actor, Permission.ADMINISTER, target=f"token:{token_id}")
             if row.revoked_at is None:
                 row.revoked_at = datetime.now(UTC)
                 self._platform.audit.record(
@@ -400,7 +402,8 @@ class IdentityService:
             )
         if token.startswith(REPLICA_TOKEN_PREFIX):  # a replica credential: one environment's data plane, no role
             return self._platform.dataplane.authenticate(hash_token(token), address)
-        with self._platform.db.transaction() as session:
+        # A read: authentication never takes the write lock (only the coarse last-use stamp below writes).
+        with self._platform.db.reader() as session:
             row = session.scalar(select(TokenRow).where(TokenRow.token_hash == hash_token(token)))
             now = datetime.now(UTC)
             if row is None:
@@ -412,9 +415,13 @@ class IdentityService:
             if row.user.disabled:
                 raise AuthenticationError(f"user {row.user.name!r} is disabled", "ask an admin")
             self._check_lineage(session, row, now)
-            if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
-                row.last_used_at = now  # coarse, so busy clients do not write on every call
-            return replace(self._actor(session, row.user, address), token_id=row.id)
+            actor = replace(self._actor(session, row.user, address), token_id=row.id)
+            stale = row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60
+            token_id = row.id
+        if stale:  # coarse, so busy clients do not write on every call
+            with self._platform.db.transaction() as session:
+                session.execute(update(TokenRow).where(TokenRow.id == token_id).values(last_used_at=now))
+        return actor
 
     # -- internals --------------------------------------------------------------
 

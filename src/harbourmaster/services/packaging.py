@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import platform as python_platform
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +20,7 @@ from harbourmaster import __version__
 from harbourmaster.bundle.builder import Bundle, build_bundle
 from harbourmaster.bundle.formats import TrustPolicy
 from harbourmaster.core.digest import frame_fingerprint
-from harbourmaster.core.profile import build_profile
+from harbourmaster.core.profile import build_profile, synthetic_row
 from harbourmaster.core.schema import infer_input_schema, infer_output_schema
 from harbourmaster.errors import EntrypointError, InvalidInputError
 
@@ -79,6 +80,7 @@ def package_version(
     prepare: str | None = None,
     trusted_pickle: bool = False,
     policy: TrustPolicy | None = None,
+    sensitive: Sequence[str] = (),
 ) -> Bundle:
     """Build the bundle of a fitted pipeline from the raw features it was trained on.
 
@@ -86,7 +88,8 @@ def package_version(
     input schema that serving validates against and the reference profile that
     drift is measured against. With ``format="onnx"``, ``model`` is the converted
     ONNX graph (an ``onnx.ModelProto`` or its bytes): it is what gets bundled, and
-    it runs on onnxruntime here to infer the output schema.
+    it runs on onnxruntime here to infer the output schema. Columns named in ``sensitive`` are
+    profiled without their values; the manifest's reference row is synthetic (no training record).
     """
     predictor = _onnx_predictor(model) if format == "onnx" else model
     if features.empty:
@@ -114,15 +117,16 @@ def package_version(
     }
     if "parameters" not in full_lineage and hasattr(predictor, "get_params"):
         full_lineage["parameters"] = describe_params(predictor.get_params(deep=False))
-    reference_row = json_safe(features.iloc[0].to_dict())
+    profile = build_profile(features, sensitive=sensitive)
+    reference_row = json_safe(synthetic_row(profile, dict(features.dtypes.items())))
     return build_bundle(
         model,
         format=format,
         code_files=code_files or {},
         prepare=prepare,
-        input_schema=infer_input_schema(features).model_dump(mode="json"),
+        input_schema=infer_input_schema(features, sensitive=sensitive).model_dump(mode="json"),
         output_schema=infer_output_schema(predictor, predictions).model_dump(mode="json"),
-        profile=build_profile(features).model_dump(mode="json"),
+        profile=profile.model_dump(mode="json"),
         metrics={name: float(value) for name, value in metrics.items()},
         lineage=json_safe(full_lineage),
         reference_row=reference_row,

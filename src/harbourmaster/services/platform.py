@@ -15,6 +15,7 @@ from harbourmaster.services.environments import EnvironmentService
 from harbourmaster.services.feedback import FeedbackService
 from harbourmaster.services.history import HistoryService
 from harbourmaster.services.identity import IdentityService
+from harbourmaster.services.prediction_reads import PredictionReadService
 from harbourmaster.services.promotions import PromotionService
 from harbourmaster.services.registry import RegistryService
 from harbourmaster.services.replicas import ReplicaService
@@ -22,6 +23,7 @@ from harbourmaster.services.scoring import ScoringService
 from harbourmaster.services.training import TrainingService
 from harbourmaster.store.artifacts import ArtifactStore
 from harbourmaster.store.db import Database
+from harbourmaster.store.private import private_dir
 
 
 class Platform:
@@ -29,7 +31,7 @@ class Platform:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
-        self.settings.home.mkdir(parents=True, exist_ok=True)
+        private_dir(self.settings.home)
         self.db = Database(self.settings.database_url)
         self.artifacts = ArtifactStore(self.settings.artifacts_url, self.settings.storage_options)
         self.environments.ensure_defaults()
@@ -93,6 +95,10 @@ class Platform:
     @cached_property
     def dataplane(self) -> DataPlaneService:
         return DataPlaneService(self)
+
+    @cached_property
+    def predictions(self) -> PredictionReadService:
+        return PredictionReadService(self)
 
     def close(self) -> None:
         self.db.dispose()

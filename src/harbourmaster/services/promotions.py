@@ -152,7 +152,11 @@ class PromotionService:
             query = select(PromotionRow).order_by(PromotionRow.id.desc()).limit(limit)
             if project:
                 query = query.where(PromotionRow.project == project)
-            return [promotion_info(row) for row in session.scalars(query)]
+            promotions = [promotion_info(row) for row in session.scalars(query)]
+        self._platform.access.audit_guarded_read(
+            actor, "promotion.list", project or "*", (p.to_environment for p in promotions)
+        )
+        return promotions
 
     # -- internals --------------------------------------------------------------
 

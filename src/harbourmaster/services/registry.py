@@ -13,6 +13,7 @@ from harbourmaster.bundle.loaded import LoadedBundle
 from harbourmaster.bundle.storage import load_bundle, read_bundle_files, save_bundle
 from harbourmaster.bundle.vetting import MAX_TRUSTED_TYPES, check_type_names, type_statuses, vet_bundle
 from harbourmaster.core.digest import sha256_bytes
+from harbourmaster.core.limits import check_text
 from harbourmaster.core.permissions import Permission
 from harbourmaster.core.project_spec import PROJECT_NAME_PATTERN
 from harbourmaster.core.schema import (
@@ -136,6 +137,8 @@ class RegistryService:
         """
         self._platform.access.require(actor, Permission.REGISTER, target=project)
         check_project_name(project)
+        check_text(description, "version description")
+        check_text(project_description, "project description")
         try:
             trust_keys = sorted(TRUST_SETTINGS & set(project_settings or {}))
             if trust_keys:
@@ -248,6 +251,7 @@ class RegistryService:
         self._platform.access.require(actor, Permission.REGISTER, target=project)
         if not key or len(key) > 128 or any(ch.isspace() for ch in key):
             raise InvalidInputError(f"tag key {key!r} is not valid", "use 1-128 characters without spaces")
+        check_text(value, "tag value")
         with self._platform.db.transaction() as session:
             row = self.version_row(session, project, version)
             existing = next((tag for tag in row.tags if tag.key == key), None)
@@ -435,6 +439,7 @@ class RegistryService:
         )
 
     def _ensure_project(self, session: Session, actor: Actor, name: str, description: str) -> ProjectRow:
+        check_text(description, "project description")
         row = session.scalar(select(ProjectRow).where(ProjectRow.name == name))
         if row is None:
             row = ProjectRow(name=name, description=description, created_by=actor.name)

@@ -13,7 +13,6 @@ from harbourmaster.core.permissions import Permission
 from harbourmaster.errors import ConflictError
 from harbourmaster.schemas import ReplicaInfo
 from harbourmaster.services.actors import Actor
-from harbourmaster.store.prediction_log import PredictionLog
 from harbourmaster.store.tables import ReplicaRow
 
 if TYPE_CHECKING:
@@ -87,15 +86,8 @@ class ReplicaService:
         return [info for info in infos if include_stopped or info.status != "stopped"]
 
     def predictions(self, actor: Actor, project: str, environment: str, limit: int = 20) -> dict[str, Any]:
-        """The newest ``limit`` rows of a project's prediction log and the total count; reads of a
-        guarded environment's log are audited."""
-        self._platform.access.require(actor, Permission.READ, environment=environment, target=project)
+        """The newest ``limit`` rows of a project's prediction log and the total count, as JSON-ready
+        records (the read itself, and its audit when guarded, are the prediction-read service's)."""
         self._platform.environments.get(environment)  # an unknown environment is a 404 with a hint
-        log = PredictionLog(self._platform.artifacts)
-        frame = log.recent(environment, project, limit)
-        count = log.count(environment, project)
-        if self._platform.access.is_guarded(environment):
-            self._platform.audit.record_alone(
-                actor, "predictions.read", f"{project}:predictions", environment=environment
-            )
+        frame, count = self._platform.predictions.read(actor, project, environment, limit=limit)
         return {"count": count, "rows": orjson.loads(frame.to_json(orient="records", date_format="iso"))}

@@ -237,7 +237,9 @@ class TrainingService:
             query = select(RunRow).order_by(RunRow.id.desc()).limit(limit)
             if project:
                 query = query.where(RunRow.project == project)
-            return [run_info(row) for row in session.scalars(query)]
+            runs = [run_info(row) for row in session.scalars(query)]
+        self._platform.access.audit_guarded_read(actor, "run.list", project or "*", (run.environment for run in runs))
+        return runs
 
     def _latest_number(self, actor: Actor, project: str) -> int | None:
         from harbourmaster.errors import NotFoundError
@@ -405,6 +407,7 @@ def build_training_bundle(
             prepare=spec.pipeline.prepare,
             trusted_pickle=spec.serialization.trust_pickle,
             policy=TrustPolicy.from_settings(settings or Settings.from_env(), spec.serialization.trusted_types),
+            sensitive=spec.data.sensitive,
         )
     summary = {
         "rows": len(frame),

@@ -190,7 +190,8 @@ class ServingApp:
         except orjson.JSONDecodeError as exc:
             raise HttpError(400, f"malformed JSON: {exc}", "send a JSON body") from None
 
-    async def _authorize(self, scope: dict[str, Any]) -> None:
+    async def _authorize(self, scope: dict[str, Any]) -> str:
+        """The caller's name when their token may predict here; raises 401/403 otherwise."""
         authorization = _header(scope, b"authorization") or ""
         token = authorization[7:].strip() if authorization.lower().startswith("bearer ") else None
         token = token or _header(scope, b"x-harbourmaster-token")
@@ -202,9 +203,8 @@ class ServingApp:
         # Decisions are cached per token (allowed and refused); only a miss asks the control plane, off the loop.
         control_plane, address = self.replica.control_plane, client[0] if client else None
         if control_plane.knows_token(token):
-            control_plane.check_token(token, address)
-        else:
-            await asyncio.get_running_loop().run_in_executor(None, control_plane.check_token, token, address)
+            return control_plane.check_token(token, address)
+        return await asyncio.get_running_loop().run_in_executor(None, control_plane.check_token, token, address)
 
     # -- predictions ----------------------------------------------------------------
 
@@ -365,13 +365,12 @@ class ServingApp:
     async def _feedback_call(
         self, scope: dict[str, Any], receive: Any, send: Any, project: str, headers: list[tuple[bytes, bytes]]
     ) -> None:
-        if self.replica.guarded:
-            await self._authorize(scope)
+        caller = await self._authorize(scope) if self.replica.guarded else None
         self._route(project)
         body = await self._body(scope, receive)
         items = parse_feedback(body)
         loop = asyncio.get_running_loop()
-        count = await loop.run_in_executor(None, self.replica.control_plane.feedback, project, items)
+        count = await loop.run_in_executor(None, self.replica.control_plane.feedback, project, items, caller)
         await _send_json(send, 200, {"stored": count}, headers)
 
 

@@ -65,7 +65,7 @@ class ControlPlane(Protocol):
 
     def check_token(self, token: str, address: str | None) -> str: ...
 
-    def feedback(self, project: str, items: list[tuple[str, int, Any]]) -> int: ...
+    def feedback(self, project: str, items: list[tuple[str, int, Any]], caller: str | None = None) -> int: ...
 
     def close(self) -> None: ...
 
@@ -157,8 +157,8 @@ class EmbeddedControlPlane(_TokenChecks):
     def _decide(self, token: str, address: str | None) -> TokenDecision:
         return self.platform.dataplane.authorize_prediction(self.actor, self.environment, token, address)
 
-    def feedback(self, project: str, items: list[tuple[str, int, Any]]) -> int:
-        return self.platform.dataplane.feedback(self.actor, self.environment, project, items)
+    def feedback(self, project: str, items: list[tuple[str, int, Any]], caller: str | None = None) -> int:
+        return self.platform.dataplane.feedback(self.actor, self.environment, project, items, caller)
 
     def close(self) -> None:
         """The platform belongs to whoever made it."""
@@ -277,8 +277,12 @@ class RemoteControlPlane(_TokenChecks):
             ) from exc
         return TokenDecision.model_validate(raw)
 
-    def feedback(self, project: str, items: list[tuple[str, int, Any]]) -> int:
-        body = {"feedback": [{"request_id": rid, "row": row, "value": value} for rid, row, value in items]}
+    def feedback(self, project: str, items: list[tuple[str, int, Any]], caller: str | None = None) -> int:
+        body: dict[str, Any] = {
+            "feedback": [{"request_id": rid, "row": row, "value": value} for rid, row, value in items]
+        }
+        if caller:
+            body["caller"] = caller
         return int(self._http.post(f"{self._prefix}/feedback/{quote(project, safe='')}", json=body)["stored"])
 
     def record_score_run(self, project: str, outcome: dict[str, Any]) -> dict[str, Any]:

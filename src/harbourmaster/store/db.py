@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from harbourmaster.errors import InvalidInputError
+from harbourmaster.store.private import private_dir, private_file
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _migrate_lock = threading.Lock()
@@ -58,11 +59,22 @@ def create_database_engine(url: str, *, for_writing: bool = True) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite_files(Path(database))
         engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
         _configure_sqlite(engine, immediate=for_writing)
         return engine
     return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _private_sqlite_files(database: Path) -> None:
+    """The database file is created 0600 before SQLite opens it (SQLite gives its -wal and -shm
+    files the database file's mode); files left wider by an older version are tightened."""
+    private_dir(database.parent)
+    private_file(database)
+    for suffix in ("-wal", "-shm", "-journal"):
+        companion = database.with_name(database.name + suffix)
+        if companion.exists():
+            private_file(companion)
 
 
 def migrate(engine: Engine) -> None:
@@ -77,11 +89,18 @@ def migrate(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
+class _Nesting(threading.local):
+    def __init__(self) -> None:
+        self.depth = 0
+        self.after: list[Callable[[], None]] = []
+
+
 class Database:
     """An engine plus a session factory; ``transaction()`` is the unit of work."""
 
     def __init__(self, url: str, *, apply_migrations: bool = True) -> None:
         self.url = url
+        self._nesting = _Nesting()
         self.engine = create_database_engine(url)
         if apply_migrations:
             try:
@@ -105,8 +124,33 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session whose work commits together, or not at all."""
-        with self._sessions() as session, session.begin():
-            yield session
+        nesting = self._nesting
+        nesting.depth += 1
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        finally:
+            nesting.depth -= 1
+            if nesting.depth == 0 and nesting.after:
+                pending, nesting.after = nesting.after, []
+                for callback in pending:
+                    callback()
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether this thread has a write transaction open (a second one would wait for it on SQLite)."""
+        return self._nesting.depth > 0
+
+    def after_transaction(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once this thread's write transaction has ended (committed or not), or now.
+
+        For work that needs a transaction of its own, such as auditing a refusal: opened inside another
+        write transaction it would wait for that one (SQLite's write lock, PostgreSQL's audit lock).
+        """
+        if self._nesting.depth:
+            self._nesting.after.append(callback)
+        else:
+            callback()
 
     @contextmanager
     def reader(self) -> Iterator[Session]:

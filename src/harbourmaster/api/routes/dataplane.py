@@ -189,7 +189,8 @@ def forward_feedback(
     actor: Actor = Depends(replica_actor),
 ) -> StoredOut:
     items = parse_feedback(body)
-    return StoredOut(stored=platform.dataplane.feedback(actor, environment, project, items))
+    caller = body.get("caller") if isinstance(body.get("caller"), str) else None
+    return StoredOut(stored=platform.dataplane.feedback(actor, environment, project, items, caller))
 
 
 @router.post("/dataplane/{environment}/runs", status_code=201, tags=["data plane"], openapi_extra=DATA_PLANE)

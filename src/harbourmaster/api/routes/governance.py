@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
+from harbourmaster.api.bounds import Key, Name, VersionRef
 from harbourmaster.api.deps import current_actor, get_platform
 from harbourmaster.api.permissions import AUTHENTICATED, requires
 from harbourmaster.core.environments import Environment
+from harbourmaster.core.limits import MAX_INT
 from harbourmaster.core.permissions import Permission
 from harbourmaster.schemas import (
     ApprovalInfo,
@@ -34,26 +36,26 @@ router = APIRouter(prefix="/api/v1")
 
 class EnvironmentUpdate(BaseModel):
     config: dict[str, Any]
-    position: int | None = None
+    position: int | None = Field(default=None, ge=0, le=10_000)
 
 
 class DeployRequest(BaseModel):
-    version: str | int
+    version: VersionRef
 
 
 class RollbackRequest(BaseModel):
-    to_version: str | int | None = None
+    to_version: VersionRef | None = None
 
 
 class ChallengerRequest(BaseModel):
-    version: str | int
-    mode: str = "canary"
+    version: VersionRef
+    mode: Name = "canary"
     weight: float = 10.0
-    sticky_key: str | None = None
+    sticky_key: Key | None = None
 
 
 class FallbackRequest(BaseModel):
-    failover: str | int | None = None
+    failover: VersionRef | None = None
     fallback: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -62,32 +64,32 @@ class OptionsRequest(BaseModel):
 
 
 class PromoteRequest(BaseModel):
-    project: str
-    version: str | int
-    to: str
+    project: Name
+    version: VersionRef
+    to: Name
     challenger: ChallengerRequest | None = None
 
 
 class DecisionRequest(BaseModel):
-    project: str
-    version: str | int
-    environment: str
-    decision: str = "approve"
+    project: Name
+    version: VersionRef
+    environment: Name
+    decision: Name = "approve"
     comment: str = Field(default="", max_length=4000)
 
 
 class UserCreate(BaseModel):
-    name: str
-    roles: list[str]
+    name: Name
+    roles: list[Name] = Field(max_length=32)
 
 
 class RolesUpdate(BaseModel):
-    roles: list[str]
+    roles: list[Name] = Field(max_length=32)
 
 
 class GrantRequest(BaseModel):
-    environment: str
-    permission: str
+    environment: Name
+    permission: Name
 
 
 class DisabledUpdate(BaseModel):
@@ -95,9 +97,9 @@ class DisabledUpdate(BaseModel):
 
 
 class TokenCreate(BaseModel):
-    user: str | None = None
-    name: str = "default"
-    expires_in_days: float | None = Field(default=None, gt=0)
+    user: Name | None = None
+    name: Name = "default"
+    expires_in_days: float | None = Field(default=None, gt=0, le=36_600)
 
 
 class IssuedTokenOut(BaseModel):
@@ -411,7 +413,9 @@ def list_tokens(
 
 @router.delete("/tokens/{token_id}", tags=["identity"], openapi_extra=requires(AUTHENTICATED))
 def revoke_token(
-    token_id: int, platform: Platform = Depends(get_platform), actor: Actor = Depends(current_actor)
+    token_id: Annotated[int, Path(ge=1, le=MAX_INT)],
+    platform: Platform = Depends(get_platform),
+    actor: Actor = Depends(current_actor),
 ) -> TokenInfo:
     return platform.identity.revoke_token(actor, token_id)
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile  # what request.form() yields (fastapi's is a subclass)
 
+from harbourmaster.api.bounds import Name, Text
 from harbourmaster.api.deps import current_actor, get_platform
 from harbourmaster.api.permissions import requires
 from harbourmaster.bundle.builder import Bundle
 from harbourmaster.bundle.manifest import BundleManifest
+from harbourmaster.core.limits import MAX_TEXT
 from harbourmaster.core.permissions import Permission
 from harbourmaster.errors import InvalidInputError, NotFoundError
 from harbourmaster.schemas import (
@@ -33,12 +35,12 @@ router = APIRouter(prefix="/api/v1", tags=["registry"])
 
 
 class ProjectCreate(BaseModel):
-    name: str
-    description: str = ""
+    name: Name
+    description: Text = ""
 
 
 class TagValue(BaseModel):
-    value: str = Field(default="", max_length=10_000)
+    value: Text = ""
 
 
 class TrustChange(BaseModel):
@@ -81,9 +83,11 @@ async def register_version(
     project: str,
     request: Request,
     manifest: str = Form(..., description="the bundle manifest (JSON)"),
-    description: str = Form(""),
+    description: str = Form("", max_length=MAX_TEXT),
     run: str = Form("", description="optional JSON summary of the training run"),
-    project_description: str = Form("", description="the project's description, from its project file"),
+    project_description: str = Form(
+        "", max_length=MAX_TEXT, description="the project's description, from its project file"
+    ),
     project_settings: str = Form(
         "", description="optional JSON of the project's own configuration (never trust settings: see /trust)"
     ),
@@ -229,11 +233,11 @@ def bundle_file(
 @router.get("/runs", openapi_extra=requires(Permission.READ))
 def list_runs(
     project: str | None = None,
-    limit: int = 50,
+    limit: int = Query(default=50, ge=1, le=1000),
     platform: Platform = Depends(get_platform),
     actor: Actor = Depends(current_actor),
 ) -> list[RunInfo]:
-    return platform.training.list_runs(actor, project, min(max(limit, 1), 1000))
+    return platform.training.list_runs(actor, project, limit)
 
 
 def _checked_digest(digest: str) -> str:

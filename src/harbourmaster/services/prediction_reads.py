@@ -1,0 +1,40 @@
+"""Reading the prediction log: a permission check, and an audit entry when it is a guarded environment's."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from harbourmaster.core.permissions import Permission
+from harbourmaster.services.actors import Actor
+from harbourmaster.store.prediction_log import PredictionLog
+
+if TYPE_CHECKING:
+    from harbourmaster.services.platform import Platform
+
+
+class PredictionReadService:
+    """The one way faces read the prediction log (CLI ``predictions``, and any route serving it)."""
+
+    def __init__(self, platform: Platform) -> None:
+        self._platform = platform
+
+    def read(
+        self, actor: Actor, project: str, environment: str, *, limit: int = 20, sql: str | None = None
+    ) -> tuple[pd.DataFrame, int]:
+        """The newest ``limit`` rows (or the answer to ``sql`` over the views predictions and feedback),
+        and the number of logged rows. Reads of a guarded environment's log are audited."""
+        self._platform.access.require(actor, Permission.READ, environment=environment, target=project)
+        log = PredictionLog(self._platform.artifacts)
+        frame = log.query(sql, environment, project) if sql else log.recent(environment, project, limit)
+        count = log.count(environment, project)
+        if self._platform.access.is_guarded(environment):
+            self._platform.audit.record_alone(
+                actor,
+                "predictions.read",
+                project,
+                environment=environment,
+                details={"rows": len(frame), "sql": sql[:1000] if sql else None},
+            )
+        return frame, count

@@ -1,0 +1,45 @@
+"""Files and folders only their owner may read: the database, keys, logs and the home folder.
+
+Modes are set at creation (the file never exists with wider permissions) and tightened on
+files that already exist, whatever the process umask.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and missing parents) with mode 0700; an existing folder is tightened only if we created it."""
+    path = Path(path)
+    missing = not path.exists()
+    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    if missing:
+        os.chmod(path, DIR_MODE)  # mkdir's mode is filtered by the umask
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create ``path`` empty with mode 0600 if it does not exist; tighten it to 0600 if it does."""
+    path = Path(path)
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
+    return path
+
+
+def write_private(path: Path, data: bytes) -> Path:
+    """Write ``data`` to a file readable by its owner only (created 0600, never wider)."""
+    path = Path(path)
+    private_dir(path.parent)
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    return path
