@@ -187,24 +187,38 @@ def test_canary_and_shadow(world: dict) -> None:
     assert int(rows["shadow_version"].iloc[0]) == versions["other"] and rows["shadow_output"].iloc[0] is not None
 
 
-def test_hot_swap_under_concurrent_load_has_zero_errors(world: dict) -> None:
+@pytest.mark.parametrize("microbatch", [False, True], ids=["direct", "microbatched"])
+def test_hot_swap_under_concurrent_load_has_zero_errors(world: dict, microbatch: bool) -> None:
     platform, versions, server = world["platform"], world["versions"], world["server"]
-    reset(world)
+    options = {"microbatch": {"enabled": True, "max_batch": 16, "max_wait_ms": 2.0}} if microbatch else {}
+    reset(world, **options)
     row = record(platform)
     stop = threading.Event()
     results: list[tuple[int, int | None]] = []
+    failures: list[str] = []
+    finished: list[int] = []
     lock = threading.Lock()
+    per_client, clients, least = 1500, 4, 2000
 
-    def hammer() -> None:
-        with httpx.Client(base_url=server.url, timeout=30) as own:
-            for _ in range(2000):
-                if stop.is_set():
-                    return
-                answer = own.post(f"/v1/projects/{PROJECT}/predict", json=row)
-                with lock:
-                    results.append((answer.status_code, answer.json().get("version")))
+    def hammer(number: int) -> None:
+        try:
+            with httpx.Client(base_url=server.url, timeout=30) as own:
+                for _ in range(per_client):
+                    if stop.is_set():
+                        break
+                    answer = own.post(f"/v1/projects/{PROJECT}/predict", json=row)
+                    with lock:
+                        results.append((answer.status_code, answer.json().get("version")))
+                        if answer.status_code != 200:
+                            failures.append(answer.text[:200])
+        except Exception as exc:  # a client that dies fails the test below
+            with lock:
+                failures.append(f"client {number} died: {exc!r}")
+            return
+        with lock:
+            finished.append(number)
 
-    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    threads = [threading.Thread(target=hammer, args=(n,)) for n in range(clients)]
     for thread in threads:
         thread.start()
     try:
@@ -216,11 +230,16 @@ def test_hot_swap_under_concurrent_load_has_zero_errors(world: dict) -> None:
                 state = platform.deployments.deploy(ACTOR, PROJECT, target, "dev")
             wait_for_revision(server, state.revision)
             time.sleep(0.2)
+        deadline = time.monotonic() + 120  # thousands of requests, bounded in time
+        while time.monotonic() < deadline and len(results) < least and len(finished) < clients:
+            time.sleep(0.05)
     finally:
         stop.set()
         for thread in threads:
             thread.join(60)
-    assert len(results) > 50
+    assert not failures, failures[:5]
+    assert sorted(finished) == list(range(clients)), "a client thread died or hung"
+    assert len(results) >= least
     assert all(status == 200 for status, _ in results), {s for s, _ in results}
     assert {version for _, version in results} == {versions["good"], versions["other"]}
 
