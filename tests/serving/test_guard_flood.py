@@ -63,7 +63,7 @@ def test_a_bad_token_flood_is_audited_in_aggregate_and_granted_calls_still_succe
     assert 'status="401"' in metrics and 'status="403"' in metrics
 
     entries = platform.audit.entries(actor(platform, "audrey"))
-    denied = [e for e in entries if e["action"] == "predict.access" and e["outcome"] == "denied"]
+    denied = [e for e in entries if e["action"] in ("predict.access", "denied.predict") and e["outcome"] == "denied"]
     by_reason: dict[str, int] = {}
     for entry in denied:
         details = entry["details"]
@@ -71,5 +71,6 @@ def test_a_bad_token_flood_is_audited_in_aggregate_and_granted_calls_still_succe
         assert details["token_sha256"] and details["count"] >= 1
     assert by_reason == {"unauthenticated": 2 * FLOOD + 50, "forbidden": 50}  # every refusal, counted
     assert len(denied) <= 12, f"{len(denied)} audit rows for {2 * FLOOD + 100} refusals: not aggregated"
-    assert not [e for e in entries if e["action"] == "denied.predict"]  # no per-request rows either
+    forbidden = [e for e in denied if e["details"]["reason"] == "forbidden"]
+    assert {e["actor"] for e in forbidden} == {"otto"} and all(e["action"] == "denied.predict" for e in forbidden)
     assert platform.audit.verify(actor(platform, "audrey")).ok

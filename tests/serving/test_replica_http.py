@@ -8,7 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import orjson
+import pandas as pd
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import make_settings
 from tests.serving.helpers import FLAG, PROJECT, record, train_versions, wait_for_revision
 
@@ -323,8 +326,6 @@ def test_guarded_environment_refuses_predictions_without_a_token(world: dict) ->
 
 
 def test_batch_scoring_is_recorded_as_a_run(world: dict, tmp_path: Path) -> None:
-    import pandas as pd
-
     platform = world["platform"]
     reset(world)
     frame = pd.DataFrame([record(platform)] * 4)
@@ -336,3 +337,58 @@ def test_batch_scoring_is_recorded_as_a_run(world: dict, tmp_path: Path) -> None
     frame.drop(columns=["mean radius"]).to_csv(tmp_path / "bad.csv", index=False)
     failed = platform.scoring.score(ACTOR, PROJECT, "dev", tmp_path / "bad.csv", tmp_path / "x.csv")
     assert failed.status == "failed" and "mean radius" in failed.error
+
+
+def test_every_status_is_counted_and_refusals_are_logged(world: dict) -> None:
+    platform, client, versions = world["platform"], world["client"], world["versions"]
+    reset(world)
+    platform.deployments.deploy(ACTOR, PROJECT, versions["faulty"], "dev")
+    wait_for_revision(world["server"], platform.deployments.get(ACTOR, PROJECT, "dev").revision)
+    url = f"/v1/projects/{PROJECT}/predict"
+    huge = b'{"records": [' + b",".join([b'{"a": 1}'] * 1_100_000) + b"]}"
+    calls = {  # request id -> (method, url, body, status, reason, project label)
+        "st-400": ("POST", url, b"{not json", 400, "malformed", PROJECT),
+        "st-404": ("POST", "/v1/projects/no-such-project/predict", b"{}", 404, "not_found", "_unrouted"),
+        "st-405": ("GET", url, None, 405, "method_not_allowed", PROJECT),
+        "st-413": ("POST", url, huge, 413, "too_large", PROJECT),
+        "st-422": ("POST", url, b'{"records": []}', 422, "invalid_input", PROJECT),
+        "st-503": ("POST", url, orjson.dumps(record(platform, **{"mean texture": FLAG})), 503, "error", PROJECT),
+    }
+
+    def counts() -> dict[tuple[str, str, str], float]:
+        found: dict[tuple[str, str, str], float] = {}
+        for family in text_string_to_metric_families(client.get("/metrics").text):
+            for sample in family.samples:
+                if sample.name == "harbourmaster_requests_total":
+                    labels = sample.labels
+                    found[(labels["project"], labels["path"], labels["status"])] = sample.value
+        return found
+
+    before = counts()
+    for request_id, (method, target, body, status, _reason, _project) in calls.items():
+        answer = client.request(method, target, content=body, headers={"X-Request-ID": request_id})
+        assert answer.status_code == status, (request_id, answer.text[:200])
+        assert answer.json()["request_id"] == request_id and answer.json()["error"]
+    after = counts()
+    for request_id, (_m, _t, _b, status, _reason, project) in calls.items():
+        path = "unavailable" if status == 503 else "refused"
+        key = (project, path, str(status))
+        assert after.get(key, 0) - before.get(key, 0) == 1, (request_id, key)
+
+    log = PredictionLog(platform.artifacts)
+    deadline = time.monotonic() + 20
+    rows = None
+    while time.monotonic() < deadline:
+        rows = log.query("SELECT * FROM predictions WHERE request_id LIKE 'st-%'")
+        if len(rows) >= len(calls):
+            break
+        time.sleep(0.2)
+    assert rows is not None
+    logged = {r.request_id: r for r in rows.itertuples()}
+    assert set(logged) == set(calls)
+    for request_id, (_m, _t, _b, status, reason, project) in calls.items():
+        row = logged[request_id]
+        assert (row.status, row.reason, row.project) == (status, reason, project), request_id
+        if status != 503:
+            assert row.path == "refused" and pd.isna(row.inputs)  # no inputs kept for a refusal
+    reset(world)

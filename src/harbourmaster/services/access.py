@@ -110,9 +110,11 @@ class AccessService:
         if audit_refusals:
             self.require(actor, Permission.PREDICT, environment=environment, target=environment)
         elif not self.allows(actor, Permission.PREDICT, environment):
-            raise PermissionDeniedError(
+            error = PermissionDeniedError(
                 self._explain(actor, Permission.PREDICT, environment), self._hint(Permission.PREDICT, environment)
             )
+            error.actor = actor.name  # type: ignore[attr-defined]  # for the caller's aggregated audit entry
+            raise error
         self._platform.audit.record_alone(actor, "predict.access", environment, environment=environment)
         with self._cache_lock:
             if len(self._prediction_cache) >= PREDICTION_CACHE_LIMIT:

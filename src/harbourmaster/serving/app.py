@@ -104,8 +104,8 @@ class ServingApp:
         audit, environment = self.replica.platform.audit, self.replica.environment
         for tally in tallies:
             audit.record_alone(
-                Actor(name="anonymous", address=",".join(sorted(tally.addresses)) or None),
-                "predict.access",
+                Actor(name=tally.actor or "anonymous", address=",".join(sorted(tally.addresses)) or None),
+                "denied.predict" if tally.actor else "predict.access",
                 environment,
                 outcome="denied",
                 environment=environment,

@@ -43,6 +43,7 @@ class RefusalTally:
     last: datetime = field(default_factory=lambda: datetime.now(UTC))
     addresses: set[str] = field(default_factory=set)
     tokens: int = 1  # distinct tokens folded into this tally (more than one only for the overflow tally)
+    actor: str | None = None  # the token's user, when it is known but refused (a 403)
 
 
 Audit = Callable[[list[RefusalTally]], None]
@@ -115,6 +116,8 @@ class TokenGuard:
                 tally = self._tallies.get(key)
             if tally is None:
                 tally = self._tallies[key] = RefusalTally(key[0], error.code, error.http_status)
+                if key[0] != "*":
+                    tally.actor = getattr(error, "actor", None)
         tally.count += 1
         tally.last = datetime.now(UTC)
         if address and len(tally.addresses) < 10:
