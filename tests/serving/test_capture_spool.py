@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import make_settings
@@ -181,3 +182,23 @@ def test_a_store_outage_spills_to_the_spool_and_recovery_loses_and_duplicates_no
     assert sorted(logged["request_id"]) == sorted(answered)  # none lost, none twice
     assert not list((platform.settings.cache_dir / "spool" / "dev").glob("*.seg"))
     platform.close()
+
+
+def test_a_bad_spooled_line_is_skipped_without_holding_back_the_rest(tmp_path: Path) -> None:
+    spool, store = tmp_path / "spool", ArtifactStore(str(tmp_path / "artifacts"))
+    spool.mkdir()
+    (spool / "deadbeef00000000.lock").touch()  # an owner that is gone: nobody holds its lock
+    good = [list(entry(f"g-{i}")) for i in range(3)]
+    wrong_shape = ["not", "a", "request"]
+    wrong_types = list(entry("bad"))
+    wrong_types[8] = "records should be a list"
+    lines = [{"environment": "dev", "replica": "gone"}, good[0], wrong_shape, good[1], wrong_types, good[2]]
+    (spool / "deadbeef00000000-000000001.seg").write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in lines))
+
+    writer = CaptureWriter(store, ServingMetrics("dev"), spool_dir=spool, environment="dev", flush_seconds=0.1)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and list(spool.glob("*.seg")):
+        time.sleep(0.05)
+    writer.close()
+    assert [rid for rid, _ in logged_keys(store)] == ["g-0", "g-1", "g-2"]
+    assert not list(spool.glob("*.seg")) and not list(spool.glob("*.lock"))

@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date
 from operator import countOf
 from pathlib import Path
@@ -333,19 +333,8 @@ class CaptureWriter:
             segment = self._spilled[0]
             try:
                 header, entries = read_segment(segment.path)
-                partitions: Partitions = {}
-                rows = 0
-                batch: list[Captured] = []
                 environment = header.get("environment", self._environment)
-                replica = header.get("replica", self._replica)
-                for values in entries:
-                    batch.append(Captured(*values))
-                    if len(batch) >= CHUNK_REQUESTS:
-                        rows += _convert(partitions, batch, environment, replica)
-                        batch = []
-                        time.sleep(0)
-                if batch:
-                    rows += _convert(partitions, batch, environment, replica)
+                partitions, rows = _convert_lines(entries, environment, header.get("replica", self._replica))
                 self._upload(segment, partitions, environment)
             except FileNotFoundError:
                 rows = 0
@@ -389,6 +378,47 @@ class CaptureWriter:
             )
         self._spool.close()
         self._gauges()
+
+
+def _convert_lines(lines: Iterable[list[Any]], environment: str, replica: str) -> tuple[Partitions, int]:
+    """Partitions and row count of a segment's lines; a line that cannot be converted is logged and skipped
+    (so one bad line cannot hold back the spool behind it)."""
+    partitions: Partitions = {}
+    rows = 0
+    batch: list[Captured] = []
+
+    def attempt(entries: list[Captured]) -> None:
+        nonlocal rows
+        converted: Partitions = {}  # merged only when every entry converted (no half-added batch)
+        rows += _convert(converted, entries, environment, replica)
+        for key, batches in converted.items():
+            partitions.setdefault(key, []).extend(batches)
+
+    def flush() -> None:
+        try:
+            attempt(batch)
+            return
+        except Exception:  # find the culprit: one request at a time
+            pass
+        for entry in batch:
+            try:
+                attempt([entry])
+            except Exception as exc:
+                log.error("prediction log: spooled request %s cannot be converted, skipped: %s", entry[1], exc)
+
+    for values in lines:
+        try:
+            batch.append(Captured(*values))
+        except TypeError:
+            log.error("prediction log: a spooled line has an unknown shape, skipped")
+            continue
+        if len(batch) >= CHUNK_REQUESTS:
+            flush()
+            batch = []
+            time.sleep(0)  # let the event loop have the GIL between chunks
+    if batch:
+        flush()
+    return partitions, rows
 
 
 def _convert(partitions: Partitions, entries: list[Captured], environment: str, replica: str) -> int:
