@@ -72,7 +72,8 @@ def wait_for_revision(server: ServerThread, revision: int, timeout: float = 20.0
 
 
 def serve_process(home: Path, port: int, workers: int = 1, environment: str = "dev") -> subprocess.Popen[bytes]:
-    """``harbourmaster serve`` in its own process group (so a signal reaches every worker), waited until ready."""
+    """``harbourmaster serve`` in its own process group (so a signal reaches every worker), waited until every
+    worker is ready."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("HARBOURMASTER_")}
     env["HARBOURMASTER_HOME"] = str(home)
     command = [sys.executable, "-m", "harbourmaster", "serve", "--env", environment, "--port", str(port)]
@@ -83,19 +84,23 @@ def serve_process(home: Path, port: int, workers: int = 1, environment: str = "d
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 90
+    seen: set[str] = set()  # replica ids of ready workers (each new connection goes to either worker)
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
             output = process.stdout.read().decode() if process.stdout else ""
             raise AssertionError(f"serve exited with {process.returncode}: {output}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
+            status = httpx.get(f"http://127.0.0.1:{port}/v1/status", timeout=2).json()
+            if status["ready"]:
+                seen.add(status["replica"])
+            if len(seen) >= workers:
                 return process
         except httpx.HTTPError:
             pass
-        time.sleep(0.1)
-    process.kill()
-    raise AssertionError("serve did not become ready")
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    raise AssertionError(f"serve did not become ready ({len(seen)} of {workers} workers)")
 
 
 def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 60) -> str:

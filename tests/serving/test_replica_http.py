@@ -391,4 +391,5 @@ def test_every_status_is_counted_and_refusals_are_logged(world: dict) -> None:
         assert (row.status, row.reason, row.project) == (status, reason, project), request_id
         if status != 503:
             assert row.path == "refused" and pd.isna(row.inputs)  # no inputs kept for a refusal
+    assert log.count("dev", PROJECT, refused=True) - log.count("dev", PROJECT) >= 4  # count() is of predictions
     reset(world)
