@@ -239,6 +239,7 @@ EXAMPLES: dict[tuple[str, str], list[Example]] = {
         _dataplane("dev", json={"feedback": [{"request_id": "r", "value": 1}]})
     ],
     ("POST", "/api/v1/dataplane/{environment}/runs"): [_dataplane("dev", json=SCORE_RUN)],
+    ("POST", "/api/v1/dataplane/{environment}/refusals"): [_dataplane("prod", json={"refusals": []})],
     ("POST", "/api/v1/replica-credentials"): [
         lambda _p, s, _u: Request(json={"environment": "prod", "name": s.unique("web")})
     ],

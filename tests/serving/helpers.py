@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from harbourmaster.demo.story import write_demo_project
 from harbourmaster.services.actors import Actor
@@ -62,3 +69,56 @@ def wait_for_revision(server: ServerThread, revision: int, timeout: float = 20.0
             return
         time.sleep(0.05)
     raise AssertionError(f"replica did not reach revision {revision}")
+
+
+def serve_process(home: Path, port: int, workers: int = 1, environment: str = "dev") -> subprocess.Popen[bytes]:
+    """``harbourmaster serve`` in its own process group (so a signal reaches every worker), waited until every
+    worker is ready."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HARBOURMASTER_")}
+    env["HARBOURMASTER_HOME"] = str(home)
+    command = [sys.executable, "-m", "harbourmaster", "serve", "--env", environment, "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--workers", str(workers)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    seen: set[str] = set()  # replica ids of ready workers (each new connection goes to either worker)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stdout.read().decode() if process.stdout else ""
+            raise AssertionError(f"serve exited with {process.returncode}: {output}")
+        try:
+            status = httpx.get(f"http://127.0.0.1:{port}/v1/status", timeout=2).json()
+            if status["ready"]:
+                seen.add(status["replica"])
+            if len(seen) >= workers:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    raise AssertionError(f"serve did not become ready ({len(seen)} of {workers} workers)")
+
+
+def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 60) -> str:
+    """Send ``sig`` to the server's process group; its output once every process has exited."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+    try:
+        process.wait(timeout)
+    finally:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+    deadline = time.monotonic() + 20  # workers of a killed group may outlive the parent for a moment
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    return process.stdout.read().decode() if process.stdout else ""

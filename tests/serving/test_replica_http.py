@@ -8,7 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import orjson
+import pandas as pd
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import make_settings
 from tests.serving.helpers import FLAG, PROJECT, record, train_versions, wait_for_revision
 
@@ -187,24 +190,38 @@ def test_canary_and_shadow(world: dict) -> None:
     assert int(rows["shadow_version"].iloc[0]) == versions["other"] and rows["shadow_output"].iloc[0] is not None
 
 
-def test_hot_swap_under_concurrent_load_has_zero_errors(world: dict) -> None:
+@pytest.mark.parametrize("microbatch", [False, True], ids=["direct", "microbatched"])
+def test_hot_swap_under_concurrent_load_has_zero_errors(world: dict, microbatch: bool) -> None:
     platform, versions, server = world["platform"], world["versions"], world["server"]
-    reset(world)
+    options = {"microbatch": {"enabled": True, "max_batch": 16, "max_wait_ms": 2.0}} if microbatch else {}
+    reset(world, **options)
     row = record(platform)
     stop = threading.Event()
     results: list[tuple[int, int | None]] = []
+    failures: list[str] = []
+    finished: list[int] = []
     lock = threading.Lock()
+    per_client, clients, least = 1500, 4, 2000
 
-    def hammer() -> None:
-        with httpx.Client(base_url=server.url, timeout=30) as own:
-            for _ in range(2000):
-                if stop.is_set():
-                    return
-                answer = own.post(f"/v1/projects/{PROJECT}/predict", json=row)
-                with lock:
-                    results.append((answer.status_code, answer.json().get("version")))
+    def hammer(number: int) -> None:
+        try:
+            with httpx.Client(base_url=server.url, timeout=30) as own:
+                for _ in range(per_client):
+                    if stop.is_set():
+                        break
+                    answer = own.post(f"/v1/projects/{PROJECT}/predict", json=row)
+                    with lock:
+                        results.append((answer.status_code, answer.json().get("version")))
+                        if answer.status_code != 200:
+                            failures.append(answer.text[:200])
+        except Exception as exc:  # a client that dies fails the test below
+            with lock:
+                failures.append(f"client {number} died: {exc!r}")
+            return
+        with lock:
+            finished.append(number)
 
-    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    threads = [threading.Thread(target=hammer, args=(n,)) for n in range(clients)]
     for thread in threads:
         thread.start()
     try:
@@ -216,11 +233,16 @@ def test_hot_swap_under_concurrent_load_has_zero_errors(world: dict) -> None:
                 state = platform.deployments.deploy(ACTOR, PROJECT, target, "dev")
             wait_for_revision(server, state.revision)
             time.sleep(0.2)
+        deadline = time.monotonic() + 120  # thousands of requests, bounded in time
+        while time.monotonic() < deadline and len(results) < least and len(finished) < clients:
+            time.sleep(0.05)
     finally:
         stop.set()
         for thread in threads:
             thread.join(60)
-    assert len(results) > 50
+    assert not failures, failures[:5]
+    assert sorted(finished) == list(range(clients)), "a client thread died or hung"
+    assert len(results) >= least
     assert all(status == 200 for status, _ in results), {s for s, _ in results}
     assert {version for _, version in results} == {versions["good"], versions["other"]}
 
@@ -304,8 +326,6 @@ def test_guarded_environment_refuses_predictions_without_a_token(world: dict) ->
 
 
 def test_batch_scoring_is_recorded_as_a_run(world: dict, tmp_path: Path) -> None:
-    import pandas as pd
-
     platform = world["platform"]
     reset(world)
     frame = pd.DataFrame([record(platform)] * 4)
@@ -317,3 +337,59 @@ def test_batch_scoring_is_recorded_as_a_run(world: dict, tmp_path: Path) -> None
     frame.drop(columns=["mean radius"]).to_csv(tmp_path / "bad.csv", index=False)
     failed = platform.scoring.score(ACTOR, PROJECT, "dev", tmp_path / "bad.csv", tmp_path / "x.csv")
     assert failed.status == "failed" and "mean radius" in failed.error
+
+
+def test_every_status_is_counted_and_refusals_are_logged(world: dict) -> None:
+    platform, client, versions = world["platform"], world["client"], world["versions"]
+    reset(world)
+    platform.deployments.deploy(ACTOR, PROJECT, versions["faulty"], "dev")
+    wait_for_revision(world["server"], platform.deployments.get(ACTOR, PROJECT, "dev").revision)
+    url = f"/v1/projects/{PROJECT}/predict"
+    huge = b'{"records": [' + b",".join([b'{"a": 1}'] * 1_100_000) + b"]}"
+    calls = {  # request id -> (method, url, body, status, reason, project label)
+        "st-400": ("POST", url, b"{not json", 400, "malformed", PROJECT),
+        "st-404": ("POST", "/v1/projects/no-such-project/predict", b"{}", 404, "not_found", "_unrouted"),
+        "st-405": ("GET", url, None, 405, "method_not_allowed", PROJECT),
+        "st-413": ("POST", url, huge, 413, "too_large", PROJECT),
+        "st-422": ("POST", url, b'{"records": []}', 422, "invalid_input", PROJECT),
+        "st-503": ("POST", url, orjson.dumps(record(platform, **{"mean texture": FLAG})), 503, "error", PROJECT),
+    }
+
+    def counts() -> dict[tuple[str, str, str], float]:
+        found: dict[tuple[str, str, str], float] = {}
+        for family in text_string_to_metric_families(client.get("/metrics").text):
+            for sample in family.samples:
+                if sample.name == "harbourmaster_requests_total":
+                    labels = sample.labels
+                    found[(labels["project"], labels["path"], labels["status"])] = sample.value
+        return found
+
+    before = counts()
+    for request_id, (method, target, body, status, _reason, _project) in calls.items():
+        answer = client.request(method, target, content=body, headers={"X-Request-ID": request_id})
+        assert answer.status_code == status, (request_id, answer.text[:200])
+        assert answer.json()["request_id"] == request_id and answer.json()["error"]
+    after = counts()
+    for request_id, (_m, _t, _b, status, _reason, project) in calls.items():
+        path = "unavailable" if status == 503 else "refused"
+        key = (project, path, str(status))
+        assert after.get(key, 0) - before.get(key, 0) == 1, (request_id, key)
+
+    log = PredictionLog(platform.artifacts)
+    deadline = time.monotonic() + 20
+    rows = None
+    while time.monotonic() < deadline:
+        rows = log.query("SELECT * FROM predictions WHERE request_id LIKE 'st-%'")
+        if len(rows) >= len(calls):
+            break
+        time.sleep(0.2)
+    assert rows is not None
+    logged = {r.request_id: r for r in rows.itertuples()}
+    assert set(logged) == set(calls)
+    for request_id, (_m, _t, _b, status, reason, project) in calls.items():
+        row = logged[request_id]
+        assert (row.status, row.reason, row.project) == (status, reason, project), request_id
+        if status != 503:
+            assert row.path == "refused" and pd.isna(row.inputs)  # no inputs kept for a refusal
+    assert log.count("dev", PROJECT, refused=True) - log.count("dev", PROJECT) >= 4  # count() is of predictions
+    reset(world)

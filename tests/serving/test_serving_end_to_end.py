@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -37,7 +36,7 @@ from tests.serving.projects import (
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.platform import Platform
 from harbourmaster.serving.replica import ReplicaOptions
-from harbourmaster.serving.server import ServerThread, free_port
+from harbourmaster.serving.server import ServerThread
 from harbourmaster.store.prediction_log import PredictionLog
 
 ACTOR = Actor.local_owner()
@@ -351,64 +350,4 @@ def test_desired_state_cli_goes_through_the_client_embedded_and_against_a_server
     assert MOODY in table.stdout and f"v{good}" in table.stdout
     assert platform.deployments.get(ACTOR, MOODY, "dev").options["unknown_fields"] == "ignore"
     assert run_cli(home, "challenger", MOODY).returncode == 2  # neither a VERSION nor --clear
-    platform.close()
-
-
-@pytest.mark.slow
-def test_two_workers_both_answer_and_sigterm_flushes_every_answer(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    platform = Platform(make_settings(home))
-    moody = train_moody(platform, tmp_path)
-    platform.deployments.deploy(ACTOR, MOODY, moody["good"], "dev")
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("HARBOURMASTER_")}
-    env["HARBOURMASTER_HOME"] = str(home)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "harbourmaster", "serve", "--env", "dev", "--port", str(port), "--workers", "2"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    seen: set[str] = set()
-    answered: list[str] = []
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        for attempt in range(300):  # one new connection each: the kernel hands them to either worker
-            if attempt >= 40 and len(seen) >= 2:
-                break
-            status = httpx.get(f"{url}/v1/status", timeout=10)
-            seen.add(status.json()["replica"])
-            request_id = f"w-{attempt}"
-            answer = httpx.post(
-                f"{url}/v1/projects/{MOODY}/predict",
-                json={"x1": 1.0 + attempt % 9, "x2": 3.0},
-                headers={"X-Request-ID": request_id},
-                timeout=10,
-            )
-            assert answer.status_code == 200 and answer.json()["request_id"] == request_id
-            answered.append(request_id)
-        assert len(seen) == 2, f"only {seen} answered"
-        alive = {r.id for r in platform.replicas.list(ACTOR, "dev") if r.status == "alive"}
-        assert seen <= alive  # each worker is a replica with its own heartbeat
-        process.send_signal(signal.SIGTERM)
-        code = process.wait(60)
-        output = process.stdout.read().decode() if process.stdout else ""
-        assert code in (0, -signal.SIGTERM), output
-        assert output.count("Application shutdown complete") == 2, output
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
-    logged = PredictionLog(platform.artifacts).query("SELECT request_id, replica FROM predictions", "dev", MOODY)
-    assert sorted(logged["request_id"]) == sorted(answered)
-    assert set(logged["replica"]) <= seen
-    stopped = {r.id for r in platform.replicas.list(ACTOR, "dev", include_stopped=True) if r.status == "stopped"}
-    assert seen <= stopped
     platform.close()

@@ -101,11 +101,14 @@ class AccessService:
         if self.is_guarded(environment, session):
             self._platform.audit.record(session, actor, action, target, environment=environment)
 
-    def authorize_prediction(self, token: str | None, environment: str, address: str | None = None) -> Actor:
+    def authorize_prediction(
+        self, token: str | None, environment: str, address: str | None = None, *, audit_refusals: bool = True
+    ) -> Actor:
         """For replicas of guarded environments: the caller, if its token may predict there.
 
         Positive answers are cached per token for a short time so the serving path
-        does not hit the database on every request; each decision made is audited.
+        does not hit the database on every request; each decision made is audited
+        (refusals only with ``audit_refusals``: a replica's ``TokenGuard`` audits them in aggregate).
         """
         key = (hashlib.sha256((token or "").encode()).hexdigest(), environment)
         now = time.monotonic()
@@ -116,6 +119,8 @@ class AccessService:
         try:
             actor = self._platform.identity.authenticate(token, address)
         except AuthenticationError:
+            if not audit_refusals:
+                raise
             self._platform.audit.record_alone(
                 Actor(name="anonymous", address=address),
                 "predict.access",
@@ -125,7 +130,14 @@ class AccessService:
                 details={"reason": "no valid token"},
             )
             raise
-        self.require(actor, Permission.PREDICT, environment=environment, target=environment)
+        if audit_refusals:
+            self.require(actor, Permission.PREDICT, environment=environment, target=environment)
+        elif not self.allows(actor, Permission.PREDICT, environment):
+            error = PermissionDeniedError(
+                self._explain(actor, Permission.PREDICT, environment), self._hint(Permission.PREDICT, environment)
+            )
+            error.actor = actor.name  # type: ignore[attr-defined]  # for the caller's aggregated audit entry
+            raise error
         self._platform.audit.record_alone(actor, "predict.access", environment, environment=environment)
         with self._cache_lock:
             if len(self._prediction_cache) >= PREDICTION_CACHE_LIMIT:

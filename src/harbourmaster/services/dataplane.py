@@ -15,6 +15,7 @@ import hashlib
 import io
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -52,7 +53,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
 # predictions/env=<env>/project=<project>/date=<YYYY-MM-DD>/<32 hex>.parquet, nothing else
 _PREDICTION_KEY = re.compile(
     r"predictions/env=(?P<env>[a-z][a-z0-9_-]{0,62})/project=(?P<project>[a-z0-9][a-z0-9_-]{0,62})/"
-    r"date=(?P<date>\d{4}-\d{2}-\d{2})/[0-9a-f]{32}\.parquet"
+    r"date=(?P<date>\d{4}-\d{2}-\d{2})/[0-9a-f][0-9a-f-]{15,63}\.parquet"
 )
 CREDENTIAL_HINT = "mint one for this environment: harbourmaster replica-tokens create --env ENVIRONMENT"
 
@@ -88,6 +89,9 @@ class DesiredState(BaseModel):
     trusted_types: dict[str, list[str]]  # project -> the project's extra trusted types for loading
 
 
+MAX_REFUSAL_TALLIES = 200  # per report: a replica's guard folds the rest into one tally
+
+
 class TokenDecision(BaseModel):
     """Whether a client's token may predict in an environment (what replicas cache)."""
 
@@ -98,9 +102,11 @@ class TokenDecision(BaseModel):
     hint: str | None = None
 
     def error(self) -> HarbourmasterError:
-        """The refusal as the error the client gets (401 or 403)."""
+        """The refusal as the error the client gets (401 or 403); a known but refused caller is named on it."""
         cls = ERRORS_BY_CODE.get(self.code or "", PermissionDeniedError)
-        return cls(self.message or "this token may not predict here", self.hint)
+        error = cls(self.message or "this token may not predict here", self.hint)
+        error.actor = self.caller  # type: ignore[attr-defined]  # for the replica's aggregated refusal audit
+        return error
 
 
 def _credential_info(row: ReplicaCredentialRow) -> ReplicaCredentialInfo:
@@ -286,7 +292,7 @@ class DataPlaneService:
         if match is None or match["env"] != environment:
             raise InvalidInputError(
                 f"{key!r} is not a prediction-log key of {environment}",
-                f"predictions/env={environment}/project=<project>/date=<YYYY-MM-DD>/<32 hex>.parquet",
+                f"predictions/env={environment}/project=<project>/date=<YYYY-MM-DD>/<16-64 of hex and '-'>.parquet",
             )
         try:
             datetime.strptime(match["date"], "%Y-%m-%d")
@@ -298,7 +304,7 @@ class DataPlaneService:
             )
         _check_prediction_file(data, environment, match["project"])
         if self._platform.artifacts.exists(key):
-            raise InvalidInputError(f"{key} is already in the prediction log", "prediction files are never rewritten")
+            return key  # a spool segment uploaded again after a crash: stored once, never rewritten
         self._platform.artifacts.put_bytes(key, data)
         return key
 
@@ -308,10 +314,34 @@ class DataPlaneService:
         """For a replica of a guarded environment: may this client token predict there? (each decision audited)"""
         self.require_data_plane(actor, environment, "check-token")
         try:
-            caller = self._platform.access.authorize_prediction(token, environment, address)
+            # Refusals are audited by the replica's guard, in aggregate (record_refusals), not one by one.
+            caller = self._platform.access.authorize_prediction(token, environment, address, audit_refusals=False)
         except (AuthenticationError, PermissionDeniedError) as exc:
-            return TokenDecision(allowed=False, code=exc.code, message=exc.message, hint=exc.hint)
+            return TokenDecision(
+                allowed=False, caller=getattr(exc, "actor", None), code=exc.code, message=exc.message, hint=exc.hint
+            )
         return TokenDecision(allowed=True, caller=caller.name)
+
+    def record_refusals(self, actor: Actor, environment: str, tallies: list[dict[str, Any]]) -> int:
+        """A guarded replica's refused client tokens, one entry per token hash and reason per interval."""
+        self.require_data_plane(actor, environment, "refusals")
+        for tally in tallies[:MAX_REFUSAL_TALLIES]:
+            who = str(tally.get("actor") or "anonymous")[:128]
+            addresses = ",".join(str(a) for a in tally.get("addresses") or [])[:500] or None
+            self._platform.audit.record_alone(
+                Actor(name=who, address=addresses),
+                "denied.predict" if tally.get("actor") else "predict.access",
+                environment,
+                outcome="denied",
+                environment=environment,
+                details={
+                    "replica": actor.name,
+                    **{key: tally.get(key) for key in ("reason", "status", "token_sha256", "count", "tokens")},
+                    "first": str(tally.get("first")),
+                    "last": str(tally.get("last")),
+                },
+            )
+        return min(len(tallies), MAX_REFUSAL_TALLIES)
 
     def feedback(
         self,
@@ -320,11 +350,23 @@ class DataPlaneService:
         project: str,
         items: list[tuple[str, int, Any]],
         caller: str | None = None,
+        *,
+        classes: Iterable[Any] | None = None,
+        answered: dict[str, int] | None = None,
     ) -> int:
-        """Ground truth a replica took in; on a guarded replica, ``caller`` is whom the client's token named."""
+        """Ground truth a replica took in; on a guarded replica, ``caller`` is whom the client's token named.
+
+        ``answered`` is what the replica answered lately (request id -> rows), which its own prediction-log
+        files may not hold yet; a replica can only vouch for its own environment's requests.
+        """
         self.require_data_plane(actor, environment, "feedback")
         recorder = replace(actor, name=f"{caller} via {actor.name}"[:128]) if caller else actor
-        return self._platform.feedback.record(recorder, project, environment, items)
+        known = dict(answered or {})
+
+        def recent(ids: set[str]) -> dict[str, int]:
+            return {rid: known[rid] for rid in ids if rid in known}
+
+        return self._platform.feedback.record(recorder, project, environment, items, classes=classes, recent=recent)
 
     def record_score_run(self, actor: Actor, environment: str, project: str, outcome: dict[str, Any]) -> RunInfo:
         """A batch-scoring run done by a data-plane process, recorded like an embedded one."""

@@ -9,10 +9,12 @@ is a 4xx with a JSON body naming the problem, never a 500.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import os
 import time
+from collections import deque
 from typing import Any
 
 import orjson
@@ -21,6 +23,7 @@ from harbourmaster.bundle.predictor import Batch
 from harbourmaster.errors import HarbourmasterError
 from harbourmaster.services.feedback import parse_feedback
 from harbourmaster.serving.capture import Captured, now_us
+from harbourmaster.serving.guard import RefusalTally, TokenGuard
 from harbourmaster.serving.replica import Replica
 from harbourmaster.serving.router import ModelUnavailable, Outcome, ProjectRoute, pick_side, run_chain
 
@@ -30,10 +33,30 @@ JSON = [(b"content-type", b"application/json")]
 _DATATYPES = {"b": "BOOL", "i": "INT64", "u": "UINT64", "f": "FP64"}
 
 
+# The reason logged (and the ``code``) of a refusal, by status, when the error has no code of its own.
+REFUSAL_CODES = {
+    400: "malformed",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    422: "invalid_input",
+    429: "too_many_requests",
+    500: "internal",
+    503: "unavailable",
+}
+RECENT_ANSWERS = 100_000  # request ids remembered for feedback checks without reading the log
+UNROUTED = "_unrouted"  # the project label and log partition of requests naming a project not served here
+
+
 class HttpError(Exception):
-    def __init__(self, status: int, error: str, hint: str | None = None, **extra: Any) -> None:
+    def __init__(
+        self, status: int, error: str, hint: str | None = None, *, counted: bool = False, **extra: Any
+    ) -> None:
         super().__init__(error)
         self.status, self.body = status, {"error": error, **({"hint": hint} if hint else {}), **extra}
+        self.counted = counted  # already counted and logged where it was raised
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
@@ -53,6 +76,43 @@ class ServingApp:
         # replicas and workers without a urandom syscall and a UUID object per request).
         self._id_prefix = os.urandom(8).hex()
         self._id_counter = itertools.count(1)
+        self.guard = TokenGuard(self._check_token, self._audit_refusals)
+        # Recently answered request ids -> rows (dict and deque operations are atomic: no lock on the hot path).
+        self._answered: dict[str, int] = {}
+        self._answered_order: deque[str] = deque()
+
+    def _remember(self, request_id: str, rows: int) -> None:
+        self._answered[request_id] = rows
+        order = self._answered_order
+        order.append(request_id)
+        if len(order) > RECENT_ANSWERS:
+            self._answered.pop(order.popleft(), None)
+
+    def _recent(self, request_ids: set[str]) -> dict[str, int]:
+        answered = self._answered
+        return {rid: answered[rid] for rid in request_ids if rid in answered}
+
+    def _check_token(self, token: str, address: str | None) -> str:
+        return self.replica.control_plane.check_token(token, address)
+
+    def _audit_refusals(self, tallies: list[RefusalTally]) -> None:
+        """One audit entry per token hash and reason per interval, through the control plane (guard's thread)."""
+        self.replica.control_plane.report_refusals(
+            [
+                {
+                    "actor": tally.actor,
+                    "addresses": sorted(tally.addresses),
+                    "reason": tally.reason,
+                    "status": tally.status,
+                    "token_sha256": tally.token_sha256,
+                    "count": tally.count,
+                    "tokens": tally.tokens,
+                    "first": tally.first.isoformat(),
+                    "last": tally.last.isoformat(),
+                }
+                for tally in tallies
+            ]
+        )
 
     def _request_id(self) -> str:
         return f"{self._id_prefix}{next(self._id_counter):016x}"
@@ -76,6 +136,7 @@ class ServingApp:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await asyncio.get_running_loop().run_in_executor(None, self.guard.close)
                 if self.manage_lifespan:
                     await asyncio.get_running_loop().run_in_executor(None, self.replica.stop)
                 await send({"type": "lifespan.shutdown.complete"})
@@ -89,6 +150,7 @@ class ServingApp:
         headers = [*JSON, (b"x-request-id", request_id.encode("latin-1"))]
         path, method = scope["path"], scope["method"]
         parts = path.strip("/").split("/")
+        status: int
         try:
             if len(parts) == 4 and parts[0] == "v1" and parts[1] == "projects" and parts[3] == "predict":
                 self._method(method, "POST")
@@ -121,29 +183,56 @@ class ServingApp:
                 return
             if len(parts) == 4 and parts[:2] == ["v1", "projects"] and parts[3] == "feedback":
                 self._method(method, "POST")
-                await self._feedback_call(scope, receive, send, parts[2], headers)
+                await self._feedback_call(scope, receive, send, parts[2], headers, started)
                 return
             if path == "/v1/status":
+                capture = self.replica.capture
                 body = {
                     "replica": self.replica.id,
                     "environment": self.replica.environment,
                     "ready": self.replica.table.ready,
                     "loaded": self.replica.loaded(),
                     "refused": {p: f["error"] for p, f in self.replica.failures.items()},
-                    "capture": {"queue": self.replica.capture.depth, "dropped": self.replica.capture.dropped},
+                    "capture": {
+                        "queue": capture.depth,
+                        "pending": capture.pending,
+                        "spilled": capture.spilled,
+                        "dropped": capture.dropped,
+                        "written": capture.written,
+                    },
                 }
                 await _send_json(send, 200, body, headers)
                 return
             raise HttpError(404, f"no route {method} {path}", "see docs/serving.md for the endpoints")
         except HttpError as exc:
-            await _send_json(send, exc.status, {**exc.body, "request_id": request_id}, headers)
+            status, body, counted = exc.status, {**exc.body, "request_id": request_id}, exc.counted
+            code = REFUSAL_CODES.get(status, "refused")
         except HarbourmasterError as exc:
-            body = {"error": exc.message, "hint": exc.hint, "request_id": request_id}
-            await _send_json(send, exc.http_status, body, headers)
+            status, code, counted = exc.http_status, exc.code, False
+            body = {"error": exc.message, "hint": exc.hint, "code": exc.code, "request_id": request_id}
         except Exception:
             log.exception("unexpected error answering %s %s (request %s)", method, path, request_id)
+            status, code, counted = 500, "internal", False
             body = {"error": "internal error", "hint": "the replica's log has the details", "request_id": request_id}
-            await _send_json(send, 500, body, headers)
+        if not counted:
+            self._refused(parts, status, code, request_id, started)
+        await _send_json(send, status, body, headers)
+
+    def _refused(self, parts: list[str], status: int, code: str, request_id: str, started: float) -> None:
+        """Count a refused request and, on a project's prediction endpoints, log it (no inputs)."""
+        elapsed = time.perf_counter() - started
+        endpoint = _endpoint(parts)
+        if endpoint is None:
+            self.replica.metrics.refused("", status, elapsed)
+            return
+        project = parts[2]
+        if project not in self.replica.table.routes and project not in self.replica.failures:
+            project = UNROUTED  # a name chosen by the caller is neither a label nor a partition
+        self.replica.metrics.refused(project, status, elapsed)
+        if endpoint != "feedback":
+            self.replica.capture.submit(
+                Captured(now_us(), request_id, project, None, "refused", code, status, elapsed * 1000.0, [], None, None)
+            )
 
     @staticmethod
     def _method(method: str, allowed: str) -> None:
@@ -195,16 +284,18 @@ class ServingApp:
         authorization = _header(scope, b"authorization") or ""
         token = authorization[7:].strip() if authorization.lower().startswith("bearer ") else None
         token = token or _header(scope, b"x-harbourmaster-token")
-        if not token:
-            raise HttpError(
-                401, f"{self.replica.environment} is guarded: a token is required", "send Authorization: Bearer <token>"
-            )
         client = scope.get("client")
-        # Decisions are cached per token (allowed and refused); only a miss asks the control plane, off the loop.
-        control_plane, address = self.replica.control_plane, client[0] if client else None
-        if control_plane.knows_token(token):
-            return control_plane.check_token(token, address)
-        return await asyncio.get_running_loop().run_in_executor(None, control_plane.check_token, token, address)
+        try:
+            # Grants are cached by the control plane client, refusals by the guard; a miss runs off the loop.
+            return str(await self.guard.authorize(token, client[0] if client else None))
+        except HarbourmasterError as exc:
+            if not token:
+                raise HttpError(
+                    401,
+                    f"{self.replica.environment} is guarded: a token is required",
+                    "send Authorization: Bearer <token>",
+                ) from None
+            raise exc from None
 
     # -- predictions ----------------------------------------------------------------
 
@@ -221,6 +312,8 @@ class ServingApp:
             single = False
         else:
             records, single = _records_from_v1(body)
+        if not records:
+            raise HttpError(422, "the request has no records", "send at least one record")
         if len(records) > route.options.max_records:
             raise HttpError(413, f"{len(records)} records in one call", f"send at most {route.options.max_records}")
         validator, predictor = route.validator, route.champion.predictor
@@ -246,6 +339,7 @@ class ServingApp:
                 503,
                 f"{project} could not answer: {exc.detail}",
                 "configure a failover version or fallback rules: harbourmaster fallback --help",
+                counted=True,
                 reason=exc.reason,
             ) from None
         elapsed = time.perf_counter() - started
@@ -277,12 +371,13 @@ class ServingApp:
         if outcome.reason:
             payload_key = "parameters" if v2 else "fallback"
             payload.setdefault(payload_key, {}).update({"reason": outcome.reason, "detail": outcome.detail})
-        await _send_json(send, 200, payload, headers)
-        replica.metrics.observe(project, version if version is not None else "rules", outcome.path, 200, elapsed)
+        # Spooled before the answer leaves (at least once); a shadowed request is spooled when its shadow answers.
         if route.challenger is not None and route.challenger_mode == "shadow":
             self._shadow(route, batch, outcome, request_id, elapsed)
         else:
             self._capture(route, batch, outcome, request_id, elapsed, 200, None)
+        replica.metrics.observe(project, version if version is not None else "rules", outcome.path, 200, elapsed)
+        await _send_json(send, 200, payload, headers)
 
     def _capture(
         self,
@@ -295,7 +390,9 @@ class ServingApp:
         failure: ModelUnavailable | None,
         shadow: tuple[int, list[Any] | None] | None = None,
     ) -> None:
-        """Hand the request to the capture queue (one tuple; JSON and Arrow happen in the writer thread)."""
+        """Spool the request and queue it (one line and one tuple; Arrow happens in the writer thread)."""
+        if status == 200:
+            self._remember(request_id, len(batch.records))
         self.replica.capture.submit(
             Captured(
                 now_us(),
@@ -363,18 +460,41 @@ class ServingApp:
         }
 
     async def _feedback_call(
-        self, scope: dict[str, Any], receive: Any, send: Any, project: str, headers: list[tuple[bytes, bytes]]
+        self,
+        scope: dict[str, Any],
+        receive: Any,
+        send: Any,
+        project: str,
+        headers: list[tuple[bytes, bytes]],
+        started: float,
     ) -> None:
         caller = await self._authorize(scope) if self.replica.guarded else None
-        self._route(project)
+        route = self._route(project)
         body = await self._body(scope, receive)
         items = parse_feedback(body)
+        champion = route.champion.predictor.classes
+        classes = None if champion is None else {c for link in route.predictors() for c in link.predictor.classes or ()}
+        # The replica vouches for what it answered lately; older requests are looked up in the log.
+        answered = self._recent({request_id for request_id, _, _ in items})
+        record = functools.partial(self.replica.control_plane.feedback, classes=classes, answered=answered)
         loop = asyncio.get_running_loop()
-        count = await loop.run_in_executor(None, self.replica.control_plane.feedback, project, items, caller)
+        count = await loop.run_in_executor(None, record, project, items, caller)
+        self.replica.metrics.observe(project, "none", "feedback", 200, time.perf_counter() - started)
         await _send_json(send, 200, {"stored": count}, headers)
 
 
 # -- wire formats -------------------------------------------------------------------
+
+
+def _endpoint(parts: list[str]) -> str | None:
+    """``predict``, ``infer`` or ``feedback`` for a project's endpoints (their refusals are counted per project)."""
+    if len(parts) != 4:
+        return None
+    if parts[0] == "v1" and parts[1] == "projects" and parts[3] in ("predict", "feedback"):
+        return parts[3]
+    if parts[0] == "v2" and parts[1] == "models" and parts[3] == "infer":
+        return "infer"
+    return None
 
 
 def _records_from_v1(body: Any) -> tuple[list[Any], bool]:
@@ -394,8 +514,12 @@ def _records_from_v2(body: Any, names: list[str]) -> list[dict[str, Any]]:
         raise HttpError(422, "an inference request needs a non-empty 'inputs' list", "Open Inference Protocol v2")
     errors = []
     for index, tensor in enumerate(inputs):
-        if not isinstance(tensor, dict) or "name" not in tensor or not isinstance(tensor.get("data"), list):
-            errors.append({"field": f"inputs[{index}]", "error": "needs 'name' and a 'data' list"})
+        if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
+            errors.append({"field": f"inputs[{index}]", "error": "needs a 'name' (a string) and a 'data' list"})
+        elif not isinstance(tensor.get("data"), list):
+            errors.append({"field": f"inputs[{index}].data", "error": "must be a list"})
+        elif not _is_shape(tensor.get("shape", [])):
+            errors.append({"field": f"inputs[{index}].shape", "error": "must be a list of non-negative integers"})
     if errors:
         raise HttpError(422, "invalid input tensors", "each input: {name, shape, datatype, data}", errors=errors)
     if len(inputs) == 1 and inputs[0]["name"] not in names:  # one 2-D tensor, columns in schema order
@@ -418,6 +542,12 @@ def _records_from_v2(body: Any, names: list[str]) -> list[dict[str, Any]]:
     n = lengths.pop()
     columns = [(tensor["name"], tensor["data"]) for tensor in inputs]
     return [{name: data[i] for name, data in columns} for i in range(n)]
+
+
+def _is_shape(shape: Any) -> bool:
+    return shape is None or (
+        isinstance(shape, list) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
+    )
 
 
 def _v2_response(project: str, request_id: str, outcome: Outcome, route: ProjectRoute) -> dict[str, Any]:

@@ -1,13 +1,23 @@
-"""Asynchronous prediction capture: a bounded queue drained to Parquet by one thread.
+"""Prediction capture, at least once: a write-ahead spool on local disk, drained to Parquet by one thread.
 
-The request path only appends one tuple per request to a deque (no lock, no
-thread wake-up, no JSON, no datetime); a full queue drops the request's rows and
-counts them (never silently). The writer thread wakes every ``poll_seconds``,
-turns what is waiting into Arrow record batches a few hundred requests at a time
-(column by column, so it never holds the GIL for long and the event loop's p99
-does not see it), and writes one Parquet file per partition every
-``flush_seconds`` (or ``batch_rows``). ``close()`` drains everything left and
-flushes, so a graceful stop (SIGTERM) loses nothing.
+The request path serialises each answered (or refused) request to one JSON line
+and appends it to the replica's spool (``serving/spool.py``: one ``write(2)``,
+before the answer is sent) and to an in-memory queue (one tuple). The writer
+thread wakes every ``poll_seconds``, turns queued requests into Arrow record
+batches a few hundred at a time (column by column, so it never holds the GIL
+for long), and every ``flush_seconds`` (or ``batch_rows``) seals the spool's
+live segment and uploads its rows through ``sink`` as one Parquet file per
+partition, named after the segment, then removes the segment.
+
+When the sink fails, the sealed segment stays on disk ("spilled") and its rows
+leave memory; the writer retries the oldest spilled segment with a backoff (up
+to 30 s) and uploads fresh segments again once one succeeds. A queue that is
+full keeps nothing in memory but the line on disk. Segments left by a killed
+process are adopted and uploaded by the next writer on the same folder; a
+segment always becomes the same keys with the same rows, so an upload repeated
+after a crash overwrites instead of duplicating. Rows are lost only when the
+spool is full (counted in ``harbourmaster_capture_dropped_total`` and
+``harbourmaster_capture_spool_full_total``, logged) or a line cannot be encoded.
 """
 
 from __future__ import annotations
@@ -15,11 +25,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date
 from operator import countOf
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -28,18 +38,27 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harbourmaster.serving.metrics import ServingMetrics
+from harbourmaster.serving.spool import Segment, Spool, SpoolFull, read_segment, segment_key_name
 from harbourmaster.store.artifacts import ArtifactStore
 from harbourmaster.store.prediction_log import PREDICTION_SCHEMA, partition
 
 log = logging.getLogger("harbourmaster.serving.capture")
 
 CHUNK_REQUESTS = 256  # requests converted per GIL-holding step
+MAX_BACKOFF_SECONDS = 30.0
 _DAY_US = 86_400_000_000
 _EPOCH = date(1970, 1, 1).toordinal()
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
+Sink = Callable[[str, bytes], None]
+Partitions = dict[tuple[str, date], list[pa.RecordBatch]]
 
 
 class Captured(NamedTuple):
-    """One answered request, as the request path hands it over (converted later, off the path)."""
+    """One answered or refused request, as the request path hands it over (converted later, off the path).
+
+    A refused request has no records: it is logged as one row with its status and reason and no inputs.
+    """
 
     ts_us: int  # microseconds since the epoch (UTC)
     request_id: str
@@ -61,7 +80,7 @@ def now_us() -> int:
 
 
 def _json(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    return orjson.dumps(value, option=_NUMPY).decode()
 
 
 def _json_values(values: list[Any]) -> list[str]:
@@ -71,37 +90,55 @@ def _json_values(values: list[Any]) -> list[str]:
     return list(map(_json, values))
 
 
+def _rows(entry: Captured) -> int:
+    return len(entry.records) or 1
+
+
 class CaptureWriter:
-    """Bounded queue of answered requests and the thread that writes them."""
+    """The spool and queue of answered requests, and the thread that writes them to the prediction log."""
 
     def __init__(
         self,
         store: ArtifactStore | None,
         metrics: ServingMetrics,
         *,
+        spool_dir: Path,
+        sink: Sink | None = None,
         environment: str = "",
         replica: str = "",
         max_queue: int = 100_000,
         batch_rows: int = 5_000,
         flush_seconds: float = 1.0,
         poll_seconds: float = 0.05,
-        sink: Callable[[str, bytes], None] | None = None,
+        spool_bytes: int = 2 << 30,
+        fsync_seconds: float = 0.2,
     ) -> None:
-        # Where finished Parquet files go (artifact key, bytes): a replica passes its control plane's upload.
-        if sink is None and store is None:
-            raise ValueError("CaptureWriter needs a store or a sink")
-        self._sink: Callable[[str, bytes], None] = sink or store.put_bytes  # type: ignore[union-attr]
+        if sink is None:
+            if store is None:
+                raise ValueError("CaptureWriter needs a store or a sink")
+            sink = store.put_bytes
+        self._sink = sink
         self._metrics = metrics
         self._environment = environment
         self._replica = replica
-        self._entries: deque[Captured] = deque()
+        self._spool = Spool(spool_dir, {"environment": environment, "replica": replica}, max_bytes=spool_bytes)
+        self._lock = threading.Lock()  # orders spool lines and queue entries (request path, shadow thread)
+        self._entries: deque[tuple[int, Captured]] = deque()
         self._max_queue = max_queue
         self._batch_rows = batch_rows
         self._flush_seconds = flush_seconds
         self._poll_seconds = min(poll_seconds, flush_seconds)
-        # converted, not yet written: (project, day) -> record batches
-        self._pending: dict[tuple[str, date], list[pa.RecordBatch]] = {}
+        self._fsync_seconds = fsync_seconds
+        # converted, not yet written: segment -> (project, day) -> record batches
+        self._pending: dict[int, Partitions] = {}
         self._pending_rows = 0
+        self._disk_only: set[int] = set()  # segments some of whose requests were kept on disk only
+        self._spilled: deque[Segment] = deque()  # sealed segments waiting on disk for the sink
+        self._retry_at = 0.0
+        self._backoff = 0.0
+        self._full_logged = 0.0
+        self.accepted = 0  # rows in the spool, ever (own and adopted)
+        self._lost_after_accept = 0  # spooled rows that could not be encoded into Parquet
         self.dropped = 0
         self.written = 0
         self._stop = threading.Event()
@@ -109,167 +146,346 @@ class CaptureWriter:
         self._thread = threading.Thread(target=self._run, name="hm-capture", daemon=True)
         self._thread.start()
 
+    # -- the request path -------------------------------------------------------------
+
     def submit(self, entry: Captured) -> None:
-        """Queue one answered request (never blocks; counts its rows as dropped when full)."""
-        if len(self._entries) >= self._max_queue:
-            self.dropped += len(entry.records)
-            self._metrics.capture_dropped.inc(len(entry.records))
+        """Spool one request and queue it (never blocks on I/O beyond one append; never raises)."""
+        rows = _rows(entry)
+        try:
+            line = orjson.dumps(tuple(entry), option=_NUMPY) + b"\n"
+        except TypeError as exc:  # a value orjson cannot encode: counted, never raised to the caller
+            log.error("prediction log: request %s could not be encoded: %s", entry.request_id, exc)
+            self._drop(rows)
             return
-        self._entries.append(entry)
+        with self._lock:
+            try:
+                seq = self._spool.append(line, rows)
+            except SpoolFull as exc:
+                self._spool_full(rows, exc)
+                return
+            self.accepted += rows
+            if len(self._entries) >= self._max_queue:
+                self._disk_only.add(seq)  # the line is on disk; the writer uploads the segment from there
+                return
+            self._entries.append((seq, entry))
+
+    def _drop(self, rows: int) -> None:
+        self.dropped += rows
+        self._metrics.capture_dropped.inc(rows)
+
+    def _spool_full(self, rows: int, exc: Exception) -> None:
+        self._drop(rows)
+        self._metrics.capture_spool_full.inc(rows)
+        now = time.monotonic()
+        if now - self._full_logged > 10:
+            self._full_logged = now
+            log.error(
+                "prediction log: the spool at %s is full (%s); answered rows are being dropped "
+                "(harbourmaster_capture_spool_full_total). Free disk or restore the store.",
+                self._spool.folder,
+                exc,
+            )
 
     @property
     def depth(self) -> int:
-        """Requests waiting to be converted (rows already converted wait at most flush_seconds)."""
+        """Requests waiting in memory to be converted."""
         return len(self._entries)
+
+    @property
+    def pending(self) -> int:
+        """Rows answered and spooled, not yet in the prediction log (in memory or on disk)."""
+        return max(0, self.accepted - self.written - self._lost_after_accept)
+
+    @property
+    def spilled(self) -> int:
+        """Rows waiting on disk only (the store failed, or the queue was full)."""
+        return sum(max(segment.rows, 0) for segment in list(self._spilled))
+
+    @property
+    def spool_folder(self) -> Path:
+        return self._spool.folder
 
     # -- the writer thread ----------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._adopt()
+        except Exception:
+            log.exception("prediction log: could not adopt spool segments left by earlier processes")
         deadline = time.monotonic() + self._flush_seconds
+        next_sync = time.monotonic() + self._fsync_seconds
         while True:
             stopping = self._stop.wait(self._poll_seconds)
             self._convert_waiting()
-            self._metrics.capture_depth.set(len(self._entries))
             now = time.monotonic()
-            if self._pending_rows and (stopping or self._pending_rows >= self._batch_rows or now >= deadline):
-                self._flush(final=stopping)
-            if now >= deadline:
+            if stopping or now >= deadline or self._pending_rows >= self._batch_rows:
+                self._seal_and_upload(stopping)
                 deadline = now + self._flush_seconds
+                next_sync = now + self._fsync_seconds
+            elif now >= next_sync:
+                try:
+                    self._spool.sync()
+                except OSError as exc:
+                    log.warning("prediction log: spool sync failed: %s", exc)
+                next_sync = now + self._fsync_seconds
+            self._replay(final=stopping)
+            self._gauges()
             if stopping and not self._entries:
                 return
+
+    def _gauges(self) -> None:
+        metrics = self._metrics
+        metrics.capture_depth.set(len(self._entries))
+        metrics.capture_pending.set(self.pending)
+        metrics.capture_spilled.set(self.spilled)
+        metrics.capture_spool_bytes.set(self._spool.bytes)
+
+    def _adopt(self) -> None:
+        for segment in self._spool.adopt():
+            _header, entries = read_segment(segment.path)
+            segment.rows = sum(len(entry[8]) or 1 for entry in entries if len(entry) >= 9)
+            self.accepted += segment.rows
+            self._spilled.append(segment)
+            log.warning(
+                "prediction log: uploading %s rows spooled by an earlier process (%s)", segment.rows, segment.path.name
+            )
 
     def _convert_waiting(self) -> None:
         entries = self._entries
         while entries:
-            chunk: list[Captured] = []
+            chunk: list[tuple[int, Captured]] = []
             popleft = entries.popleft
             try:
                 for _ in range(CHUNK_REQUESTS):
                     chunk.append(popleft())
             except IndexError:
                 pass
-            try:
-                self._convert(chunk)
-            except Exception:  # a row that cannot be encoded must not stop the writer
-                log.exception("prediction log: %s captured requests could not be encoded", len(chunk))
-                rows = sum(len(entry.records) for entry in chunk)
-                self.dropped += rows
-                self._metrics.capture_dropped.inc(rows)
-            if self._pending_rows >= self._batch_rows:
-                self._flush(final=False)
+            by_segment: dict[int, list[Captured]] = {}
+            for seq, entry in chunk:
+                by_segment.setdefault(seq, []).append(entry)
+            for seq, members in by_segment.items():
+                try:
+                    self._pending_rows += _convert(
+                        self._pending.setdefault(seq, {}), members, self._environment, self._replica
+                    )
+                except Exception:  # a row that cannot be encoded: its segment is replayed from disk
+                    log.exception("prediction log: %s captured requests could not be converted", len(members))
+                    self._disk_only.add(seq)
             time.sleep(0)  # let the event loop have the GIL between chunks
 
-    def _convert(self, chunk: list[Captured]) -> None:
-        groups: dict[tuple[str, int], list[Captured]] = {}
-        for entry in chunk:
-            groups.setdefault((entry.project, entry.ts_us // _DAY_US), []).append(entry)
-        for (project, day_number), entries in groups.items():
-            batch = self._record_batch(entries)
-            key = (project, date.fromordinal(_EPOCH + day_number))
-            self._pending.setdefault(key, []).append(batch)
-            self._pending_rows += batch.num_rows
+    def _seal_and_upload(self, final: bool) -> None:
+        with self._lock:
+            segment = self._spool.seal()
+        if segment is None:
+            return
+        try:
+            segment.finish()
+        except OSError as exc:
+            log.warning("prediction log: spool sync failed: %s", exc)
+        self._convert_waiting()  # every request of the sealed segment is queued by now
+        partitions = self._pending.pop(segment.seq, {})
+        rows = sum(batch.num_rows for batches in partitions.values() for batch in batches)
+        self._pending_rows -= rows
+        if segment.seq in self._disk_only:
+            self._disk_only.discard(segment.seq)
+            self._spill(segment, "the capture queue was full")
+            return
+        if not final and time.monotonic() < self._retry_at:
+            self._spill(segment, "the prediction log store is failing")
+            return
+        try:
+            self._upload(segment, partitions, self._environment)
+        except Exception as exc:
+            self._failed(exc)
+            self._spill(segment, f"the upload failed: {exc}")
+            return
+        self._done(segment, rows)
 
-    def _record_batch(self, entries: list[Captured]) -> pa.RecordBatch:
-        # Per-request values are converted once per request and repeated in Arrow (``take``, in C++);
-        # only the per-row JSON (inputs, outputs, probabilities) is built in Python.
-        inputs: list[str] = []
-        output: list[str | None] = []
-        probabilities: list[str | None] = []
-        shadow_output: list[str | None] = []
-        dumps = orjson.dumps
-        for entry in entries:
-            n = len(entry.records)
-            inputs += [dumps(record).decode() for record in entry.records]
-            predictions, proba, shadow = entry.predictions, entry.probabilities, entry.shadow_outputs
-            output += [None] * n if predictions is None else _json_values(predictions)
-            probabilities += [None] * n if not proba else [dumps(value).decode() for value in proba]
-            shadow_output += [None] * n if shadow is None else _json_values(shadow)
-        counts = [len(entry.records) for entry in entries]
-        rows = sum(counts)
-        fields = PREDICTION_SCHEMA
-        if rows == len(entries):  # one row per request: plain lists (measured faster than numpy + take here)
-            owner = None
-            row = pa.array([0] * rows, type=pa.int32())
-        else:  # row -> its request, and its index within the request
-            sizes = np.array(counts, dtype=np.int64)
-            owner = pa.array(np.repeat(np.arange(len(entries), dtype=np.int64), sizes))
-            row = pa.array(np.arange(rows, dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes), pa.int32())
+    def _spill(self, segment: Segment, why: str) -> None:
+        self._spilled.append(segment)
+        log.debug("prediction log: %s rows kept in the spool (%s)", segment.rows, why)
 
-        def repeated(name: str, values: list[Any]) -> pa.Array:
-            array = pa.array(values, type=fields.field(name).type)
-            return array if owner is None else array.take(owner)
+    def _failed(self, exc: Exception) -> None:
+        self._metrics.capture_errors.inc()
+        self._backoff = min(MAX_BACKOFF_SECONDS, max(0.5, self._backoff * 2))
+        self._retry_at = time.monotonic() + self._backoff
+        log.warning(
+            "prediction log write failed; rows stay in the spool at %s, retrying in %.1f s: %s",
+            self._spool.folder,
+            self._backoff,
+            exc,
+        )
 
-        columns = {
-            "request_id": repeated("request_id", [e.request_id for e in entries]),
-            "row": row,
-            "ts": repeated("ts", [e.ts_us for e in entries]),
-            "environment": repeated("environment", [self._environment] * len(entries)),
-            "project": repeated("project", [e.project for e in entries]),
-            "version": repeated("version", [e.version for e in entries]),
-            "path": repeated("path", [e.path for e in entries]),
-            "reason": repeated("reason", [e.reason for e in entries]),
-            "status": repeated("status", [e.status for e in entries]),
-            "latency_ms": repeated("latency_ms", [e.latency_ms for e in entries]),
-            "inputs": pa.array(inputs, type=pa.string()),
-            "output": pa.array(output, type=pa.string()),
-            "probabilities": pa.array(probabilities, type=pa.string()),
-            "shadow_version": repeated("shadow_version", [e.shadow_version for e in entries]),
-            "shadow_output": pa.array(shadow_output, type=pa.string()),
-            "replica": repeated("replica", [self._replica] * len(entries)),
-        }
-        return pa.RecordBatch.from_arrays([columns[field.name] for field in fields], schema=fields)
+    def _done(self, segment: Segment, rows: int) -> None:
+        self._spool.remove(segment)
+        self.written += rows
+        self._metrics.capture_written.inc(rows)
+        if rows < segment.rows:  # rows that could not be encoded
+            self._lost_after_accept += segment.rows - rows
+            self._drop(segment.rows - rows)
+        self._backoff = 0.0
+        self._retry_at = 0.0
 
-    def _flush(self, *, final: bool) -> None:
-        attempts = 5 if final else 1
-        for key in list(self._pending):
-            batches = self._pending[key]
-            rows = sum(batch.num_rows for batch in batches)
-            for attempt in range(attempts):
-                try:
-                    self._write(key, batches)
-                except Exception as exc:
-                    self._metrics.capture_errors.inc()
-                    log.warning("prediction log write failed (%s rows kept for retry): %s", rows, exc)
-                    if attempt + 1 < attempts:
-                        time.sleep(0.2 * (attempt + 1))
-                    continue
-                self.written += rows
-                self._metrics.capture_written.inc(rows)
-                del self._pending[key]
-                self._pending_rows -= rows
-                break
-        if final and self._pending:
-            rows = self._pending_rows
-            log.error("prediction log: %s rows could not be written at shutdown", rows)
-            self._drop_pending(rows)
-        elif self._pending_rows > self._max_queue:  # the store is failing: keep the newest rows only
-            for batches in self._pending.values():
-                while batches and self._pending_rows > self._max_queue:
-                    lost = batches.pop(0).num_rows
-                    self._pending_rows -= lost
-                    self.dropped += lost
-                    self._metrics.capture_dropped.inc(lost)
-            self._pending = {key: batches for key, batches in self._pending.items() if batches}
+    def _replay(self, *, final: bool) -> None:
+        """Upload spilled segments from disk, oldest first, while the sink works."""
+        deadline = time.monotonic() + (10.0 if final else 0.5)
+        while self._spilled and (final or time.monotonic() >= self._retry_at) and time.monotonic() < deadline:
+            segment = self._spilled[0]
+            try:
+                header, entries = read_segment(segment.path)
+                environment = header.get("environment", self._environment)
+                partitions, rows = _convert_lines(entries, environment, header.get("replica", self._replica))
+                self._upload(segment, partitions, environment)
+            except FileNotFoundError:
+                rows = 0
+            except Exception as exc:
+                self._failed(exc)
+                if final:
+                    break
+                return
+            self._spilled.popleft()
+            self._done(segment, rows)
 
-    def _drop_pending(self, rows: int) -> None:
-        self.dropped += rows
-        self._metrics.capture_dropped.inc(rows)
-        self._pending.clear()
-        self._pending_rows = 0
-
-    def _write(self, key: tuple[str, date], batches: list[pa.RecordBatch]) -> None:
-        project, day = key
-        table = pa.Table.from_batches(batches, schema=PREDICTION_SCHEMA)
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression="zstd")
-        name = f"{partition('predictions', self._environment, project, day)}{uuid.uuid4().hex}.parquet"
-        self._sink(name, sink.getvalue().to_pybytes())
+    def _upload(self, segment: Segment, partitions: Partitions, environment: str) -> None:
+        """One Parquet file per partition, named after the segment (so a repeated upload overwrites)."""
+        name = segment_key_name(segment)
+        for (project, day), batches in partitions.items():
+            table = pa.Table.from_batches(batches, schema=PREDICTION_SCHEMA)
+            sink = pa.BufferOutputStream()
+            pq.write_table(table, sink, compression="zstd")
+            self._sink(
+                f"{partition('predictions', environment, project, day)}{name}.parquet", sink.getvalue().to_pybytes()
+            )
 
     def close(self, timeout: float = 30.0) -> None:
-        """Drain the queue, write everything and stop the thread."""
+        """Drain the queue, write everything the store takes and stop the thread (the rest stays spooled)."""
         if self._closed:
             return
         self._closed = True
         self._stop.set()
         self._thread.join(timeout)
-        self._metrics.capture_depth.set(0)
+        with self._lock:
+            leftover = self._spool.seal()
+        if leftover is not None:
+            leftover.finish()
+            self._spilled.append(leftover)
+        if self._spilled:
+            log.error(
+                "prediction log: %s rows could not be written at shutdown; they stay in the spool at %s "
+                "and the next replica started on this folder uploads them",
+                self.spilled,
+                self._spool.folder,
+            )
+        self._spool.close()
+        self._gauges()
+
+
+def _convert_lines(lines: Iterable[list[Any]], environment: str, replica: str) -> tuple[Partitions, int]:
+    """Partitions and row count of a segment's lines; a line that cannot be converted is logged and skipped
+    (so one bad line cannot hold back the spool behind it)."""
+    partitions: Partitions = {}
+    rows = 0
+    batch: list[Captured] = []
+
+    def attempt(entries: list[Captured]) -> None:
+        nonlocal rows
+        converted: Partitions = {}  # merged only when every entry converted (no half-added batch)
+        rows += _convert(converted, entries, environment, replica)
+        for key, batches in converted.items():
+            partitions.setdefault(key, []).extend(batches)
+
+    def flush() -> None:
+        try:
+            attempt(batch)
+            return
+        except Exception:  # find the culprit: one request at a time
+            pass
+        for entry in batch:
+            try:
+                attempt([entry])
+            except Exception as exc:
+                log.error("prediction log: spooled request %s cannot be converted, skipped: %s", entry[1], exc)
+
+    for values in lines:
+        try:
+            batch.append(Captured(*values))
+        except TypeError:
+            log.error("prediction log: a spooled line has an unknown shape, skipped")
+            continue
+        if len(batch) >= CHUNK_REQUESTS:
+            flush()
+            batch = []
+            time.sleep(0)  # let the event loop have the GIL between chunks
+    if batch:
+        flush()
+    return partitions, rows
+
+
+def _convert(partitions: Partitions, entries: list[Captured], environment: str, replica: str) -> int:
+    """Append the rows of ``entries`` to ``partitions`` as record batches; the number of rows."""
+    groups: dict[tuple[str, int], list[Captured]] = {}
+    for entry in entries:
+        groups.setdefault((entry.project, entry.ts_us // _DAY_US), []).append(entry)
+    rows = 0
+    for (project, day_number), members in groups.items():
+        batch = _record_batch(members, environment, replica)
+        partitions.setdefault((project, date.fromordinal(_EPOCH + day_number)), []).append(batch)
+        rows += batch.num_rows
+    return rows
+
+
+def _record_batch(entries: list[Captured], environment: str, replica: str) -> pa.RecordBatch:
+    # Per-request values are converted once per request and repeated in Arrow (``take``, in C++);
+    # only the per-row JSON (inputs, outputs, probabilities) is built in Python.
+    inputs: list[str | None] = []
+    output: list[str | None] = []
+    probabilities: list[str | None] = []
+    shadow_output: list[str | None] = []
+    dumps = orjson.dumps
+    for entry in entries:
+        n = len(entry.records)
+        if not n:  # a refused request: one row with its status and reason, no inputs or outputs
+            inputs.append(None)
+            output.append(None)
+            probabilities.append(None)
+            shadow_output.append(None)
+            continue
+        inputs += [dumps(record).decode() for record in entry.records]
+        predictions, proba, shadow = entry.predictions, entry.probabilities, entry.shadow_outputs
+        output += [None] * n if predictions is None else _json_values(predictions)
+        probabilities += [None] * n if not proba else [dumps(value).decode() for value in proba]
+        shadow_output += [None] * n if shadow is None else _json_values(shadow)
+    counts = [_rows(entry) for entry in entries]
+    rows = sum(counts)
+    fields = PREDICTION_SCHEMA
+    if rows == len(entries):  # one row per request: plain lists (measured faster than numpy + take here)
+        owner = None
+        row = pa.array([0] * rows, type=pa.int32())
+    else:  # row -> its request, and its index within the request
+        sizes = np.array(counts, dtype=np.int64)
+        owner = pa.array(np.repeat(np.arange(len(entries), dtype=np.int64), sizes))
+        row = pa.array(np.arange(rows, dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes), pa.int32())
+
+    def repeated(name: str, values: list[Any]) -> pa.Array:
+        array = pa.array(values, type=fields.field(name).type)
+        return array if owner is None else array.take(owner)
+
+    columns = {
+        "request_id": repeated("request_id", [e.request_id for e in entries]),
+        "row": row,
+        "ts": repeated("ts", [e.ts_us for e in entries]),
+        "environment": repeated("environment", [environment] * len(entries)),
+        "project": repeated("project", [e.project for e in entries]),
+        "version": repeated("version", [e.version for e in entries]),
+        "path": repeated("path", [e.path for e in entries]),
+        "reason": repeated("reason", [e.reason for e in entries]),
+        "status": repeated("status", [e.status for e in entries]),
+        "latency_ms": repeated("latency_ms", [e.latency_ms for e in entries]),
+        "inputs": pa.array(inputs, type=pa.string()),
+        "output": pa.array(output, type=pa.string()),
+        "probabilities": pa.array(probabilities, type=pa.string()),
+        "shadow_version": repeated("shadow_version", [e.shadow_version for e in entries]),
+        "shadow_output": pa.array(shadow_output, type=pa.string()),
+        "replica": repeated("replica", [replica] * len(entries)),
+    }
+    return pa.RecordBatch.from_arrays([columns[field.name] for field in fields], schema=fields)

@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import quote
@@ -65,7 +65,17 @@ class ControlPlane(Protocol):
 
     def check_token(self, token: str, address: str | None) -> str: ...
 
-    def feedback(self, project: str, items: list[tuple[str, int, Any]], caller: str | None = None) -> int: ...
+    def feedback(
+        self,
+        project: str,
+        items: list[tuple[str, int, Any]],
+        caller: str | None = None,
+        *,
+        classes: Iterable[Any] | None = None,
+        answered: dict[str, int] | None = None,
+    ) -> int: ...
+
+    def report_refusals(self, tallies: list[dict[str, Any]]) -> None: ...
 
     def close(self) -> None: ...
 
@@ -157,8 +167,21 @@ class EmbeddedControlPlane(_TokenChecks):
     def _decide(self, token: str, address: str | None) -> TokenDecision:
         return self.platform.dataplane.authorize_prediction(self.actor, self.environment, token, address)
 
-    def feedback(self, project: str, items: list[tuple[str, int, Any]], caller: str | None = None) -> int:
-        return self.platform.dataplane.feedback(self.actor, self.environment, project, items, caller)
+    def feedback(
+        self,
+        project: str,
+        items: list[tuple[str, int, Any]],
+        caller: str | None = None,
+        *,
+        classes: Iterable[Any] | None = None,
+        answered: dict[str, int] | None = None,
+    ) -> int:
+        return self.platform.dataplane.feedback(
+            self.actor, self.environment, project, items, caller, classes=classes, answered=answered
+        )
+
+    def report_refusals(self, tallies: list[dict[str, Any]]) -> None:
+        self.platform.dataplane.record_refusals(self.actor, self.environment, tallies)
 
     def close(self) -> None:
         """The platform belongs to whoever made it."""
@@ -277,16 +300,28 @@ class RemoteControlPlane(_TokenChecks):
             ) from exc
         return TokenDecision.model_validate(raw)
 
-    def feedback(self, project: str, items: list[tuple[str, int, Any]], caller: str | None = None) -> int:
+    def feedback(
+        self,
+        project: str,
+        items: list[tuple[str, int, Any]],
+        caller: str | None = None,
+        *,
+        classes: Iterable[Any] | None = None,
+        answered: dict[str, int] | None = None,
+    ) -> int:
         body: dict[str, Any] = {
-            "feedback": [{"request_id": rid, "row": row, "value": value} for rid, row, value in items]
+            "feedback": [{"request_id": rid, "row": row, "value": value} for rid, row, value in items],
+            "caller": caller,
+            "classes": sorted(classes, key=str) if classes is not None else None,
+            "answered": answered or {},
         }
-        if caller:
-            body["caller"] = caller
         return int(self._http.post(f"{self._prefix}/feedback/{quote(project, safe='')}", json=body)["stored"])
 
     def record_score_run(self, project: str, outcome: dict[str, Any]) -> dict[str, Any]:
         return self._http.post(f"{self._prefix}/runs", json={"project": project, **outcome})
+
+    def report_refusals(self, tallies: list[dict[str, Any]]) -> None:
+        self._http.post(f"{self._prefix}/refusals", json={"refusals": tallies})
 
     def close(self) -> None:
         self._http.close()

@@ -18,7 +18,8 @@ class ServingMetrics:
         self.environment = environment
         self.requests = Counter(
             "harbourmaster_requests",
-            "Prediction requests answered, by project, version, path and HTTP status.",
+            "Requests to the prediction and feedback endpoints, answered or refused, by project, version, path "
+            "(champion, challenger, failover, rules, unavailable, feedback, or refused) and HTTP status.",
             ["environment", "project", "version", "path", "status"],
             registry=self.registry,
         )
@@ -40,7 +41,25 @@ class ServingMetrics:
         )
         self.capture_dropped = Counter(
             "harbourmaster_capture_dropped",
-            "Predictions not logged because the capture queue was full.",
+            "Answered rows that will never reach the prediction log (spool full, or not encodable).",
+            registry=self.registry,
+        )
+        self.capture_pending = Gauge(
+            "harbourmaster_capture_pending_rows",
+            "Answered rows spooled and not yet in the prediction log (in memory or on disk).",
+            registry=self.registry,
+        )
+        self.capture_spilled = Gauge(
+            "harbourmaster_capture_spilled_rows",
+            "Answered rows waiting on local disk only, because the prediction-log store failed.",
+            registry=self.registry,
+        )
+        self.capture_spool_bytes = Gauge(
+            "harbourmaster_capture_spool_bytes", "Bytes of the local capture spool.", registry=self.registry
+        )
+        self.capture_spool_full = Counter(
+            "harbourmaster_capture_spool_full",
+            "Answered rows dropped because the local capture spool was full.",
             registry=self.registry,
         )
         self.capture_written = Counter(
@@ -87,6 +106,10 @@ class ServingMetrics:
             self._children[key] = child
         child[0].inc()
         child[1].observe(seconds)
+
+    def refused(self, project: str, status: int, seconds: float) -> None:
+        """Count one refused request (a 4xx, or a 5xx of the replica itself) on a project's endpoints."""
+        self.observe(project, "none", "refused", status, seconds)
 
     def fallback(self, project: str, source: str, reason: str, target: str) -> None:
         self.fallbacks.labels(self.environment, project, source, reason, target).inc()

@@ -52,6 +52,8 @@ class ReplicaOptions:
     capture_queue: int = 100_000
     capture_batch_rows: int = 5_000
     capture_flush_seconds: float = 1.0
+    capture_spool_bytes: int = 2 << 30  # the local write-ahead spool's bound (see serving/spool.py)
+    capture_fsync_seconds: float = 0.2  # group commit: the spool's fdatasync interval
     max_body_bytes: int = 8 * 1024 * 1024
     use_onnx: bool = True
     predict_threads: int = 4
@@ -79,11 +81,14 @@ class Replica:
             None,
             self.metrics,
             sink=control_plane.put_predictions,
+            spool_dir=Path(control_plane.settings.cache_dir) / "spool" / self.environment,
             environment=self.environment,
             replica=self.id,
             max_queue=self.options.capture_queue,
             batch_rows=self.options.capture_batch_rows,
             flush_seconds=self.options.capture_flush_seconds,
+            spool_bytes=self.options.capture_spool_bytes,
+            fsync_seconds=self.options.capture_fsync_seconds,
         )
         self.pool = ThreadPoolExecutor(self.options.predict_threads, thread_name_prefix="hm-predict")
         self.shadow_pool = ThreadPoolExecutor(1, thread_name_prefix="hm-shadow")
@@ -271,6 +276,8 @@ class Replica:
                 "capture_queue": self.capture.depth,
                 "capture_dropped": self.capture.dropped,
                 "capture_written": self.capture.written,
+                "capture_pending": self.capture.pending,
+                "capture_spilled": self.capture.spilled,
                 "refused": {p: f["error"] for p, f in self.failures.items()},
             },
         )

@@ -158,6 +158,7 @@ def serve(
         access_log=False,
         log_level=log_level,
         timeout_graceful_shutdown=30,
+        timeout_worker_healthcheck=60,  # a worker importing its libraries on a busy host is not hung
     )
 
 

@@ -6,7 +6,9 @@ Layout (one file per flushed batch, never rewritten)::
     feedback/env=<env>/project=<project>/date=<YYYY-MM-DD>/<uuid>.parquet
 
 A prediction row is one record of one request (``request_id`` + ``row``), so
-feedback joins on ``(request_id, row)``. Inputs and outputs are JSON text, which
+feedback joins on ``(request_id, row)``. A refused request (4xx, or a 5xx of the
+replica) is one row with ``path = 'refused'``, its status and reason code, and no
+inputs or outputs. Inputs and outputs are JSON text, which
 DuckDB reads with ``json_extract`` and pandas with ``json.loads``.
 """
 
@@ -141,9 +143,10 @@ class PredictionLog:
         finally:
             connection.close()
 
-    def count(self, environment: str | None = None, project: str | None = None) -> int:
-        """Number of logged prediction rows."""
-        return int(self.query("SELECT count(*) AS n FROM predictions", environment, project)["n"].iloc[0])
+    def count(self, environment: str | None = None, project: str | None = None, *, refused: bool = False) -> int:
+        """Number of logged prediction rows (with ``refused``, also the rows of refused requests)."""
+        where = "" if refused else " WHERE path IS DISTINCT FROM 'refused'"
+        return int(self.query(f"SELECT count(*) AS n FROM predictions{where}", environment, project)["n"].iloc[0])
 
     def recent(self, environment: str, project: str, limit: int = 20) -> pd.DataFrame:
         """The latest prediction rows, newest first."""

@@ -26,6 +26,7 @@ from harbourmaster.schemas import ReplicaInfo, RunInfo
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.dataplane import (
     MAX_PREDICTION_FILE_BYTES,
+    MAX_REFUSAL_TALLIES,
     DesiredState,
     ReplicaCredentialInfo,
     TokenDecision,
@@ -190,7 +191,30 @@ def forward_feedback(
 ) -> StoredOut:
     items = parse_feedback(body)
     caller = body.get("caller") if isinstance(body.get("caller"), str) else None
-    return StoredOut(stored=platform.dataplane.feedback(actor, environment, project, items, caller))
+    classes = body.get("classes") if isinstance(body.get("classes"), list) else None
+    raw = body.get("answered")
+    answered = (
+        {str(k): v for k, v in raw.items() if isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 1_000_000}
+        if isinstance(raw, dict)
+        else {}
+    )
+    stored = platform.dataplane.feedback(actor, environment, project, items, caller, classes=classes, answered=answered)
+    return StoredOut(stored=stored)
+
+
+class RefusalsIn(BaseModel):
+    refusals: list[dict[str, Any]] = Field(max_length=MAX_REFUSAL_TALLIES)
+
+
+@router.post("/dataplane/{environment}/refusals", tags=["data plane"], openapi_extra=DATA_PLANE)
+def record_refusals(
+    environment: str,
+    body: RefusalsIn,
+    platform: Platform = Depends(get_platform),
+    actor: Actor = Depends(replica_actor),
+) -> StoredOut:
+    """A guarded replica's refused client tokens, aggregated per token hash and reason per interval."""
+    return StoredOut(stored=platform.dataplane.record_refusals(actor, environment, body.refusals))
 
 
 @router.post("/dataplane/{environment}/runs", status_code=201, tags=["data plane"], openapi_extra=DATA_PLANE)
