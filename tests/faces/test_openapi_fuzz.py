@@ -14,8 +14,8 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+from tests.conftest import make_settings
 
-from conftest import make_settings
 from harbourmaster.api.app import create_app
 from harbourmaster.errors import AuthenticationError
 from harbourmaster.services.actors import Actor

@@ -7,7 +7,8 @@ import os
 import stat
 from pathlib import Path
 
-from conftest import make_settings
+from tests.conftest import make_settings
+
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.platform import Platform
 from harbourmaster.store.private import write_private
