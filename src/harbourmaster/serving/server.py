@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import socket
 import sys
@@ -13,6 +14,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from harbourmaster.errors import InvalidInputError
 from harbourmaster.services.platform import Platform
 from harbourmaster.serving.app import ServingApp
 from harbourmaster.serving.replica import Replica, ReplicaOptions
@@ -23,8 +25,11 @@ from harbourmaster.serving.replica import Replica, ReplicaOptions
 # 8.4 -> 6.2 ms, at 1 connection 3.8 -> 2.5 ms, same throughput.
 SWITCH_INTERVAL = 0.0005
 
+WORKER_HEALTHCHECK_SECONDS = 60
 ENV_VAR = "HARBOURMASTER_SERVE_ENVIRONMENT"
 ADDRESS_VAR = "HARBOURMASTER_SERVE_ADDRESS"
+LOAD_TIMEOUT_VAR = "HARBOURMASTER_SERVE_LOAD_TIMEOUT_SECONDS"
+START_TIMEOUT_VAR = "HARBOURMASTER_SERVE_START_TIMEOUT_SECONDS"
 
 
 def create_app(
@@ -36,8 +41,22 @@ def create_app(
 
 def app_from_env() -> ServingApp:
     """uvicorn factory for worker processes: settings and environment come from the environment."""
-    sys.setswitchinterval(SWITCH_INTERVAL)
-    return create_app(Platform(), os.environ[ENV_VAR], address=os.environ.get(ADDRESS_VAR, ""))
+    sys.setswitchinterval(SWITCH_INTERVAL)  # a worker process is ours: process-wide tuning applies
+    return create_app(Platform(), os.environ[ENV_VAR], options_from_env(), address=os.environ.get(ADDRESS_VAR, ""))
+
+
+def options_from_env(env: dict[str, str] | None = None) -> ReplicaOptions:
+    """The options of a replica that owns its process, with the deadlines of ``HARBOURMASTER_SERVE_*`` if set."""
+    env = dict(os.environ) if env is None else env
+    deadlines: dict[str, Any] = {}
+    for field, name in (("load_timeout_seconds", LOAD_TIMEOUT_VAR), ("start_timeout_seconds", START_TIMEOUT_VAR)):
+        value = env.get(name)
+        if value:
+            try:
+                deadlines[field] = float(value)
+            except ValueError:
+                raise InvalidInputError(f"{name}={value!r} is not a number of seconds", f"e.g. {name}=120") from None
+    return ReplicaOptions(own_process=True, **deadlines)
 
 
 def _set_nodelay(transport: Any) -> None:
@@ -95,11 +114,11 @@ def serve(
 ) -> None:
     """Serve one environment in the foreground until SIGTERM/SIGINT (which drain and flush)."""
     address = f"http://{host}:{port}"
-    sys.setswitchinterval(SWITCH_INTERVAL)
+    sys.setswitchinterval(SWITCH_INTERVAL)  # this process is ours: process-wide tuning applies
     if workers <= 1:
         platform = Platform()
-        config = uvicorn_config(create_app(platform, environment, address=address), host, port, log_level=log_level)
-        uvicorn.Server(config).run()
+        app = create_app(platform, environment, options_from_env(), address=address)
+        uvicorn.Server(uvicorn_config(app, host, port, log_level=log_level)).run()
         platform.close()
         return
     os.environ[ENV_VAR] = environment
@@ -115,7 +134,20 @@ def serve(
         access_log=False,
         log_level=log_level,
         timeout_graceful_shutdown=30,
+        **_worker_healthcheck(),
     )
+
+
+def _worker_healthcheck() -> dict[str, Any]:
+    """A generous health-check timeout for worker processes (uvicorn >= 0.30 has the setting).
+
+    uvicorn's supervisor pings each worker and replaces one that does not answer in 5 s; a worker
+    still importing libraries or loading models on a busy machine could miss that and be killed
+    again and again (a restart loop). A worker that started listens within ``start_timeout_seconds``.
+    """
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
+        return {"timeout_worker_healthcheck": WORKER_HEALTHCHECK_SECONDS}
+    return {}
 
 
 def free_port() -> int:
