@@ -12,7 +12,7 @@ from harbourmaster.services.platform import Platform
 
 SLEEPY = "sleepy"
 SLOW, RAISE = 777.0, 444.0  # values of x1 the misbehaving versions react to
-SLOW_SECONDS = 2.0
+SLOW_SECONDS = 3.0
 
 SLEEPY_TOML = """
 [project]

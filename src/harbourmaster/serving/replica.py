@@ -248,7 +248,12 @@ class Replica:
             self._link("challenger", state.project, state.challenger.version, options) if state.challenger else None
         )
         failover = self._link("failover", state.project, state.failover, options) if state.failover else None
-        function = self._fallback_function(champion.predictor, fallback.function) if fallback.function else None
+        function = None
+        if fallback.function:  # importing project code runs it: under the load deadline too
+            entrypoint, predictor = fallback.function, champion.predictor
+            what = f"{state.project} fallback {entrypoint}"
+            key = f"{predictor.digest}:{entrypoint}"
+            function = self._loader.load(key, what, lambda: self._fallback_function(predictor, entrypoint))
         return ProjectRoute(
             state=state,
             options=options,

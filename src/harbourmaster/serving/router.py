@@ -138,6 +138,7 @@ async def run_chain(route: ProjectRoute, batch: Batch, side: str, metrics: Servi
     first_reason: str | None = None
     saturated = False
     detail = ""
+    details: list[str] = []  # what each link that did not answer said, in order: nobody is blamed for another
     for index, link in enumerate(links):
         reason = None
         if link.humility is not None:
@@ -162,22 +163,22 @@ async def run_chain(route: ProjectRoute, batch: Batch, side: str, metrics: Servi
                     reason = link.predictor.invalid(labels, proba, len(batch))
                     if reason is None:
                         predictions, probabilities = link.predictor.answers(labels, proba)
-                        return Outcome(
-                            predictions, probabilities, link.predictor.number, link.role, first_reason, detail or None
-                        )
+                        said = "; ".join(details) or None
+                        return Outcome(predictions, probabilities, link.predictor.number, link.role, first_reason, said)
                     detail = (
                         f"version {link.predictor.number} returned {'NaN' if reason == 'nan' else 'an invalid output'}"
                     )
         first_reason = first_reason or reason
+        details.append(f"{link.role} {detail}" if len(links) > 1 else detail)
         target = links[index + 1].role if index + 1 < len(links) else "rules"
         metrics.fallback(route.project, link.role, reason, target)
     assert first_reason is not None
     if route.fallback.configured and first_reason in route.fallback.on:
         answered = await _rules(route, batch, metrics, budget)
         if answered is not None:
-            return Outcome(answered, None, None, "rules", first_reason, detail)
-        detail += "; no fallback rule matched"
-    raise ModelUnavailable(first_reason, detail, saturated)
+            return Outcome(answered, None, None, "rules", first_reason, "; ".join(details))
+        details.append("no fallback rule matched")
+    raise ModelUnavailable(first_reason, "; ".join(details), saturated)
 
 
 async def _rules(
