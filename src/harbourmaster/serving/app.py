@@ -342,8 +342,10 @@ class ServingApp:
             # A shadow may take longer than the budget (nobody waits for it), but not forever.
             labels, proba = await asyncio.wait_for(call, max(SHADOW_SECONDS, (budget or 0) / 1000.0))
             answers = challenger.predictor.answers(labels, proba)[0]
-        except Saturated:
+        except Saturated:  # the challenger's lane is full: the champion's answer is logged alone
             metrics.shadow_dropped.inc()
+            self._capture(route, batch, outcome, request_id, elapsed, 200, None)
+            return
         except Exception as exc:
             number = challenger.predictor.number
             log.warning("%s: shadow v%s failed on request %s: %r", route.project, number, request_id, exc)
