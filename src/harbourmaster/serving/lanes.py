@@ -155,15 +155,20 @@ class Lane:
                         self._threads -= 1
                         return
                 function, args, future = self._work.popleft()
-            if future.set_running_or_notify_cancel():
-                try:
-                    result = function(*args)
-                except BaseException as exc:  # handed to the caller, who decides what it means
-                    future.set_exception(exc)
-                else:
-                    future.set_result(result)
-            del function, args, future
-            self._release()
+            if not future.set_running_or_notify_cancel():
+                self._release()
+                continue
+            error: BaseException | None = None
+            try:
+                result = function(*args)
+            except BaseException as exc:  # handed to the caller, who decides what it means
+                error, result = exc, None
+            self._release()  # before the caller hears back: it sees its slot free
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+            del function, args, future, result, error
 
     def _release(self) -> None:
         """Free one slot: hand it to the oldest waiter still waiting, else give it back."""
