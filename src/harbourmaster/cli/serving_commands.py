@@ -294,7 +294,7 @@ def replicas(
         return output.print_json(items)
     output.table(
         None,
-        ["replica", "env", "status", "address", "loaded", "cpu %", "memory MB", "last seen"],
+        ["replica", "env", "status", "address", "loaded", "refused", "cpu %", "memory MB", "last seen"],
         [
             (
                 r.id,
@@ -302,6 +302,7 @@ def replicas(
                 r.status,
                 r.address,
                 ", ".join(f"{p} v{v.get('champion', {}).get('version')}" for p, v in r.loaded.items()) or "-",
+                _refused(r.details.get("refused") or {}),
                 r.details.get("cpu_percent", "-"),
                 round(r.details.get("memory_bytes", 0) / 1e6),
                 output.when(r.last_seen),
@@ -309,6 +310,11 @@ def replicas(
             for r in items
         ],
     )
+
+
+def _refused(refused: dict[str, Any]) -> str:
+    """``project rREVISION`` per desired state the replica refused (older replicas sent only the error)."""
+    return ", ".join(f"{p} r{f['revision']}" if isinstance(f, dict) else p for p, f in refused.items()) or "-"
 
 
 def predictions(

@@ -20,6 +20,7 @@ from harbourmaster.errors import InvalidInputError
 
 __all__ = [
     "FALLBACK_REASONS",
+    "ConcurrencyOptions",
     "Condition",
     "DeploymentOptions",
     "FallbackConfig",
@@ -32,7 +33,7 @@ __all__ = [
     "validate_fallback_config",
 ]
 
-FALLBACK_REASONS = ("error", "latency", "nan", "invalid_output", "humility")
+FALLBACK_REASONS = ("error", "latency", "nan", "invalid_output", "humility", "saturated")
 _ENTRYPOINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -56,6 +57,15 @@ class HumilityOptions(BaseModel):
     margin: float = Field(default=0.0, ge=0, le=100)
 
 
+class ConcurrencyOptions(BaseModel):
+    """Capacity of each link (champion, challenger, failover, fallback function) of one project in one replica."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_in_flight: int = Field(default=4, ge=1, le=256)  # calls running at once (abandoned ones included)
+    max_queued: int = Field(default=64, ge=0, le=100_000)  # calls waiting for a slot; more -> skipped / 503
+
+
 class DeploymentOptions(BaseModel):
     """How a replica serves one deployment."""
 
@@ -66,6 +76,7 @@ class DeploymentOptions(BaseModel):
     microbatch: MicrobatchOptions = Field(default_factory=MicrobatchOptions)
     humility: HumilityOptions = Field(default_factory=HumilityOptions)
     max_records: int = Field(default=10_000, ge=1, le=1_000_000)
+    concurrency: ConcurrencyOptions = Field(default_factory=ConcurrencyOptions)
 
 
 Op = Literal["<", "<=", ">", ">=", "==", "!=", "in", "not_in", "is_null", "not_null"]
@@ -134,7 +145,7 @@ class FallbackConfig(BaseModel):
     rules: list[Rule] = Field(default_factory=list)
     default: Any = None
     function: str | None = None  # "module:function" in the project code, records frame -> predictions
-    on: list[Literal["error", "latency", "nan", "invalid_output", "humility"]] = Field(
+    on: list[Literal["error", "latency", "nan", "invalid_output", "humility", "saturated"]] = Field(
         default_factory=lambda: list(FALLBACK_REASONS)
     )
 

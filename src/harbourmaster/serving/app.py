@@ -13,8 +13,10 @@ import functools
 import itertools
 import logging
 import os
+import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -24,12 +26,16 @@ from harbourmaster.errors import HarbourmasterError
 from harbourmaster.services.feedback import parse_feedback
 from harbourmaster.serving.capture import Captured, now_us
 from harbourmaster.serving.guard import RefusalTally, TokenGuard
+from harbourmaster.serving.lanes import Saturated
 from harbourmaster.serving.replica import Replica
 from harbourmaster.serving.router import ModelUnavailable, Outcome, ProjectRoute, pick_side, run_chain
 
 log = logging.getLogger("harbourmaster.serving")
 
 JSON = [(b"content-type", b"application/json")]
+SHADOW_SECONDS = 30.0  # longest a shadow copy is waited for
+RETRY_AFTER = b"1"  # seconds, on a 503 because the project's lanes were full
+CONCURRENCY_HINT = "deployment option concurrency.max_in_flight / .max_queued"
 _DATATYPES = {"b": "BOOL", "i": "INT64", "u": "UINT64", "f": "FP64"}
 
 
@@ -57,6 +63,7 @@ class HttpError(Exception):
         super().__init__(error)
         self.status, self.body = status, {"error": error, **({"hint": hint} if hint else {}), **extra}
         self.counted = counted  # already counted and logged where it was raised
+        self.retry_after = False  # a 503 the client may retry in RETRY_AFTER seconds
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
@@ -80,6 +87,7 @@ class ServingApp:
         # Recently answered request ids -> rows (dict and deque operations are atomic: no lock on the hot path).
         self._answered: dict[str, int] = {}
         self._answered_order: deque[str] = deque()
+        self._background: set[asyncio.Task[None]] = set()
 
     def _remember(self, request_id: str, rows: int) -> None:
         self._answered[request_id] = rows
@@ -130,7 +138,7 @@ class ServingApp:
             if message["type"] == "lifespan.startup":
                 try:
                     if self.manage_lifespan:
-                        await asyncio.get_running_loop().run_in_executor(None, self.replica.start)
+                        await _in_daemon_thread(self.replica.start)
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
@@ -138,7 +146,8 @@ class ServingApp:
             elif message["type"] == "lifespan.shutdown":
                 await asyncio.get_running_loop().run_in_executor(None, self.guard.close)
                 if self.manage_lifespan:
-                    await asyncio.get_running_loop().run_in_executor(None, self.replica.stop)
+                    await self.drain(SHADOW_SECONDS)
+                    await _in_daemon_thread(self.replica.stop)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -192,7 +201,7 @@ class ServingApp:
                     "environment": self.replica.environment,
                     "ready": self.replica.table.ready,
                     "loaded": self.replica.loaded(),
-                    "refused": {p: f["error"] for p, f in self.replica.failures.items()},
+                    "refused": self.replica.refused(),
                     "capture": {
                         "queue": capture.depth,
                         "pending": capture.pending,
@@ -207,6 +216,8 @@ class ServingApp:
         except HttpError as exc:
             status, body, counted = exc.status, {**exc.body, "request_id": request_id}, exc.counted
             code = REFUSAL_CODES.get(status, "refused")
+            if exc.retry_after:
+                headers = [*headers, (b"retry-after", RETRY_AFTER)]
         except HarbourmasterError as exc:
             status, code, counted = exc.http_status, exc.code, False
             body = {"error": exc.message, "hint": exc.hint, "code": exc.code, "request_id": request_id}
@@ -330,18 +341,17 @@ class ServingApp:
         side = pick_side(route, records, _header(scope, b"x-sticky-key"))
         batch = predictor.batch(records, matrix)
         try:
-            outcome = await run_chain(route, batch, side, replica.metrics, replica.pool)
+            outcome = await run_chain(route, batch, side, replica.metrics)
         except ModelUnavailable as exc:
             elapsed = time.perf_counter() - started
             replica.metrics.observe(project, "none", "unavailable", 503, elapsed)
             self._capture(route, batch, None, request_id, elapsed, 503, exc)
-            raise HttpError(
-                503,
-                f"{project} could not answer: {exc.detail}",
-                "configure a failover version or fallback rules: harbourmaster fallback --help",
-                counted=True,
-                reason=exc.reason,
-            ) from None
+            hint = "configure a failover version or fallback rules: harbourmaster fallback --help"
+            if exc.saturated:
+                hint = f"retry later, or raise the project's concurrency limits ({CONCURRENCY_HINT})"
+            error = HttpError(503, f"{project} could not answer: {exc.detail}", hint, counted=True, reason=exc.reason)
+            error.retry_after = exc.saturated
+            raise error from None
         elapsed = time.perf_counter() - started
         version = outcome.version
         headers = [
@@ -412,32 +422,37 @@ class ServingApp:
         )
 
     def _shadow(self, route: ProjectRoute, batch: Batch, outcome: Outcome, request_id: str, elapsed: float) -> None:
-        replica = self.replica
-        if replica.shadow_pending >= 1000:
-            replica.metrics.shadow_dropped.inc()
+        """The challenger scores a copy in its own lane after the answer left; both are logged together."""
+        task = asyncio.get_running_loop().create_task(self._shadow_call(route, batch, outcome, request_id, elapsed))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _shadow_call(
+        self, route: ProjectRoute, batch: Batch, outcome: Outcome, request_id: str, elapsed: float
+    ) -> None:
+        challenger, metrics = route.challenger, self.replica.metrics
+        assert challenger is not None
+        answers = None
+        try:
+            call = challenger.lane.run(challenger.predictor.predict, batch)
+            budget = route.options.latency_budget_ms
+            # A shadow may take longer than the budget (nobody waits for it), but not forever.
+            labels, proba = await asyncio.wait_for(call, max(SHADOW_SECONDS, (budget or 0) / 1000.0))
+            answers = challenger.predictor.answers(labels, proba)[0]
+        except Saturated:  # the challenger's lane is full: the champion's answer is logged alone
+            metrics.shadow_dropped.inc()
             self._capture(route, batch, outcome, request_id, elapsed, 200, None)
             return
-        replica.shadow_pending += 1
-        challenger = route.challenger
-        assert challenger is not None
+        except Exception as exc:
+            number = challenger.predictor.number
+            log.warning("%s: shadow v%s failed on request %s: %r", route.project, number, request_id, exc)
+            metrics.shadow_failed(route.project)
+        self._capture(route, batch, outcome, request_id, elapsed, 200, None, (challenger.predictor.number, answers))
 
-        def work() -> None:
-            try:
-                try:
-                    labels, proba = challenger.predictor.predict(batch)
-                    answers = challenger.predictor.answers(labels, proba)[0]
-                except Exception:
-                    answers = None
-                shadow = (challenger.predictor.number, answers)
-                self._capture(route, batch, outcome, request_id, elapsed, 200, None, shadow)
-            finally:
-                replica.shadow_pending -= 1
-
-        try:
-            replica.shadow_pool.submit(work)
-        except RuntimeError:  # shutting down: log the champion's answer alone
-            replica.shadow_pending -= 1
-            self._capture(route, batch, outcome, request_id, elapsed, 200, None)
+    async def drain(self, timeout: float) -> None:
+        """Wait (bounded) for background work (shadow copies) so that it is logged before the replica stops."""
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=timeout)
 
     def _metadata(self, route: ProjectRoute) -> dict[str, Any]:
         predictor = route.champion.predictor
@@ -585,6 +600,31 @@ def _v2_response(project: str, request_id: str, outcome: Outcome, route: Project
 
 def _schema_datatype(dtype: str) -> str:
     return {"integer": "INT64", "float": "FP64", "boolean": "BOOL"}.get(dtype, "BYTES")
+
+
+async def _in_daemon_thread(function: Callable[[], Any]) -> Any:
+    """``function()`` in a daemon thread (never the loop's default executor, which the process waits for at exit)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def target() -> None:
+        try:
+            result = function()
+        except BaseException as exc:
+            loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=target, name="hm-lifespan", daemon=True).start()
+    return await future
 
 
 async def _send(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0)
 MICROBATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
@@ -92,6 +94,32 @@ class ServingMetrics:
             buckets=MICROBATCH_BUCKETS,
             registry=self.registry,
         )
+        self.saturated_calls = Counter(
+            "harbourmaster_saturated",
+            "Model calls refused at once because the link's lane (running + queued calls) was full.",
+            ["environment", "project", "role"],
+            registry=self.registry,
+        )
+        self.abandoned_calls = Counter(
+            "harbourmaster_abandoned_calls",
+            "Requests that stopped waiting (latency budget) for a model call already running; it finishes alone.",
+            ["environment", "project", "role"],
+            registry=self.registry,
+        )
+        self.fallback_function_failures = Counter(
+            "harbourmaster_fallback_function_failures",
+            "Fallback function calls that raised, timed out or found their lane full (the rule table went on).",
+            ["environment", "project", "kind"],
+            registry=self.registry,
+        )
+        self.shadow_errors = Counter(
+            "harbourmaster_shadow_errors",
+            "Shadow predictions that failed (the challenger raised or timed out); the champion's answer stands.",
+            ["environment", "project"],
+            registry=self.registry,
+        )
+        self.lanes: Callable[[], list[tuple[str, str, int, int, int]]] = list
+        self.registry.register(_LaneCollector(self))
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def observe(self, project: str, version: Any, path: str, status: int, seconds: float) -> None:
@@ -114,6 +142,19 @@ class ServingMetrics:
     def fallback(self, project: str, source: str, reason: str, target: str) -> None:
         self.fallbacks.labels(self.environment, project, source, reason, target).inc()
 
+    def saturated(self, project: str, role: str) -> None:
+        self.saturated_calls.labels(self.environment, project, role).inc()
+
+    def abandoned_counter(self, project: str, role: str) -> Callable[[], None]:
+        """A callable counting one abandoned call of ``project``'s ``role`` link."""
+        return self.abandoned_calls.labels(self.environment, project, role).inc
+
+    def fallback_function_failed(self, project: str, kind: str) -> None:
+        self.fallback_function_failures.labels(self.environment, project, kind).inc()
+
+    def shadow_failed(self, project: str) -> None:
+        self.shadow_errors.labels(self.environment, project).inc()
+
     def batch_observer(self, project: str, version: int) -> Any:
         """A callable counting one micro-batch of ``n`` requests for one version."""
         return self.microbatch_requests.labels(self.environment, project, str(version)).observe
@@ -126,3 +167,28 @@ class ServingMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _LaneCollector:
+    """Gauges read from the replica's lanes at scrape time (nothing on the request path)."""
+
+    def __init__(self, metrics: ServingMetrics) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        labels = ["environment", "project", "role"]
+        families = [
+            GaugeMetricFamily(name, text, labels=labels)
+            for name, text in (
+                ("harbourmaster_lane_running", "Model calls running now (abandoned included)."),
+                ("harbourmaster_lane_queued", "Model calls waiting for a slot of their lane."),
+                ("harbourmaster_lane_abandoned", "Abandoned model calls still running (bounded by max_in_flight)."),
+            )
+        ]
+        for project, role, running, queued, abandoned in self.metrics.lanes():
+            for family, value in zip(families, (running, queued, abandoned), strict=True):
+                family.add_metric([self.metrics.environment, project, role], value)
+        yield from families

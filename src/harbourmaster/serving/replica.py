@@ -19,7 +19,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,8 @@ from harbourmaster.errors import HarbourmasterError
 from harbourmaster.schemas import DeploymentState, VersionPointer
 from harbourmaster.serving.capture import CaptureWriter
 from harbourmaster.serving.control_plane import ControlPlane
+from harbourmaster.serving.lanes import Lane
+from harbourmaster.serving.loading import Loader
 from harbourmaster.serving.metrics import ServingMetrics
 from harbourmaster.serving.microbatch import Microbatcher
 from harbourmaster.serving.router import Link, ProjectRoute, RoutingTable, humility_for
@@ -56,7 +57,9 @@ class ReplicaOptions:
     capture_fsync_seconds: float = 0.2  # group commit: the spool's fdatasync interval
     max_body_bytes: int = 8 * 1024 * 1024
     use_onnx: bool = True
-    predict_threads: int = 4
+    load_timeout_seconds: float = 120.0  # loading + warming one version; past it the version is refused
+    start_timeout_seconds: float = 30.0  # the first reconcile may delay listening this long, no longer
+    own_process: bool = False  # process-wide tuning (GC freezing after swaps): only under `harbourmaster serve`
 
 
 class Replica:
@@ -90,14 +93,15 @@ class Replica:
             spool_bytes=self.options.capture_spool_bytes,
             fsync_seconds=self.options.capture_fsync_seconds,
         )
-        self.pool = ThreadPoolExecutor(self.options.predict_threads, thread_name_prefix="hm-predict")
-        self.shadow_pool = ThreadPoolExecutor(1, thread_name_prefix="hm-shadow")
-        self.shadow_pending = 0
         self.table = RoutingTable()
         self.guarded = False
-        self.failures: dict[str, dict[str, Any]] = {}
+        self.failures: dict[str, dict[str, Any]] = {}  # replaced, never mutated: readers need no lock
         self._predictors: dict[str, Predictor] = {}
+        self._lanes: dict[tuple[str, str], Lane] = {}
         self._stop = threading.Event()
+        self._loader = Loader(self.options.load_timeout_seconds, self._stop)
+        self._first_reconcile = threading.Event()
+        self.metrics.lanes = self._lane_figures
         self._threads: list[threading.Thread] = []
         self._process = psutil.Process()
         self._process.cpu_percent(None)
@@ -107,33 +111,45 @@ class Replica:
     # -- lifecycle ---------------------------------------------------------------
 
     def start(self) -> None:
-        """First reconcile (synchronously, so a fresh replica is ready when it listens), then loops."""
+        """Start the loops; wait for the first reconcile (so a fresh replica is ready when it listens), bounded.
+
+        Past ``start_timeout_seconds`` the replica listens anyway (not ready until something is servable).
+        """
         if self._started:
             return
         self._started = True
-        try:
-            self.reconcile()
-        except Exception:
-            log.exception("first reconcile failed; retrying in the background")
-        self._try_heartbeat("alive")
         for name, target in (("hm-reconcile", self._reconcile_loop), ("hm-heartbeat", self._heartbeat_loop)):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
+        if not self._first_reconcile.wait(self.options.start_timeout_seconds):
+            log.warning(
+                "first reconcile still running after %g s: listening, not ready yet", self.options.start_timeout_seconds
+            )
 
     def stop(self) -> None:
         """Stop polling, finish shadow work, flush the prediction log, say goodbye in the store."""
         self._stop.set()
         for thread in self._threads:
             thread.join(10)
-        self.shadow_pool.shutdown(wait=True)
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        for route in self.table.routes.values():
+            for link in route.predictors():
+                if link.batcher is not None:
+                    link.batcher.close()
+        for lane in list(self._lanes.values()):
+            lane.close()
         self.capture.close()
         self._try_heartbeat("stopped")
 
     # -- reconciling ---------------------------------------------------------------
 
     def _reconcile_loop(self) -> None:
+        try:
+            self.reconcile()
+        except Exception:
+            log.exception("first reconcile failed; retrying in the background")
+        finally:
+            self._first_reconcile.set()
         while not self._stop.wait(self.options.poll_seconds):
             try:
                 self.reconcile()
@@ -156,6 +172,8 @@ class Replica:
                 del routes[project]
                 changed = True
         for project, state in states.items():
+            if self._stop.is_set():
+                break
             revision = state.revision
             route = routes.get(project)
             if route is not None and route.revision == revision:
@@ -173,14 +191,25 @@ class Replica:
                 message = f"{type(exc).__name__}: {exc}"
                 log.error("%s revision %s refused, keeping what is served: %s", project, revision, message)
                 self.metrics.reconcile_failures.labels(self.environment, project).inc()
-                self.failures[project] = {"revision": revision, "at": time.monotonic(), "error": message}
+                if project not in routes:  # a fresh replica: serve the last version that loaded here
+                    last = self._last_good(project, revision)
+                    if last is not None:
+                        routes[project] = last
+                        changed = True
+                served = routes[project].revision if project in routes else None
+                failure = {"revision": revision, "at": time.monotonic(), "error": message, "serving": served}
+                self.failures = {**self.failures, project: failure}
                 continue
-            self.failures.pop(project, None)
+            self._remember_good(state)
+            self.failures = {p: f for p, f in self.failures.items() if p != project}
             changed = True
-        if changed or not current.ready:
-            self.table = RoutingTable(routes=routes, ready=True)  # the atomic swap
+        ready = bool(routes) or not states  # not ready only while nothing servable is loaded
+        if changed or ready != current.ready:
+            self.table = RoutingTable(routes=routes, ready=ready)  # the atomic swap
+            self._retire(current)
             self._forget_unused()
-            _settle_heap()
+            if self.options.own_process:
+                _settle_heap()
             self.metrics.set_loaded(
                 [
                     (route.project, link.predictor.number, link.role, link.predictor.engine)
@@ -194,20 +223,37 @@ class Replica:
         predictor = self._predictors.get(pointer.digest)
         if predictor is None:
             trusted = self._trusted.get(project, ())
-            bundle = self.control_plane.load_bundle(project, pointer.digest, trusted)
-            predictor = Predictor(pointer.number, bundle, use_onnx=self.options.use_onnx)
-            predictor.warm()
+
+            def load() -> Predictor:
+                bundle = self.control_plane.load_bundle(project, pointer.digest, trusted)
+                loaded = Predictor(pointer.number, bundle, use_onnx=self.options.use_onnx)
+                loaded.warm()
+                return loaded
+
+            predictor = self._loader.load(pointer.digest, f"{project} v{pointer.number}", load)
             self._predictors[pointer.digest] = predictor
         return predictor
 
+    def _lane(self, project: str, role: str, options: DeploymentOptions) -> Lane:
+        """The lane of one link of a project, kept across swaps while its limits stay the same."""
+        limits = options.concurrency
+        lane = self._lanes.get((project, role))
+        if lane is None or (lane.max_in_flight, lane.max_queued) != (limits.max_in_flight, limits.max_queued):
+            abandoned = self.metrics.abandoned_counter(project, role)
+            lane = Lane(f"{project}-{role}", limits.max_in_flight, limits.max_queued, abandoned)
+            self._lanes[(project, role)] = lane
+        return lane
+
     def _link(self, role: str, project: str, pointer: VersionPointer, options: DeploymentOptions) -> Link:
         predictor = self._predictor(project, pointer)
+        lane = self._lane(project, role, options)
         batcher = None
         if options.microbatch.enabled:
             batching = options.microbatch
             observe = self.metrics.batch_observer(project, predictor.number)
-            batcher = Microbatcher(predictor, batching.max_batch, batching.max_wait_ms, observe)
-        return Link(role, predictor, humility_for(predictor, options), batcher)
+            abandoned = self.metrics.abandoned_counter(project, role)
+            batcher = Microbatcher(predictor, lane, batching.max_batch, batching.max_wait_ms, observe, abandoned)
+        return Link(role, predictor, humility_for(predictor, options), lane, batcher)
 
     def _build(self, state: DeploymentState) -> ProjectRoute:
         assert state.champion is not None
@@ -218,7 +264,12 @@ class Replica:
             self._link("challenger", state.project, state.challenger.version, options) if state.challenger else None
         )
         failover = self._link("failover", state.project, state.failover, options) if state.failover else None
-        function = self._fallback_function(champion.predictor, fallback.function) if fallback.function else None
+        function = None
+        if fallback.function:  # importing project code runs it: under the load deadline too
+            entrypoint, predictor = fallback.function, champion.predictor
+            what = f"{state.project} fallback {entrypoint}"
+            key = f"{predictor.digest}:{entrypoint}"
+            function = self._loader.load(key, what, lambda: self._fallback_function(predictor, entrypoint))
         return ProjectRoute(
             state=state,
             options=options,
@@ -229,6 +280,7 @@ class Replica:
             failover=failover,
             fallback=fallback,
             fallback_function=function,
+            rules_lane=self._lane(state.project, "rules", options) if function else None,
         )
 
     def _fallback_function(self, predictor: Predictor, entrypoint: str) -> Callable[..., Any]:
@@ -242,10 +294,71 @@ class Replica:
         return function
 
     def _forget_unused(self) -> None:
-        used = {link.predictor.digest for route in self.table.routes.values() for link in route.predictors()}
+        routes = list(self.table.routes.values())
+        used = {link.predictor.digest for route in routes for link in route.predictors()}
         for digest in list(self._predictors):
             if digest not in used:
                 del self._predictors[digest]  # in-flight requests keep their own reference
+        lanes = {id(link.lane) for route in routes for link in route.predictors()}
+        lanes |= {id(route.rules_lane) for route in routes if route.rules_lane is not None}
+        for key, lane in list(self._lanes.items()):
+            if id(lane) not in lanes:
+                del self._lanes[key]
+                lane.close()  # its threads end once idle; a late request of the old table still gets one
+
+    def _retire(self, previous: RoutingTable) -> None:
+        """Close the micro-batchers of links the new table no longer has (requests queued there finish)."""
+        kept = {id(link.batcher) for route in self.table.routes.values() for link in route.predictors()}
+        for route in previous.routes.values():
+            for link in route.predictors():
+                if link.batcher is not None and id(link.batcher) not in kept:
+                    link.batcher.close()
+
+    def _lane_figures(self) -> list[tuple[str, str, int, int, int]]:
+        """(project, role, running, queued, abandoned) of every lane the current table uses (for /metrics)."""
+        out = []
+        for route in list(self.table.routes.values()):
+            lanes = [(link.role, link.lane) for link in route.predictors()]
+            if route.rules_lane is not None:
+                lanes.append(("rules", route.rules_lane))
+            out.extend((route.project, role, *lane.figures()) for role, lane in lanes)
+        return out
+
+    # -- the last version that loaded here ----------------------------------------------
+
+    def _good_path(self, project: str) -> Path:
+        return Path(self.control_plane.settings.cache_dir) / "serving" / self.environment / f"{project}.json"
+
+    def _remember_good(self, state: DeploymentState) -> None:
+        """Keep the desired state this replica just loaded, for a restart after a refused deploy."""
+        path = self._good_path(state.project)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+            temporary.write_text(state.model_dump_json())
+            os.replace(temporary, path)  # atomic: workers of one environment share the file
+        except OSError:
+            log.exception("could not remember the last good state of %s", state.project)
+
+    def _last_good(self, project: str, refused: int) -> ProjectRoute | None:
+        """The route of the last desired state that loaded in this cache dir, when it is not the refused one."""
+        path = self._good_path(project)
+        try:
+            state = DeploymentState.model_validate_json(path.read_text())
+        except FileNotFoundError:
+            return None
+        except Exception:
+            log.exception("unreadable last good state of %s at %s", project, path)
+            return None
+        if state.revision == refused or state.champion is None:
+            return None
+        try:
+            route = self._build(state)
+        except Exception as exc:
+            log.error("%s: the last good revision %s does not load either: %s", project, state.revision, exc)
+            return None
+        log.warning("%s: serving revision %s, the last one that loaded here", project, state.revision)
+        return route
 
     # -- heartbeats ----------------------------------------------------------------
 
@@ -259,6 +372,13 @@ class Replica:
                 },
             }
             for route in self.table.routes.values()
+        }
+
+    def refused(self) -> dict[str, dict[str, Any]]:
+        """Per project: the revision this replica refused, why, and the revision it serves instead (or None)."""
+        return {
+            project: {"revision": f["revision"], "error": f["error"], "serving": f.get("serving")}
+            for project, f in self.failures.items()
         }
 
     def _heartbeat(self, status: str) -> None:
@@ -278,7 +398,7 @@ class Replica:
                 "capture_written": self.capture.written,
                 "capture_pending": self.capture.pending,
                 "capture_spilled": self.capture.spilled,
-                "refused": {p: f["error"] for p, f in self.failures.items()},
+                "refused": self.refused(),
             },
         )
 
@@ -292,6 +412,8 @@ class Replica:
             log.exception("heartbeat failed (retried at the next beat)")
 
     def _heartbeat_loop(self) -> None:
+        self._first_reconcile.wait(self.options.start_timeout_seconds)
+        self._try_heartbeat("alive")
         while not self._stop.wait(self.options.heartbeat_seconds):
             self._try_heartbeat("alive")
 

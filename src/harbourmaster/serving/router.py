@@ -8,9 +8,9 @@ started with (hot swap with no failed request).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,8 +23,11 @@ from harbourmaster.core.profile import ReferenceProfile
 from harbourmaster.core.routing import choose_side
 from harbourmaster.core.validation import Validator
 from harbourmaster.schemas import DeploymentState
+from harbourmaster.serving.lanes import Lane, Saturated
 from harbourmaster.serving.metrics import ServingMetrics
 from harbourmaster.serving.microbatch import Microbatcher
+
+log = logging.getLogger("harbourmaster.serving")
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class Link:
     role: str  # champion | challenger | failover
     predictor: Predictor
     humility: HumilityCheck | None
+    lane: Lane
     batcher: Microbatcher | None = None
 
 
@@ -50,6 +54,7 @@ class ProjectRoute:
     failover: Link | None
     fallback: FallbackConfig
     fallback_function: Callable[[pd.DataFrame], Any] | None
+    rules_lane: Lane | None = None  # where the fallback function runs
 
     @property
     def project(self) -> str:
@@ -82,12 +87,13 @@ class Outcome:
 
 
 class ModelUnavailable(Exception):
-    """Every link of the chain failed and no fallback rule answered."""
+    """Every link of the chain failed and no fallback rule answered (``saturated``: a full lane was one cause)."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, saturated: bool = False) -> None:
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
+        self.saturated = saturated
 
 
 def humility_for(predictor: Predictor, options: DeploymentOptions) -> HumilityCheck | None:
@@ -109,23 +115,19 @@ def pick_side(route: ProjectRoute, records: list[dict[str, Any]], sticky: str | 
     return choose_side(route.state.challenger.weight if route.state.challenger else 0.0, value)
 
 
-async def _call(
-    link: Link, batch: Batch, budget_ms: float | None, pool: ThreadPoolExecutor
-) -> tuple[np.ndarray, np.ndarray | None]:
-    if link.batcher is not None:
-        if budget_ms is None:
-            return await link.batcher.submit(batch)
-        return await asyncio.wait_for(link.batcher.submit(batch), budget_ms / 1000.0)
+async def _call(link: Link, batch: Batch, budget_ms: float | None) -> tuple[np.ndarray, np.ndarray | None]:
+    call = link.batcher.submit(batch) if link.batcher is not None else link.lane.run(link.predictor.predict, batch)
     if budget_ms is None:
-        return link.predictor.predict(batch)
-    future = asyncio.get_running_loop().run_in_executor(pool, link.predictor.predict, batch)
-    return await asyncio.wait_for(future, budget_ms / 1000.0)
+        return await call
+    return await asyncio.wait_for(call, budget_ms / 1000.0)
 
 
-async def run_chain(
-    route: ProjectRoute, batch: Batch, side: str, metrics: ServingMetrics, pool: ThreadPoolExecutor
-) -> Outcome:
-    """Walk champion (or canary challenger) -> champion -> failover -> rules until one answers."""
+async def run_chain(route: ProjectRoute, batch: Batch, side: str, metrics: ServingMetrics) -> Outcome:
+    """Walk champion (or canary challenger) -> champion -> failover -> rules until one answers.
+
+    Every model call runs in its link's lane (never on the event loop); a link whose lane is full is
+    skipped at once (reason ``saturated``), so a slow champion cannot take its failover's capacity.
+    """
     links: list[Link] = []
     if side == "challenger" and route.challenger is not None:
         links.append(route.challenger)
@@ -134,7 +136,9 @@ async def run_chain(
         links.append(route.failover)
     budget = route.options.latency_budget_ms
     first_reason: str | None = None
+    saturated = False
     detail = ""
+    details: list[str] = []  # what each link that did not answer said, in order: nobody is blamed for another
     for index, link in enumerate(links):
         reason = None
         if link.humility is not None:
@@ -144,7 +148,10 @@ async def run_chain(
         if reason is None:
             started = time.perf_counter()
             try:
-                labels, proba = await _call(link, batch, budget, pool)
+                labels, proba = await _call(link, batch, budget)
+            except Saturated as exc:
+                reason, detail, saturated = "saturated", f"version {link.predictor.number}: {exc}", True
+                metrics.saturated(route.project, link.role)
             except TimeoutError:
                 reason, detail = "latency", f"version {link.predictor.number} exceeded {budget} ms"
             except Exception as exc:
@@ -156,33 +163,36 @@ async def run_chain(
                     reason = link.predictor.invalid(labels, proba, len(batch))
                     if reason is None:
                         predictions, probabilities = link.predictor.answers(labels, proba)
-                        return Outcome(
-                            predictions, probabilities, link.predictor.number, link.role, first_reason, detail or None
-                        )
+                        said = "; ".join(details) or None
+                        return Outcome(predictions, probabilities, link.predictor.number, link.role, first_reason, said)
                     detail = (
                         f"version {link.predictor.number} returned {'NaN' if reason == 'nan' else 'an invalid output'}"
                     )
         first_reason = first_reason or reason
+        details.append(f"{link.role} {detail}" if len(links) > 1 else detail)
         target = links[index + 1].role if index + 1 < len(links) else "rules"
         metrics.fallback(route.project, link.role, reason, target)
     assert first_reason is not None
     if route.fallback.configured and first_reason in route.fallback.on:
-        answered = _rules(route, batch)
+        answered = await _rules(route, batch, metrics, budget)
         if answered is not None:
-            return Outcome(answered, None, None, "rules", first_reason, detail)
-        detail += "; no fallback rule matched"
-    raise ModelUnavailable(first_reason, detail)
+            return Outcome(answered, None, None, "rules", first_reason, "; ".join(details))
+        details.append("no fallback rule matched")
+    raise ModelUnavailable(first_reason, "; ".join(details), saturated)
 
 
-def _rules(route: ProjectRoute, batch: Batch) -> list[Any] | None:
-    if route.fallback_function is not None:
+async def _rules(
+    route: ProjectRoute, batch: Batch, metrics: ServingMetrics, budget_ms: float | None
+) -> list[Any] | None:
+    function, lane = route.fallback_function, route.rules_lane
+    if function is not None and lane is not None:
         try:
-            result = route.fallback_function(pd.DataFrame.from_records(batch.records))
-            values = [_plain(v) for v in np.asarray(result).reshape(-1).tolist()]
-            if len(values) == len(batch):
-                return values
-        except Exception:
-            pass  # the rule table (if any) gets its turn
+            call = lane.run(_function_answers, function, batch)
+            return await (call if budget_ms is None else asyncio.wait_for(call, budget_ms / 1000.0))
+        except Exception as exc:  # counted and logged; the rule table (if any) gets its turn
+            kind = {TimeoutError: "latency", Saturated: "saturated"}.get(type(exc), "error")
+            log.warning("%s: fallback function %s failed (%s): %r", route.project, route.fallback.function, kind, exc)
+            metrics.fallback_function_failed(route.project, kind)
     answers: list[Any] = []
     for record in batch.records:
         matched, output = evaluate_rules(route.fallback, record)
@@ -190,6 +200,15 @@ def _rules(route: ProjectRoute, batch: Batch) -> list[Any] | None:
             return None
         answers.append(output)
     return answers
+
+
+def _function_answers(function: Callable[[pd.DataFrame], Any], batch: Batch) -> list[Any]:
+    """The fallback function's answers, one per record (anything else is an error)."""
+    result = function(pd.DataFrame.from_records(batch.records))
+    values = [_plain(v) for v in np.asarray(result).reshape(-1).tolist()]
+    if len(values) != len(batch):
+        raise ValueError(f"returned {len(values)} answers for {len(batch)} records")
+    return values
 
 
 def _plain(value: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import socket
 import sys
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from harbourmaster.errors import InvalidInputError
 from harbourmaster.serving.app import ServingApp
 from harbourmaster.serving.control_plane import ControlPlane, EmbeddedControlPlane, RemoteControlPlane
 from harbourmaster.serving.replica import Replica, ReplicaOptions
@@ -26,12 +28,15 @@ if TYPE_CHECKING:
 # 8.4 -> 6.2 ms, at 1 connection 3.8 -> 2.5 ms, same throughput.
 SWITCH_INTERVAL = 0.0005
 
+WORKER_HEALTHCHECK_SECONDS = 60
 ENV_VAR = "HARBOURMASTER_SERVE_ENVIRONMENT"
 ADDRESS_VAR = "HARBOURMASTER_SERVE_ADDRESS"
 URL_VAR = "HARBOURMASTER_SERVE_CONTROL_PLANE"  # workers of `serve --url`: the control plane's URL
 TOKEN_VAR = "HARBOURMASTER_TOKEN"
 # What a replica started with --url never opens; dropped from its environment so model code does not see them.
 STORE_VARS = ("HARBOURMASTER_DATABASE_URL", "HARBOURMASTER_ARTIFACTS_URL")
+LOAD_TIMEOUT_VAR = "HARBOURMASTER_SERVE_LOAD_TIMEOUT_SECONDS"
+START_TIMEOUT_VAR = "HARBOURMASTER_SERVE_START_TIMEOUT_SECONDS"
 
 
 def create_app(
@@ -60,10 +65,24 @@ def drop_store_credentials() -> list[str]:
 
 def app_from_env() -> ServingApp:
     """uvicorn factory for worker processes: settings and environment come from the environment."""
-    sys.setswitchinterval(SWITCH_INTERVAL)
+    sys.setswitchinterval(SWITCH_INTERVAL)  # a worker process is ours: process-wide tuning applies
     environment = os.environ[ENV_VAR]
     control_plane = control_plane_for(environment, os.environ.get(URL_VAR), os.environ.get(TOKEN_VAR))
-    return create_app(control_plane, environment, address=os.environ.get(ADDRESS_VAR, ""))
+    return create_app(control_plane, environment, options_from_env(), address=os.environ.get(ADDRESS_VAR, ""))
+
+
+def options_from_env(env: dict[str, str] | None = None) -> ReplicaOptions:
+    """The options of a replica that owns its process, with the deadlines of ``HARBOURMASTER_SERVE_*`` if set."""
+    env = dict(os.environ) if env is None else env
+    deadlines: dict[str, Any] = {}
+    for field, name in (("load_timeout_seconds", LOAD_TIMEOUT_VAR), ("start_timeout_seconds", START_TIMEOUT_VAR)):
+        value = env.get(name)
+        if value:
+            try:
+                deadlines[field] = float(value)
+            except ValueError:
+                raise InvalidInputError(f"{name}={value!r} is not a number of seconds", f"e.g. {name}=120") from None
+    return ReplicaOptions(own_process=True, **deadlines)
 
 
 def _set_nodelay(transport: Any) -> None:
@@ -130,13 +149,11 @@ def serve(
     With ``url`` the replica reaches state only through that control plane with ``token``
     (a replica credential) and never opens a database or artifact store itself."""
     address = f"http://{host}:{port}"
-    sys.setswitchinterval(SWITCH_INTERVAL)
+    sys.setswitchinterval(SWITCH_INTERVAL)  # this process is ours: process-wide tuning applies
     if workers <= 1:
         control_plane = control_plane_for(environment, url, token)
-        config = uvicorn_config(
-            create_app(control_plane, environment, address=address), host, port, log_level=log_level
-        )
-        uvicorn.Server(config).run()
+        app = create_app(control_plane, environment, options_from_env(), address=address)
+        uvicorn.Server(uvicorn_config(app, host, port, log_level=log_level)).run()
         control_plane.close()
         if isinstance(control_plane, EmbeddedControlPlane):
             control_plane.platform.close()
@@ -158,8 +175,20 @@ def serve(
         access_log=False,
         log_level=log_level,
         timeout_graceful_shutdown=30,
-        timeout_worker_healthcheck=60,  # a worker importing its libraries on a busy host is not hung
+        **_worker_healthcheck(),
     )
+
+
+def _worker_healthcheck() -> dict[str, Any]:
+    """A generous health-check timeout for worker processes (uvicorn >= 0.30 has the setting).
+
+    uvicorn's supervisor pings each worker and replaces one that does not answer in 5 s; a worker
+    still importing libraries or loading models on a busy machine could miss that and be killed
+    again and again (a restart loop). A worker that started listens within ``start_timeout_seconds``.
+    """
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
+        return {"timeout_worker_healthcheck": WORKER_HEALTHCHECK_SECONDS}
+    return {}
 
 
 def free_port() -> int:

@@ -1,0 +1,82 @@
+"""Lanes: bounded in-flight and queued calls in daemon threads, refusal when full, abandoned calls bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from harbourmaster.serving.lanes import Lane, Saturated
+
+
+def test_a_full_lane_refuses_at_once_and_serves_its_queue_in_order() -> None:
+    gate = threading.Event()
+    order: list[int] = []
+
+    def blocked(n: int) -> int:
+        gate.wait(10)
+        order.append(n)
+        return n
+
+    async def scenario() -> None:
+        lane = Lane("t", max_in_flight=1, max_queued=2)
+        calls = [asyncio.create_task(lane.run(blocked, n)) for n in range(3)]
+        await asyncio.sleep(0.05)
+        assert lane.figures() == (1, 2, 0)
+        started = time.perf_counter()
+        with pytest.raises(Saturated, match="saturated"):
+            await lane.run(blocked, 9)
+        assert time.perf_counter() - started < 0.5  # refused at once, not after the others
+        gate.set()
+        assert await asyncio.gather(*calls) == [0, 1, 2]
+        assert order == [0, 1, 2] and lane.figures() == (0, 0, 0) and lane.refused_total == 1
+        lane.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_caller_past_its_budget_leaves_the_queue_or_abandons_a_running_call_which_keeps_its_slot() -> None:
+    gate = threading.Event()
+    abandoned: list[int] = []
+
+    async def scenario() -> None:
+        lane = Lane("t", max_in_flight=1, max_queued=4, on_abandon=lambda: abandoned.append(1))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(lane.run(gate.wait, 10), 0.05)  # running: abandoned
+        assert lane.figures() == (1, 0, 1) and abandoned == [1]
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(lane.run(time.sleep, 0), 0.05)  # queued: gives its place up
+        assert lane.figures() == (1, 0, 1) and abandoned == [1]
+        gate.set()
+        deadline = time.monotonic() + 5
+        while lane.figures() != (0, 0, 0) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert lane.figures() == (0, 0, 0)  # the abandoned call finished and freed its slot
+        assert await lane.run(sum, [1, 2]) == 3
+        lane.close()
+
+    asyncio.run(scenario())
+    deadline = time.monotonic() + 5
+    while any(t.name == "hm-lane-t" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not any(t.name == "hm-lane-t" for t in threading.enumerate())  # closed: its threads ended
+
+
+def test_lane_threads_are_daemons_and_exceptions_reach_the_caller() -> None:
+    seen: list[bool] = []
+
+    def boom() -> None:
+        seen.append(threading.current_thread().daemon)
+        raise ValueError("model bug")
+
+    async def scenario() -> None:
+        lane = Lane("d", max_in_flight=2, max_queued=0)
+        with pytest.raises(ValueError, match="model bug"):
+            await lane.run(boom)
+        assert lane.figures() == (0, 0, 0)
+        lane.close()
+
+    asyncio.run(scenario())
+    assert seen == [True]
