@@ -20,7 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from harbourmaster.cli.common import JsonOption, TokenOption, UrlOption, client  # noqa: E402
+from harbourmaster.cli.common import JsonOption, TokenOption, UrlOption, client, metrics_origin  # noqa: E402
 
 
 @app.command()
@@ -60,13 +60,14 @@ def versions(project: str, url: UrlOption = None, token: TokenOption = None, jso
     metric_names = sorted({name for item in items for name in item.metrics})
     output.table(
         f"{project}: {len(items)} version(s)",
-        ["version", "digest", "format", *metric_names, "tags", "created by", "created"],
+        ["version", "digest", "format", *metric_names, "metrics from", "tags", "created by", "created"],
         [
             (
                 v.number,
                 v.digest[:12],
                 v.format,
                 *(output.number(v.metrics.get(name)) for name in metric_names),
+                metrics_origin(v.metrics_source, v.evaluation_rows) if v.metrics else "-",
                 ", ".join(f"{k}={val}" if val else k for k, val in v.tags.items()) or "-",
                 v.created_by,
                 output.when(v.created_at),
@@ -95,7 +96,7 @@ def show(
     if detail.tags:
         out.print("tags: " + ", ".join(f"{k}={v}" if v else k for k, v in detail.tags.items()))
     output.table(
-        "metrics (held-out)",
+        f"metrics ({metrics_origin(detail.metrics_source, detail.evaluation_rows, long=True)})",
         ["metric", "value"],
         sorted((k, output.number(v)) for k, v in detail.metrics.items()),
     )
@@ -276,24 +277,17 @@ def runs(
 def init(
     admin: Annotated[str, typer.Option("--admin", help="Name of the first admin user.")] = "admin",
 ) -> None:
-    """Create the store and the first admin user; prints the admin's API token once."""
-    from harbourmaster.services.actors import Actor
-    from harbourmaster.services.platform import Platform
+    """Create the store and the first admin user; prints the admin's API token once.
 
-    platform = Platform()
-    try:
-        if platform.identity.has_users():
-            output.fail(
-                "this store already has users",
-                "ask an admin for a token (harbourmaster tokens create ...)",
-            )
-            raise typer.Exit(1)
-        actor = Actor.local_owner()
-        platform.identity.create_user(actor, admin, ["admin"])
-        issued = platform.identity.create_token(actor, admin, "init")
-    finally:
-        platform.close()
-    output.console.print(f"Created admin user {admin!r} in {platform.settings.home}.")
+    From then on the store is shared: people work through `harbourmaster server` with --url and a token.
+    """
+    from harbourmaster.services.sandbox import init_store
+
+    issued, settings = init_store(None, admin)
+    output.console.print(f"Created admin user {admin!r} in {settings.home}; this store is now shared.")
+    output.console.print(
+        "Start the control plane (harbourmaster server) and use --url with a token; embedded mode is refused here now."
+    )
     output.console.print("Its API token (shown only now; store it safely):")
     print(issued.secret)
 

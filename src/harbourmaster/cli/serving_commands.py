@@ -20,9 +20,9 @@ EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment (dev, t
 
 
 def _platform() -> Any:
-    from harbourmaster.services.platform import Platform
+    from harbourmaster.services.sandbox import open_embedded
 
-    return Platform()
+    return open_embedded(purpose="an embedded data-plane command")[0]
 
 
 def _actor() -> Any:
@@ -220,8 +220,10 @@ def serve(
     Embedded only: a replica reads the desired state from the metadata database and bundles from the
     artifact store configured for HARBOURMASTER_HOME, never the control plane's HTTP API.
     """
+    from harbourmaster.services.sandbox import check_store_for
     from harbourmaster.serving.server import serve as run_server
 
+    check_store_for(None, "a serving replica started embedded")  # a shared store's replicas use the control plane
     run_server(env, host, port, workers)
 
 

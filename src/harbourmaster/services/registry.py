@@ -14,6 +14,7 @@ from harbourmaster.bundle.storage import load_bundle, read_bundle_files, save_bu
 from harbourmaster.core.digest import sha256_bytes
 from harbourmaster.core.permissions import Permission
 from harbourmaster.core.project_spec import PROJECT_NAME_PATTERN
+from harbourmaster.core.provenance import MetricsProvenance
 from harbourmaster.core.schema import (
     InputSchema,
     OutputSchema,
@@ -55,6 +56,8 @@ def _summary_fields(row: VersionRow) -> dict[str, Any]:
         "digest": row.digest,
         "format": row.format,
         "metrics": row.metrics,
+        "metrics_source": row.metrics_source,
+        "evaluation_rows": row.evaluation_rows,
         "description": row.description,
         "tags": {tag.key: tag.value for tag in row.tags},
         "created_by": row.created_by,
@@ -118,13 +121,19 @@ class RegistryService:
         *,
         project_description: str | None = None,
         project_settings: dict[str, Any] | None = None,
+        provenance: MetricsProvenance | None = None,
     ) -> VersionDetail:
-        """Store a bundle's files (content-addressed) and record it as the next version."""
+        """Store a bundle's files (content-addressed) and record it as the next version.
+
+        Its metrics are ``reported`` unless a platform service that evaluated them itself says
+        ``provenance`` (never taken from the wire: see ``core.provenance.MetricsProvenance``).
+        """
         self._platform.access.require(actor, Permission.REGISTER, target=project)
         check_project_name(project)
         verify_bundle(bundle)
         save_bundle(self._platform.artifacts, bundle)
         manifest = bundle.manifest
+        provenance = provenance or MetricsProvenance.reported(manifest.lineage)
         for _attempt in range(MAX_NUMBERING_ATTEMPTS):
             try:
                 with self._platform.db.transaction() as session:
@@ -143,6 +152,8 @@ class RegistryService:
                         input_schema=manifest.input_schema,
                         output_schema=manifest.output_schema,
                         metrics=manifest.metrics,
+                        metrics_source=provenance.source,
+                        evaluation_rows=provenance.rows,
                         lineage=manifest.lineage,
                         description=description,
                         created_by=actor.name,
@@ -159,6 +170,8 @@ class RegistryService:
                             "digest": row.digest,
                             "format": row.format,
                             "metrics": row.metrics,
+                            "metrics_source": row.metrics_source,
+                            "evaluation_rows": row.evaluation_rows,
                         },
                     )
                     return version_detail(row)
