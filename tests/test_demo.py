@@ -37,7 +37,7 @@ def test_demo_runs_and_reruns(tmp_path):
         assert "different!" not in done.stdout
         # The sandbox never reaches prod; the governance story runs against a real control plane with tokens:
         # refused in prod, two sign-offs, promoted, audit holds.
-        assert "promotes v2 to prod -> refused: prod is a guarded environment: embedded mode" in done.stdout
+        assert "to prod -> refused: prod is a guarded environment: embedded mode" in done.stdout
         assert "dana promotes to prod -> refused" in done.stdout
         assert "approve" in done.stdout and "promoted" in done.stdout
         assert "entries intact" in done.stdout
