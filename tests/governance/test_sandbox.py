@@ -60,7 +60,7 @@ def test_a_shared_store_refuses_embedded_mode_but_init_and_break_glass(settings:
     monkeypatch.delenv(sandbox.BREAK_GLASS_VARIABLE, raising=False)
     with Client(settings=settings) as hm:
         assert hm.projects() == []
-    token, _ = sandbox.init_store(settings, "alice")
+    [token], _ = sandbox.init_store(settings, ["alice"])
     assert token.secret.startswith("hm_")
 
     with pytest.raises(PermissionDeniedError) as raised:
@@ -68,7 +68,7 @@ def test_a_shared_store_refuses_embedded_mode_but_init_and_break_glass(settings:
     assert "this store is shared" in raised.value.message
     assert "--url" in raised.value.hint and sandbox.BREAK_GLASS_VARIABLE in raised.value.hint
     with pytest.raises(ConflictError, match="already has users"):
-        sandbox.init_store(settings, "mallory")
+        sandbox.init_store(settings, ["mallory"])
 
     # Break glass: opens as break-glass:<os user>, audited with the reason; still no prod, still no sign-off.
     monkeypatch.setenv(sandbox.BREAK_GLASS_VARIABLE, "alice lost her token")

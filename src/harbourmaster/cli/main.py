@@ -275,21 +275,23 @@ def runs(
 
 @app.command()
 def init(
-    admin: Annotated[str, typer.Option("--admin", help="Name of the first admin user.")] = "admin",
+    admin: Annotated[list[str] | None, typer.Option("--admin", help="Name of a first admin user; repeatable.")] = None,
 ) -> None:
-    """Create the store and the first admin user; prints the admin's API token once.
+    """Create the store's first admin users; prints each admin's API token once.
 
     From then on the store is shared: people work through `harbourmaster server` with --url and a token.
     """
     from harbourmaster.services.sandbox import init_store
 
-    issued, settings = init_store(None, admin)
-    output.console.print(f"Created admin user {admin!r} in {settings.home}; this store is now shared.")
-    output.console.print(
-        "Start the control plane (harbourmaster server) and use --url with a token; embedded mode is refused here now."
+    issued, settings = init_store(None, admin or ["admin"])
+    for token in issued:
+        output.console.print(f"Created admin user {token.user!r} in {settings.home}.")
+        output.console.print("Its API token (shown only now; store it safely):")
+        print(token.secret)
+    output.errors.print(
+        "This store is now shared: embedded mode is refused on it. Start the control plane "
+        "(harbourmaster server) and use --url with a token."
     )
-    output.console.print("Its API token (shown only now; store it safely):")
-    print(issued.secret)
 
 
 @app.command()

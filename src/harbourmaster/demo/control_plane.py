@@ -45,7 +45,7 @@ class DemoControlPlane:
     def start(self) -> DemoControlPlane:
         if self.home.exists():
             shutil.rmtree(self.home)
-        issued, _ = init_store(self.settings, self.admin)
+        [issued], _ = init_store(self.settings, [self.admin])
         self.admin_token = issued.secret
         self.token_file.write_text(issued.secret + "\n")
         self.token_file.chmod(0o600)

@@ -20,6 +20,7 @@ directly: it is the one process meant to hold it.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from harbourmaster.config import Settings
@@ -122,13 +123,14 @@ def check_store_for(settings: Settings | None, purpose: str) -> None:
         platform.close()
 
 
-def init_store(settings: Settings | None, admin: str) -> tuple[IssuedToken, Settings]:
-    """``harbourmaster init``: make a sandbox store shared, with its first admin; returns the admin's token.
+def init_store(settings: Settings | None, admins: Sequence[str]) -> tuple[list[IssuedToken], Settings]:
+    """``harbourmaster init``: make a sandbox store shared, with its first admins; returns their tokens.
 
     Refused (audited) when the store already has users.
     """
     from harbourmaster.services.platform import Platform
 
+    names = list(dict.fromkeys(admins)) or ["admin"]
     platform = Platform(settings)
     try:
         owner = Actor.local_owner()
@@ -142,8 +144,11 @@ def init_store(settings: Settings | None, admin: str) -> tuple[IssuedToken, Sett
                 f"or, to recover a lost admin token, {BREAK_GLASS_VARIABLE}='why' harbourmaster tokens create "
                 "--user ADMIN (audited)",
             )
-        platform.identity.create_user(owner, admin, ["admin"])
-        return platform.identity.create_token(owner, admin, "init"), platform.settings
+        issued = []
+        for name in names:
+            platform.identity.create_user(owner, name, ["admin"])
+            issued.append(platform.identity.create_token(owner, name, "init"))
+        return issued, platform.settings
     finally:
         platform.close()
 
