@@ -35,7 +35,9 @@ def test_demo_runs_and_reruns(tmp_path):
         assert "identical" in done.stdout
         assert "Demo finished" in done.stdout
         assert "different!" not in done.stdout
-        # The story the governance issue asks for: refused in prod, two sign-offs, promoted, audit holds.
+        # The sandbox never reaches prod; the governance story runs against a real control plane with tokens:
+        # refused in prod, two sign-offs, promoted, audit holds.
+        assert "to prod -> refused: prod is a guarded environment: embedded mode" in done.stdout
         assert "dana promotes to prod -> refused" in done.stdout
         assert "approve" in done.stdout and "promoted" in done.stdout
         assert "entries intact" in done.stdout
@@ -47,3 +49,28 @@ def test_demo_runs_and_reruns(tmp_path):
     assert "v5 registered" in done.stdout
     assert (home / "demo" / "breast-cancer" / "harbourmaster.toml").is_file()
     assert not (tmp_path / ".harbourmaster").exists()  # state went to HARBOURMASTER_HOME, not the cwd
+
+    # The home stays a sandbox (no users): the README tour goes on embedded; the control plane's store is
+    # separate, its admin token readable by its owner only, and opening that store directly is refused.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HARBOURMASTER_")}
+    tour = subprocess.run(
+        [sys.executable, "-m", "harbourmaster", "whoami"],
+        cwd=tmp_path,
+        env={**env, "HARBOURMASTER_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert tour.returncode == 0 and "one person's sandbox" in tour.stdout, tour.stderr
+    control_plane = home / "demo" / "control-plane"
+    assert (control_plane / "admin-token").stat().st_mode & 0o077 == 0
+    assert f"HARBOURMASTER_HOME={control_plane} harbourmaster server" in done.stdout
+    shared = subprocess.run(
+        [sys.executable, "-m", "harbourmaster", "projects"],
+        cwd=tmp_path,
+        env={**env, "HARBOURMASTER_HOME": str(control_plane)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shared.returncode == 1 and "this store is shared" in shared.stderr and "--url" in shared.stderr

@@ -296,10 +296,15 @@ class GovernanceMethods:
     def whoami(self) -> dict[str, Any]:
         if self._remote:
             return self._remote.get("/whoami")
+        from harbourmaster.services.sandbox import describe
+
         return {
             "name": self.actor.name,
             "roles": sorted(self.actor.roles),
             "grants": sorted(f"{e}:{p}" for e, p in self.actor.grants),
+            "mode": "embedded",
+            "store": str(self._platform.settings.home),
+            "note": describe(self._platform.settings, self.actor),
         }
 
     # -- audit -------------------------------------------------------------------

@@ -42,6 +42,7 @@ from harbourmaster.schemas import (
     VersionDiff,
     VersionSummary,
 )
+from harbourmaster.services import sandbox
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.dataplane import IssuedReplicaCredential, ReplicaCredentialInfo
 from harbourmaster.services.packaging import package_version
@@ -66,30 +67,30 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
         *,
         token: str | None = None,
         settings: Settings | None = None,
-        actor: Actor | None = None,
         timeout: float = 60.0,
     ) -> None:
+        """Without ``url``: embedded mode, one person's sandbox (see ``services.sandbox``).
+
+        Embedded mode opens the store at ``settings`` (``HARBOURMASTER_HOME``)
+        directly as its local owner. It never reaches a guarded environment such
+        as prod, and a shared store (one with users) is refused unless
+        ``HARBOURMASTER_BREAK_GLASS`` gives an (audited) reason. With ``url``,
+        everything goes through the control plane as the user of ``token``.
+        """
         self.settings = settings or Settings.from_env()
         self.url = url.rstrip("/") if url else None
         if self.url:
             self._remote: _Remote | None = _Remote(self.url, token or os.environ.get("HARBOURMASTER_TOKEN"), timeout)
             self._platform = None
-            self.actor = actor or Actor.local_owner()
+            self.actor = Actor.local_owner()  # replaced by the token's user on first need (_identify_remote_actor)
         else:
-            from harbourmaster.services.platform import Platform
-
             self._remote = None
-            self._platform = Platform(self.settings)
-            self.actor = actor or Actor.local_owner()
+            self._platform, self.actor = sandbox.open_embedded(self.settings, break_glass=sandbox.break_glass_reason())
 
-    def acting_as(self, user: str) -> Client:
-        """Embedded mode only: a client acting as a named user, with that user's roles and grants."""
-        if self._remote or self._platform is None:
-            raise InvalidInputError("acting_as is for embedded mode", "against a server, use that user's token")
-        other = object.__new__(Client)
-        other.__dict__.update(self.__dict__)
-        other.actor = self._platform.identity.actor_for(user)
-        return other
+    @property
+    def embedded(self) -> bool:
+        """True in embedded mode (the local store, no server)."""
+        return self._remote is None
 
     # -- reading ----------------------------------------------------------------
 
@@ -172,9 +173,11 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
     def train(self, project_dir: str | Path, *, data: DataSource | None = None) -> TrainResult:
         """Run a project's training pipeline and register the new version.
 
-        Embedded, the run is recorded with its outcome. Against a server the
+        Embedded, the run is recorded with its outcome and its metrics are
+        ``computed`` (the platform drew the held-out split). Against a server the
         pipeline runs here (where the project and its data are) and the bundle
-        is uploaded with a summary of the run.
+        is uploaded with a summary of the run; its metrics are then ``reported``,
+        since the control plane cannot recompute them without running the code.
         """
         if not self._remote:
             return self._platform.training.train(self.actor, Path(project_dir), data=data)
@@ -215,6 +218,9 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
         ``training_data`` holds the raw features (and the target column when
         ``target`` names one). ``metrics`` are either values you computed or
         metric names evaluated here on ``eval_data`` (which includes the target).
+        Either way the platform records them as ``reported`` (it did not compute
+        them): metric gates judge only versions trained by the platform
+        (``harbourmaster train``), unless an environment allows reported metrics.
         Custom transformer classes must live in modules under ``code_dir`` so
         that the version loads in another process. Columns named in ``sensitive`` are
         profiled without their values (counts and null rates only).
@@ -227,9 +233,11 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
             )
         self._identify_remote_actor()
         features, target_series, target_name = _split_target(training_data, target)
-        metric_values = self._metric_values(pipeline, metrics, eval_data, target_name)
+        metric_values, evaluation_rows = self._metric_values(pipeline, metrics, eval_data, target_name)
         code_files: dict[str, bytes] = {}
         lineage: dict[str, Any] = {"source": "notebook", "target": target_name}
+        if metric_values:  # evaluated here, by the registrant: the platform records them as reported
+            lineage["evaluation"] = {"metrics": sorted(metric_values), "rows": evaluation_rows}
         if parameters:
             lineage["parameters"] = parameters
         try:
@@ -322,12 +330,13 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
         metrics: dict[str, float] | Sequence[str] | None,
         eval_data: pd.DataFrame | None,
         target_name: str | None,
-    ) -> dict[str, float]:
+    ) -> tuple[dict[str, float], int | None]:
+        """The metric values and the number of rows they were evaluated on here (None: typed in)."""
         if metrics is None:
-            return {}
+            return {}, None
         if isinstance(metrics, dict):
             try:
-                return {str(name): float(value) for name, value in metrics.items()}
+                return {str(name): float(value) for name, value in metrics.items()}, None
             except (TypeError, ValueError) as exc:
                 raise InvalidInputError("metrics must map names to numbers", "e.g. metrics={'accuracy': 0.97}") from exc
         names = validate_metric_names([metrics] if isinstance(metrics, str) else list(metrics))
@@ -337,7 +346,7 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
                 "pass eval_data=<held-out frame with the target column> and target=<column>",
             )
         eval_features, eval_target, _ = _split_target(eval_data, target_name)
-        return evaluate(pipeline, eval_features, eval_target, names)
+        return evaluate(pipeline, eval_features, eval_target, names), len(eval_features)
 
     def _identify_remote_actor(self) -> None:
         """Against a server, lineage names the token's user (as the server's records do)."""

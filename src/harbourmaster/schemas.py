@@ -30,6 +30,8 @@ class VersionSummary(BaseModel):
     digest: str
     format: str
     metrics: dict[str, float]
+    metrics_source: str = "reported"  # "computed" by the platform on a held-out split it drew, or "reported"
+    evaluation_rows: int | None = None  # held-out rows the metrics were evaluated on
     description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
     created_by: str

@@ -400,15 +400,16 @@ def test_environment_configuration_is_audited_with_before_and_after(gov):
 
 
 def test_local_owner_cli_is_never_an_approver(gov, demo_project, tmp_path: Path):
-    """The embedded owner bypasses grants, but a sign-off always needs a real approver."""
+    """The embedded owner is a sandbox admin: never a sign-off, never a guarded environment (tests/test_sandbox.py)."""
     from harbourmaster.services.actors import Actor
 
     owner = Actor.local_owner()
     v1 = train(gov, demo_project)
     to_test(gov, v1)
-    with pytest.raises(PermissionDeniedError):
+    with pytest.raises(PermissionDeniedError, match="cannot sign off"):
         gov.approvals.decide(owner, PROJECT, v1, "prod", "approve")
-    error = refusal(gov.promotions.promote, owner, PROJECT, v1, "prod")
-    assert "approvals" in error.message
+    with pytest.raises(PermissionDeniedError, match="prod is a guarded environment") as raised:
+        gov.promotions.promote(owner, PROJECT, v1, "prod")
+    assert "--url" in raised.value.hint
     with pytest.raises(AuthenticationError):
         gov.identity.authenticate("hm_" + "n" * 40)

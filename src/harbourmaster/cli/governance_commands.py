@@ -216,6 +216,7 @@ def whoami(url: UrlOption = None, token: TokenOption = None, json: JsonOption = 
         return output.print_json(me)
     grants = ", ".join(me["grants"]) or "none"
     output.console.print(f"{me['name']}: roles {', '.join(me['roles']) or 'none'}; grants {grants}")
+    output.console.print(me.get("note") or f"through the control plane at {hm.url}")
 
 
 # -- users ------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from harbourmaster.cli.common import JsonOption, TokenOption, UrlOption, client  # noqa: E402
+from harbourmaster.cli.common import JsonOption, TokenOption, UrlOption, client, metrics_origin  # noqa: E402
 
 
 @app.command()
@@ -60,13 +60,14 @@ def versions(project: str, url: UrlOption = None, token: TokenOption = None, jso
     metric_names = sorted({name for item in items for name in item.metrics})
     output.table(
         f"{project}: {len(items)} version(s)",
-        ["version", "digest", "format", *metric_names, "tags", "created by", "created"],
+        ["version", "digest", "format", *metric_names, "metrics from", "tags", "created by", "created"],
         [
             (
                 v.number,
                 v.digest[:12],
                 v.format,
                 *(output.number(v.metrics.get(name)) for name in metric_names),
+                metrics_origin(v.metrics_source, v.evaluation_rows) if v.metrics else "-",
                 ", ".join(f"{k}={val}" if val else k for k, val in v.tags.items()) or "-",
                 v.created_by,
                 output.when(v.created_at),
@@ -95,7 +96,7 @@ def show(
     if detail.tags:
         out.print("tags: " + ", ".join(f"{k}={v}" if v else k for k, v in detail.tags.items()))
     output.table(
-        "metrics (held-out)",
+        f"metrics ({metrics_origin(detail.metrics_source, detail.evaluation_rows, long=True)})",
         ["metric", "value"],
         sorted((k, output.number(v)) for k, v in detail.metrics.items()),
     )
@@ -274,36 +275,24 @@ def runs(
 
 @app.command()
 def init(
-    admin: Annotated[
-        list[str] | None,
-        typer.Option("--admin", help="Name of a first admin user; repeat it for two (separation of duties)."),
-    ] = None,
+    admin: Annotated[list[str] | None, typer.Option("--admin", help="Name of a first admin user; repeatable.")] = None,
 ) -> None:
-    """Create the store and the first admin users; prints each admin's API token once."""
-    from harbourmaster.services.actors import Actor
-    from harbourmaster.services.platform import Platform
+    """Create the store's first admin users; prints each admin's API token once.
 
-    admins = list(dict.fromkeys(admin or ["admin"]))
-    platform = Platform()
-    try:
-        if platform.identity.has_users():
-            output.fail(
-                "this store already has users",
-                "ask an admin for a token (harbourmaster tokens create ...)",
-            )
-            raise typer.Exit(1)
-        actor = Actor.local_owner()
-        issued = []
-        for name in admins:
-            platform.identity.create_user(actor, name, ["admin"])
-            issued.append(platform.identity.create_token(actor, name, "init"))
-    finally:
-        platform.close()
+    From then on the store is shared: people work through `harbourmaster server` with --url and a token.
+    """
+    from harbourmaster.services.sandbox import init_store
+
+    issued, settings = init_store(None, admin or ["admin"])
     for token in issued:
-        output.console.print(f"Created admin user {token.user!r} in {platform.settings.home}.")
+        output.console.print(f"Created admin user {token.user!r} in {settings.home}.")
         output.console.print("Its API token (shown only now; store it safely):")
         print(token.secret)
-    if len(admins) == 1:
+    output.errors.print(
+        "This store is now shared: embedded mode is refused on it. Start the control plane "
+        "(harbourmaster server) and use --url with a token."
+    )
+    if len(issued) == 1:
         output.errors.print(
             "With one admin, steps that need a second one (approvers, prod grants, tokens for others) wait: "
             "run init with --admin twice, or see docs/governance.md (separation of duties)."

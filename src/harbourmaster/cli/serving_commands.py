@@ -21,9 +21,9 @@ EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment (dev, t
 
 
 def _platform() -> Any:
-    from harbourmaster.services.platform import Platform
+    from harbourmaster.services.sandbox import open_embedded
 
-    return Platform()
+    return open_embedded(purpose="an embedded data-plane command")[0]
 
 
 def _actor() -> Any:
@@ -241,6 +241,10 @@ def serve(
             )
         if not token:
             raise typer.BadParameter("--url needs a replica credential: --token or HARBOURMASTER_TOKEN")
+    else:
+        from harbourmaster.services.sandbox import check_store_for
+
+        check_store_for(None, "a serving replica started embedded")  # a shared store's replicas use the control plane
     run_server(env, host, port, workers, url=url, token=token)
 
 

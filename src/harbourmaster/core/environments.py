@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harbourmaster.core.provenance import DEFAULT_MIN_EVALUATION_ROWS
+
 ENVIRONMENT_NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 
 
@@ -61,6 +63,9 @@ class EnvironmentConfig(BaseModel):
     approvals: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     sla: SlaConfig = Field(default_factory=SlaConfig)
     data: dict[str, Any] = Field(default_factory=dict)
+    # Metric gates: accept metrics a registrant reported (not computed by the platform)? On how few rows?
+    allow_reported_metrics: bool = False
+    min_evaluation_rows: int = Field(default=DEFAULT_MIN_EVALUATION_ROWS, ge=1, le=1_000_000_000)
 
 
 class Environment(BaseModel):

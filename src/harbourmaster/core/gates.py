@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from harbourmaster.core.environments import ApprovalPolicy, GateConfig
+from harbourmaster.core.provenance import COMPUTED, DEFAULT_MIN_EVALUATION_ROWS, REPORTED
 from harbourmaster.core.schema import InputSchema, OutputSchema, diff_input_schemas, diff_output_schemas
 from harbourmaster.errors import InvalidInputError
 
@@ -51,6 +52,8 @@ class CandidateVersion:
     metrics: dict[str, float]
     input_schema: dict[str, Any]
     output_schema: dict[str, Any]
+    metrics_source: str = REPORTED  # "computed" by the platform, or "reported" by the registrant
+    evaluation_rows: int | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class GateContext:
     approvals: tuple[ApprovalRecord, ...]
     now: datetime
     evidence: dict[str, dict[str, Any]] = field(default_factory=dict)
+    allow_reported_metrics: bool = False
+    min_evaluation_rows: int = DEFAULT_MIN_EVALUATION_ROWS
 
 
 class Gate(Protocol):
@@ -74,7 +79,11 @@ class Gate(Protocol):
 
 @dataclass(frozen=True)
 class MetricThresholdGate:
-    """A held-out metric must be at least ``min`` (or at most ``max``)."""
+    """A held-out metric must be at least ``min`` (or at most ``max``).
+
+    Only numbers the platform computed count (unless the environment allows
+    reported ones), and only if evaluated on at least ``min_evaluation_rows`` rows.
+    """
 
     metric: str
     min: float | None = None
@@ -99,6 +108,9 @@ class MetricThresholdGate:
                 reason=f"v{context.candidate.number} has no {self.metric}",
                 fix=f"register a version evaluated on {self.metric}",
             )
+        unfit = _unfit_metrics(context, self.metric, value)
+        if unfit is not None:
+            return unfit
         ok = (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
         return GateVerdict(
             gate=name,
@@ -106,6 +118,31 @@ class MetricThresholdGate:
             reason=f"{self.metric} = {value:.4f} (needs {wanted})",
             fix=None if ok else f"train a version whose held-out {self.metric} is {wanted}",
         )
+
+
+def _unfit_metrics(context: GateContext, metric: str, value: float) -> GateVerdict | None:
+    """A refusal if the candidate's metrics may not be judged here: reported, or on too few rows."""
+    candidate, name = context.candidate, f"metric {metric}"
+    if candidate.metrics_source != COMPUTED and not context.allow_reported_metrics:
+        return GateVerdict(
+            gate=name,
+            passed=False,
+            reason=f"v{candidate.number}'s {metric} = {value:.4f} is {candidate.metrics_source} by its registrant, "
+            "not computed by the platform",
+            fix=f"train it with the platform (harbourmaster train PROJECT_DIR evaluates on a held-out split it "
+            f"draws itself), or let {context.environment} accept reported metrics (allow_reported_metrics = true)",
+        )
+    rows, needed = candidate.evaluation_rows, context.min_evaluation_rows
+    if rows is None or rows < needed:
+        on = f"on {rows} row(s)" if rows is not None else "on an unknown number of rows"
+        return GateVerdict(
+            gate=name,
+            passed=False,
+            reason=f"v{candidate.number} is unfit for metric gates: evaluated {on}, "
+            f"{context.environment} needs at least {needed}",
+            fix=f"train on more data or a larger [evaluation] holdout so that at least {needed} rows are held out",
+        )
+    return None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,14 @@ Supported metric names (``SUPPORTED_METRICS``):
 
 Friendly names where lower is better (``log_loss``, ``rmse``, ``mae``, ``mse``)
 are reported as positive values; see ``lower_is_better``.
+
+Every version's metrics carry a provenance (``MetricsProvenance``): ``computed``
+when the platform's training service evaluated the pipeline on a held-out split
+it drew itself, ``reported`` for numbers a registrant supplied (typed, computed
+in a notebook, or uploaded to the control plane, which cannot recompute them
+without running the author's code). Metric gates use computed numbers only
+(unless an environment allows reported ones), evaluated on enough rows; see
+``core.provenance``.
 """
 
 from __future__ import annotations

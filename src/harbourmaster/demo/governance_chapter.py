@@ -1,14 +1,19 @@
-"""The demo's governance chapter: roles and grants, sign-offs, promotion to prod, the audit log."""
+"""The demo's governance chapter, against a real control plane with real tokens: roles and grants,
+sign-offs, promotion to prod, the audit log. The sandbox itself never reaches prod."""
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from harbourmaster.client import Client
-from harbourmaster.errors import HarbourmasterError
+from harbourmaster.demo.control_plane import DemoControlPlane
+from harbourmaster.errors import ConfirmationRequiredError, HarbourmasterError
 from harbourmaster.services.audit import verify_export
+from harbourmaster.services.duties import DutyDecision
 
 PEOPLE = {
     "dana": ["data-scientist"],
@@ -19,20 +24,61 @@ PEOPLE = {
 }
 
 
-def run_governance_chapter(story: Any, owner: Client, project: str, project_dir: Path) -> None:
-    """Dana trains; she cannot reach prod; Rita and Bob sign off; Olga promotes; the audit log holds."""
-    story.step("Governance: few people can touch prod")
-    existing = {user.name for user in owner.users()}
-    for name, roles in PEOPLE.items():
-        if name not in existing:
-            owner.create_user(name, roles)
-    if "prod:deploy" not in next(user for user in owner.users() if user.name == "olga").grants:
-        owner.grant("olga", "prod", "deploy")
-    story.say("users: dana (data-scientist), olga (operator, prod grant), rita and bob (approvers), ada (auditor)")
-    dana, olga, rita, bob, ada = (owner.acting_as(name) for name in ("dana", "olga", "rita", "bob", "ada"))
+def run_governance_chapter(
+    story: Any, sandbox: Client, project: str, version: int, project_dir: Path, control_plane: DemoControlPlane
+) -> None:
+    """The sandbox is refused prod; on the control plane Dana trains, Rita and Bob sign off, Olga promotes."""
+    story.step("Embedded mode is one person's sandbox: prod is out of its reach")
+    _refused(story, f"its owner promotes v{version} to prod", lambda: sandbox.promote(project, version, "prod"))
 
+    story.step("A control plane with real users and tokens: few people can touch prod")
+    with control_plane:
+        story.say(
+            f"`harbourmaster init` + `harbourmaster server` on a shared store in {control_plane.home}, "
+            f"serving {control_plane.url}"
+        )
+        story.say("root (admin) adds dana (data-scientist), olga (operator, prod grant), rita and bob (approvers),")
+        story.say("ada (auditor), and mints each of them a token (valid one day); each acts only with their own")
+        people = _people(control_plane, story)
+        try:
+            _promotion_story(story, people, project, project_dir)
+            _audit_story(story, people["ada"])
+        finally:
+            for client in people.values():
+                client.close()
+
+
+def _people(control_plane: DemoControlPlane, story: Any) -> dict[str, Client]:
+    """root asks for the users, the prod grant and their tokens; sam, the second admin, confirms each step."""
+    root = Client(url=control_plane.url, token=control_plane.admin_token)
+    sam = Client(url=control_plane.url, token=control_plane.second_admin_token)
+
+    def confirmed(step: Callable[[], Any]) -> Any:
+        try:
+            return step()
+        except ConfirmationRequiredError as pending:
+            request = int((pending.hint or "").rsplit(" ", 1)[-1])
+            return sam.decide_request(request)
+
+    for name, roles in PEOPLE.items():
+        confirmed(lambda name=name, roles=roles: root.create_user(name, roles))
+    confirmed(lambda: root.grant("olga", "prod", "deploy"))
+    people = {"root": root, "sam": sam}
+    for name in PEOPLE:
+        minted = confirmed(lambda name=name: root.create_token(name, "demo", expires_in=timedelta(days=1)))
+        secret = minted.token.token if isinstance(minted, DutyDecision) else minted.secret
+        people[name] = Client(url=control_plane.url, token=secret)
+    story.say(
+        "root creates the people, the prod grant and their tokens; each step that hands out power over prod "
+        "waits for sam, the second admin, who confirms it (separation of duties)"
+    )
+    return people
+
+
+def _promotion_story(story: Any, people: dict[str, Client], project: str, project_dir: Path) -> None:
+    dana, olga, rita, bob = people["dana"], people["olga"], people["rita"], people["bob"]
     version = dana.train(project_dir).version.number
-    story.say(f"dana trains v{version}, deploys it to dev and promotes it to test")
+    story.say(f"dana trains v{version} where her data is and uploads it, deploys it to dev, promotes it to test")
     dana.deploy(project, version, "dev")
     promoted = dana.promote(project, version, "test")
     story.say(
@@ -43,17 +89,19 @@ def run_governance_chapter(story: Any, owner: Client, project: str, project_dir:
 
     rita.approve(project, version, "prod", comment="risk review passed")
     bob.approve(project, version, "prod", comment="business case approved")
-    story.say(f"rita (risk) and bob (business) approve v{version} for prod, bound to its digest")
+    story.say(f"rita (risk) and bob (business) approve v{version} for prod with their tokens, bound to its digest")
     result = olga.promote(project, version, "prod")
     for gate in result.gates:
         story.say(f"  [green]pass[/] {gate.gate}: {gate.reason}")
-    story.say(f"[green]olga promoted v{version} to prod[/]")
-    latest = owner.history(project, "prod")[0]
+    story.say(f"[green]olga promoted v{version} to prod[/] (an operator with a prod grant)")
+    latest = olga.history(project, "prod")[0]
     story.say(
         f"history: prod serves v{latest.version} since {latest.at:%H:%M:%S}, put there by {latest.actor}, "
         f"approved by {', '.join(latest.approved_by)}"
     )
 
+
+def _audit_story(story: Any, ada: Client) -> None:
     story.step("The audit log: hash-chained, verifiable, exportable")
     report = ada.audit_verify()
     story.say(f"ada (auditor) verifies: {report['checked']} entries intact, head sha256:{report['head_hash'][:16]}")

@@ -8,8 +8,7 @@ import httpx
 import pandas as pd
 
 from harbourmaster.config import Settings
-from harbourmaster.services.actors import Actor
-from harbourmaster.services.platform import Platform
+from harbourmaster.services.sandbox import open_embedded
 from harbourmaster.serving.replica import ReplicaOptions
 from harbourmaster.serving.server import ServerThread
 from harbourmaster.store.prediction_log import PredictionLog
@@ -30,8 +29,7 @@ def _wait(server: ServerThread, project: str, revision: int) -> None:
 def run_serving_chapter(story: Any, settings: Settings, project: str, version: int, features: pd.DataFrame) -> None:
     """Deploy ``version`` to dev, serve it on loopback and show the data plane at work."""
     story.step(f"Deploy v{version} to dev and serve it (no restart, every answer captured)")
-    actor = Actor.local_owner()
-    platform = Platform(settings)
+    platform, actor = open_embedded(settings, purpose="the demo's serving chapter")
     try:
         state = platform.deployments.deploy(actor, project, version, "dev")
         story.say(f"harbourmaster deploy {project} {version} --env dev  -> desired state revision {state.revision}")

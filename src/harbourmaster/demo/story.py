@@ -90,8 +90,10 @@ def run_demo(home: Path | None = None) -> None:
         os.environ["HARBOURMASTER_HOME"] = str(Path(home).absolute())
     settings = Settings.from_env()
     story = Story()
-    console.print("[bold]Harbourmaster demo[/]: from a data scientist's project to registered, verifiable versions.")
-    console.print(f"State lives in {settings.home} (SQLite + a local artifact folder).")
+    console.print("[bold]Harbourmaster demo[/]: from a data scientist's project to a governed production.")
+    console.print(
+        f"Your sandbox is {settings.home} (SQLite + a local artifact folder): embedded mode, no server, no users."
+    )
 
     story.step("A data scientist's project")
     project_dir = settings.home / "demo" / PROJECT
@@ -103,14 +105,14 @@ def run_demo(home: Path | None = None) -> None:
     )
 
     with Client(settings=settings) as hm:
-        story.step("Train version 1 with `harbourmaster train` (the same pipeline operators rerun later)")
+        story.step("Train a version with `harbourmaster train` (the same pipeline operators rerun later)")
         first = hm.train(project_dir)
         story.say(_trained(first.version.number, first.version.metrics, first.run.duration_seconds))
         story.say(
             f"bundle sha256:{first.version.digest[:16]}... holds the data preparation, the model and the project code"
         )
 
-        story.step("Tune a parameter and train version 2")
+        story.step("Tune a parameter and train again")
         set_param(project_dir / "harbourmaster.toml", 1.0)
         second = hm.train(project_dir)
         story.say(_trained(second.version.number, second.version.metrics, second.run.duration_seconds))
@@ -159,7 +161,7 @@ def run_demo(home: Path | None = None) -> None:
             f"parent v{lineage.get('parent_version')}"
         )
 
-        story.step("Load version 2 in a fresh process, far from the project folder")
+        story.step(f"Load v{second.version.number} in a fresh process, far from the project folder")
         sample = features.sample(5, random_state=1)
         in_process = hm.load(PROJECT, second.version.number).predict_proba(sample)[:, 1].round(12).tolist()
         fresh = _predict_in_fresh_process(sample, second.version.number, settings)
@@ -179,19 +181,24 @@ def run_demo(home: Path | None = None) -> None:
 
     run_serving_chapter(story, settings, PROJECT, second.version.number, features)
 
+    from harbourmaster.demo.control_plane import DemoControlPlane
     from harbourmaster.demo.governance_chapter import run_governance_chapter
 
-    with Client(settings=settings) as owner:
-        run_governance_chapter(story, owner, PROJECT, project_dir)
+    control_plane = DemoControlPlane(settings.home / "demo" / "control-plane")
+    with Client(settings=settings) as sandbox:
+        run_governance_chapter(story, sandbox, PROJECT, second.version.number, project_dir, control_plane)
 
+    first_number, second_number = first.version.number, second.version.number
     story.step("What next")
-    story.say(f"harbourmaster versions {PROJECT}        # the registry")
-    story.say(f"harbourmaster show {PROJECT} 2          # schema, metrics, lineage")
-    story.say(f"harbourmaster diff {PROJECT} 1 2        # what changed")
-    story.say("harbourmaster server                       # the HTTP API, docs at http://127.0.0.1:8700/docs")
-    story.say("harbourmaster serve --env dev              # a serving replica (see docs/serving.md)")
-    story.say(f"harbourmaster history {PROJECT} --env prod  # who put what in prod, who approved it")
-    story.say("harbourmaster audit verify                 # the tamper-evident audit log")
+    story.say(f"In your sandbox ({settings.home}; embedded mode: no --url, no users, prod out of reach):")
+    story.say(f"  harbourmaster versions {PROJECT}")
+    story.say(f"  harbourmaster show {PROJECT} {second_number}        # schema, metrics and where they come from")
+    story.say(f"  harbourmaster diff {PROJECT} {first_number} {second_number}")
+    story.say("  harbourmaster serve --env dev        # a serving replica (see docs/serving.md)")
+    story.say(f"The governance chapter's control plane ({control_plane.home}, admin token in admin-token):")
+    story.say(f"  HARBOURMASTER_HOME={control_plane.home} harbourmaster server --port 8700")
+    story.say(f"  export HARBOURMASTER_URL=http://127.0.0.1:8700 HARBOURMASTER_TOKEN=$(cat {control_plane.token_file})")
+    story.say(f"  harbourmaster history {PROJECT} --env prod && harbourmaster audit verify")
     story.done()
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from harbourmaster.core.permissions import GRANTED_PERMISSIONS, Permission, is_allowed, roles_with
 from harbourmaster.errors import AuthenticationError, PermissionDeniedError
+from harbourmaster.services import sandbox
 from harbourmaster.services.actors import Actor
 from harbourmaster.store.tables import EnvironmentRow
 
@@ -46,8 +47,12 @@ class AccessService:
     def allows(
         self, actor: Actor, permission: Permission, environment: str | None = None, session: Session | None = None
     ) -> bool:
-        if actor.kind in ("local-owner", "system") and permission != Permission.APPROVE:
-            return True  # the owner of an embedded store, or the platform's own processes
+        if actor.kind in sandbox.EMBEDDED_KINDS:  # embedded mode: a sandbox, never a guarded environment
+            return sandbox.embedded_allows(
+                permission, guarded=environment is not None and self.is_guarded(environment, session)
+            )
+        if actor.kind == "system" and permission != Permission.APPROVE:
+            return True  # the platform's own processes
         guarded = (
             environment is not None and permission in GRANTED_PERMISSIONS and self.is_guarded(environment, session)
         )
@@ -80,6 +85,8 @@ class AccessService:
                 details={"roles": sorted(actor.roles)},
             )
         )
+        if actor.kind in sandbox.EMBEDDED_KINDS:
+            raise PermissionDeniedError(*sandbox.explain_refusal(actor, permission, environment))
         raise PermissionDeniedError(self._explain(actor, permission, environment), self._hint(permission, environment))
 
     def guarded_environments(self) -> set[str]:

@@ -13,7 +13,7 @@ class Actor:
 
     name: str
     roles: frozenset[str] = field(default_factory=frozenset)
-    kind: str = "user"  # "user" | "local-owner" | "system" | "replica"
+    kind: str = "user"  # "user" | "local-owner" | "break-glass" | "system" | "replica"
     address: str | None = None
     grants: frozenset[tuple[str, str]] = field(default_factory=frozenset)  # (environment, permission)
     token_id: int | None = None  # the API token this actor authenticated with (tokens it mints die with it)
@@ -21,13 +21,25 @@ class Actor:
 
     @classmethod
     def local_owner(cls) -> Actor:
-        """The embedded CLI's actor: whoever owns the local home folder."""
-        try:
-            user = getpass.getuser()
-        except (KeyError, OSError):
-            user = "owner"
-        return cls(name=f"local:{user}", roles=frozenset({"admin"}), kind="local-owner")
+        """Embedded mode's actor on an unshared store: whoever owns the local home folder.
+
+        An admin of that sandbox, but never on a guarded environment and never an
+        approver (``services.sandbox``)."""
+        return cls(name=f"local:{os_user()}", roles=frozenset({"admin"}), kind="local-owner")
+
+    @classmethod
+    def break_glass(cls, user: str) -> Actor:
+        """Embedded mode's actor on a shared store opened with an audited break-glass reason."""
+        return cls(name=f"break-glass:{user}", roles=frozenset({"admin"}), kind="break-glass")
 
     @classmethod
     def system(cls, name: str) -> Actor:
         return cls(name=f"system:{name}", roles=frozenset({"admin"}), kind="system")
+
+
+def os_user() -> str:
+    """The operating-system user running this process."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "owner"

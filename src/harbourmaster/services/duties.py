@@ -36,6 +36,7 @@ from harbourmaster.errors import (
 )
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.identity import UserInfo
+from harbourmaster.services.sandbox import EMBEDDED_KINDS
 from harbourmaster.store.tables import DutyRequestRow, PlatformSettingRow
 
 if TYPE_CHECKING:
@@ -190,7 +191,7 @@ class DutyService:
 
     def guard(self, actor: Actor, step: SensitiveStep, payload: dict[str, Any]) -> None:
         """Let ``step`` go ahead, or refuse it, or park it for a second admin (raising either way)."""
-        if actor.kind in ("system", "local-owner"):
+        if actor.kind in ("system", *EMBEDDED_KINDS):
             return
         mode = self.settings().mode
         if refused_for_self(step, mode):

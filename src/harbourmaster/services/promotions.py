@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -200,8 +201,11 @@ class PromotionService:
         gates = list(target.config.gates)
         if target.config.approvals.required and not any(gate.kind == "approvals" for gate in gates):
             gates.append(GateConfig(kind="approvals"))
+        candidate = replace(
+            candidate_of(detail), metrics_source=detail.metrics_source, evaluation_rows=detail.evaluation_rows
+        )
         context = GateContext(
-            candidate=candidate_of(detail),
+            candidate=candidate,
             environment=target.name,
             approval_policy=target.config.approvals,
             champion=champion,
@@ -209,6 +213,8 @@ class PromotionService:
             now=datetime.now(UTC),
             # Evidence gates (drift fixed, load test passed) read results that later checks record.
             evidence={},
+            allow_reported_metrics=target.config.allow_reported_metrics,
+            min_evaluation_rows=target.config.min_evaluation_rows,
         )
         return verdicts + evaluate_gates(gates, context)
 

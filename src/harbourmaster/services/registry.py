@@ -16,6 +16,7 @@ from harbourmaster.core.digest import sha256_bytes
 from harbourmaster.core.limits import check_text
 from harbourmaster.core.permissions import Permission
 from harbourmaster.core.project_spec import PROJECT_NAME_PATTERN
+from harbourmaster.core.provenance import MetricsProvenance
 from harbourmaster.core.schema import (
     InputSchema,
     OutputSchema,
@@ -63,6 +64,8 @@ def _summary_fields(row: VersionRow) -> dict[str, Any]:
         "digest": row.digest,
         "format": row.format,
         "metrics": row.metrics,
+        "metrics_source": row.metrics_source,
+        "evaluation_rows": row.evaluation_rows,
         "description": row.description,
         "tags": {tag.key: tag.value for tag in row.tags},
         "created_by": row.created_by,
@@ -127,13 +130,16 @@ class RegistryService:
         *,
         project_description: str | None = None,
         project_settings: dict[str, Any] | None = None,
+        provenance: MetricsProvenance | None = None,
     ) -> VersionDetail:
         """Vet a bundle, store its files (content-addressed) and record it as the next version.
 
         The platform decides what the bundle may contain: its code modules are derived from
         its files, its format and trust flags are checked against the platform's settings, and
         a skops model file is scanned against the trusted types (nothing is loaded or imported).
-        Every refusal is audited.
+        Every refusal is audited. Its metrics are ``reported`` unless a platform service that
+        evaluated them itself says ``provenance`` (never taken from the wire: see
+        ``core.provenance.MetricsProvenance``).
         """
         self._platform.access.require(actor, Permission.REGISTER, target=project)
         check_project_name(project)
@@ -160,6 +166,7 @@ class RegistryService:
             raise
         save_bundle(self._platform.artifacts, bundle)
         manifest = bundle.manifest
+        provenance = provenance or MetricsProvenance.reported(manifest.lineage)
         for _attempt in range(MAX_NUMBERING_ATTEMPTS):
             try:
                 with self._platform.db.transaction() as session:
@@ -179,6 +186,8 @@ class RegistryService:
                         input_schema=manifest.input_schema,
                         output_schema=manifest.output_schema,
                         metrics=manifest.metrics,
+                        metrics_source=provenance.source,
+                        evaluation_rows=provenance.rows,
                         lineage=manifest.lineage,
                         description=description,
                         created_by=actor.name,
@@ -196,6 +205,8 @@ class RegistryService:
                             "format": row.format,
                             "metrics": row.metrics,
                             "code_modules": row.code_modules,
+                            "metrics_source": row.metrics_source,
+                            "evaluation_rows": row.evaluation_rows,
                         },
                     )
                     return version_detail(row)

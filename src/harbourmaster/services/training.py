@@ -34,6 +34,7 @@ from harbourmaster.config import Settings
 from harbourmaster.core.metrics import default_metrics, evaluate, validate_metric_names
 from harbourmaster.core.permissions import Permission
 from harbourmaster.core.project_spec import ProjectSpec, parse_project_spec
+from harbourmaster.core.provenance import MetricsProvenance
 from harbourmaster.errors import (
     DataSourceError,
     EntrypointError,
@@ -202,6 +203,8 @@ class TrainingService:
                 description or spec.project.description,
                 project_description=spec.project.description,
                 project_settings=project_settings_of(spec),
+                # The platform drew the held-out split and evaluated on it here: computed, not reported.
+                provenance=MetricsProvenance.computed(summary["holdout_rows"]),
             )
         except Exception as exc:
             self._finish_run(actor, run_id, status="failed", error=str(exc))
@@ -393,6 +396,7 @@ def build_training_bundle(
                 "holdout": evaluation.holdout,
                 "seed": evaluation.seed,
                 "metrics": metric_names,
+                "rows": len(x_test),
             },
         }
         bundle = package_version(

@@ -76,6 +76,11 @@ class VersionRow(Base):
     input_schema: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     output_schema: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    # Who computed the metrics: "computed" (the platform, on a held-out split it drew) or "reported".
+    metrics_source: Mapped[str] = mapped_column(
+        String(16), nullable=False, default="reported", server_default="reported"
+    )
+    evaluation_rows: Mapped[int | None] = mapped_column(Integer, nullable=True)
     lineage: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     description: Mapped[str] = mapped_column(Text, nullable=False, default="")
     created_by: Mapped[str] = mapped_column(String(128), nullable=False)
