@@ -41,7 +41,7 @@ from harbourmaster.errors import (
 from harbourmaster.schemas import DeploymentState, RunInfo
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.deployments import deployment_state
-from harbourmaster.store.prediction_log import PREDICTION_SCHEMA
+from harbourmaster.store.prediction_log import PREDICTION_SCHEMA, UNROUTED
 from harbourmaster.store.tables import DeploymentRow, ProjectRow, ReplicaCredentialRow
 
 if TYPE_CHECKING:
@@ -50,9 +50,11 @@ if TYPE_CHECKING:
 REPLICA_TOKEN_PREFIX = "hmr_"
 MAX_PREDICTION_FILE_BYTES = 64 * 1024 * 1024
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
-# predictions/env=<env>/project=<project>/date=<YYYY-MM-DD>/<32 hex>.parquet, nothing else
+# predictions/env=<env>/project=<project>/date=<YYYY-MM-DD>/<spool segment name>.parquet, nothing else
 _PREDICTION_KEY = re.compile(
-    r"predictions/env=(?P<env>[a-z][a-z0-9_-]{0,62})/project=(?P<project>[a-z0-9][a-z0-9_-]{0,62})/"
+    r"predictions/env=(?P<env>[a-z][a-z0-9_-]{0,62})/project=(?P<project>"
+    + re.escape(UNROUTED)
+    + r"|[a-z0-9][a-z0-9_-]{0,62})/"
     r"date=(?P<date>\d{4}-\d{2}-\d{2})/[0-9a-f][0-9a-f-]{15,63}\.parquet"
 )
 CREDENTIAL_HINT = "mint one for this environment: harbourmaster replica-tokens create --env ENVIRONMENT"

@@ -29,6 +29,7 @@ from harbourmaster.serving.guard import RefusalTally, TokenGuard
 from harbourmaster.serving.lanes import Saturated
 from harbourmaster.serving.replica import Replica
 from harbourmaster.serving.router import ModelUnavailable, Outcome, ProjectRoute, pick_side, run_chain
+from harbourmaster.store.prediction_log import UNROUTED
 
 log = logging.getLogger("harbourmaster.serving")
 
@@ -53,7 +54,6 @@ REFUSAL_CODES = {
     503: "unavailable",
 }
 RECENT_ANSWERS = 100_000  # request ids remembered for feedback checks without reading the log
-UNROUTED = "_unrouted"  # the project label and log partition of requests naming a project not served here
 
 
 class HttpError(Exception):

@@ -27,6 +27,9 @@ import pyarrow.parquet as pq
 
 from harbourmaster.store.artifacts import ArtifactStore
 
+# The project partition of requests naming a project a replica does not serve (never a caller's name).
+UNROUTED = "_unrouted"
+
 PREDICTION_SCHEMA = pa.schema(
     [
         ("request_id", pa.string()),
