@@ -17,6 +17,7 @@ import sklearn
 
 from harbourmaster import __version__
 from harbourmaster.bundle.builder import Bundle, build_bundle
+from harbourmaster.bundle.engine import choose_engine
 from harbourmaster.bundle.formats import TrustPolicy
 from harbourmaster.core.digest import frame_fingerprint
 from harbourmaster.core.profile import build_profile
@@ -115,14 +116,21 @@ def package_version(
     if "parameters" not in full_lineage and hasattr(predictor, "get_params"):
         full_lineage["parameters"] = describe_params(predictor.get_params(deep=False))
     reference_row = json_safe(features.iloc[0].to_dict())
+    input_schema = infer_input_schema(features).model_dump(mode="json")
+    profile = build_profile(features).model_dump(mode="json")
+    # Which engine will serve it and why (the same decision a replica makes when it loads the version).
+    choice, _ = choose_engine(
+        model, format=format, input_schema=input_schema, profile=profile, reference_row=reference_row, prepare=prepare
+    )
+    full_lineage["serving"] = choice.as_dict()
     return build_bundle(
         model,
         format=format,
         code_files=code_files or {},
         prepare=prepare,
-        input_schema=infer_input_schema(features).model_dump(mode="json"),
+        input_schema=input_schema,
         output_schema=infer_output_schema(predictor, predictions).model_dump(mode="json"),
-        profile=build_profile(features).model_dump(mode="json"),
+        profile=profile,
         metrics={name: float(value) for name, value in metrics.items()},
         lineage=json_safe(full_lineage),
         reference_row=reference_row,
