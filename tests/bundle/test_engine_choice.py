@@ -11,9 +11,11 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -194,3 +196,37 @@ def test_sklearn_fast_path_gives_the_pipelines_answers(
     info = predictor.engine_info
     assert (info["input"], info["calls"]) == (input_kind, calls)
     _same_answers(predictor, pipeline, frame.drop(columns=[target]).head(60))
+
+
+@pytest.mark.slow
+def test_a_replica_says_which_engine_serves_and_why(
+    sqlite_settings: Settings, cancer: pd.DataFrame, code_dir: Path, ratio_class: type
+) -> None:
+    from harbourmaster.services.actors import Actor
+    from harbourmaster.services.platform import Platform
+    from harbourmaster.serving.server import ServerThread
+
+    custom = Pipeline(
+        [("ratio", ratio_class()), ("scale", StandardScaler()), ("model", LogisticRegression(max_iter=5000))]
+    )
+    with Client(settings=sqlite_settings) as hm:
+        _register(hm, "custom", custom, cancer, "target", code_dir=code_dir)
+    platform = Platform(sqlite_settings)
+    try:
+        platform.deployments.deploy(Actor.local_owner(), "custom", 1, "dev")
+        with ServerThread(platform, "dev") as server:
+            deadline = time.monotonic() + 60
+            while not httpx.get(f"{server.url}/v2/models/custom/ready", timeout=5).is_success:
+                assert time.monotonic() < deadline, "the replica did not load the version"
+                time.sleep(0.2)
+            parameters = httpx.get(f"{server.url}/v2/models/custom", timeout=5).json()["parameters"]
+            reason = "custom transformer features.Ratio has no ONNX converter"
+            assert (parameters["engine"], parameters["engine_reason"]) == ("sklearn", reason)
+            assert parameters["engine_details"] == {"engine": "sklearn", "reason": reason, "input": "frame", "calls": 1}
+            features = cancer.drop(columns=["target"]).head(5)
+            records = [{k: float(v) for k, v in r.items()} for r in features.to_dict("records")]
+            answer = httpx.post(f"{server.url}/v1/projects/custom/predict", json={"records": records}, timeout=30)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["predictions"] == custom.predict(features).tolist()
+    finally:
+        platform.close()
