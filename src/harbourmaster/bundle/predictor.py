@@ -1,18 +1,16 @@
-"""The inference path of one loaded version: the registered pipeline, or an exact ONNX copy of it.
+"""The inference path of one loaded version: an exact ONNX copy of the pipeline, or the pipeline itself.
 
-At load (never on the request path) a pure scikit-learn pipeline over numeric
-inputs is converted to ONNX in double precision (``skl2onnx``, optional extra
-``onnx``) and kept only if it gives the same labels and probabilities (within
-1e-9) as the registered pipeline on a sample drawn from the version's reference
-profile. Anything else is served by the pipeline itself, fed a DataFrame built
-in one block so that the pipeline sees the feature names it was fitted with.
+At load (never on the request path) ``engine.choose_engine`` decides, as it did at registration: a pure
+scikit-learn pipeline over numeric inputs runs as an exact ONNX copy; anything else (project code, a
+``prepare`` step, string inputs, answers that differ) runs on scikit-learn through ``engine.SklearnPlan``
+(a numpy matrix where the pipeline needs no column names, one model call for labels and probabilities
+where that is exact), with the reason kept in ``engine_reason``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import threading
 from itertools import repeat
 from operator import itemgetter
 from typing import Any
@@ -20,11 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harbourmaster.bundle.engine import SklearnPlan, choose_engine, reference_sample
 from harbourmaster.bundle.loaded import LoadedBundle
 
 log = logging.getLogger("harbourmaster.bundle")
-
-EXACT_TOLERANCE = 1e-9
 
 
 class Batch:
@@ -59,35 +56,6 @@ class Batch:
         return self._frame
 
 
-def _pure_sklearn(model: Any) -> bool:
-    """Whether every step of ``model`` is a scikit-learn class (skl2onnx knows only those)."""
-    steps = getattr(model, "steps", None)
-    if steps is not None:
-        return all(_pure_sklearn(step) for _, step in steps if step not in (None, "passthrough"))
-    return type(model).__module__.startswith("sklearn.")
-
-
-def reference_sample(bundle: LoadedBundle, columns: list[str], rows: int = 256, seed: int = 0) -> np.ndarray:
-    """Numeric rows spread over the training range of each feature (for exactness checks)."""
-    rng = np.random.default_rng(seed)
-    features = (bundle.manifest.profile or {}).get("features", {})
-    out = np.zeros((rows, len(columns)), dtype=np.float64)
-    reference = bundle.manifest.reference_row or {}
-    for j, name in enumerate(columns):
-        feature = features.get(name) or {}
-        low, high = feature.get("minimum"), feature.get("maximum")
-        quantiles = list((feature.get("quantiles") or {}).values())
-        if low is None or high is None:
-            value = reference.get(name)
-            out[:, j] = float(value) if isinstance(value, int | float) else 0.0
-            continue
-        points = rng.uniform(low, high, rows)
-        if quantiles:
-            points[: len(quantiles)] = quantiles
-        out[:, j] = points
-    return out
-
-
 class Predictor:
     """One loaded, verified and warmed version, ready for traffic."""
 
@@ -105,45 +73,51 @@ class Predictor:
         self.numeric = bool(self.columns) and all(
             c.get("dtype") in ("integer", "float") for c in bundle.manifest.input_schema.get("columns") or []
         )
-        self.engine = "sklearn"
-        self._session: Any = None
-        self._input_name = ""
-        self._lock = threading.Lock()
-        if use_onnx and self.numeric and _pure_sklearn(bundle.model) and bundle.manifest.format != "onnx":
-            self._try_onnx()
+        model = bundle.model
+        manifest = bundle.manifest
+        choice, self._onnx = choose_engine(
+            model,
+            format=manifest.format,
+            input_schema=manifest.input_schema,
+            profile=manifest.profile,
+            reference_row=manifest.reference_row,
+            prepare=manifest.prepare,
+            use_onnx=use_onnx,
+        )
+        self.engine: str = choice.engine
+        self.engine_reason: str | None = choice.reason
+        self._plan = SklearnPlan(model, classification=self.task == "classification", matrix_ok=self.numeric)
+        if self._onnx is None:
+            self._check_plan()
 
-    def _try_onnx(self) -> None:
+    def _check_plan(self) -> None:
+        """The scikit-learn shortcuts must give the pipeline's own answers on the reference sample."""
+        manifest = self.bundle.manifest
+        if self.numeric:
+            batch = self.batch([], reference_sample(manifest.profile, manifest.reference_row, self.columns))
+        else:
+            batch = self.batch([self._reference_record()])
         try:
-            from skl2onnx import to_onnx  # optional extra "onnx"
-        except ImportError:
-            return
-        try:
-            import onnxruntime as ort
+            self._plan.check(self.bundle.model, batch.frame, batch.matrix)
+        except Exception as exc:  # the pipeline itself cannot score its reference: warm() reports it
+            log.info("version %s: fast-path check skipped (%s: %s)", self.number, type(exc).__name__, exc)
 
-            sample = reference_sample(self.bundle, self.columns)
-            proto = to_onnx(self.bundle.model, sample[:1], options={"zipmap": False})
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = 1
-            options.inter_op_num_threads = 1
-            session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-            name = session.get_inputs()[0].name
-            outputs = session.run(None, {name: sample})
-            frame = pd.DataFrame(sample, columns=self.columns)
-            expected = np.asarray(self.bundle.predict(frame))
-            if not np.array_equal(np.asarray(outputs[0]).reshape(expected.shape), expected):
-                log.info("version %s: ONNX labels differ from the pipeline; serving the pipeline", self.number)
-                return
-            proba = self.bundle.predict_proba(frame)
-            if proba is not None:
-                if len(outputs) < 2 or np.abs(np.asarray(outputs[1]) - proba).max() > EXACT_TOLERANCE:
-                    log.info("version %s: ONNX probabilities differ; serving the pipeline", self.number)
-                    return
-            elif len(outputs) > 1:
-                return
-        except Exception as exc:  # conversion is an optimisation: any failure keeps the pipeline
-            log.info("version %s: no exact ONNX conversion (%s); serving the pipeline", self.number, exc)
-            return
-        self._session, self._input_name, self.engine = session, name, "onnx"
+    @property
+    def engine_info(self) -> dict[str, Any]:
+        """The engine, why ONNX was not taken, and how scikit-learn is called (for status and metadata)."""
+        info: dict[str, Any] = {"engine": self.engine, "reason": self.engine_reason}
+        if self._onnx is None and self.bundle.manifest.format != "onnx":
+            info["input"] = "matrix" if self._plan.takes_matrix else "frame"
+            info["calls"] = 1 if self._plan.one_call or self._plan.classes is None else 2
+        return info
+
+    def _reference_record(self) -> dict[str, Any]:
+        reference = self.bundle.manifest.reference_row
+        if reference:
+            return {name: _plain(reference.get(name)) for name in self.columns}
+        manifest = self.bundle.manifest
+        row = reference_sample(manifest.profile, manifest.reference_row, self.columns, rows=1)[0]
+        return dict(zip(self.columns, row.tolist(), strict=True))
 
     def batch(self, records: list[dict[str, Any]], matrix: np.ndarray | None = None) -> Batch:
         """The batch of ``records``; ``matrix``, when given, is theirs already (float64, in ``columns`` order)."""
@@ -151,16 +125,13 @@ class Predictor:
 
     def predict(self, batch: Batch) -> tuple[np.ndarray, np.ndarray | None]:
         """Labels (or values) and class probabilities for a batch."""
-        if self._session is not None and batch.matrix is not None:
-            outputs = self._session.run(None, {self._input_name: batch.matrix})
-            labels = np.asarray(outputs[0]).reshape(-1)
-            return labels, (np.asarray(outputs[1]) if len(outputs) > 1 else None)
-        frame = batch.frame
-        labels = np.asarray(self.bundle.predict(frame)).reshape(len(batch), -1)
-        if labels.shape[1] == 1:
-            labels = labels.reshape(-1)
-        proba = self.bundle.predict_proba(frame) if self.task == "classification" else None
-        return labels, proba
+        matrix = batch.matrix
+        if matrix is not None:
+            if self._onnx is not None:
+                return self._onnx.run(matrix)
+            if self._plan.takes_matrix:
+                return self._plan.run(matrix)
+        return self._plan.run(batch.frame)
 
     def invalid(self, labels: np.ndarray, proba: np.ndarray | None, rows: int) -> str | None:
         """Why an output cannot be returned ("nan" / "invalid_output"), or None when it is fine."""
@@ -188,13 +159,7 @@ class Predictor:
 
     def warm(self) -> None:
         """One prediction on the version's reference row (or a profile sample) before taking traffic."""
-        reference = self.bundle.manifest.reference_row
-        if reference:
-            record = {name: _plain(reference.get(name)) for name in self.columns}
-        else:
-            row = reference_sample(self.bundle, self.columns, rows=1)[0]
-            record = dict(zip(self.columns, row.tolist(), strict=True))
-        labels, proba = self.predict(self.batch([record]))
+        labels, proba = self.predict(self.batch([self._reference_record()]))
         problem = self.invalid(labels, proba, 1)
         if problem is not None:
             raise ValueError(f"warm-up prediction on the reference row gave {problem}")

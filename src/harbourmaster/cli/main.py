@@ -93,6 +93,10 @@ def show(
     out = output.console
     out.print(f"[bold]{detail.project} v{detail.number}[/]  digest sha256:{detail.digest}")
     out.print(f"format {detail.format}, created by {detail.created_by} at {output.when(detail.created_at)}")
+    serving = detail.lineage.get("serving") or {}
+    engine = serving.get("engine", "not recorded (decided when a replica loads it)")
+    reason = f" ({serving['reason']})" if serving.get("reason") else ""
+    out.print(f"serving engine: {engine}{reason}", markup=False, highlight=False)
     if detail.tags:
         out.print("tags: " + ", ".join(f"{k}={v}" if v else k for k, v in detail.tags.items()))
     output.table(

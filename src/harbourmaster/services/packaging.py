@@ -18,6 +18,7 @@ import sklearn
 
 from harbourmaster import __version__
 from harbourmaster.bundle.builder import Bundle, build_bundle
+from harbourmaster.bundle.engine import choose_engine
 from harbourmaster.bundle.formats import TrustPolicy
 from harbourmaster.core.digest import frame_fingerprint
 from harbourmaster.core.profile import build_profile, synthetic_row
@@ -117,16 +118,23 @@ def package_version(
     }
     if "parameters" not in full_lineage and hasattr(predictor, "get_params"):
         full_lineage["parameters"] = describe_params(predictor.get_params(deep=False))
-    profile = build_profile(features, sensitive=sensitive)
-    reference_row = json_safe(synthetic_row(profile, dict(features.dtypes.items())))
+    input_schema = infer_input_schema(features, sensitive=sensitive).model_dump(mode="json")
+    built = build_profile(features, sensitive=sensitive)
+    reference_row = json_safe(synthetic_row(built, dict(features.dtypes.items())))
+    profile = built.model_dump(mode="json")
+    # Which engine will serve it and why (the same decision a replica makes when it loads the version).
+    choice, _ = choose_engine(
+        model, format=format, input_schema=input_schema, profile=profile, reference_row=reference_row, prepare=prepare
+    )
+    full_lineage["serving"] = choice.as_dict()
     return build_bundle(
         model,
         format=format,
         code_files=code_files or {},
         prepare=prepare,
-        input_schema=infer_input_schema(features, sensitive=sensitive).model_dump(mode="json"),
+        input_schema=input_schema,
         output_schema=infer_output_schema(predictor, predictions).model_dump(mode="json"),
-        profile=profile.model_dump(mode="json"),
+        profile=profile,
         metrics={name: float(value) for name, value in metrics.items()},
         lineage=json_safe(full_lineage),
         reference_row=reference_row,

@@ -471,6 +471,8 @@ class ServingApp:
                 "challenger_mode": route.challenger_mode,
                 "failover": route.failover.predictor.number if route.failover else None,
                 "engine": predictor.engine,
+                "engine_reason": predictor.engine_reason,  # why ONNX was not taken (None when it was)
+                "engine_details": predictor.engine_info,
             },
         }
 
