@@ -88,7 +88,7 @@ def test_a_guarded_replica_checks_tokens_through_the_control_plane_and_caches_bo
     first, _ = train_two(platform, tmp_path)
     config = platform.environments.get("dev").config.model_dump()
     platform.environments.configure(SYSTEM, "dev", {**config, "guarded": True})
-    platform.deployments.deploy(OWNER, PROJECT, first, "dev")
+    platform.deployments.deploy(SYSTEM, PROJECT, first, "dev")
     for name, grants in (("olga", [("dev", "predict")]), ("otto", [])):
         platform.identity.create_user(SYSTEM, name, ["operator"])
         for environment, permission in grants:

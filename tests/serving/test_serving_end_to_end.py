@@ -343,11 +343,28 @@ def test_desired_state_cli_goes_through_the_client_embedded_and_against_a_server
     actors = {event.actor for event in platform.deployments.history(ACTOR, MOODY, "dev")}
     assert actors == {"root"}  # every change above went through the server, as its token's user
 
+    # The store has users now: embedded mode is refused on it (one person's sandbox), pointing to --url.
     embedded = run_cli(home, "deploy", MOODY, good, "--env", "dev", "--unknown-fields", "ignore")
-    assert embedded.returncode == 0
-    assert f"champion v{good}" in embedded.stdout and "failover v" in embedded.stdout
-    table = run_cli(home, "deployments")
-    assert MOODY in table.stdout and f"v{good}" in table.stdout
+    assert embedded.returncode != 0 and "--url" in embedded.stderr
+    with live_server(platform) as live:
+        text = run_cli(
+            home,
+            "deploy",
+            MOODY,
+            good,
+            "--env",
+            "dev",
+            "--unknown-fields",
+            "ignore",
+            "--url",
+            live.url,
+            "--token",
+            secret,
+        )
+        assert text.returncode == 0, text.stderr
+        assert f"champion v{good}" in text.stdout and "failover v" in text.stdout
+        table = run_cli(home, "deployments", "--url", live.url, "--token", secret)
+        assert MOODY in table.stdout and f"v{good}" in table.stdout
     assert platform.deployments.get(ACTOR, MOODY, "dev").options["unknown_fields"] == "ignore"
     assert run_cli(home, "challenger", MOODY).returncode == 2  # neither a VERSION nor --clear
     platform.close()

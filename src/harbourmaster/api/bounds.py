@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from harbourmaster.core.limits import MAX_INT, MAX_KEY, MAX_NAME, MAX_TEXT
 from harbourmaster.services.actors import Actor
+from harbourmaster.services.dataplane import MAX_PREDICTION_FILE_BYTES
 from harbourmaster.services.platform import Platform
 
 BoundedInt = Annotated[int, Field(ge=-MAX_INT, le=MAX_INT)]
@@ -27,6 +28,7 @@ Text = Annotated[str, Field(max_length=MAX_TEXT)]
 VersionRef = PositiveInt | Annotated[str, Field(max_length=MAX_NAME)]
 
 UPLOAD_PATH = re.compile(r"^/api/v1/projects/[^/]+/versions/?$")
+PREDICTION_FILE_PATH = re.compile(r"^/api/v1/dataplane/[^/]+/predictions/?$")
 _NUL_IN_JSON = b"\\u0000"
 
 
@@ -92,17 +94,22 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         settings = self.platform.settings
-        upload = scope.get("method") == "POST" and bool(UPLOAD_PATH.match(scope.get("path", "")))
+        path = scope.get("path", "")
+        upload = scope.get("method") == "POST" and bool(UPLOAD_PATH.match(path))
+        # A replica's prediction-log file: binary (no NUL scan), bounded by the data plane's own file limit.
+        prediction_file = scope.get("method") == "POST" and bool(PREDICTION_FILE_PATH.match(path))
         limit, setting, what = (
             (settings.max_upload_bytes, "HARBOURMASTER_MAX_UPLOAD_BYTES", "bundle upload")
             if upload
+            else (MAX_PREDICTION_FILE_BYTES, "the data plane's file limit", "prediction-log file")
+            if prediction_file
             else (settings.max_request_bytes, "HARBOURMASTER_MAX_REQUEST_BYTES", "request body")
         )
         refusal = self._check_head(scope, limit, setting, what)
         if refusal is not None:
             await self._refuse(scope, send, refusal)
             return
-        scan_nul = _is_json(scope)
+        scan_nul = _is_json(scope) and not prediction_file
         received = 0
         tail = b""
 
