@@ -99,6 +99,7 @@ class Replica:
         self._predictors: dict[str, Predictor] = {}
         self._lanes: dict[tuple[str, str], Lane] = {}
         self._stop = threading.Event()
+        self._beat_now = threading.Event()  # set when what this replica serves or refuses changed
         self._loader = Loader(self.options.load_timeout_seconds, self._stop)
         self._first_reconcile = threading.Event()
         self.metrics.lanes = self._lane_figures
@@ -130,6 +131,7 @@ class Replica:
     def stop(self) -> None:
         """Stop polling, finish shadow work, flush the prediction log, say goodbye in the store."""
         self._stop.set()
+        self._beat_now.set()
         for thread in self._threads:
             thread.join(10)
         for route in self.table.routes.values():
@@ -199,6 +201,7 @@ class Replica:
                 served = routes[project].revision if project in routes else None
                 failure = {"revision": revision, "at": time.monotonic(), "error": message, "serving": served}
                 self.failures = {**self.failures, project: failure}
+                self._beat_now.set()  # the control plane hears of a refusal at once, not at the next beat
                 continue
             self._remember_good(state)
             self.failures = {p: f for p, f in self.failures.items() if p != project}
@@ -206,6 +209,7 @@ class Replica:
         ready = bool(routes) or not states  # not ready only while nothing servable is loaded
         if changed or ready != current.ready:
             self.table = RoutingTable(routes=routes, ready=ready)  # the atomic swap
+            self._beat_now.set()  # ... and of what this replica now serves
             self._retire(current)
             self._forget_unused()
             if self.options.own_process:
@@ -414,7 +418,11 @@ class Replica:
     def _heartbeat_loop(self) -> None:
         self._first_reconcile.wait(self.options.start_timeout_seconds)
         self._try_heartbeat("alive")
-        while not self._stop.wait(self.options.heartbeat_seconds):
+        while not self._stop.is_set():
+            self._beat_now.wait(self.options.heartbeat_seconds)
+            self._beat_now.clear()
+            if self._stop.is_set():
+                break
             self._try_heartbeat("alive")
 
 
