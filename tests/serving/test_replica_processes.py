@@ -110,7 +110,12 @@ def test_sigterm_with_requests_in_flight_on_two_workers_logs_every_answer(tmp_pa
     platform.deployments.deploy(ACTOR, MOODY, moody["good"], "dev")
     port = free_port()
     process = serve_process(home, port, workers=2)
-    alive = [r for r in platform.replicas.list(ACTOR, "dev") if r.status == "alive"]
+    deadline = time.monotonic() + 60  # a worker's first heartbeat follows its first reconcile, off its start-up path
+    while True:
+        alive = [r for r in platform.replicas.list(ACTOR, "dev") if r.status == "alive"]
+        if len(alive) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert len(alive) == 2  # each worker is a replica with its own heartbeat
     with Load(f"http://127.0.0.1:{port}", MOODY) as load:
         load.wait_for(300)
