@@ -29,8 +29,8 @@ MAX_TOKEN_CHAIN = 32  # a token minted by a token minted by ...: deeper chains a
 class SensitiveStep:
     """One administration step that separation of duties covers."""
 
-    action: str  # user.create | user.roles | grant.add | token.create | duties.mode
-    target: str  # the user it concerns (or "platform")
+    action: str  # user.create | user.roles | grant.add | token.create | duties.mode | environment.configure
+    target: str  # the user it concerns (or "platform", or "environment:NAME")
     summary: str  # said to people: "make abe an approver"
     benefits_actor: bool  # the acting admin would gain the power themselves
 
@@ -61,6 +61,30 @@ def token_step(actor: str, user: str) -> SensitiveStep | None:
     if user == actor:
         return None
     return SensitiveStep("token.create", user, f"mint a token for {user}", benefits_actor=False)
+
+
+# What decides who may put a version into an environment: changing it on a guarded one is sensitive.
+GOVERNING_KEYS = ("guarded", "allow_skip", "gates", "approvals")
+
+
+def environment_step(name: str, before: dict | None, after: dict, position_changed: bool) -> SensitiveStep | None:
+    """Changing how a guarded environment is governed (guard, gates, sign-offs, order) is sensitive.
+
+    Unguarding it benefits the acting admin (admins may deploy wherever no grant is needed).
+    """
+    if before is None or not before.get("guarded"):
+        return None
+    changed = [key for key in GOVERNING_KEYS if before.get(key) != after.get(key)]
+    if position_changed:
+        changed.append("position")
+    if not changed:
+        return None
+    return SensitiveStep(
+        "environment.configure",
+        f"environment:{name}",
+        f"change {', '.join(changed)} of guarded environment {name}",
+        benefits_actor=not after.get("guarded"),
+    )
 
 
 def mode_step(old: str, new: str) -> SensitiveStep | None:

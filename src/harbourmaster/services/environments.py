@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from harbourmaster.core.duties import environment_step
 from harbourmaster.core.environments import (
     ENVIRONMENT_NAME,
     Environment,
@@ -95,25 +96,46 @@ class EnvironmentService:
                 f"environment {name!r} configuration is invalid: {problems}",
                 "see docs/governance.md for the keys an environment takes",
             ) from exc
+        config = parsed.model_dump(mode="json")
+        with self._platform.db.reader() as session:
+            current = session.scalar(select(EnvironmentRow).where(EnvironmentRow.name == name))
+            before = dict(current.config) if current is not None and current.config else None
+            moved = current is not None and position is not None and position != current.position
+        step = environment_step(name, before, config, moved)
+        if step is not None:  # a guarded environment's governance: a second admin confirms (or it is refused)
+            self._platform.duties.guard(actor, step, {"name": name, "config": config, "position": position})
         with self._platform.db.transaction() as session:
-            row = session.scalar(select(EnvironmentRow).where(EnvironmentRow.name == name))
-            if row is None:
-                last = session.scalar(select(EnvironmentRow.position).order_by(EnvironmentRow.position.desc()))
-                row = EnvironmentRow(name=name, position=position if position is not None else (last or 0) + 1)
-                session.add(row)
-            elif position is not None:
-                row.position = position
-            before = dict(row.config) if row.config else None
-            row.config = parsed.model_dump(mode="json")
-            row.updated_by = actor.name
-            session.flush()
-            self._platform.audit.record(
-                session,
-                actor,
-                "environment.configure",
-                f"environment:{name}",
-                environment=name,
-                before=before,
-                after=row.config,
-            )
-            return _environment(row)
+            return self.configure_in(session, actor, name, config, position)
+
+    def configure_in(
+        self,
+        session: Session,
+        actor: Actor,
+        name: str,
+        config: dict[str, Any],
+        position: int | None = None,
+        **details: object,
+    ) -> Environment:
+        """Write a validated configuration in ``session``'s transaction (audited with before and after)."""
+        row = session.scalar(select(EnvironmentRow).where(EnvironmentRow.name == name))
+        if row is None:
+            last = session.scalar(select(EnvironmentRow.position).order_by(EnvironmentRow.position.desc()))
+            row = EnvironmentRow(name=name, position=position if position is not None else (last or 0) + 1)
+            session.add(row)
+        elif position is not None:
+            row.position = position
+        before = dict(row.config) if row.config else None
+        row.config = EnvironmentConfig.model_validate(config).model_dump(mode="json")
+        row.updated_by = actor.name
+        session.flush()
+        self._platform.audit.record(
+            session,
+            actor,
+            "environment.configure",
+            f"environment:{name}",
+            environment=name,
+            before=before,
+            after=row.config,
+            details=details or None,
+        )
+        return _environment(row)

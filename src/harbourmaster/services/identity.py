@@ -364,6 +364,11 @@ class IdentityService:
                 **details,
             )
             return {"token": issued}
+        if request.action == "environment.configure":
+            environment = self._platform.environments.configure_in(
+                session, actor, payload["name"], payload["config"], payload.get("position"), **details
+            )
+            return {"environment": environment}
         if request.action == "duties.mode":
             return {"settings": self._platform.duties.apply_mode_in(session, actor, payload["mode"], request.id)}
         raise InvalidInputError(f"request {request.id} has an unknown action {request.action!r}", "reject it")
