@@ -2,7 +2,9 @@
 
 Found by the red-team pass over HTTP: ``PUT /environments/prod`` with ``{"guarded": false, "gates": []}``
 went through at once for a single admin, after which that admin could deploy to prod with no grant and
-no approver. Changing how a guarded environment is governed now waits for a second admin.
+no approver. Moving test after prod (so that prod follows dev, and test's gates drop out of prod's
+path) went through alone too. Changing how a guarded environment is governed, or what comes before
+it, now waits for a second admin.
 """
 
 from __future__ import annotations
@@ -55,3 +57,12 @@ def test_not_for_self_refuses_unguarding_prod(platform: Platform) -> None:
         assert platform.environments.get("prod").config.guarded
     [denied] = _entries(platform, "environment.configure")
     assert (denied["actor"], denied["outcome"], denied["target"]) == ("a1", "denied", "environment:prod")
+
+
+def test_one_admin_cannot_change_what_comes_before_prod_alone(platform: Platform) -> None:
+    """Moving test after prod makes dev prod's predecessor: test's gates drop out of prod's path."""
+    with two_admins(platform) as outside, outside.http("a1") as a1:
+        config = platform.environments.get("test").config.model_dump(mode="json")
+        moved = a1.put("/environments/test", json={"config": config, "position": 5})
+        assert moved.status_code == 202, moved.text
+        assert [env.name for env in platform.environments.list()] == ["dev", "test", "prod"]

@@ -87,6 +87,26 @@ def environment_step(name: str, before: dict | None, after: dict, position_chang
     )
 
 
+def order_step(name: str, before: list[str], after: list[str], guarded: set[str]) -> SensitiveStep | None:
+    """Moving (or adding) an environment so that a guarded one gets another predecessor is sensitive:
+    the predecessor's gates are the path a version takes into the guarded environment."""
+
+    def previous(order: list[str], env: str) -> str | None:
+        index = order.index(env)
+        return order[index - 1] if index > 0 else None
+
+    for env in sorted(guarded - {name}):
+        if env in before and env in after and previous(before, env) != previous(after, env):
+            return SensitiveStep(
+                "environment.configure",
+                f"environment:{name}",
+                f"move {name} so that guarded environment {env} follows {previous(after, env) or 'nothing'} "
+                f"instead of {previous(before, env) or 'nothing'}",
+                benefits_actor=False,
+            )
+    return None
+
+
 def mode_step(old: str, new: str) -> SensitiveStep | None:
     if old == new:
         return None

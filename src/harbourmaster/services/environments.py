@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from harbourmaster.core.duties import environment_step
+from harbourmaster.core.duties import environment_step, order_step
 from harbourmaster.core.environments import (
     ENVIRONMENT_NAME,
     Environment,
@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 
 def _environment(row: EnvironmentRow) -> Environment:
     return Environment(name=row.name, position=row.position, config=EnvironmentConfig.model_validate(row.config))
+
+
+def _ordered(positions: dict[str, int]) -> list[str]:
+    return sorted(positions, key=lambda env: (positions[env], env))
 
 
 class EnvironmentService:
@@ -101,7 +105,14 @@ class EnvironmentService:
             current = session.scalar(select(EnvironmentRow).where(EnvironmentRow.name == name))
             before = dict(current.config) if current is not None and current.config else None
             moved = current is not None and position is not None and position != current.position
+            rows = session.scalars(select(EnvironmentRow)).all()
+            positions = {row.name: row.position for row in rows}
+            guarded = {row.name for row in rows if (row.config or {}).get("guarded")}
         step = environment_step(name, before, config, moved)
+        if step is None and (current is None or moved):
+            after = dict(positions)
+            after[name] = position if position is not None else max(positions.values(), default=0) + 1
+            step = order_step(name, _ordered(positions), _ordered(after), guarded)
         if step is not None:  # a guarded environment's governance: a second admin confirms (or it is refused)
             self._platform.duties.guard(actor, step, {"name": name, "config": config, "position": position})
         with self._platform.db.transaction() as session:
