@@ -524,6 +524,10 @@ def verify_export(text: str, public_key: Ed25519PublicKey | None = None) -> Chai
         anchored = check_anchors(public_key, anchors, {e["seq"]: e["hash"] for e in entries}, report.head_seq)
         report = report.with_problems(anchored.problems, anchored.bad_seq)
         report = ChainReport(**{**report.__dict__, "anchored_seq": anchored.anchored_seq})
+    if trailer.get("chain_verified") is False:  # the whole chain failed when exported, maybe outside this segment
+        report = report.with_problems(
+            [f"the control plane found its chain broken when it made this export: {trailer.get('chain_problem')}"]
+        )
     return report
 
 
