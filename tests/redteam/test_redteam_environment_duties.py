@@ -66,3 +66,23 @@ def test_one_admin_cannot_change_what_comes_before_prod_alone(platform: Platform
         moved = a1.put("/environments/test", json={"config": config, "position": 5})
         assert moved.status_code == 202, moved.text
         assert [env.name for env in platform.environments.list()] == ["dev", "test", "prod"]
+
+
+def test_one_admin_cannot_give_a_disabled_approver_their_sign_offs_back_alone(platform: Platform) -> None:
+    """Disabling an approver withdraws their sign-offs; enabling them again alone would restore them at will."""
+    platform.identity.create_user(SYSTEM, "abe", ["approver"])
+    platform.identity.create_user(SYSTEM, "vera", ["viewer"])
+    with two_admins(platform) as outside, outside.http("a1") as a1, outside.http("a2") as a2:
+        assert a1.put("/users/abe/disabled", json={"disabled": True}).status_code == 200
+        request_id = pending_request(a1.put("/users/abe/disabled", json={"disabled": False}))
+        assert _disabled(platform, "abe")
+        confirmed = a2.post(f"/duty-requests/{request_id}/confirm")
+        assert confirmed.status_code == 200, confirmed.text
+        assert not _disabled(platform, "abe")
+        # People without power are enabled at once.
+        assert a1.put("/users/vera/disabled", json={"disabled": True}).status_code == 200
+        assert a1.put("/users/vera/disabled", json={"disabled": False}).status_code == 200
+
+
+def _disabled(platform: Platform, name: str) -> bool:
+    return next(user.disabled for user in platform.identity.list_users(SYSTEM) if user.name == name)

@@ -29,7 +29,9 @@ MAX_TOKEN_CHAIN = 32  # a token minted by a token minted by ...: deeper chains a
 class SensitiveStep:
     """One administration step that separation of duties covers."""
 
-    action: str  # user.create | user.roles | grant.add | token.create | duties.mode | environment.configure
+    action: (
+        str  # user.create | user.roles | user.enable | grant.add | token.create | duties.mode | environment.configure
+    )
     target: str  # the user it concerns (or "platform", or "environment:NAME")
     summary: str  # said to people: "make abe an approver"
     benefits_actor: bool  # the acting admin would gain the power themselves
@@ -47,6 +49,16 @@ def role_step(actor: str, action: str, user: str, old_roles: set[str], new_roles
     if not added:
         return None
     return SensitiveStep(action, user, f"make {user} {' and '.join(added)}", benefits_actor=user == actor)
+
+
+def enable_step(actor: str, user: str, roles: set[str], disabled: bool) -> SensitiveStep | None:
+    """Re-enabling a disabled admin or approver gives their power (and their sign-offs) back: sensitive."""
+    privileged = sorted(roles & PRIVILEGED_ROLES)
+    if not disabled or not privileged:
+        return None
+    return SensitiveStep(
+        "user.enable", user, f"enable {user} ({' and '.join(privileged)}) again", benefits_actor=user == actor
+    )
 
 
 def grant_step(actor: str, user: str, environment: str, permission: str, guarded: bool) -> SensitiveStep | None:
