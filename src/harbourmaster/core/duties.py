@@ -29,8 +29,10 @@ MAX_TOKEN_CHAIN = 32  # a token minted by a token minted by ...: deeper chains a
 class SensitiveStep:
     """One administration step that separation of duties covers."""
 
-    action: str  # user.create | user.roles | grant.add | token.create | duties.mode
-    target: str  # the user it concerns (or "platform")
+    action: (
+        str  # user.create | user.roles | user.enable | grant.add | token.create | duties.mode | environment.configure
+    )
+    target: str  # the user it concerns (or "platform", or "environment:NAME")
     summary: str  # said to people: "make abe an approver"
     benefits_actor: bool  # the acting admin would gain the power themselves
 
@@ -49,6 +51,16 @@ def role_step(actor: str, action: str, user: str, old_roles: set[str], new_roles
     return SensitiveStep(action, user, f"make {user} {' and '.join(added)}", benefits_actor=user == actor)
 
 
+def enable_step(actor: str, user: str, roles: set[str], disabled: bool) -> SensitiveStep | None:
+    """Re-enabling a disabled admin or approver gives their power (and their sign-offs) back: sensitive."""
+    privileged = sorted(roles & PRIVILEGED_ROLES)
+    if not disabled or not privileged:
+        return None
+    return SensitiveStep(
+        "user.enable", user, f"enable {user} ({' and '.join(privileged)}) again", benefits_actor=user == actor
+    )
+
+
 def grant_step(actor: str, user: str, environment: str, permission: str, guarded: bool) -> SensitiveStep | None:
     """A grant on a guarded environment (prod rights) is sensitive."""
     if not guarded:
@@ -61,6 +73,50 @@ def token_step(actor: str, user: str) -> SensitiveStep | None:
     if user == actor:
         return None
     return SensitiveStep("token.create", user, f"mint a token for {user}", benefits_actor=False)
+
+
+# What decides who may put a version into an environment: changing it on a guarded one is sensitive.
+GOVERNING_KEYS = ("guarded", "allow_skip", "gates", "approvals")
+
+
+def environment_step(name: str, before: dict | None, after: dict, position_changed: bool) -> SensitiveStep | None:
+    """Changing how a guarded environment is governed (guard, gates, sign-offs, order) is sensitive.
+
+    Unguarding it benefits the acting admin (admins may deploy wherever no grant is needed).
+    """
+    if before is None or not before.get("guarded"):
+        return None
+    changed = [key for key in GOVERNING_KEYS if before.get(key) != after.get(key)]
+    if position_changed:
+        changed.append("position")
+    if not changed:
+        return None
+    return SensitiveStep(
+        "environment.configure",
+        f"environment:{name}",
+        f"change {', '.join(changed)} of guarded environment {name}",
+        benefits_actor=not after.get("guarded"),
+    )
+
+
+def order_step(name: str, before: list[str], after: list[str], guarded: set[str]) -> SensitiveStep | None:
+    """Moving (or adding) an environment so that a guarded one gets another predecessor is sensitive:
+    the predecessor's gates are the path a version takes into the guarded environment."""
+
+    def previous(order: list[str], env: str) -> str | None:
+        index = order.index(env)
+        return order[index - 1] if index > 0 else None
+
+    for env in sorted(guarded - {name}):
+        if env in before and env in after and previous(before, env) != previous(after, env):
+            return SensitiveStep(
+                "environment.configure",
+                f"environment:{name}",
+                f"move {name} so that guarded environment {env} follows {previous(after, env) or 'nothing'} "
+                f"instead of {previous(before, env) or 'nothing'}",
+                benefits_actor=False,
+            )
+    return None
 
 
 def mode_step(old: str, new: str) -> SensitiveStep | None:

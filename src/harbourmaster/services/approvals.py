@@ -15,7 +15,7 @@ from harbourmaster.errors import ConflictError, PermissionDeniedError
 from harbourmaster.schemas import ApprovalInfo, PendingApproval, VersionDetail
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.registry import VersionRef
-from harbourmaster.store.tables import ApprovalRow, UserRow
+from harbourmaster.store.tables import ApprovalRow, AuditEventRow, UserRow
 
 if TYPE_CHECKING:
     from harbourmaster.services.platform import Platform
@@ -156,10 +156,44 @@ class ApprovalService:
     def records(self, detail: VersionDetail, environment: str) -> tuple[ApprovalRecord, ...]:
         """The version's sign-offs for ``environment``, judged against their approvers' accounts today."""
         rows = self.for_version(detail.project, detail.digest, environment)
+        rows += self._rejections_without_rows(detail, environment, {row.audit_seq for row in rows})
         names = {row.actor for row in rows}
         with self._platform.db.reader() as session:
             users = {user.name: user for user in session.scalars(select(UserRow).where(UserRow.name.in_(names)))}
+            for row in rows:
+                if row.id is None and row.actor in users:  # rebuilt from the chain: the roles its approver holds
+                    row.actor_roles = sorted(users[row.actor].roles)
             return tuple(approval_record(row, _standing(users.get(row.actor)), detail.created_at) for row in rows)
+
+    def _rejections_without_rows(self, detail: VersionDetail, environment: str, linked: set) -> list[ApprovalRow]:
+        """Signed rejections of this digest whose row was deleted behind the platform's back: they still block."""
+        with self._platform.db.reader() as session:
+            entries = session.scalars(
+                select(AuditEventRow).where(
+                    AuditEventRow.action == "version.reject",
+                    AuditEventRow.outcome == "allowed",
+                    AuditEventRow.environment == environment,
+                    AuditEventRow.target == f"{detail.project}:v{detail.number}",
+                )
+            ).all()
+            rebuilt = [
+                ApprovalRow(
+                    project=detail.project,
+                    version_number=detail.number,
+                    digest=detail.digest,
+                    environment=environment,
+                    decision="reject",
+                    actor=entry.actor,
+                    actor_roles=[],
+                    comment=(entry.after or {}).get("comment", ""),
+                    created_at=datetime.fromisoformat(entry.at),
+                    expires_at=_parse_time((entry.after or {}).get("expires_at")),
+                    audit_seq=entry.seq,
+                )
+                for entry in entries
+                if entry.seq not in linked and (entry.after or {}).get("digest") == detail.digest
+            ]
+            return self._platform.audit.confirmed(session, rebuilt)  # only what authentic entries say
 
     def list(self, actor: Actor, project: str | None = None) -> list[ApprovalInfo]:
         self._platform.access.require(actor, Permission.READ)
@@ -231,3 +265,7 @@ class ApprovalService:
             actor, "approval.pending", project or "*", (item.environment for item in waiting)
         )
         return waiting
+
+
+def _parse_time(value: object) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None

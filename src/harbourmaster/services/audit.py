@@ -293,12 +293,22 @@ class AuditService:
         """Approvals, promotions and deployment events must each match the audit entry they name."""
         by_seq = {entry["seq"]: entry for entry in entries}
         problems = []
+        linked: dict[str, set[int]] = {}
         with self._platform.db.reader() as session:
             for model in (ApprovalRow, PromotionRow, DeploymentEventRow):
                 for row in session.scalars(select(model).order_by(model.id)):
+                    linked.setdefault(model.__tablename__, set()).add(row.audit_seq)
                     problem = link_problem(row, self._authentic(by_seq.get(row.audit_seq), unsigned_upto))
                     if problem:
                         problems.append(f"{row_label(row)} {problem}")
+        # And the other way round: each signed entry that recorded such a row must still have it.
+        for entry in entries:
+            table = _linked_table(entry)
+            if table and entry["seq"] not in linked.get(table, set()) and self._authentic(entry, 0):
+                problems.append(
+                    f"entry {entry['seq']} ({entry['action']} by {entry['actor']}, {entry['target']} in "
+                    f"{entry['environment']}) has no row in {table}: the row was deleted behind the platform's back"
+                )
         return problems
 
     def _authentic(self, entry: dict[str, Any] | None, unsigned_upto: int) -> dict[str, Any] | None:
@@ -420,6 +430,20 @@ class AnchorScheduler(threading.Thread):
             log.exception("could not write a scheduled audit anchor")
 
 
+def _linked_table(entry: dict[str, Any]) -> str | None:
+    """The table in which this (allowed) entry's change was also written with its ``audit_seq``, if any."""
+    action, after, details = entry["action"], entry.get("after") or {}, entry.get("details") or {}
+    if entry.get("signature") is None:
+        return None  # from before the store signed entries (and linked rows)
+    if action in ("version.approve", "version.reject") and entry["outcome"] == "allowed" and "digest" in after:
+        return ApprovalRow.__tablename__
+    if action == "version.promote" and "promotion_id" in details:
+        return PromotionRow.__tablename__
+    if action.startswith("deployment.") and entry["outcome"] == "allowed" and "revision" in after:
+        return DeploymentEventRow.__tablename__
+    return None
+
+
 def _parse_export(text: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     text = text.strip()
     entries: list[dict[str, Any]] = []
@@ -507,6 +531,10 @@ def verify_export(text: str, public_key: Ed25519PublicKey | None = None) -> Chai
         anchored = check_anchors(public_key, anchors, {e["seq"]: e["hash"] for e in entries}, report.head_seq)
         report = report.with_problems(anchored.problems, anchored.bad_seq)
         report = ChainReport(**{**report.__dict__, "anchored_seq": anchored.anchored_seq})
+    if trailer.get("chain_verified") is False:  # the whole chain failed when exported, maybe outside this segment
+        report = report.with_problems(
+            [f"the control plane found its chain broken when it made this export: {trailer.get('chain_problem')}"]
+        )
     return report
 
 

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
 
 REPLICA_TOKEN_PREFIX = "hmr_"
 MAX_PREDICTION_FILE_BYTES = 64 * 1024 * 1024
+MAX_PREDICTION_DECODED_BYTES = 256 * 1024 * 1024  # once decompressed and decoded
+MAX_PREDICTION_ROWS = 2_000_000
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
 # predictions/env=<env>/project=<project>/date=<YYYY-MM-DD>/<spool segment name>.parquet, nothing else
 _PREDICTION_KEY = re.compile(
@@ -377,17 +380,31 @@ class DataPlaneService:
 
 
 def _check_prediction_file(data: bytes, environment: str, project: str) -> None:
-    """A Parquet file of prediction rows of this environment and project, nothing else."""
+    """A Parquet file of prediction rows of this environment and project, nothing else.
+
+    Sizes are checked before anything is decoded in full: a few kilobytes of Parquet (one long value
+    repeated through its dictionary, or a page that compresses a thousandfold) can decode to gigabytes.
+    """
+    hint = "send what CaptureWriter writes"
     try:
-        table = pq.read_table(io.BytesIO(data))
-    except (pa.ArrowException, OSError) as exc:
-        raise InvalidInputError(
-            f"the prediction file is not Parquet: {exc}", "send what CaptureWriter writes"
-        ) from None
-    if not table.schema.equals(PREDICTION_SCHEMA, check_metadata=False):
-        raise InvalidInputError(
-            "the prediction file does not have the prediction-log schema", "send what CaptureWriter writes"
+        parquet = pq.ParquetFile(io.BytesIO(data))
+        if not parquet.schema_arrow.equals(PREDICTION_SCHEMA, check_metadata=False):
+            raise InvalidInputError("the prediction file does not have the prediction-log schema", hint)
+        meta = parquet.metadata
+        if meta.num_rows > MAX_PREDICTION_ROWS:
+            raise InvalidInputError(f"the prediction file has {meta.num_rows} rows", f"at most {MAX_PREDICTION_ROWS}")
+        pages = sum(
+            meta.row_group(group).column(column).total_uncompressed_size
+            for group in range(meta.num_row_groups)
+            for column in range(meta.num_columns)
         )
+        _check_decoded_size(pages)
+        # Strings stay dictionary-encoded while read, so a repeated value is held once until its size is known.
+        strings = [field.name for field in PREDICTION_SCHEMA if pa.types.is_string(field.type)]
+        table = pq.ParquetFile(io.BytesIO(data), read_dictionary=strings).read()
+    except (pa.ArrowException, OSError) as exc:
+        raise InvalidInputError(f"the prediction file is not Parquet: {exc}", hint) from None
+    _check_decoded_size(_decoded_bytes(table))
     for column, expected in (("environment", environment), ("project", project)):
         values = set(table.column(column).unique().to_pylist())
         if values - {expected}:
@@ -395,3 +412,24 @@ def _check_prediction_file(data: bytes, environment: str, project: str) -> None:
                 f"the prediction file holds rows of {column} {sorted(map(str, values - {expected}))}",
                 f"a replica of {environment} writes only {column}={expected} rows under this key",
             )
+
+
+def _decoded_bytes(table: pa.Table) -> int:
+    """What the table takes once its dictionary-encoded columns are expanded."""
+    total = 0
+    for column in table.columns:
+        for chunk in column.chunks:
+            if pa.types.is_dictionary(chunk.type):
+                lengths = pc.binary_length(chunk.dictionary).take(chunk.indices)
+                total += int(pc.sum(lengths).as_py() or 0) + 8 * len(chunk)
+            else:
+                total += chunk.nbytes
+    return total
+
+
+def _check_decoded_size(size: int) -> None:
+    if size > MAX_PREDICTION_DECODED_BYTES:
+        raise InvalidInputError(
+            f"the prediction file decodes to {size} bytes",
+            f"at most {MAX_PREDICTION_DECODED_BYTES}: flush smaller files",
+        )

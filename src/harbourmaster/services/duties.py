@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from harbourmaster.core.duties import (
@@ -26,6 +26,7 @@ from harbourmaster.core.duties import (
     needs_second_admin,
     refused_for_self,
 )
+from harbourmaster.core.environments import Environment
 from harbourmaster.core.permissions import ROLE_NAMES, Permission
 from harbourmaster.errors import (
     ConfirmationRequiredError,
@@ -81,6 +82,7 @@ class DutyDecision(BaseModel):
     user: UserInfo | None = None
     token: MintedToken | None = None
     settings: DutySettings | None = None
+    environment: Environment | None = None
 
 
 def _info(row: DutyRequestRow, now: datetime) -> DutyRequestInfo:
@@ -194,11 +196,12 @@ class DutyService:
         if actor.kind in ("system", *EMBEDDED_KINDS):
             return
         mode = self.settings().mode
+        target = step.target if step.target == "platform" or ":" in step.target else f"user:{step.target}"
         if refused_for_self(step, mode):
             self._platform.audit.record_alone(
                 actor,
                 step.action,
-                f"user:{step.target}",
+                target,
                 outcome="denied",
                 details={"reason": "separation of duties: not for oneself", "step": step.summary},
             )
@@ -225,7 +228,7 @@ class DutyService:
                 session,
                 actor,
                 "duty.request",
-                f"user:{step.target}" if step.target != "platform" else "platform",
+                target,
                 outcome="pending",
                 after={"request": row.id, "action": step.action, "step": step.summary},
             )
@@ -255,9 +258,16 @@ class DutyService:
                 raise NotFoundError(f"no duty request {request_id}", "list them: harbourmaster users requests")
             info = _info(row, now)
             payload = dict(row.payload)
-        if info.status != "pending":
-            raise ConflictError(f"request {request_id} is {info.status}", "a new request must be made")
         verb = "confirm" if confirm else "reject"
+        if info.status != "pending":
+            self._platform.audit.record_alone(
+                actor,
+                f"duty.{verb}",
+                f"duty request:{request_id}",
+                outcome="denied",
+                details={"reason": f"request {request_id} is {info.status}"},
+            )
+            raise ConflictError(f"request {request_id} is {info.status}", "a new request must be made")
         problem = None
         if actor.kind == "user" and info.requested_by == actor.name:
             problem = f"{actor.name} made request {request_id} and may not {verb} it"
@@ -272,29 +282,57 @@ class DutyService:
                 details={"reason": problem},
             )
             raise PermissionDeniedError(problem, "a second admin, neither the requester nor its subject, decides")
+        status = "confirmed" if confirm else "rejected"
         with self._platform.db.transaction() as session:
-            row = session.get(DutyRequestRow, request_id)
-            assert row is not None
-            if row.status != "pending":
-                raise ConflictError(f"request {request_id} was decided meanwhile", "list them again")
-            # Carried out in the same transaction that closes the request: it happens exactly once.
-            result = self._platform.identity.carry_out(session, actor, info, payload) if confirm else {}
-            row.status, row.decided_by, row.decided_at = ("confirmed" if confirm else "rejected"), actor.name, now
-            self._platform.audit.record(
-                session,
-                actor,
-                f"duty.{verb}",
-                f"duty request:{request_id}",
-                details={"action": info.action, "step": info.summary, "requested_by": info.requested_by},
-            )
-            issued = result.get("token")
-            token = (
-                MintedToken(
-                    id=issued.id, user=issued.user, name=issued.name, token=issued.secret, expires_at=issued.expires_at
+            # Claim the request first: of two admins deciding at once, exactly one gets it (the other waits
+            # for the row lock, then finds it decided), so it is carried out exactly once.
+            claimed = session.execute(
+                update(DutyRequestRow)
+                .where(
+                    DutyRequestRow.id == request_id,
+                    DutyRequestRow.status == "pending",
+                    DutyRequestRow.expires_at > now,
                 )
-                if issued
-                else None
-            )
-            return DutyDecision(
-                request=_info(row, now), user=result.get("user"), token=token, settings=result.get("settings")
-            )
+                .values(status=status, decided_by=actor.name, decided_at=now)
+            ).rowcount
+            if claimed:
+                row = session.get_one(DutyRequestRow, request_id, populate_existing=True)
+                # Carried out in the same transaction that closes the request: it happens exactly once.
+                result = self._platform.identity.carry_out(session, actor, info, payload) if confirm else {}
+                self._platform.audit.record(
+                    session,
+                    actor,
+                    f"duty.{verb}",
+                    f"duty request:{request_id}",
+                    details={"action": info.action, "step": info.summary, "requested_by": info.requested_by},
+                )
+                issued = result.get("token")
+                token = (
+                    MintedToken(
+                        id=issued.id,
+                        user=issued.user,
+                        name=issued.name,
+                        token=issued.secret,
+                        expires_at=issued.expires_at,
+                    )
+                    if issued
+                    else None
+                )
+                return DutyDecision(
+                    request=_info(row, now),
+                    user=result.get("user"),
+                    token=token,
+                    settings=result.get("settings"),
+                    environment=result.get("environment"),
+                )
+
+        self._platform.audit.record_alone(
+            actor,
+            f"duty.{verb}",
+            f"duty request:{request_id}",
+            outcome="denied",
+            details={"reason": f"request {request_id} was decided meanwhile"},
+        )
+        raise ConflictError(
+            f"request {request_id} was decided meanwhile", "list them again: harbourmaster users requests"
+        )

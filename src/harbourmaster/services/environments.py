@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from harbourmaster.core.duties import environment_step, order_step
 from harbourmaster.core.environments import (
     ENVIRONMENT_NAME,
     Environment,
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
 
 def _environment(row: EnvironmentRow) -> Environment:
     return Environment(name=row.name, position=row.position, config=EnvironmentConfig.model_validate(row.config))
+
+
+def _ordered(positions: dict[str, int]) -> list[str]:
+    return sorted(positions, key=lambda env: (positions[env], env))
 
 
 class EnvironmentService:
@@ -95,27 +100,54 @@ class EnvironmentService:
                 f"environment {name!r} configuration is invalid: {problems}",
                 "see docs/governance.md for the keys an environment takes",
             ) from exc
+        config = parsed.model_dump(mode="json")
+        with self._platform.db.reader() as session:
+            current = session.scalar(select(EnvironmentRow).where(EnvironmentRow.name == name))
+            before = dict(current.config) if current is not None and current.config else None
+            moved = current is not None and position is not None and position != current.position
+            rows = session.scalars(select(EnvironmentRow)).all()
+            positions = {row.name: row.position for row in rows}
+            guarded = {row.name for row in rows if (row.config or {}).get("guarded")}
+        step = environment_step(name, before, config, moved)
+        if step is None and (current is None or moved):
+            after = dict(positions)
+            after[name] = position if position is not None else max(positions.values(), default=0) + 1
+            step = order_step(name, _ordered(positions), _ordered(after), guarded)
+        if step is not None:  # a guarded environment's governance: a second admin confirms (or it is refused)
+            self._platform.duties.guard(actor, step, {"name": name, "config": config, "position": position})
         with self._platform.db.transaction() as session:
-            row = session.scalar(select(EnvironmentRow).where(EnvironmentRow.name == name))
-            # Both the configuration and the place in the order, read before anything changes.
-            before = {"position": row.position, "config": dict(row.config or {})} if row is not None else None
-            if row is None:
-                last = session.scalar(select(EnvironmentRow.position).order_by(EnvironmentRow.position.desc()))
-                row = EnvironmentRow(name=name, position=position if position is not None else (last or 0) + 1)
-                session.add(row)
-            elif position is not None:
-                row.position = position
-            row.config = parsed.model_dump(mode="json")
-            row.updated_by = actor.name
-            session.flush()
-            self._platform.audit.record(
-                session,
-                actor,
-                "environment.configure",
-                f"environment:{name}",
-                environment=name,
-                before=before,
-                after={"position": row.position, "config": row.config},
-                details={"moved": before is not None and before["position"] != row.position},
-            )
-            return _environment(row)
+            return self.configure_in(session, actor, name, config, position)
+
+    def configure_in(
+        self,
+        session: Session,
+        actor: Actor,
+        name: str,
+        config: dict[str, Any],
+        position: int | None = None,
+        **details: object,
+    ) -> Environment:
+        """Write a validated configuration in ``session``'s transaction, audited with the configuration and
+        the place in the order before and after."""
+        row = session.scalar(select(EnvironmentRow).where(EnvironmentRow.name == name))
+        before = {"position": row.position, "config": dict(row.config or {})} if row is not None else None
+        if row is None:
+            last = session.scalar(select(EnvironmentRow.position).order_by(EnvironmentRow.position.desc()))
+            row = EnvironmentRow(name=name, position=position if position is not None else (last or 0) + 1)
+            session.add(row)
+        elif position is not None:
+            row.position = position
+        row.config = EnvironmentConfig.model_validate(config).model_dump(mode="json")
+        row.updated_by = actor.name
+        session.flush()
+        self._platform.audit.record(
+            session,
+            actor,
+            "environment.configure",
+            f"environment:{name}",
+            environment=name,
+            before=before,
+            after={"position": row.position, "config": row.config},
+            details={"moved": before is not None and before["position"] != row.position, **details},
+        )
+        return _environment(row)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from harbourmaster.core.duties import (
     MAX_TOKEN_CHAIN,
+    enable_step,
     grant_step,
     max_token_seconds,
     role_step,
@@ -175,11 +176,24 @@ class IdentityService:
 
     def set_disabled(self, actor: Actor, name: str, disabled: bool) -> UserInfo:
         self._platform.access.require(actor, Permission.ADMINISTER, target=f"user:{name}")
+        if not disabled:
+            with self._platform.db.reader() as session:
+                row = self._user(session, name)
+                step = enable_step(actor.name, name, set(row.roles), row.disabled)
+            if step is not None:
+                self._platform.duties.guard(actor, step, {"name": name})
         with self._platform.db.transaction() as session:
-            row = self._user(session, name)
-            row.disabled = disabled
-            self._platform.audit.record(session, actor, "user.disable" if disabled else "user.enable", f"user:{name}")
-            return _user_info(row, self._grants(session, row))
+            return self._set_disabled_in(session, actor, name, disabled)
+
+    def _set_disabled_in(
+        self, session: Session, actor: Actor, name: str, disabled: bool, **details: object
+    ) -> UserInfo:
+        row = self._user(session, name)
+        row.disabled = disabled
+        self._platform.audit.record(
+            session, actor, "user.disable" if disabled else "user.enable", f"user:{name}", details=details or None
+        )
+        return _user_info(row, self._grants(session, row))
 
     def list_users(self, actor: Actor) -> list[UserInfo]:
         self._platform.access.require(actor, Permission.ADMINISTER, target="users")
@@ -347,6 +361,8 @@ class IdentityService:
             return {"user": self._create_user_in(session, actor, payload["name"], payload["roles"], **details)}
         if request.action == "user.roles":
             return {"user": self._set_roles_in(session, actor, payload["name"], payload["roles"], **details)}
+        if request.action == "user.enable":
+            return {"user": self._set_disabled_in(session, actor, payload["name"], False, **details)}
         if request.action == "grant.add":
             user = self._grant_in(
                 session, actor, payload["name"], payload["environment"], payload["permission"], **details
@@ -364,6 +380,11 @@ class IdentityService:
                 **details,
             )
             return {"token": issued}
+        if request.action == "environment.configure":
+            environment = self._platform.environments.configure_in(
+                session, actor, payload["name"], payload["config"], payload.get("position"), **details
+            )
+            return {"environment": environment}
         if request.action == "duties.mode":
             return {"settings": self._platform.duties.apply_mode_in(session, actor, payload["mode"], request.id)}
         raise InvalidInputError(f"request {request.id} has an unknown action {request.action!r}", "reject it")

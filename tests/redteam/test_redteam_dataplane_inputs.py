@@ -1,0 +1,60 @@
+"""Hostile and honest inputs on the data plane's routes, against a live control plane.
+
+- A NUL byte in a replica id, an environment or a project name answered 500 (DataError) on
+  PostgreSQL, and the refusal of a foreign environment could not even be audited. Bounding input
+  (NUL bytes anywhere) is the bounded-input branch's work (issue 7, item 7): strict xfail until merged.
+- An honest prediction file larger than a JSON call (CaptureWriter batches up to 5,000 rows) must
+  still be accepted: a guard against a request-size limit that forgets the data plane's upload route.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from harbourmaster.api.app import create_app
+from harbourmaster.services.platform import Platform
+from harbourmaster.store.prediction_log import PREDICTION_SCHEMA
+from loopback import serve_in_thread
+
+from .helpers import SYSTEM
+
+
+def _replica(platform: Platform, url: str) -> httpx.Client:
+    issued = platform.dataplane.create_credential(SYSTEM, "dev", "hostile")
+    return httpx.Client(base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {issued.secret}"}, timeout=120)
+
+
+@pytest.mark.xfail(strict=True, reason="NUL bytes are refused by the bounded-input branch (issue 7, item 7)")
+def test_a_nul_byte_on_the_data_plane_is_a_4xx(platform: Platform) -> None:
+    with serve_in_thread(create_app(platform)) as url, _replica(platform, url) as dev:
+        answers = [
+            dev.post("/dataplane/dev/heartbeats", json={"replica": "r\u0000", "host": "h", "pid": 1}),
+            dev.post("/dataplane/dev/runs", json={"project": "p\u0000", "version": 1, "status": "failed"}),
+            dev.post("/dataplane/dev/feedback/p%00", json={"feedback": [{"request_id": "x", "value": 1}]}),
+            dev.get("/dataplane/d%00ev/state"),
+        ]
+        assert [answer.status_code for answer in answers if answer.status_code >= 500] == [], [
+            answer.text for answer in answers
+        ]
+
+
+def test_an_honest_prediction_file_of_a_few_megabytes_is_stored(platform: Platform) -> None:
+    rows = 5_000
+    columns = {field.name: [None] * rows for field in PREDICTION_SCHEMA}
+    columns.update(environment=["dev"] * rows, project=["p"] * rows)
+    columns["inputs"] = [os.urandom(200).hex() for _ in range(rows)]  # incompressible: about 2 MB of Parquet
+    buffer = io.BytesIO()
+    pq.write_table(pa.table(columns, schema=PREDICTION_SCHEMA), buffer)
+    assert len(buffer.getvalue()) > 1_500_000
+    key = f"predictions/env=dev/project=p/date=2026-12-01/{uuid.uuid4().hex}.parquet"
+    with serve_in_thread(create_app(platform)) as url, _replica(platform, url) as dev:
+        stored = dev.post("/dataplane/dev/predictions", params={"key": key}, content=buffer.getvalue())
+        assert stored.status_code == 201, stored.text
+    assert platform.artifacts.exists(key)
