@@ -1,8 +1,8 @@
 """Hostile and honest inputs on the data plane's routes, against a live control plane.
 
 - A NUL byte in a replica id, an environment or a project name answered 500 (DataError) on
-  PostgreSQL, and the refusal of a foreign environment could not even be audited. Bounding input
-  (NUL bytes anywhere) is the bounded-input branch's work (issue 7, item 7): strict xfail until merged.
+  PostgreSQL, and the refusal of a foreign environment could not even be audited; the control plane's
+  bounded-input middleware now refuses NUL bytes anywhere (4xx, audited).
 - An honest prediction file larger than a JSON call (CaptureWriter batches up to 5,000 rows) must
   still be accepted: a guard against a request-size limit that forgets the data plane's upload route.
 """
@@ -16,7 +16,6 @@ import uuid
 import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from harbourmaster.api.app import create_app
 from harbourmaster.services.platform import Platform
@@ -31,7 +30,6 @@ def _replica(platform: Platform, url: str) -> httpx.Client:
     return httpx.Client(base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {issued.secret}"}, timeout=120)
 
 
-@pytest.mark.xfail(strict=True, reason="NUL bytes are refused by the bounded-input branch (issue 7, item 7)")
 def test_a_nul_byte_on_the_data_plane_is_a_4xx(platform: Platform) -> None:
     with serve_in_thread(create_app(platform)) as url, _replica(platform, url) as dev:
         answers = [

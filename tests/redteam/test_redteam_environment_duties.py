@@ -44,7 +44,8 @@ def test_one_admin_cannot_unguard_prod_alone(platform: Platform) -> None:
         assert sla.status_code == 200, sla.text
 
     [configured] = [e for e in _entries(platform, "environment.configure") if e["environment"] == "prod"]
-    assert configured["actor"] == "a2" and configured["details"] == {"request": request_id, "requested_by": "a1"}
+    assert configured["actor"] == "a2"
+    assert configured["details"] == {"moved": False, "request": request_id, "requested_by": "a1"}
     assert configured["before"]["guarded"] is True and configured["after"]["guarded"] is False
     assert [e["outcome"] for e in _entries(platform, "duty.request")] == ["pending", "pending"]
 

@@ -2,13 +2,10 @@
 
 Found by the red-team pass: ``POST /duty-requests/99999999999999999999/confirm`` and
 ``DELETE /tokens/99999999999999999999`` answered 500 (OverflowError) with no audit entry.
-Bounding path integers belongs to the bounded-input work (issue 7, item 7), which is built
-on another branch: strict xfail until it is merged, then this test passes and the marker goes.
+Path integers are now bounded (a 4xx naming the limit, audited).
 """
 
 from __future__ import annotations
-
-import pytest
 
 from harbourmaster.services.platform import Platform
 
@@ -17,7 +14,6 @@ from .helpers import two_admins
 HUGE = 10**20
 
 
-@pytest.mark.xfail(strict=True, reason="path integers are bounded by the bounded-input branch (issue 7, item 7)")
 def test_an_out_of_range_id_is_a_4xx(platform: Platform) -> None:
     with two_admins(platform) as outside, outside.http("a2") as a2:
         for method, path in (

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from harbourmaster.store.migration_ops import drop_plain_columns
+
 revision = "0006"
 down_revision = "0005"
 branch_labels = None
@@ -53,8 +55,7 @@ def downgrade() -> None:
         batch_op.drop_constraint("fk_api_tokens_parent_id", type_="foreignkey")
         batch_op.drop_index(batch_op.f("ix_api_tokens_parent_id"))
         batch_op.drop_column("parent_id")
-    with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.drop_column("roles_updated_at")
+    drop_plain_columns("users", "roles_updated_at")
     op.drop_table("platform_settings")
     with op.batch_alter_table("duty_requests", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_duty_requests_status"))

@@ -14,6 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from harbourmaster.store.migration_ops import drop_plain_columns
+
 revision = "0008"
 down_revision = "0007"
 branch_labels = None
@@ -28,7 +30,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("versions", schema=None) as batch_op:
-        batch_op.drop_column("code_modules")
-    with op.batch_alter_table("projects", schema=None) as batch_op:
-        batch_op.drop_column("trusted_types")
+    drop_plain_columns("versions", "code_modules")
+    drop_plain_columns("projects", "trusted_types")

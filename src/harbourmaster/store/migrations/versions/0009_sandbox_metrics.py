@@ -14,6 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from harbourmaster.store.migration_ops import drop_plain_columns
+
 revision = "0009"
 down_revision = "0008"
 branch_labels = None
@@ -29,6 +31,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("versions", schema=None) as batch_op:
-        batch_op.drop_column("evaluation_rows")
-        batch_op.drop_column("metrics_source")
+    drop_plain_columns("versions", "evaluation_rows", "metrics_source")
