@@ -46,7 +46,7 @@ def test_one_admin_cannot_unguard_prod_alone(platform: Platform) -> None:
     [configured] = [e for e in _entries(platform, "environment.configure") if e["environment"] == "prod"]
     assert configured["actor"] == "a2"
     assert configured["details"] == {"moved": False, "request": request_id, "requested_by": "a1"}
-    assert configured["before"]["guarded"] is True and configured["after"]["guarded"] is False
+    assert configured["before"]["config"]["guarded"] is True and configured["after"]["config"]["guarded"] is False
     assert [e["outcome"] for e in _entries(platform, "duty.request")] == ["pending", "pending"]
 
 
