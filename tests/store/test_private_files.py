@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.conftest import make_settings
@@ -42,3 +45,34 @@ def test_a_database_left_readable_by_an_older_version_is_tightened(tmp_path: Pat
     os.chmod(database, 0o644)
     Platform(make_settings(home)).close()
     assert _mode(database) == 0o600
+
+
+_WRITE_AND_CLOSE = """
+import sys
+from tests.conftest import make_settings
+from harbourmaster.services.actors import Actor
+from harbourmaster.services.platform import Platform
+platform = Platform(make_settings(sys.argv[1]))
+platform.environments.configure(Actor.system("tests"), sys.argv[2], {}, None)
+platform.close()
+"""
+
+
+def test_tightening_the_files_keeps_the_sqlite_locks_of_open_connections(tmp_path: Path) -> None:
+    """Opening a second platform over a store this process has open must not drop this process's SQLite locks
+    (closing any descriptor of a file drops them); without them another process closing the database deletes
+    its -wal file, and this process's later commits land in the deleted file (lost for every other process)."""
+    home = tmp_path / "home"
+    first = Platform(make_settings(home))
+    first.environments.configure(Actor.system("tests"), "qa", {}, None)  # a pooled connection, holding its locks
+    second = Platform(make_settings(home))  # tightens the database files again, while `first` has them open
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), *sys.path])}
+    other = [sys.executable, "-c", _WRITE_AND_CLOSE, str(home)]
+    subprocess.run([*other, "perf"], check=True, env=environment, timeout=120)  # writes, then closes
+    first.environments.configure(Actor.system("tests"), "staging", {}, None)
+    subprocess.run([*other, "load"], check=True, env=environment, timeout=120)
+    with sqlite3.connect(home / "harbourmaster.db") as connection:
+        names = {name for (name,) in connection.execute("SELECT name FROM environments")}
+    assert {"qa", "perf", "staging", "load"} <= names, names
+    for platform in (first, second):
+        platform.close()

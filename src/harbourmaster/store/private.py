@@ -24,11 +24,21 @@ def private_dir(path: Path) -> Path:
 
 
 def private_file(path: Path) -> Path:
-    """Create ``path`` empty with mode 0600 if it does not exist; tighten it to 0600 if it does."""
+    """Create ``path`` empty with mode 0600 if it does not exist; tighten it to 0600 if it does.
+
+    An existing file is tightened by path, never opened: closing any descriptor of a file drops every
+    POSIX lock this process holds on it, and SQLite's locks on its database, -wal and -shm files are
+    such locks. Without them another process takes this one's open database for unused and may
+    checkpoint and delete the -wal file under it; later commits then land in a deleted file.
+    """
     path = Path(path)
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE)
     try:
-        os.fchmod(fd, FILE_MODE)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE)
+    except FileExistsError:
+        os.chmod(path, FILE_MODE)
+        return path
+    try:
+        os.fchmod(fd, FILE_MODE)  # the mode given to os.open is filtered by the umask
     finally:
         os.close(fd)
     return path
