@@ -71,10 +71,13 @@ def test_a_failed_export_is_logged_as_failed(platform: Platform) -> None:
     platform.audit.export(auditor)
     assert _entries(platform, "audit.export")[-1]["outcome"] == "allowed"
     # Break the anchor store for real: a file where the anchors' folder must be.
-    anchors = Path(platform.settings.artifacts_url) / "audit" / "anchors"
-    for child in anchors.iterdir():
-        child.unlink()
-    anchors.rmdir()
+    anchors = Path(platform.settings.audit_anchors_location)
+    if anchors.is_dir():
+        for child in anchors.iterdir():
+            child.chmod(0o600)  # anchors are written read-only (write-once)
+            child.unlink()
+        anchors.rmdir()
+    anchors.parent.mkdir(parents=True, exist_ok=True)
     anchors.write_text("not a folder")
     with pytest.raises(OSError):
         platform.audit.export(auditor)

@@ -335,6 +335,8 @@ def test_cli_public_key_and_verify_export(sqlite_settings, demo_project) -> None
     home = sqlite_settings.home
     env = {key: value for key, value in os.environ.items() if not key.startswith("HARBOURMASTER_")}
     env["HARBOURMASTER_HOME"] = str(home)
+    # The store has users (it is shared): an embedded CLI reads it only through the audited break glass.
+    env["HARBOURMASTER_BREAK_GLASS"] = "auditor checks an export offline"
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -48,8 +48,12 @@ class AnchorStore:
 
     def read_all(self) -> list[dict[str, Any]]:
         """Every anchor, oldest seq first, each with its ``_name``; unreadable ones are kept as such."""
-        if self._local and not Path(self._root).is_dir():
-            return []
+        if self._local:
+            root = Path(self._root)
+            if not root.exists():
+                return []  # nothing anchored yet
+            if not root.is_dir():  # a file where the folder must be is an error, never "no anchors"
+                raise NotADirectoryError(f"the audit anchors' location {root} is not a folder")
         if not self._local:
             self._fs.invalidate_cache(self._root)
             if not self._fs.exists(self._root):
