@@ -59,14 +59,16 @@ class EngineChoice:
 class OnnxRunner:
     """An onnxruntime session over the float64 matrix of a batch: labels (or values) and probabilities."""
 
-    __slots__ = ("input_name", "session")
+    __slots__ = ("input_name", "output_names", "session")
 
     def __init__(self, session: Any) -> None:
         self.session = session
         self.input_name: str = session.get_inputs()[0].name
+        # Named once: with None, onnxruntime lists the outputs again on every call.
+        self.output_names: list[str] = [output.name for output in session.get_outputs()]
 
     def run(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        outputs = self.session.run(None, {self.input_name: matrix})
+        outputs = self.session.run(self.output_names, {self.input_name: matrix})
         labels = np.asarray(outputs[0]).reshape(len(matrix), -1)
         if labels.shape[1] == 1:
             labels = labels.reshape(-1)
