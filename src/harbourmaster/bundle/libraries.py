@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import importlib
 import importlib.util
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -55,13 +56,7 @@ def require_installed(type_names: Iterable[str], where: str = "the model file") 
 
     Without this, loading fails deep inside skops with a bare ``ModuleNotFoundError``.
     """
-    missing = sorted(
-        {
-            name.split(".", 1)[0]
-            for name in type_names
-            if "." in name and importlib.util.find_spec(name.split(".", 1)[0]) is None
-        }
-    )
+    missing = sorted({name.split(".", 1)[0] for name in type_names if "." in name and not _importable(name)})
     if not missing:
         return
     packages = ", ".join(LIBRARY_PACKAGES.get(module, module) for module in missing)
@@ -72,6 +67,17 @@ def require_installed(type_names: Iterable[str], where: str = "the model file") 
             f"install the package{'s' if len(missing) > 1 else ''} where this version is loaded: pip install {packages}"
         )
     raise MissingLibraryError(f"{where} needs the Python package {packages}, which is not installed here", hint)
+
+
+def _importable(type_name: str) -> bool:
+    """Whether the top-level module of ``type_name`` can be imported here (nothing is imported)."""
+    module = type_name.split(".", 1)[0]
+    if sys.modules.get(module) is not None:
+        return True
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken install, or a module blocked with sys.modules[name] = None
+        return False
 
 
 _registered = False
