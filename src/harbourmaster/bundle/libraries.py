@@ -59,14 +59,17 @@ def require_installed(type_names: Iterable[str], where: str = "the model file") 
     missing = sorted({name.split(".", 1)[0] for name in type_names if "." in name and not _importable(name)})
     if not missing:
         return
-    packages = ", ".join(LIBRARY_PACKAGES.get(module, module) for module in missing)
+    names = [LIBRARY_PACKAGES.get(module, module) for module in missing]
+    listed, command, plural = ", ".join(names), "pip install " + " ".join(names), len(names) > 1
     if all(module in LIBRARY_PACKAGES for module in missing):
-        hint = f"install it where this version is loaded: {INSTALL_HINT} (or pip install {packages})"
+        hint = f"install {'them' if plural else 'it'} where this version is loaded: {INSTALL_HINT}, or just {command}"
     else:
-        hint = (
-            f"install the package{'s' if len(missing) > 1 else ''} where this version is loaded: pip install {packages}"
-        )
-    raise MissingLibraryError(f"{where} needs the Python package {packages}, which is not installed here", hint)
+        hint = f"install what provides {listed} where this version is loaded (usually: {command})"
+    raise MissingLibraryError(
+        f"{where} needs the Python package{'s' if plural else ''} {listed}, "
+        f"which {'are' if plural else 'is'} not installed here",
+        hint,
+    )
 
 
 def _importable(type_name: str) -> bool:
