@@ -127,3 +127,39 @@ def test_a_remote_replica_honours_the_control_planes_trusted_types(
     finally:
         control.stop()
         platform.close()
+
+
+MODEL_PY = """
+import operator
+
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+
+def train():
+    return Pipeline([("neg", FunctionTransformer(operator.neg)), ("model", LogisticRegression())])
+"""
+
+
+def test_harbourmaster_train_honours_the_type_an_admin_trusted(
+    sqlite_settings: Settings, data: pd.DataFrame, tmp_path: Path
+) -> None:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    data.to_csv(folder / "train.csv", index=False)
+    (folder / "model.py").write_text(MODEL_PY)
+    (folder / "harbourmaster.toml").write_text(
+        f'[project]\nname = "{PROJECT}"\n\n[data]\nsource = "train.csv"\ntarget = "y"\n\n'
+        '[pipeline]\ntrain = "model:train"\n'
+    )
+    with Client(settings=sqlite_settings) as hm:
+        with pytest.raises(UntrustedContentError) as refused:
+            hm.train(folder)
+        assert f"harbourmaster trust {PROJECT} --add-type {TYPE}" in (refused.value.hint or "")
+        hm.trust(PROJECT, add=[TYPE])
+        result = hm.train(folder)
+        assert result.version.number == 1
+        loaded = hm.load(PROJECT)
+    assert loaded.model.steps[0][1].func is operator.neg  # the trusted function, loaded back from skops
+    assert (loaded.model.predict(data[["a", "b"]]) == data["y"]).mean() > 0.8
