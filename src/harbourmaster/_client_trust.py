@@ -61,10 +61,24 @@ class TrustMethods:
             trust = self.trusted_types(project)
         except NotFoundError:
             return self.settings, []
-        prefixes = tuple(dict.fromkeys([*self.settings.trusted_type_prefixes, *trust.platform_trusted_types]))
-        return dataclasses.replace(self.settings, trusted_type_prefixes=prefixes), list(trust.trusted_types)
+        return self._with_platform_types(trust), list(trust.trusted_types)
 
     def build_policy(self, project: str, declared: Sequence[str] = ()) -> TrustPolicy:
-        """The policy a new bundle of ``project`` is checked against before it is sent to the registry."""
-        settings, admin_set = self.platform_settings(project)
-        return TrustPolicy.from_settings(settings, extra_trusted_types=[*declared, *admin_set])
+        """The policy a new bundle of ``project`` is checked against before it is sent to the registry.
+
+        Against a server, a project it does not know yet has no trust record to read the control plane's
+        list from: then only the names never loaded are refused here, and registration (which has the list)
+        decides the rest, naming any refused type and the command that trusts it.
+        """
+        try:
+            trust = self.trusted_types(project)
+        except NotFoundError:
+            if self._remote is not None:
+                return TrustPolicy(trusted_type_prefixes=("",))  # every name, except the forbidden ones
+            return TrustPolicy.from_settings(self.settings, extra_trusted_types=declared)
+        extra = [*declared, *trust.trusted_types]
+        return TrustPolicy.from_settings(self._with_platform_types(trust), extra_trusted_types=extra)
+
+    def _with_platform_types(self, trust: ProjectTrust) -> Settings:
+        prefixes = tuple(dict.fromkeys([*self.settings.trusted_type_prefixes, *trust.platform_trusted_types]))
+        return dataclasses.replace(self.settings, trusted_type_prefixes=prefixes)

@@ -1,6 +1,6 @@
 """The trusted-types setting does what the refusal says: the command in its hint lets the same ``register``
 call succeed and the version load in a fresh process, and the platform-wide setting on the control plane
-is honoured by a remote replica that does not have it in its own environment."""
+is honoured by a scientist's SDK and a remote replica that do not have it in their own environment."""
 
 from __future__ import annotations
 
@@ -101,15 +101,20 @@ def test_the_command_in_the_refusal_lets_the_same_register_call_succeed(
 def test_a_remote_replica_honours_the_control_planes_trusted_types(
     tmp_path: Path, data: pd.DataFrame, negating: Pipeline
 ) -> None:
-    # The control plane trusts the type platform-wide, as the hint's second option says.
+    # The control plane trusts the type platform-wide, as the hint's second option says; neither the
+    # scientist's machine nor the replica's has the setting.
     settings = Settings.from_env({"HARBOURMASTER_HOME": str(tmp_path / "control"), "HARBOURMASTER_TRUSTED_TYPES": TYPE})
-    with Client(settings=settings) as hm:
-        hm.register(PROJECT, negating, data, target="y", metrics={"score": 1.0})
     platform = Platform(settings)
     control = ControlPlaneServer(platform).start()
     try:
+        system = Actor.system("tests")
+        platform.identity.create_user(system, "dana", ["data-scientist"])
+        scientist = platform.identity.create_token(system, "dana", "tests").secret
+        with Client(url=control.url, token=scientist, settings=make_settings(tmp_path / "laptop")) as hm:
+            detail = hm.register(PROJECT, negating, data, target="y", metrics={"score": 1.0})  # a new project
+            assert detail.number == 1
         platform.deployments.deploy(Actor.local_owner(), PROJECT, 1, "dev")
-        token = platform.dataplane.create_credential(Actor.system("tests"), "dev", "replica").secret
+        token = platform.dataplane.create_credential(system, "dev", "replica").secret
         replica_settings = make_settings(tmp_path / "replica")  # its own environment does not trust the type
         assert TYPE not in replica_settings.trusted_type_prefixes
         remote = RemoteControlPlane(control.url, token, "dev", replica_settings)
