@@ -140,8 +140,8 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
         # Keep a local, verified copy, then load through the same checks as embedded mode.
         cache = ArtifactStore(str(self.settings.cache_dir / "remote-artifacts"))
         save_bundle(cache, Bundle(manifest=manifest, files=files))
-        trusted = self.trusted_types(project).trusted_types  # the project's admin-set types
-        return load_bundle(cache, detail.digest, self.settings, trusted, code_modules=detail.code_modules or None)
+        settings, trusted = self.platform_settings(project)  # the control plane's and the project's types
+        return load_bundle(cache, detail.digest, settings, trusted, code_modules=detail.code_modules or None)
 
     # -- writing ----------------------------------------------------------------
 
@@ -189,7 +189,13 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
             parent = None
         self._identify_remote_actor()
         bundle, summary = build_training_bundle(
-            self.actor, project_dir, spec, data=data, parent_version=parent, settings=self.settings
+            self.actor,
+            project_dir,
+            spec,
+            data=data,
+            parent_version=parent,
+            settings=self.settings,
+            policy=self.build_policy(spec.project.name, spec.serialization.trusted_types),
         )
         summary["project_settings"] = project_settings_of(spec)
         self.create_project(spec.project.name, spec.project.description)
@@ -257,6 +263,8 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
             "code_files": code_files,
             "trusted_pickle": trust_pickle,
             "sensitive": list(sensitive),
+            "policy": self.build_policy(project),
+            "project": project,
         }
         if code_dir is not None:
             with project_imports(Path(code_dir), code_modules(code_files)):

@@ -49,13 +49,14 @@ def build_bundle(
     reference_row: dict[str, Any] | None,
     trusted_pickle: bool = False,
     policy: TrustPolicy | None = None,
+    project: str | None = None,
 ) -> Bundle:
     """Serialize ``model`` and assemble a verified, content-addressed bundle.
 
     ``policy`` (default: the platform's built-in one) decides which skops types
     are acceptable; the project's own code modules are always added to it. A
     model that could not be loaded back under it is refused here, before it is
-    registered.
+    registered (``project`` is named in the hint).
     """
     fmt = format_for(format)
     if fmt.name == "pickle" and not trusted_pickle:
@@ -84,7 +85,7 @@ def build_bundle(
         )
         refused = fmt.refused_types(model_bytes, check)
         if refused:
-            raise untrusted_type_error(refused, "the fitted pipeline")
+            raise untrusted_type_error(refused, "the fitted pipeline", project)
 
     files: dict[str, bytes] = {fmt.file_name: model_bytes}
     for path, data in code_files.items():

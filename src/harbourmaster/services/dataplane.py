@@ -92,6 +92,9 @@ class DesiredState(BaseModel):
     environment: Environment
     deployments: list[DeploymentState]
     trusted_types: dict[str, list[str]]  # project -> the project's extra trusted types for loading
+    # The control plane's trusted type prefixes (HARBOURMASTER_TRUSTED_TYPES included): registration checked
+    # the model files against them, so a replica loads with them too, whatever its own environment says.
+    platform_trusted_types: list[str] = []
 
 
 MAX_REFUSAL_TALLIES = 200  # per report: a replica's guard folds the rest into one tally
@@ -275,7 +278,12 @@ class DataPlaneService:
             ).all()
             states = [deployment_state(row) for row in rows]
             trusted = {row.project.name: list(row.project.trusted_types or []) for row in rows}
-        return DesiredState(environment=env, deployments=states, trusted_types=trusted)
+        return DesiredState(
+            environment=env,
+            deployments=states,
+            trusted_types=trusted,
+            platform_trusted_types=list(self._platform.settings.trusted_type_prefixes),
+        )
 
     def bundle(self, actor: Actor, environment: str, digest: str) -> Bundle:
         """A bundle deployed in ``environment``, verified against its digest (nothing else is served)."""

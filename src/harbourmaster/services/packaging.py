@@ -82,6 +82,7 @@ def package_version(
     trusted_pickle: bool = False,
     policy: TrustPolicy | None = None,
     sensitive: Sequence[str] = (),
+    project: str | None = None,
 ) -> Bundle:
     """Build the bundle of a fitted pipeline from the raw features it was trained on.
 
@@ -91,6 +92,7 @@ def package_version(
     ONNX graph (an ``onnx.ModelProto`` or its bytes): it is what gets bundled, and
     it runs on onnxruntime here to infer the output schema. Columns named in ``sensitive`` are
     profiled without their values; the manifest's reference row is synthetic (no training record).
+    ``project`` names the project in a refusal's hint.
     """
     predictor = _onnx_predictor(model) if format == "onnx" else model
     if features.empty:
@@ -140,6 +142,7 @@ def package_version(
         reference_row=reference_row,
         trusted_pickle=trusted_pickle,
         policy=policy,
+        project=project,
     )
 
 

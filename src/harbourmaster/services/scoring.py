@@ -72,7 +72,8 @@ def score_file(
 
 
 def failure_message(exc: Exception) -> str:
-    return exc.message if isinstance(exc, HarbourmasterError) else f"{type(exc).__name__}: {exc}"
+    """What a failed run records: the error and its fix (as training runs do), or the exception's type and text."""
+    return str(exc) if isinstance(exc, HarbourmasterError) else f"{type(exc).__name__}: {exc}"
 
 
 class ScoringService:

@@ -194,7 +194,19 @@ class TrainingService:
         try:
             parent = self._latest_number(actor, spec.project.name)
             bundle, summary = build_training_bundle(
-                actor, project_dir, spec, data=data, parent_version=parent, settings=self._platform.settings
+                actor,
+                project_dir,
+                spec,
+                data=data,
+                parent_version=parent,
+                settings=self._platform.settings,
+                policy=TrustPolicy.from_settings(
+                    self._platform.settings,
+                    [
+                        *spec.serialization.trusted_types,
+                        *self._platform.registry.project_trusted_types(spec.project.name),
+                    ],
+                ),
             )
             version = self._platform.registry.register_bundle(
                 actor,
@@ -331,8 +343,13 @@ def build_training_bundle(
     data: DataSource | None = None,
     parent_version: int | None = None,
     settings: Settings | None = None,
+    policy: TrustPolicy | None = None,
 ) -> tuple[Bundle, dict[str, Any]]:
-    """Load data, fit, evaluate on the held-out split and build the bundle (no store writes)."""
+    """Load data, fit, evaluate on the held-out split and build the bundle (no store writes).
+
+    ``policy``: what the fitted pipeline may contain, as registration will check it (the platform's and the
+    project's admin-set types); by default ``settings`` plus the project file's ``trusted_types``.
+    """
     source = data or data_source_of(spec)
     frame = load_frame(source, project_dir)
     target_name = spec.data.target
@@ -410,7 +427,9 @@ def build_training_bundle(
             code_files=code_files,
             prepare=spec.pipeline.prepare,
             trusted_pickle=spec.serialization.trust_pickle,
-            policy=TrustPolicy.from_settings(settings or Settings.from_env(), spec.serialization.trusted_types),
+            policy=policy
+            or TrustPolicy.from_settings(settings or Settings.from_env(), spec.serialization.trusted_types),
+            project=spec.project.name,
             sensitive=spec.data.sensitive,
         )
     summary = {
