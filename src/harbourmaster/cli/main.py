@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +22,24 @@ app = typer.Typer(
 )
 
 from harbourmaster.cli.common import JsonOption, TokenOption, UrlOption, client, metrics_origin  # noqa: E402
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from harbourmaster import __version__
+
+        print(f"harbourmaster {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Self-hosted MLOps: versioned scoring pipelines from experiment to a governed production."""
 
 
 @app.command()
@@ -350,10 +369,13 @@ def demo(
 PENDING_EXIT_CODE = 3  # the step was recorded and waits for a second admin
 
 
-def run() -> None:
-    """Console entry point: errors become a message and a non-zero exit, never a traceback."""
+def run(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: errors become a message and a non-zero exit, never a traceback.
+
+    ``argv`` defaults to the process's arguments; tests pass their own.
+    """
     try:
-        app()
+        app(args=list(argv) if argv is not None else None, prog_name="harbourmaster")
     except ConfirmationRequiredError as exc:
         output.pending(exc.message, exc.hint)
         sys.exit(PENDING_EXIT_CODE)

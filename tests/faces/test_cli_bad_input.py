@@ -1,0 +1,239 @@
+"""Every CLI command, swept with bad input: a clear message, a non-zero exit, never a traceback.
+
+The commands and their parameters are read from the Typer app itself, so a new command or a new
+parameter joins the sweep on its own; a parameter with no bad value to try (free text such as a
+comment) must be named in ``FREE_TEXT`` so that forgetting one is a failure, not a silent gap.
+The commands run in this process (``run(argv)``, the console entry point) against a real embedded
+store, which keeps the few hundred invocations fast.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import typer
+
+from harbourmaster.cli.main import app, run
+from harbourmaster.demo.story import write_demo_project
+
+PROJECT = "breast-cancer"
+
+# A good value for each parameter a command requires, so that exactly one parameter is bad at a time.
+GOOD: dict[str, str] = {
+    "project": PROJECT,
+    "version": "1",
+    "old": "1",
+    "new": "1",
+    "tags": "reviewed",
+    "to": "test",
+    "env": "dev",
+    "name": "someone",
+    "role": "viewer",
+    "request_id": "1",
+    "token_id": "1",
+    "credential_id": "1",
+    "project_dir": "project",
+    "path": "export.jsonl",
+    "config_file": "environment.json",
+}
+
+# Bad values by parameter name: each one is wrong in a way the command must name.
+BAD: dict[str, list[str]] = {
+    "project": ["no-such-project"],
+    "version": ["999", "seven"],
+    "old": ["999", "seven"],
+    "new": ["999"],
+    "to": ["nowhere", "999"],
+    "env": ["nowhere"],
+    "project_dir": ["missing-folder", "broken-toml", "a-file.txt"],
+    "data": ["missing.csv", "broken.json"],
+    "limit": ["many", "0"],
+    "port": ["http", "0"],
+    "workers": ["0"],
+    "home": ["a-file.txt"],
+    "canary": ["late", "250"],
+    "at": ["yesterday"],
+    "since": ["yesterday"],
+    "unknown_fields": ["sometimes"],
+    "latency_budget_ms": ["late", "-5"],
+    "max_batch": ["late", "0"],
+    "max_wait_ms": ["late", "-1"],
+    "humility_margin": ["late", "-1"],
+    "mode": ["sideways"],
+    "weight": ["late", "150"],
+    "failover": ["999", "seven"],
+    "rules": ["missing.json", "broken.json", "list.json"],
+    "default": ["late", "{"],
+    "function": ["no_colon", "missing_module:fn"],
+    "input": ["missing.csv", "broken.json"],
+    "output_path": ["no-folder/scored.csv"],
+    "sql": ["SELEKT 1"],
+    "file": ["code/missing.py"],
+    "add_type": ["not a type"],
+    "remove_type": ["not a type"],
+    "role": ["emperor"],
+    "permission": ["everything"],
+    "request_id": ["999", "first"],
+    "token_id": ["999", "first"],
+    "credential_id": ["999", "first"],
+    "expires_in": ["later", "0m"],
+    "max_lifetime": ["later"],
+    "expires_in_days": ["week", "0"],
+    "format": ["xml"],
+    "out": ["no-folder/out.txt"],
+    "path": ["missing.jsonl", "broken.json"],
+    "public_key": ["missing.pem", "broken.json"],
+    "config_file": ["missing.json", "broken.json", "list.json"],
+    "position": ["first", "-3"],
+    "user": ["nobody-here"],
+    "tags": ["=no-key"],
+}
+
+# Parameters where any value is acceptable (free text, flags) or where a bad one would start a server.
+FREE_TEXT = {
+    "url",
+    "token",
+    "json",
+    "version_flag",
+    "comment",
+    "sticky_key",
+    "name",
+    "admin",
+    "host",
+    "remove",
+    "shadow",
+    "check",
+    "microbatch",
+    "humility",
+    "clear",
+    "all",
+    "all_",
+}
+
+# Commands that start a long-running process when their input is good: only values they must refuse
+# before starting are tried (they are in BAD and refused at parse time or before the server binds).
+STARTS_A_PROCESS = {("server",), ("serve",), ("demo",)}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    argv: tuple[str, ...]
+    code: int | str | None
+    out: str
+    err: str
+    crash: str | None = None
+
+
+def invoke(argv: list[str]) -> Outcome:
+    """Run the console entry point in this process and capture what a terminal would show."""
+    out, err = io.StringIO(), io.StringIO()
+    crash = None
+    code: int | str | None = 0
+    environment = dict(os.environ)  # the demo sets HARBOURMASTER_HOME for the process it runs in
+    with redirect_stdout(out), redirect_stderr(err), _restored(environment):
+        try:
+            run(argv)
+        except SystemExit as exit_:
+            code = exit_.code
+        except BaseException:  # noqa: BLE001 - any escape is exactly what this test hunts
+            crash = traceback.format_exc()
+            code = "crashed"
+    return Outcome(tuple(argv), code, out.getvalue(), err.getvalue(), crash)
+
+
+@contextmanager
+def _restored(environment: dict[str, str]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
+
+
+def commands() -> Iterator[tuple[tuple[str, ...], object]]:
+    """Every leaf command of the app, with its path of names (``("users", "add")``)."""
+
+    def walk(command: object, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], object]]:
+        children = getattr(command, "commands", None)
+        if children is None:
+            yield path, command
+            return
+        for name, child in children.items():
+            yield from walk(child, (*path, name))
+
+    yield from walk(typer.main.get_command(app), ())
+
+
+def argv_for(path: tuple[str, ...], command: object, bad_param: str, bad_value: str) -> list[str]:
+    argv = list(path)
+    for param in command.params:  # type: ignore[attr-defined]
+        value = bad_value if param.name == bad_param else GOOD.get(param.name) if param.required else None
+        if value is None:
+            continue
+        if param.param_type_name == "argument":
+            argv.append(value)
+        else:
+            argv.extend([param.opts[0], value])
+    return argv
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A folder with a trained demo project and a few broken files, used as the current directory."""
+    root = tmp_path_factory.mktemp("sweep")
+    write_demo_project(root / "project")
+    (root / "broken-toml").mkdir()
+    (root / "broken-toml" / "harbourmaster.toml").write_text("[project\nname = ")
+    (root / "a-file.txt").write_text("not a folder")
+    (root / "broken.json").write_text('{"rules": [')
+    (root / "list.json").write_text("[1, 2, 3]")
+    (root / "environment.json").write_text("{}")
+    (root / "export.jsonl").write_text("")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HARBOURMASTER_HOME", str(root / "home"))
+        for key in ("HARBOURMASTER_URL", "HARBOURMASTER_TOKEN", "HARBOURMASTER_DATABASE_URL"):
+            patch.delenv(key, raising=False)
+        patch.chdir(root)
+        trained = invoke(["train", "project"])
+        assert trained.code == 0, trained
+        yield root
+
+
+def test_the_sweep_knows_every_parameter() -> None:
+    """A new parameter must get bad values to try, or be declared free text."""
+    unknown = {
+        f"{' '.join(path)} {param.name}"
+        for path, command in commands()
+        for param in command.params  # type: ignore[attr-defined]
+        if param.name not in BAD and param.name not in FREE_TEXT
+    }
+    assert not unknown, f"give these parameters bad values in BAD, or list them in FREE_TEXT: {sorted(unknown)}"
+
+
+def test_every_command_refuses_bad_input_without_a_traceback(workspace: Path) -> None:
+    failures: list[str] = []
+    tried = 0
+    for path, command in commands():
+        for param in command.params:  # type: ignore[attr-defined]
+            for value in BAD.get(param.name, []):
+                argv = argv_for(path, command, param.name, value)
+                outcome = invoke(argv)
+                tried += 1
+                text = outcome.out + outcome.err
+                if outcome.crash:
+                    failures.append(f"{argv}: raised\n{outcome.crash}")
+                elif "Traceback" in text:
+                    failures.append(f"{argv}: printed a traceback\n{text}")
+                elif outcome.code in (0, None):
+                    failures.append(f"{argv}: exit 0 for a bad value\n{text}")
+                elif not outcome.err.strip():
+                    failures.append(f"{argv}: exit {outcome.code} without a message on stderr\n{text}")
+    assert tried > 100
+    assert not failures, f"{len(failures)} of {tried} bad inputs mishandled:\n\n" + "\n\n".join(failures)
