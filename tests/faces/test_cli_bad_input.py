@@ -71,7 +71,7 @@ BAD: dict[str, list[str]] = {
     "failover": ["999", "seven"],
     "rules": ["missing.json", "broken.json", "list.json"],
     "default": ["late", "{"],
-    "function": ["no_colon", "missing_module:fn"],
+    "function": ["no_colon"],
     "input": ["missing.csv", "broken.json"],
     "output_path": ["no-folder/scored.csv"],
     "sql": ["SELEKT 1"],

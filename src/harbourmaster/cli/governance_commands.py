@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from harbourmaster.cli import output
-from harbourmaster.cli.common import JsonOption, TokenOption, UrlOption, client
+from harbourmaster.cli.common import JsonOption, TokenOption, UrlOption, client, read_json_object
 from harbourmaster.core.duties import human_duration
 from harbourmaster.core.permissions import ROLE_NAMES, permission_table_markdown
 from harbourmaster.errors import InvalidInputError
@@ -635,17 +635,12 @@ def environments_list(
 def environments_configure(
     name: str,
     config_file: Annotated[Path, typer.Option("--file", help="JSON file with the environment's configuration.")],
-    position: Annotated[int | None, typer.Option(help="Place in the order (0 = first).")] = None,
+    position: Annotated[int | None, typer.Option(min=0, help="Place in the order (0 = first).")] = None,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
     """Create or replace an environment's configuration (admins; audited)."""
-    try:
-        config = jsonlib.loads(config_file.read_text())
-    except FileNotFoundError as exc:
-        raise InvalidInputError(f"{config_file} does not exist", "give a JSON file") from exc
-    except jsonlib.JSONDecodeError as exc:
-        raise InvalidInputError(f"{config_file} is not valid JSON: {exc}", "fix the JSON") from exc
+    config = read_json_object(config_file, "the environment's configuration (see docs/governance.md)")
     with client(url, token) as hm:
         env = hm.configure_environment(name, config, position)
     output.console.print(f"Environment {env.name} (position {env.position}) configured.")

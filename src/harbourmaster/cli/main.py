@@ -382,6 +382,13 @@ def run(argv: Sequence[str] | None = None) -> None:
     except HarbourmasterError as exc:
         output.fail(exc.message, exc.hint)
         sys.exit(1)
+    except OSError as exc:
+        # A path the user gave (or the home) that cannot be read or written: name it, not a traceback.
+        where = f": {exc.filename}" if exc.filename else ""
+        output.fail(
+            f"{exc.strerror or exc}{where}", "check the path: its folder must exist and you must be allowed to use it"
+        )
+        sys.exit(1)
     except KeyboardInterrupt:
         output.fail("interrupted")
         sys.exit(130)

@@ -15,7 +15,14 @@ from typing import Annotated, Any
 import typer
 
 from harbourmaster.cli import output
-from harbourmaster.cli.common import JsonOption, TokenOption, UrlOption, client
+from harbourmaster.cli.common import (
+    JsonOption,
+    TokenOption,
+    UrlOption,
+    client,
+    parse_json_option,
+    read_json_object,
+)
 
 EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment (dev, test, prod ...).")]
 
@@ -155,9 +162,9 @@ def fallback(
     json: JsonOption = False,
 ) -> None:
     """Set the fallback chain: a failover version, then rules (table, constant or project function)."""
-    config: dict[str, Any] = jsonlib.loads(rules.read_text()) if rules else {}
+    config: dict[str, Any] = read_json_object(rules, "fallback rules: {rules: [...], default: ...}") if rules else {}
     if default is not None:
-        config["default"] = jsonlib.loads(default)
+        config["default"] = parse_json_option(default, "--default")
     if function is not None:
         config["function"] = function
     with client(url, token) as hm:

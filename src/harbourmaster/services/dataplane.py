@@ -178,6 +178,7 @@ class DataPlaneService:
         with self._platform.db.reader() as session:
             query = select(ReplicaCredentialRow).order_by(ReplicaCredentialRow.id)
             if environment:
+                self._platform.environments.row(session, environment)  # a typo is named, not an empty list
                 query = query.where(ReplicaCredentialRow.environment == environment)
             return [_credential_info(row) for row in session.scalars(query)]
 

@@ -241,6 +241,8 @@ class TrainingService:
             if project:
                 query = query.where(RunRow.project == project)
             runs = [run_info(row) for row in session.scalars(query)]
+            if project and not runs:
+                self._platform.registry.project_row(session, project)  # a typo is named, not an empty list
         self._platform.access.audit_guarded_read(actor, "run.list", project or "*", (run.environment for run in runs))
         return runs
 
