@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -188,9 +189,11 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
         except HarbourmasterError:
             parent = None
         self._identify_remote_actor()
+        started = time.monotonic()
         bundle, summary = build_training_bundle(
             self.actor, project_dir, spec, data=data, parent_version=parent, settings=self.settings
         )
+        summary["duration_seconds"] = round(time.monotonic() - started, 3)  # the run is recorded with it
         summary["project_settings"] = project_settings_of(spec)
         self.create_project(spec.project.name, spec.project.description)
         version = self._upload(spec.project.name, bundle, spec.project.description, summary)

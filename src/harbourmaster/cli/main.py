@@ -240,7 +240,10 @@ def train(
     project_dir: Annotated[Path, typer.Argument(help="Folder holding harbourmaster.toml.")],
     data: Annotated[
         str | None,
-        typer.Option("--data", help="Train on this CSV/Parquet instead of the declared source."),
+        typer.Option(
+            "--data",
+            help="Train on this CSV/Parquet (a path from the current directory, or a URL), not the declared source.",
+        ),
     ] = None,
     url: UrlOption = None,
     token: TokenOption = None,
@@ -252,7 +255,7 @@ def train(
     with client(url, token) as hm:
         if not json:
             output.console.print(f"Training {project_dir} ...")
-        result = hm.train(project_dir, data=DataSource(path=data) if data else None)
+        result = hm.train(project_dir, data=DataSource(path=_from_here(data)) if data else None)
     if json:
         return output.print_json(result)
     version, run = result.version, result.run
@@ -261,6 +264,14 @@ def train(
         f"[green]Registered {version.project} v{version.number}[/] (sha256:{version.digest[:12]}) "
         f"from {run.details.get('rows', '?')} rows in {run.duration_seconds or 0:.1f}s; held-out {metrics}"
     )
+
+
+def _from_here(path: str) -> str:
+    """A path typed on the command line means the file as seen from the current directory, as in any
+    shell command (a relative ``[data] source`` in harbourmaster.toml is the project folder's)."""
+    if "://" in path:
+        return path
+    return str(Path(path).expanduser().absolute())
 
 
 @app.command()

@@ -11,7 +11,7 @@ import importlib
 import inspect
 import tomllib
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from harbourmaster.services.platform import Platform
 
 PROJECT_FILE = "harbourmaster.toml"
+MAX_REPORTED_RUN_SECONDS = 7 * 86_400  # a remote training run reported as longer than a week is not believed
 
 
 def read_project_spec(project_dir: Path) -> ProjectSpec:
@@ -220,9 +221,17 @@ class TrainingService:
         return TrainResult(run=run, version=version)
 
     def record_run(self, actor: Actor, project: str, version_number: int, summary: dict[str, Any]) -> RunInfo:
-        """Record a training run done elsewhere (e.g. by a remote SDK) for a new version."""
+        """Record a training run done elsewhere (e.g. by a remote SDK) for a new version.
+
+        The run lasted the ``duration_seconds`` the summary reports (the fit happened where the data is);
+        a missing or impossible figure records the run as instantaneous rather than refusing the version.
+        """
         self._platform.access.require(actor, Permission.REGISTER, target=project)
-        run_id = self._start_run(actor, project, None)
+        duration = summary.get("duration_seconds")
+        started = None
+        if isinstance(duration, int | float) and 0 <= duration <= MAX_REPORTED_RUN_SECONDS:
+            started = datetime.now(UTC) - timedelta(seconds=float(duration))
+        run_id = self._start_run(actor, project, None, started_at=started)
         return self._finish_run(
             actor,
             run_id,
@@ -254,9 +263,12 @@ class TrainingService:
         except NotFoundError:
             return None
 
-    def _start_run(self, actor: Actor, project: str, project_dir: Path | None) -> int:
+    def _start_run(
+        self, actor: Actor, project: str, project_dir: Path | None, *, started_at: datetime | None = None
+    ) -> int:
         with self._platform.db.transaction() as session:
             row = RunRow(
+                started_at=started_at or datetime.now(UTC),
                 project=project,
                 kind="train",
                 status="running",
