@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -91,3 +93,17 @@ def parse_json_option(text: str, option: str) -> Any:
             f"{option} {text!r} is not JSON",
             f"give a number ({option} 0.5), a quoted text ({option} '\"{text}\"') or another JSON value",
         ) from exc
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "min": 60, "h": 3_600, "d": 86_400, "w": 604_800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """A lifetime typed on the command line: a number and a unit, e.g. 30m, 12h, 7d, 2w (or 90s)."""
+    from harbourmaster.errors import InvalidInputError
+
+    match = _DURATION.match(text.strip().lower())
+    if not match:
+        raise InvalidInputError(f"{text!r} is not a duration", "use a number and a unit: e.g. 30m, 12h, 7d or 2w")
+    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])

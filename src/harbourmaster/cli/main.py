@@ -156,7 +156,20 @@ def show(
     )
     out.print(f"  code: {code_text}")
     out.print(f"  parent version: {lineage.get('parent_version') or '-'}")
-    out.print(f"  parameters: {lineage.get('parameters', {})}")
+    out.print(f"  parameters: {_parameters_text(lineage.get('parameters', {}))}", markup=False, highlight=False)
+
+
+def _parameters_text(parameters: dict) -> str:
+    """Lineage parameters on one line: values as they are, estimators by class (``show --json`` has it all)."""
+
+    def short(value: object) -> str:
+        if isinstance(value, dict) and "estimator" in value:
+            return str(value["estimator"]).rpartition(":")[2]
+        if isinstance(value, list):
+            return "[" + ", ".join(short(item) for item in value) + "]"
+        return str(value)
+
+    return ", ".join(f"{key}={short(value)}" for key, value in parameters.items()) or "-"
 
 
 def _range_or_categories(column: dict) -> str:
@@ -189,14 +202,7 @@ def diff(
         "metrics",
         ["metric", f"v{result.old}", f"v{result.new}", "change"],
         [
-            (
-                m.name,
-                output.number(m.before),
-                output.number(m.after),
-                "-"
-                if m.delta is None
-                else f"{m.delta:+.4f} ({'better' if m.improved else 'worse' if m.improved is False else 'same'})",
-            )
+            (m.name, output.number(m.before), output.number(m.after), _metric_change(m.delta, m.improved))
             for m in result.metric_changes
         ],
     )
@@ -211,6 +217,14 @@ def diff(
         )
     for key, change in result.lineage_changes.items():
         out.print(f"lineage {key}: {change.before} -> {change.after}")
+
+
+def _metric_change(delta: float | None, improved: bool | None) -> str:
+    if delta is None:
+        return "-"
+    if delta == 0:
+        return "same"
+    return f"{delta:+.4f} ({'better' if improved else 'worse' if improved is False else 'changed'})"
 
 
 @app.command()

@@ -20,9 +20,11 @@ from harbourmaster.cli.common import (
     TokenOption,
     UrlOption,
     client,
+    parse_duration,
     parse_json_option,
     read_json_object,
 )
+from harbourmaster.errors import InvalidInputError
 
 EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment (dev, test, prod ...).")]
 
@@ -367,12 +369,19 @@ replica_tokens = typer.Typer(
 def create_replica_token(
     env: EnvOption,
     name: Annotated[str, typer.Option(help="A name to recognise it by (e.g. the replica group).")] = "replica",
-    expires_in_days: Annotated[float | None, typer.Option(min=0.001, help="Lifetime in days.")] = None,
+    expires_in: Annotated[str | None, typer.Option("--expires-in", help="Lifetime, e.g. 30m, 12h, 90d.")] = None,
+    expires_in_days: Annotated[
+        float | None, typer.Option(min=0.001, help="Lifetime in days (older spelling of --expires-in).")
+    ] = None,
     url: UrlOption = None,
     token: TokenOption = None,
     json: JsonOption = False,
 ) -> None:
     """Mint a replica credential for ENV; it is shown once (give it to `serve --url` as HARBOURMASTER_TOKEN)."""
+    if expires_in is not None and expires_in_days is not None:
+        raise InvalidInputError("give --expires-in or --expires-in-days, not both", "e.g. --expires-in 90d")
+    if expires_in is not None:
+        expires_in_days = parse_duration(expires_in).total_seconds() / 86_400
     with client(url, token) as hm:
         issued = hm.create_replica_credential(env, name, expires_in_days)
     if json:
