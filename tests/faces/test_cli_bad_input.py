@@ -9,18 +9,14 @@ store, which keeps the few hundred invocations fast.
 
 from __future__ import annotations
 
-import io
-import os
-import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import typer
 
-from harbourmaster.cli.main import app, run
+from cli_inprocess import invoke
+from harbourmaster.cli.main import app
 from harbourmaster.demo.story import write_demo_project
 
 PROJECT = "breast-cancer"
@@ -120,41 +116,6 @@ FREE_TEXT = {
 # Commands that start a long-running process when their input is good: only values they must refuse
 # before starting are tried (they are in BAD and refused at parse time or before the server binds).
 STARTS_A_PROCESS = {("server",), ("serve",), ("demo",)}
-
-
-@dataclass(frozen=True)
-class Outcome:
-    argv: tuple[str, ...]
-    code: int | str | None
-    out: str
-    err: str
-    crash: str | None = None
-
-
-def invoke(argv: list[str]) -> Outcome:
-    """Run the console entry point in this process and capture what a terminal would show."""
-    out, err = io.StringIO(), io.StringIO()
-    crash = None
-    code: int | str | None = 0
-    environment = dict(os.environ)  # the demo sets HARBOURMASTER_HOME for the process it runs in
-    with redirect_stdout(out), redirect_stderr(err), _restored(environment):
-        try:
-            run(argv)
-        except SystemExit as exit_:
-            code = exit_.code
-        except BaseException:  # any escape is exactly what this test hunts
-            crash = traceback.format_exc()
-            code = "crashed"
-    return Outcome(tuple(argv), code, out.getvalue(), err.getvalue(), crash)
-
-
-@contextmanager
-def _restored(environment: dict[str, str]) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(environment)
 
 
 def commands() -> Iterator[tuple[tuple[str, ...], object]]:
