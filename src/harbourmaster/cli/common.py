@@ -100,10 +100,13 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "min": 60, "h": 3_600, "d": 86_400, "w": 604_8
 
 
 def parse_duration(text: str) -> timedelta:
-    """A lifetime typed on the command line: a number and a unit, e.g. 30m, 12h, 7d, 2w (or 90s)."""
+    """A lifetime typed on the command line: a positive number and a unit, e.g. 30m, 12h, 7d, 2w (or 90s)."""
     from harbourmaster.errors import InvalidInputError
 
     match = _DURATION.match(text.strip().lower())
     if not match:
         raise InvalidInputError(f"{text!r} is not a duration", "use a number and a unit: e.g. 30m, 12h, 7d or 2w")
-    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    duration = timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    if duration <= timedelta(0):  # zero would read as "no lifetime given", i.e. never expiring
+        raise InvalidInputError(f"{text!r} is no time at all", "give a positive duration, e.g. 30m or 7d")
+    return duration
