@@ -71,6 +71,7 @@ BAD: dict[str, list[str]] = {
     "input": ["missing.csv", "broken.json"],
     "output_path": ["no-folder/scored.csv"],
     "sql": ["SELEKT 1"],
+    "columns": ["no_such_column", ","],
     "file": ["code/missing.py"],
     "add_type": ["not a type"],
     "remove_type": ["not a type"],

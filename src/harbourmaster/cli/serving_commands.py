@@ -334,6 +334,10 @@ def predictions(
     project: str,
     env: EnvOption = "dev",
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="Rows to show.")] = 20,
+    columns: Annotated[
+        str | None,
+        typer.Option("--columns", help="Comma-separated columns to show whole, e.g. request_id,inputs,probabilities."),
+    ] = None,
     sql: Annotated[
         str | None, typer.Option(help="DuckDB SQL over the views predictions and feedback (embedded only).")
     ] = None,
@@ -341,7 +345,14 @@ def predictions(
     token: TokenOption = None,
     json: JsonOption = False,
 ) -> None:
-    """The prediction log of a project: the newest rows and the count (reads of a guarded one are audited)."""
+    """The prediction log of a project: the newest rows and the count (reads of a guarded one are audited).
+
+    Shows the key columns, with each record's inputs summarised; --columns picks others (shown whole) and
+    --json prints every column of every row.
+    """
+    from harbourmaster.cli import prediction_view
+    from harbourmaster.store.prediction_log import PREDICTION_SCHEMA
+
     if sql:
         if url:
             raise typer.BadParameter("--sql runs embedded only (no SQL runs on the control plane); use --limit/--json")
@@ -353,10 +364,23 @@ def predictions(
         rows, count = answer["rows"], answer["count"]
     if json:
         return output.print_json(rows)
+    if sql:  # a query's own columns, as it asked for them
+        chosen = (
+            list(frame.columns) if columns is None else prediction_view.choose_columns(list(frame.columns), columns)
+        )
+    else:
+        chosen = prediction_view.choose_columns(PREDICTION_SCHEMA.names, columns)
     if count is not None:
-        output.console.print(f"{count} logged prediction rows for {project} in {env}")
-    columns = list(rows[0]) if rows else []
-    output.table(None, columns, [tuple(str(row.get(c)) for c in columns) for row in rows])
+        output.console.print(f"{count} predictions logged for {project} in {env} (refused requests not counted)")
+    if not rows:
+        return
+    requested = sql is not None or columns is not None
+    output.table(None, chosen, prediction_view.table_rows(rows, chosen, requested=requested))
+    if not requested:
+        output.console.print(
+            f"newest {len(rows)} shown; every column: --json, or pick some: --columns request_id,inputs,probabilities",
+            style="dim",
+        )
 
 
 replica_tokens = typer.Typer(

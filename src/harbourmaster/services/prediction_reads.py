@@ -29,8 +29,6 @@ class PredictionReadService:
         and the number of logged rows. Reads of a guarded environment's log are audited."""
         self._platform.access.require(actor, Permission.READ, environment=environment, target=project)
         self._platform.environments.get(environment)  # a typo is named, not an empty log
-        if project != UNROUTED:
-            self._platform.registry.get_project(actor, project)
         log = PredictionLog(self._platform.artifacts)
         if sql:
             try:
@@ -44,6 +42,8 @@ class PredictionReadService:
         else:
             frame = log.recent(environment, project, limit)
         count = log.count(environment, project)
+        if frame.empty and count == 0 and project != UNROUTED:
+            self._platform.registry.get_project(actor, project)  # a mistyped project is named, not an empty log
         if self._platform.access.is_guarded(environment):
             self._platform.audit.record_alone(
                 actor,
