@@ -28,6 +28,7 @@ from harbourmaster.bundle.manifest import BundleManifest
 from harbourmaster.bundle.storage import load_bundle, save_bundle
 from harbourmaster.config import Settings
 from harbourmaster.core.metrics import evaluate, validate_metric_names
+from harbourmaster.core.progress import SILENT, Progress
 from harbourmaster.errors import (
     ERRORS_BY_CODE,
     ConnectionFailedError,
@@ -171,7 +172,9 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
             )
         return self._platform.registry.delete_tag(self.actor, project, version, key)
 
-    def train(self, project_dir: str | Path, *, data: DataSource | None = None) -> TrainResult:
+    def train(
+        self, project_dir: str | Path, *, data: DataSource | None = None, progress: Progress = SILENT
+    ) -> TrainResult:
         """Run a project's training pipeline and register the new version.
 
         Embedded, the run is recorded with its outcome and its metrics are
@@ -181,7 +184,7 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
         since the control plane cannot recompute them without running the code.
         """
         if not self._remote:
-            return self._platform.training.train(self.actor, Path(project_dir), data=data)
+            return self._platform.training.train(self.actor, Path(project_dir), data=data, progress=progress)
         project_dir = Path(project_dir).absolute()
         spec = read_project_spec(project_dir)
         try:
@@ -191,10 +194,11 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
         self._identify_remote_actor()
         started = time.monotonic()
         bundle, summary = build_training_bundle(
-            self.actor, project_dir, spec, data=data, parent_version=parent, settings=self.settings
+            self.actor, project_dir, spec, data=data, parent_version=parent, settings=self.settings, progress=progress
         )
         summary["duration_seconds"] = round(time.monotonic() - started, 3)  # the run is recorded with it
         summary["project_settings"] = project_settings_of(spec)
+        progress.stage("uploading the version")
         self.create_project(spec.project.name, spec.project.description)
         version = self._upload(spec.project.name, bundle, spec.project.description, summary)
         run = next(run for run in self.runs(spec.project.name) if run.version_number == version.number)

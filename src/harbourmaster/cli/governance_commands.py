@@ -559,8 +559,13 @@ def audit_export(
     token: TokenOption = None,
 ) -> None:
     """Export entries with the chain head, for a regulator; verify it with `audit verify-export`."""
-    with client(url, token) as hm:
+    from harbourmaster.cli.progress import progress
+
+    with client(url, token) as hm, progress("Exporting the audit log") as report:
+        report.stage("reading and signing entries")
         text = hm.audit_export(parse_time(since) if since else None, format)
+        if out:
+            report.stage(f"writing {out}")
     if out:
         out.write_text(text)
         output.console.print(f"Wrote {out}")

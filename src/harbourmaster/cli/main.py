@@ -264,12 +264,14 @@ def train(
     json: JsonOption = False,
 ) -> None:
     """Train a project from its folder and register the new version."""
+    from harbourmaster.cli.progress import progress
     from harbourmaster.store.data_sources import DataSource
 
     with client(url, token) as hm:
         if not json:
             output.console.print(f"Training {project_dir} ...")
-        result = hm.train(project_dir, data=DataSource(path=_from_here(data)) if data else None)
+        with progress(f"Training {project_dir.name or project_dir}") as report:
+            result = hm.train(project_dir, data=DataSource(path=_from_here(data)) if data else None, progress=report)
     if json:
         return output.print_json(result)
     version, run = result.version, result.run

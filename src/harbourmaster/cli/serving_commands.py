@@ -274,17 +274,22 @@ def score(
     With --url this is a data-plane job holding a replica credential of ENV: the bundle comes from the
     control plane (verified), the scoring runs here, and the control plane records the run.
     """
+    from harbourmaster.cli.progress import progress
+
     if url:
         from harbourmaster.serving.batch import score_remote
         from harbourmaster.serving.control_plane import RemoteControlPlane
 
         control_plane = RemoteControlPlane(url, token, env)
         try:
-            run = score_remote(control_plane, project, input, output_path)
+            with progress(f"Scoring {input.name}") as report:
+                run = score_remote(control_plane, project, input, output_path, report)
         finally:
             control_plane.close()
     else:
-        run = _platform().scoring.score(_actor(), project, env, input, output_path)
+        platform = _platform()
+        with progress(f"Scoring {input.name}") as report:
+            run = platform.scoring.score(_actor(), project, env, input, output_path, report)
     if json:
         return output.print_json(run)
     if run.status != "succeeded":

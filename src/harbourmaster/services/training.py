@@ -33,6 +33,7 @@ from harbourmaster.bundle.formats import TrustPolicy
 from harbourmaster.config import Settings
 from harbourmaster.core.metrics import default_metrics, evaluate, validate_metric_names
 from harbourmaster.core.permissions import Permission
+from harbourmaster.core.progress import SILENT, Progress
 from harbourmaster.core.project_spec import ProjectSpec, parse_project_spec
 from harbourmaster.core.provenance import MetricsProvenance
 from harbourmaster.errors import (
@@ -186,8 +187,9 @@ class TrainingService:
         *,
         data: DataSource | None = None,
         description: str = "",
+        progress: Progress = SILENT,
     ) -> TrainResult:
-        """Train from a project folder and register the new version, recording a run."""
+        """Train from a project folder and register the new version, recording a run (stages to ``progress``)."""
         project_dir = Path(project_dir).absolute()
         spec = read_project_spec(project_dir)
         self._platform.access.require(actor, Permission.REGISTER, target=spec.project.name)
@@ -195,8 +197,15 @@ class TrainingService:
         try:
             parent = self._latest_number(actor, spec.project.name)
             bundle, summary = build_training_bundle(
-                actor, project_dir, spec, data=data, parent_version=parent, settings=self._platform.settings
+                actor,
+                project_dir,
+                spec,
+                data=data,
+                parent_version=parent,
+                settings=self._platform.settings,
+                progress=progress,
             )
+            progress.stage("registering the version")
             version = self._platform.registry.register_bundle(
                 actor,
                 spec.project.name,
@@ -345,9 +354,11 @@ def build_training_bundle(
     data: DataSource | None = None,
     parent_version: int | None = None,
     settings: Settings | None = None,
+    progress: Progress = SILENT,
 ) -> tuple[Bundle, dict[str, Any]]:
     """Load data, fit, evaluate on the held-out split and build the bundle (no store writes)."""
     source = data or data_source_of(spec)
+    progress.stage(f"reading {source.describe()}")
     frame = load_frame(source, project_dir)
     target_name = spec.data.target
     if target_name not in frame.columns:
@@ -390,7 +401,9 @@ def build_training_bundle(
     with project_imports(project_dir, modules):
         train_function = resolve_entrypoint(spec.pipeline.train, "train")
         prepare_function = resolve_entrypoint(spec.pipeline.prepare, "prepare") if spec.pipeline.prepare else None
+        progress.stage(f"fitting {spec.pipeline.train} on {len(x_train)} rows")
         fitted = fit_pipeline(spec, train_function, prepare_function, x_train, y_train)
+        progress.stage(f"evaluating on {len(x_test)} held-out rows")
         metrics = evaluate(fitted, x_test, y_test, metric_names)
         lineage = {
             "data": {
@@ -413,6 +426,7 @@ def build_training_bundle(
                 "rows": len(x_test),
             },
         }
+        progress.stage("packaging the bundle")
         bundle = package_version(
             fitted,
             features=features,
