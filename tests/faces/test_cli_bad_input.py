@@ -91,9 +91,11 @@ BAD: dict[str, list[str]] = {
     "position": ["first", "-3"],
     "user": ["nobody-here"],
     "tags": ["=no-key"],
+    "admin": ["bad name!", ""],  # refused before the store is touched, so the sweep's home stays embedded
 }
 
-# Parameters where any value is acceptable (free text, flags) or where a bad one would start a server.
+# Parameters where any value is acceptable (free text, flags), or (--host) where only binding would tell.
+# Commands that start servers (server, serve, demo) get only values refused before anything starts.
 FREE_TEXT = {
     "url",
     "token",
@@ -102,7 +104,6 @@ FREE_TEXT = {
     "comment",
     "sticky_key",
     "name",
-    "admin",
     "host",
     "remove",
     "shadow",
@@ -113,11 +114,6 @@ FREE_TEXT = {
     "all",
     "all_",
 }
-
-# Commands that start a long-running process when their input is good: only values they must refuse
-# before starting are tried (they are in BAD and refused at parse time or before the server binds).
-STARTS_A_PROCESS = {("server",), ("serve",), ("demo",)}
-
 
 def commands() -> Iterator[tuple[tuple[str, ...], object]]:
     """Every leaf command of the app, with its path of names (``("users", "add")``)."""
