@@ -115,6 +115,7 @@ FREE_TEXT = {
     "all_",
 }
 
+
 def commands() -> Iterator[tuple[tuple[str, ...], object]]:
     """Every leaf command of the app, with its path of names (``("users", "add")``)."""
 
