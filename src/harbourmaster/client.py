@@ -47,7 +47,7 @@ from harbourmaster.schemas import (
 from harbourmaster.services import sandbox
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.dataplane import IssuedReplicaCredential, ReplicaCredentialInfo
-from harbourmaster.services.packaging import package_version
+from harbourmaster.services.packaging import describe_params, package_version
 from harbourmaster.services.registry import check_project_name
 from harbourmaster.services.training import build_training_bundle, project_settings_of, read_project_spec
 from harbourmaster.store.artifacts import ArtifactStore
@@ -246,7 +246,7 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
         if metric_values:  # evaluated here, by the registrant: the platform records them as reported
             lineage["evaluation"] = {"metrics": sorted(metric_values), "rows": evaluation_rows}
         if parameters:
-            lineage["parameters"] = parameters
+            lineage["parameters"] = describe_params(parameters)  # objects named, never repr with an address
         try:
             lineage["parent_version"] = self.project(project).latest_version
         except HarbourmasterError:
