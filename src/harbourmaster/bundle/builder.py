@@ -62,8 +62,9 @@ def build_bundle(
     if fmt.name == "pickle" and not trusted_pickle:
         raise UntrustedContentError(
             "format 'pickle' can run arbitrary code when loaded and is refused by default",
-            "use format 'skops' (or 'onnx'); pass trusted_pickle=True and "
-            f"{TRUST_PICKLE_HINT} only if skops cannot store this model",
+            "use format 'skops' (or 'onnx'); only if skops cannot store this model, opt in with "
+            "trust_pickle = true under [serialization] in harbourmaster.toml (or Client.register(..., "
+            f"trust_pickle=True)) and {TRUST_PICKLE_HINT}",
         )
     bad_metrics = [name for name, value in metrics.items() if not math.isfinite(value)]
     if bad_metrics:

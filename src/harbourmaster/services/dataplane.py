@@ -151,7 +151,7 @@ class DataPlaneService:
         if not _NAME.fullmatch(name or ""):
             raise InvalidInputError(f"{name!r} is not a valid credential name", "letters, digits, '.', '_', '@', '-'")
         if expires_in is not None and expires_in.total_seconds() <= 0:
-            raise InvalidInputError("a credential's lifetime must be positive", "e.g. --expires-in-days 90")
+            raise InvalidInputError("a credential's lifetime must be positive", "e.g. --expires-in 90d")
         secret = REPLICA_TOKEN_PREFIX + secrets.token_urlsafe(32)
         expires_at = datetime.now(UTC) + expires_in if expires_in else None
         with self._platform.db.transaction() as session:
@@ -181,6 +181,7 @@ class DataPlaneService:
         with self._platform.db.reader() as session:
             query = select(ReplicaCredentialRow).order_by(ReplicaCredentialRow.id)
             if environment:
+                self._platform.environments.row(session, environment)  # a typo is named, not an empty list
                 query = query.where(ReplicaCredentialRow.environment == environment)
             return [_credential_info(row) for row in session.scalars(query)]
 
