@@ -31,11 +31,15 @@ from harbourmaster.bundle.code import (
 )
 from harbourmaster.bundle.formats import TrustPolicy
 from harbourmaster.config import Settings
+from harbourmaster.core.data_checks import check_row_counts, check_training_data
+from harbourmaster.core.data_checks import describe as describe_problems
 from harbourmaster.core.metrics import default_metrics, evaluate, validate_metric_names
 from harbourmaster.core.permissions import Permission
 from harbourmaster.core.project_spec import ProjectSpec, parse_project_spec
 from harbourmaster.core.provenance import MetricsProvenance
+from harbourmaster.core.schema import InputSchema
 from harbourmaster.errors import (
+    DataProblemError,
     DataSourceError,
     EntrypointError,
     HarbourmasterError,
@@ -150,6 +154,19 @@ def fit_pipeline(
             fitted = train_function(prepared, target, **params)
     except HarbourmasterError:
         raise
+    except KeyError as exc:
+        missing = str(exc.args[0]) if exc.args else ""
+        if missing and missing not in features.columns and missing != spec.data.target:
+            raise EntrypointError(
+                f"training entrypoint {reference} raised KeyError: {missing!r}: the training data has no column "
+                f"{missing!r} (columns: {', '.join(map(str, features.columns[:20]))})",
+                f"add {missing!r} to the data, or fix the code; declare the columns the code needs in [schema] "
+                "of harbourmaster.toml to have the data checked before training",
+            ) from exc
+        raise EntrypointError(
+            f"training entrypoint {reference} raised KeyError: {exc}",
+            "fix the training code (run it in a notebook on the same data to debug)",
+        ) from exc
     except Exception as exc:
         raise EntrypointError(
             f"training entrypoint {reference} raised {type(exc).__name__}: {exc}",
@@ -193,8 +210,19 @@ class TrainingService:
         run_id = self._start_run(actor, spec.project.name, project_dir)
         try:
             parent = self._latest_number(actor, spec.project.name)
+            previous = (
+                self._platform.registry.get_version(actor, spec.project.name, parent).input_schema
+                if parent is not None
+                else None
+            )
             bundle, summary = build_training_bundle(
-                actor, project_dir, spec, data=data, parent_version=parent, settings=self._platform.settings
+                actor,
+                project_dir,
+                spec,
+                data=data,
+                parent_version=parent,
+                settings=self._platform.settings,
+                previous_schema=previous,
             )
             version = self._platform.registry.register_bundle(
                 actor,
@@ -331,8 +359,13 @@ def build_training_bundle(
     data: DataSource | None = None,
     parent_version: int | None = None,
     settings: Settings | None = None,
+    previous_schema: dict[str, Any] | None = None,
 ) -> tuple[Bundle, dict[str, Any]]:
-    """Load data, fit, evaluate on the held-out split and build the bundle (no store writes)."""
+    """Load data, check it, fit, evaluate on the held-out split and build the bundle (no store writes).
+
+    The data is checked before any project code runs: against the ``[schema]`` declarations and,
+    for undeclared columns, ``previous_schema`` (the input schema of ``parent_version``).
+    """
     source = data or data_source_of(spec)
     frame = load_frame(source, project_dir)
     target_name = spec.data.target
@@ -342,6 +375,10 @@ def build_training_bundle(
             f" (columns: {', '.join(map(str, frame.columns[:20]))})",
             "fix [data] target in harbourmaster.toml or the data source",
         )
+    previous = InputSchema.model_validate(previous_schema) if previous_schema else None
+    problems = check_training_data(frame, target_name, spec.declarations, previous, previous_label=f"v{parent_version}")
+    if problems:
+        raise DataProblemError(**describe_problems(problems, source.describe()))
     frame = frame[frame[target_name].notna()]
     features = frame.drop(columns=[target_name])
     target = frame[target_name]
@@ -370,6 +407,13 @@ def build_training_bundle(
             "use more data or a different [evaluation] holdout",
         ) from exc
 
+    too_few = check_row_counts(len(x_train), len(x_test), evaluation.min_rows)
+    if too_few is not None:
+        raise DataProblemError(
+            f"{too_few} (the data from {source.describe()} has {len(frame)} rows with a target)",
+            f"use more data, or lower [evaluation] min_rows (now {evaluation.min_rows}) if so few rows are "
+            "really enough; metrics on a handful of rows say little",
+        )
     metric_names = validate_metric_names(
         evaluation.metrics or default_metrics("classification" if classification else "regression")
     )
@@ -412,6 +456,7 @@ def build_training_bundle(
             trusted_pickle=spec.serialization.trust_pickle,
             policy=TrustPolicy.from_settings(settings or Settings.from_env(), spec.serialization.trusted_types),
             sensitive=spec.data.sensitive,
+            schema=spec.declarations,
         )
     summary = {
         "rows": len(frame),
