@@ -469,7 +469,12 @@ def build_training_bundle(
 
 
 def _looks_like_classification(target: pd.Series) -> bool:
-    if target.dtype == object or isinstance(target.dtype, pd.CategoricalDtype) or target.dtype == bool:
+    if (
+        pd.api.types.is_object_dtype(target.dtype)
+        or pd.api.types.is_string_dtype(target.dtype)  # pandas >= 3 reads text as the str dtype
+        or isinstance(target.dtype, pd.CategoricalDtype)
+        or pd.api.types.is_bool_dtype(target.dtype)
+    ):
         return True
     if pd.api.types.is_integer_dtype(target):
         return target.nunique() <= max(20, int(len(target) ** 0.5) // 4) and target.nunique() < len(target)
