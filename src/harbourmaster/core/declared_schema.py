@@ -243,8 +243,8 @@ def _declared_column(
 ) -> ColumnSchema:
     if declared.type is not None and declared.type != column.dtype:
         column = infer_column_schema(column.name, values, dtype=declared.type, withheld=withheld)
-        if declared.type == "string":
-            column = column.model_copy(update={"categories": None})
+    if declared.type == "string":  # free text: no closed list of values (declare categories for one)
+        column = column.model_copy(update={"categories": None})
     update: dict[str, Any] = {}
     if declared.role in ("feature", "id", "ignored"):
         update["role"] = declared.role
