@@ -19,7 +19,7 @@ import pandas as pd
 def prepare(frame):
     out = frame.drop(columns=["order_id"])
     dates = pd.to_datetime(out.pop("order_date"), format="ISO8601")
-    out["weekday"] = dates.dt.dayofweek
+    out["weekday"] = dates.dt.day_of_week
     out["month"] = dates.dt.month
     return out
 '''

@@ -183,11 +183,11 @@ def check_training_data(
 
 
 def check_row_counts(training_rows: int, evaluation_rows: int, minimum: int) -> DataProblem | None:
-    """A problem when either side of the split has fewer than ``minimum`` rows."""
+    """Why either side of the split is too small (fewer than ``minimum`` rows), or None."""
     if training_rows >= minimum and evaluation_rows >= minimum:
         return None
     return DataProblem(
-        f"too few rows: {training_rows} to train on and {evaluation_rows} held out to evaluate on; "
+        f"{training_rows} to train on and {evaluation_rows} held out to evaluate on; "
         f"at least {minimum} of each are needed ([evaluation] min_rows)"
     )
 

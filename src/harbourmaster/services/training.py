@@ -410,7 +410,7 @@ def build_training_bundle(
     too_few = check_row_counts(len(x_train), len(x_test), evaluation.min_rows)
     if too_few is not None:
         raise DataProblemError(
-            f"{too_few} (the data from {source.describe()} has {len(frame)} rows with a target)",
+            f"too few rows in the data from {source.describe()} ({len(frame)} with a target): {too_few}",
             f"use more data, or lower [evaluation] min_rows (now {evaluation.min_rows}) if so few rows are "
             "really enough; metrics on a handful of rows say little",
         )
