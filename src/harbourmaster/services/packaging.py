@@ -125,6 +125,12 @@ def package_version(
     }
     if "parameters" not in full_lineage and hasattr(predictor, "get_params"):
         full_lineage["parameters"] = describe_params(predictor.get_params(deep=False))
+    unknown = sorted({str(name) for name in sensitive} - {str(c) for c in features.columns})
+    if unknown:
+        raise InvalidInputError(
+            f"sensitive column(s) not in the training data: {', '.join(unknown)}",
+            "name feature columns of the training data (the target cannot be withheld)",
+        )
     declared_roles = [name for name, declared in declarations.items() if declared.role is not None]
     unread = unread_columns(predictor, features, skip=declared_roles)
     if unread:
