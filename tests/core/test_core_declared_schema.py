@@ -236,3 +236,14 @@ def test_a_missing_optional_numeric_field_reaches_the_model_as_a_null() -> None:
 
     batch = Batch([{"a": 1.0}, {"a": 2.0, "b": 3.0}], ["a", "b"], numeric=True)
     assert batch.matrix is not None and np.isnan(batch.matrix[0, 1]) and batch.matrix[1, 1] == 3.0
+
+
+def test_dates_sent_as_text_fall_into_the_bins_of_a_date_profile() -> None:
+    from harbourmaster.core.profile import NumericProfile, bin_fractions_for, build_profile
+
+    days = pd.Series(pd.date_range("2024-01-01", periods=100, freq="D"))
+    profile = build_profile(pd.DataFrame({"day": days})).features["day"]
+    assert isinstance(profile, NumericProfile)
+    later = pd.Series(["2024-02-01", "2030-01-01", None, "not a date"], dtype=object)
+    fractions = bin_fractions_for(later, profile)
+    assert sum(fractions) == pytest.approx(1.0) and fractions[-1] == pytest.approx(0.5)
