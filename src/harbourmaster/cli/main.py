@@ -152,8 +152,12 @@ def _range_or_categories(column: dict) -> str:
         shown = column["categories"][:8]
         more = len(column["categories"]) - len(shown)
         return ", ".join(map(str, shown)) + (f" (+{more})" if more > 0 else "") + suffix
-    if column.get("minimum") is not None or column.get("maximum") is not None:
+    if column.get("minimum") is not None and column.get("maximum") is not None:
         return f"{_bound(column, 'minimum')} .. {_bound(column, 'maximum')}{suffix}"
+    if column.get("minimum") is not None:
+        return f">= {_bound(column, 'minimum')}{suffix}"
+    if column.get("maximum") is not None:
+        return f"<= {_bound(column, 'maximum')}{suffix}"
     return ", ".join(notes) if notes else "-"
 
 

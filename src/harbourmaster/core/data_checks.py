@@ -197,5 +197,6 @@ def describe(problems: list[DataProblem], source: str) -> dict[str, Any]:
     count = len(problems)
     return {
         "message": f"{count} problem(s) in the training data from {source}: " + "; ".join(problems),
-        "hint": "fix the data, or declare the column in [schema] of harbourmaster.toml (see docs/project-file.md)",
+        "hint": "fix the data, or what [schema] in harbourmaster.toml declares about the column "
+        "(see 'Training data checks' in docs/project-file.md)",
     }
