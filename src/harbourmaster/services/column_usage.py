@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["USAGE_SAMPLE_ROWS", "unread_columns"]
+__all__ = ["USAGE_MAX_COLUMNS", "USAGE_SAMPLE_ROWS", "unread_columns"]
 
 USAGE_SAMPLE_ROWS = 200
+USAGE_MAX_COLUMNS = 256
+"""Wider frames are not probed (two predictions per column): declare unread columns there instead."""
 
 
 def _answers(model: Any, frame: pd.DataFrame) -> list[np.ndarray]:
@@ -60,10 +62,11 @@ def unread_columns(model: Any, features: pd.DataFrame, skip: Iterable[str] = ())
     """Columns of ``features`` (raw training columns) whose values ``model``'s answers do not depend on.
 
     ``skip`` names columns not to test (their role is declared). Returns [] when the model cannot answer
-    on the sample at all, or for a single-column frame (a pipeline reads at least one column).
+    on the sample at all, for a single-column frame (a pipeline reads at least one column), and for a
+    frame wider than ``USAGE_MAX_COLUMNS``.
     """
     skipped = {str(name) for name in skip}
-    if features.shape[1] < 2:
+    if not 2 <= features.shape[1] <= USAGE_MAX_COLUMNS:
         return []
     sample = features.head(USAGE_SAMPLE_ROWS)
     with warnings.catch_warnings():
