@@ -201,12 +201,17 @@ def test_training_data_problems_are_named_by_column() -> None:
             "order_date": {"nullable": False},
             "discount": {"type": "float"},
             "legacy": {"role": "ignored"},  # ignored columns may be absent
+            "order_id": {"max": 103},  # a range without a type: checked as the data's own type
+            "stamp": {"min": "2024-01-06"},
         }
     )
     problems = check_training_data(frame, "segment", declared)
     assert problems == [
         "column 'discount' is declared in [schema] but is not in the data",
+        "column 'order_id' holds values outside its declared range (<= 103): 104 (row 4)",
         "column 'order_date' is declared nullable = false but has 1 null(s), e.g. row 3",
+        "column 'stamp' holds values outside its declared range (>= 2024-01-06): "
+        "'2024-01-05T09:30:00Z' (row 1), '2024-01-05 10:00' (row 2)",
         "column 'channel' holds values outside its declared categories: 'phone' (row 4)",
         "column 'amount' must hold numbers (as declared in [schema]) but holds 'n/a' (row 3)",
     ]

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from harbourmaster.core.declared_schema import ColumnDeclaration, suggest_column
-from harbourmaster.core.schema import InputSchema
+from harbourmaster.core.schema import InputSchema, dtype_of
 from harbourmaster.core.timestamps import parse_timestamp, timestamp_seconds
 
 __all__ = ["DataProblem", "check_row_counts", "check_training_data"]
@@ -96,8 +96,10 @@ def _column_problems(
             problems.append(
                 DataProblem(f"column {name!r} holds values outside its declared categories: {_examples(bad)}")
             )
-    if (declared.min is not None or declared.max is not None) and dtype in ("integer", "float", "datetime"):
-        problems.extend(_range_problems(name, values, dtype, declared))
+    if declared.min is not None or declared.max is not None:
+        ranged = declared.type or dtype_of(values)  # a range declared without a type: the data's own type
+        if ranged in ("integer", "float", "datetime"):
+            problems.extend(_range_problems(name, values, ranged, declared))
     return problems
 
 
