@@ -18,7 +18,7 @@ from harbourmaster.core.declared_schema import ColumnDeclaration, suggest_column
 from harbourmaster.core.schema import InputSchema, dtype_of
 from harbourmaster.core.timestamps import parse_timestamp, timestamp_seconds
 
-__all__ = ["DataProblem", "check_row_counts", "check_training_data"]
+__all__ = ["DataProblem", "check_row_counts", "check_training_data", "describe"]
 
 _SHOWN = 3
 
