@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,11 +27,15 @@ from harbourmaster.bundle.loaded import LoadedBundle
 from harbourmaster.bundle.manifest import BundleManifest
 from harbourmaster.bundle.storage import load_bundle, save_bundle
 from harbourmaster.config import Settings
+from harbourmaster.core.data_checks import check_training_data
+from harbourmaster.core.data_checks import describe as describe_problems
+from harbourmaster.core.declared_schema import declared_target, parse_declarations
 from harbourmaster.core.metrics import evaluate, validate_metric_names
 from harbourmaster.core.progress import SILENT, Progress
 from harbourmaster.errors import (
     ERRORS_BY_CODE,
     ConnectionFailedError,
+    DataProblemError,
     HarbourmasterError,
     InvalidInputError,
 )
@@ -193,6 +197,7 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
             parent = None
         self._identify_remote_actor()
         started = time.monotonic()
+        previous = self.version(spec.project.name, parent).input_schema if parent is not None else None
         bundle, summary = build_training_bundle(
             self.actor,
             project_dir,
@@ -202,6 +207,7 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
             settings=self.settings,
             policy=self.build_policy(spec.project.name, spec.serialization.trusted_types),
             progress=progress,
+            previous_schema=previous,
         )
         summary["duration_seconds"] = round(time.monotonic() - started, 3)  # the run is recorded with it
         summary["project_settings"] = project_settings_of(spec)
@@ -226,6 +232,7 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
         description: str = "",
         parameters: dict[str, Any] | None = None,
         sensitive: Sequence[str] = (),
+        schema: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> VersionDetail:
         """Register a pipeline fitted in a notebook as the project's next version.
 
@@ -237,8 +244,13 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
         (``harbourmaster train``), unless an environment allows reported metrics.
         Custom transformer classes must live in modules under ``code_dir`` so
         that the version loads in another process. Columns named in ``sensitive`` are
-        profiled without their values (counts and null rates only).
+        profiled without their values (counts and null rates only). ``schema`` declares
+        what inference would guess wrong, as ``[schema]`` does in a project file:
+        ``{"order_id": {"role": "id"}, "day": {"type": "datetime", "optional": True}}``
+        (keys: type, role, min, max, categories, nullable, optional; see docs/project-file.md).
+        A column declared ``role="target"`` is the target when ``target`` is not given.
         """
+        declarations = parse_declarations(schema)
         check_project_name(project)
         if not isinstance(training_data, pd.DataFrame):
             raise InvalidInputError(
@@ -246,6 +258,18 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
                 "pass the DataFrame the pipeline was fitted on",
             )
         self._identify_remote_actor()
+        named_target = declared_target(declarations)
+        if target is None:
+            target = named_target
+        elif named_target is not None and named_target != (given := target if isinstance(target, str) else target.name):
+            raise InvalidInputError(
+                f"schema declares {named_target!r} the target but target is {given!r}",
+                "name one target: drop role='target' from schema, or pass the same column as target",
+            )
+        if isinstance(target, str) and target in training_data.columns:
+            problems = check_training_data(training_data, target, declarations)
+            if problems:
+                raise DataProblemError(**describe_problems(problems, "training_data"))
         features, target_series, target_name = _split_target(training_data, target)
         metric_values, evaluation_rows = self._metric_values(pipeline, metrics, eval_data, target_name)
         code_files: dict[str, bytes] = {}
@@ -273,6 +297,7 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
             "sensitive": list(sensitive),
             "policy": self.build_policy(project),
             "project": project,
+            "schema": declarations,
         }
         if code_dir is not None:
             with project_imports(Path(code_dir), code_modules(code_files)):

@@ -46,6 +46,12 @@ class DataSourceError(InvalidInputError):
     code = "data_source"
 
 
+class DataProblemError(DataSourceError):
+    """The data was read but does not fit: a missing column, a wrong type, an all-null target, too few rows."""
+
+    code = "data_problem"
+
+
 class EntrypointError(InvalidInputError):
     """A project's own code (training or preparation step) failed or misbehaved."""
 
@@ -127,6 +133,7 @@ ERRORS_BY_CODE: dict[str, type[HarbourmasterError]] = {
         InvalidInputError,
         ProjectFileError,
         DataSourceError,
+        DataProblemError,
         EntrypointError,
         NotFoundError,
         ConflictError,

@@ -64,7 +64,8 @@ def test_infer_dtypes_nullability_categories_ranges() -> None:
     assert by["region"].dtype == "category"
     assert by["region"].categories == ["n", "s", "e", "w"]  # declared categories, in order
     assert by["since"].dtype == "datetime" and by["since"].nullable
-    assert by["since"].categories is None and by["since"].minimum is None
+    assert by["since"].categories is None  # a range of dates (seconds since the epoch), never a list of them
+    assert (by["since"].minimum, by["since"].maximum) == (1577836800.0, 1640995200.0)
     assert by["score"].dtype == "integer" and by["score"].nullable
     assert by["score"].maximum == 4.0
     assert by["flag"].dtype == "boolean" and by["flag"].nullable

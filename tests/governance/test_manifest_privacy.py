@@ -14,6 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from harbourmaster.client import Client
+from harbourmaster.core.declared_schema import parse_declarations
 from harbourmaster.core.project_spec import parse_project_spec
 from harbourmaster.errors import InvalidInputError
 from harbourmaster.services.packaging import package_version
@@ -47,6 +48,8 @@ def test_the_reference_row_is_synthetic_and_sensitive_columns_keep_no_values() -
         lineage={},
         created_by="tests",
         sensitive=["email", "income"],
+        # the pipeline reads only age and income; declared features are profiled all the same
+        schema=parse_declarations({"plan": {"role": "feature"}, "email": {"role": "feature"}}),
     )
     manifest = bundle.manifest
     row = manifest.reference_row

@@ -154,6 +154,8 @@ def test_schema_compatibility_gate_refuses_a_removed_column(gov, demo_project):
     to_test(gov, v1)
     data = demo_project / "data" / "train.csv"
     pd.read_csv(data).drop(columns=["mean radius"]).to_csv(data, index=False)
+    toml = demo_project / "harbourmaster.toml"  # a deliberate removal (else training names the missing column)
+    toml.write_text(toml.read_text() + '\n[schema."mean radius"]\nrole = "ignored"\n')
     v2 = train(gov, demo_project)
     gov.deployments.deploy(actor(gov, "dana"), PROJECT, v2, "dev")
     error = refusal(gov.promotions.promote, actor(gov, "dana"), PROJECT, v2, "test")

@@ -38,10 +38,13 @@ class Batch:
         self.matrix: np.ndarray | None = matrix if numeric else None
         if numeric and matrix is None:  # None becomes NaN in a float64 array
             getter = itemgetter(*columns)
-            if len(columns) == 1:
-                self.matrix = np.array([[getter(r)] for r in records], dtype=np.float64)
-            else:
-                self.matrix = np.array([getter(r) for r in records], dtype=np.float64)
+            try:
+                if len(columns) == 1:
+                    self.matrix = np.array([[getter(r)] for r in records], dtype=np.float64)
+                else:
+                    self.matrix = np.array([getter(r) for r in records], dtype=np.float64)
+            except KeyError:  # an optional column left out: the pipeline sees a null
+                self.matrix = np.array([[r.get(c) for c in columns] for r in records], dtype=np.float64)
 
     def __len__(self) -> int:
         return len(self.records)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -173,13 +174,33 @@ def _parameters_text(parameters: dict) -> str:
 
 
 def _range_or_categories(column: dict) -> str:
+    notes = [] if column.get("required", True) else ["optional"]
+    if column.get("role", "feature") != "feature":
+        notes.insert(0, f"{column['role']}: not read by the pipeline")
+    if column.get("range_enforced"):
+        notes.append("declared")
+    suffix = f" ({', '.join(notes)})" if notes else ""
     if column.get("categories") is not None:
         shown = column["categories"][:8]
         more = len(column["categories"]) - len(shown)
-        return ", ".join(map(str, shown)) + (f" (+{more})" if more > 0 else "")
+        return ", ".join(map(str, shown)) + (f" (+{more})" if more > 0 else "") + suffix
+    if column.get("minimum") is not None and column.get("maximum") is not None:
+        return f"{_bound(column, 'minimum')} .. {_bound(column, 'maximum')}{suffix}"
     if column.get("minimum") is not None:
-        return f"{column['minimum']:.4g} .. {column['maximum']:.4g}"
-    return "-"
+        return f">= {_bound(column, 'minimum')}{suffix}"
+    if column.get("maximum") is not None:
+        return f"<= {_bound(column, 'maximum')}{suffix}"
+    return ", ".join(notes) if notes else "-"
+
+
+def _bound(column: dict, key: str) -> str:
+    value = column.get(key)
+    if value is None:
+        return "-"
+    if column.get("dtype") == "datetime":  # seconds since the epoch, shown as a UTC date or timestamp
+        moment = datetime.fromtimestamp(value, UTC)
+        return moment.date().isoformat() if moment == moment.replace(hour=0, minute=0, second=0) else moment.isoformat()
+    return f"{value:.4g}"
 
 
 @app.command()

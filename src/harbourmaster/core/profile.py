@@ -21,7 +21,8 @@ profile (medians, most frequent categories), so no training record is stored.
 Categorical fractions (and numeric bin fractions) are fractions of the non-null
 values; nulls are tracked separately in ``null_fraction``. Infinite numeric
 values count as nulls. Datetime and timedelta columns are profiled as numbers
-(seconds since the epoch / seconds).
+(seconds since the epoch / seconds); so are dates written as ISO 8601 text when
+compared with a profile (``bin_fractions_for``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from harbourmaster.core.timestamps import epoch_seconds
 from harbourmaster.errors import InvalidInputError
 
 __all__ = [
@@ -321,9 +323,12 @@ def bin_fractions_for(values: pd.Series, profile: NumericProfile) -> list[float]
     n_bins = len(profile.bin_edges) - 1
     if n_bins <= 0:
         return []
-    if not is_numeric_feature(values):
-        values = pd.to_numeric(values, errors="coerce")
-    array = _as_float_array(values)
+    if is_numeric_feature(values):
+        array = _as_float_array(values)
+    else:
+        array = _as_float_array(pd.to_numeric(values, errors="coerce"))
+        if array.size == 0:  # dates sent as text: seconds since the epoch, as the profile holds them
+            array = epoch_seconds(values)
     return _fractions(_bin_counts(array, profile.bin_edges))
 
 

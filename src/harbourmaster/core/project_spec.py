@@ -36,6 +36,16 @@ Reference of every key::
     holdout = 0.2               # fraction held out for evaluation, 0 < holdout < 0.9.
     seed = 0                    # random seed of the split (integer >= 0).
     stratify = true             # stratify the split by target (classification).
+    min_rows = 30               # refuse to train when fewer rows than this are left
+                                # to train on or held out to evaluate on (integer >= 1).
+
+    [schema.order_date]         # optional, one table per column whose inferred facts
+    type = "datetime"           # are wrong or incomplete. type: integer, float, boolean,
+    role = "feature"            # string, datetime, category. role: feature, id,
+    min = "2020-01-01"          # ignored, target. min / max: allowed range (numbers, or
+    max = 2030-12-31            # dates for a datetime). categories = [...]: allowed
+    nullable = false            # values. nullable: nulls allowed? optional = true:
+    optional = false            # requests may leave the column out.
 
     [serialization]             # optional.
     format = "skops"            # "skops" (default, safe loading), "onnx" or "pickle".
@@ -59,7 +69,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from harbourmaster.core.declared_schema import DECLARABLE_ROLES, ColumnDeclaration
 from harbourmaster.core.metrics import validate_metric_names
+from harbourmaster.core.provenance import DEFAULT_MIN_EVALUATION_ROWS
+from harbourmaster.core.schema import DTYPES
 from harbourmaster.errors import InvalidInputError, ProjectFileError
 
 __all__ = [
@@ -220,6 +233,7 @@ class EvaluationSection(_Section):
     holdout: float = 0.2
     seed: int = Field(default=0, ge=0)
     stratify: bool = True
+    min_rows: int = Field(default=DEFAULT_MIN_EVALUATION_ROWS, ge=1)
 
     @field_validator("metrics")
     @classmethod
@@ -274,12 +288,35 @@ class SerializationSection(_Section):
 class ProjectSpec(_Section):
     """The whole project file."""
 
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, serialize_by_alias=True)
+
     project: ProjectSection
     data: DataSection
     pipeline: PipelineSection
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     serialization: SerializationSection = Field(default_factory=SerializationSection)
     environments: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    schema_: dict[str, ColumnDeclaration] = Field(default_factory=dict, alias="schema")
+
+    @model_validator(mode="after")
+    def _target_agrees(self) -> ProjectSpec:
+        for name, declared in self.schema_.items():
+            if declared.role == "target" and name != self.data.target:
+                raise _SpecError(
+                    f"[schema.{name}] role = 'target' but [data] target is {self.data.target!r}",
+                    f"declare role = 'target' on {self.data.target!r} only, or change [data] target",
+                )
+            if name == self.data.target and declared.role not in (None, "target"):
+                raise _SpecError(
+                    f"[schema.{name}] role = {declared.role!r} but {name!r} is the [data] target",
+                    "remove the role, or set it to 'target'",
+                )
+        return self
+
+    @property
+    def declarations(self) -> dict[str, ColumnDeclaration]:
+        """The ``[schema]`` section: column -> declaration."""
+        return dict(self.schema_)
 
     @field_validator("environments")
     @classmethod
@@ -311,9 +348,9 @@ def _location(loc: tuple[str | int, ...]) -> str:
     if not loc:
         return "(top level)"
     head, rest = str(loc[0]), loc[1:]
-    if head == "environments" and rest:
-        head, rest = f"environments.{rest[0]}", rest[1:]
-    if head not in _SECTIONS and not head.startswith("environments"):
+    if head in ("environments", "schema") and rest:
+        head, rest = f"{head}.{rest[0]}", rest[1:]
+    if head not in _SECTIONS and not head.startswith(("environments", "schema")):
         return head  # an unknown top-level key
     text = f"[{head}]"
     key = ""
@@ -326,6 +363,8 @@ def _allowed_keys(loc: tuple[str | int, ...]) -> list[str]:
     model: type[BaseModel] = ProjectSpec
     if len(loc) == 2 and str(loc[0]) in _SECTIONS:
         model = _SECTIONS[str(loc[0])]
+    if len(loc) == 3 and loc[0] == "schema":
+        model = ColumnDeclaration
     return list(model.model_fields)
 
 
@@ -343,20 +382,31 @@ def _describe(error: Any) -> tuple[str, str]:
         allowed = _allowed_keys(loc)
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         guess = f"did you mean {close[0]!r}? " if close else ""
-        scope = f"under [{loc[0]}]" if len(loc) == 2 else "at the top level"
+        scope = (
+            f"under [{loc[0]}]"
+            if len(loc) == 2
+            else (f"under [schema.{loc[1]}]" if len(loc) == 3 and loc[0] == "schema" else "at the top level")
+        )
         return (
             f"{where}: unknown key",
             f"{guess}remove or rename {loc[-1]!r}; allowed keys {scope}: {', '.join(allowed)}",
         )
     cause = (error.get("ctx") or {}).get("error")
-    if isinstance(cause, _SpecError):
-        return f"{where}: {cause}", cause.hint
+    if isinstance(cause, ValueError) and isinstance(getattr(cause, "hint", None), str):
+        return (f"{where}: {cause}" if loc else str(cause)), cause.hint  # type: ignore[attr-defined]
+    if kind == "literal_error" and len(loc) == 3 and loc[0] == "schema":
+        choices = {"type": DTYPES, "role": DECLARABLE_ROLES}.get(str(loc[-1]), ())
+        return f"{where}: unknown {loc[-1]} {error.get('input')!r}", f"use one of: {', '.join(choices)}"
     message = str(error.get("msg", "invalid value"))
     message = message[:1].lower() + message[1:]
     if kind == "literal_error" and loc[-1] == "format":
         return f"{where}: {message}", 'use format = "skops", "onnx" or "pickle"'
     if kind == "string_too_short":
         return f"{where}: must not be empty", f"give {loc[-1]} a value under [{loc[0]}]"
+    if kind in ("model_type", "model_attributes_type") and len(loc) == 2 and loc[0] == "schema":
+        return f"{where}: expected a table of facts about column {loc[1]!r}", (
+            f'write it as a table: [schema.{loc[1]}] with keys such as type = "float" or role = "id"'
+        )
     if kind in ("model_type", "dict_type") and len(loc) == 1:
         return f"{where}: {message}", f"write {loc[0]} as a table: [{loc[0]}]"
     received = error.get("input")

@@ -3,6 +3,15 @@
 A schema records what a version was trained on: each input column's type, whether
 nulls were seen, the allowed values of low-cardinality columns and the numeric
 range seen. Everything is JSON-safe plain Python (no numpy scalars, no NaN).
+
+Text whose every value is an ISO 8601 date or timestamp is a ``datetime`` column: its
+range (seconds since the epoch) is recorded, never a closed list of dates, so a
+request dated after the training window is valid. A column's ``role`` says what the
+pipeline does with it: ``feature`` (used), ``id`` (identifies a record, not used) or
+``ignored`` (not used: dropped by the ``prepare`` step, or declared so); only
+features are profiled and range-checked. A column that is not ``required`` may be
+left out of a request (the pipeline sees a null). A declared range is enforced
+(``range_enforced``); a range inferred from training data is an observation.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import pandas as pd
 from pydantic import BaseModel
 from sklearn.base import is_classifier, is_regressor
 
+from harbourmaster.core.timestamps import epoch_seconds, looks_like_dates
 from harbourmaster.errors import InvalidInputError
 
 __all__ = [
@@ -26,18 +36,25 @@ __all__ = [
     "SchemaChange",
     "diff_input_schemas",
     "diff_output_schemas",
+    "infer_column_schema",
     "infer_input_schema",
     "infer_output_schema",
 ]
 
 Dtype = Literal["integer", "float", "boolean", "string", "datetime", "category"]
+Role = Literal["feature", "id", "ignored"]
 Scalar = str | int | float | bool
+DTYPES: tuple[str, ...] = ("integer", "float", "boolean", "string", "datetime", "category")
+ROLES: tuple[str, ...] = ("feature", "id", "ignored")
 
 OUTPUT_COLUMN = "<output>"
 
 
 class ColumnSchema(BaseModel):
-    """One input column: its type, nullability, allowed values and numeric range."""
+    """One input column: its type, nullability, allowed values, range, role and whether requests must send it.
+
+    ``minimum``/``maximum`` of a ``datetime`` column are seconds since the epoch (UTC).
+    """
 
     name: str
     dtype: Dtype
@@ -45,6 +62,9 @@ class ColumnSchema(BaseModel):
     categories: list[Scalar] | None = None
     minimum: float | None = None
     maximum: float | None = None
+    role: Role = "feature"
+    required: bool = True
+    range_enforced: bool = False
 
 
 class InputSchema(BaseModel):
@@ -64,6 +84,11 @@ class InputSchema(BaseModel):
         """Column names in order."""
         return [col.name for col in self.columns]
 
+    @property
+    def features(self) -> list[str]:
+        """Names of the columns the pipeline uses (role ``feature``), in order."""
+        return [col.name for col in self.columns if col.role == "feature"]
+
 
 class OutputSchema(BaseModel):
     """What a version predicts: task kind, prediction dtype, classes, probabilities."""
@@ -78,7 +103,7 @@ class SchemaChange(BaseModel):
     """One difference between two schemas; ``breaking`` if existing callers may fail."""
 
     column: str
-    change: Literal["added", "removed", "dtype", "nullable", "categories", "range", "probabilities"]
+    change: Literal["added", "removed", "dtype", "nullable", "required", "categories", "range", "probabilities"]
     before: Any = None
     after: Any = None
     breaking: bool
@@ -123,10 +148,12 @@ def dtype_of(values: pd.Series) -> Dtype:
         return "float"
     if pd.api.types.is_datetime64_any_dtype(dtype):
         return "datetime"
-    if pd.api.types.is_object_dtype(dtype):
+    if pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
         inferred = pd.api.types.infer_dtype(values, skipna=True)
         if inferred == "boolean":
             return "boolean"
+        if inferred in ("date", "datetime", "datetime64") or (inferred == "string" and looks_like_dates(values)):
+            return "datetime"
     return "string"
 
 
@@ -154,7 +181,40 @@ def _numeric_range(values: pd.Series) -> tuple[float | None, float | None]:
     return float(finite.min()), float(finite.max())
 
 
+def _datetime_range(values: pd.Series) -> tuple[float | None, float | None]:
+    """Earliest and latest date as seconds since the epoch (None if there is none)."""
+    seconds = epoch_seconds(values)
+    if seconds.size == 0:
+        return None, None
+    return float(seconds.min()), float(seconds.max())
+
+
 # ------------------------------------------------------------------------- inference
+
+
+def infer_column_schema(
+    name: str, values: pd.Series, *, dtype: Dtype | None = None, withheld: bool = False, max_categories: int = 100
+) -> ColumnSchema:
+    """One column's schema; ``dtype`` (a declared type) replaces the inferred one."""
+    dtype = dtype or dtype_of(values)
+    categories = None
+    minimum = maximum = None
+    if withheld:
+        pass
+    elif dtype in ("string", "category", "boolean"):
+        categories = _distinct_values(values, max_categories)
+    elif dtype in ("integer", "float"):
+        minimum, maximum = _numeric_range(values)
+    elif dtype == "datetime":
+        minimum, maximum = _datetime_range(values)
+    return ColumnSchema(
+        name=name,
+        dtype=dtype,
+        nullable=bool(values.isna().any()),
+        categories=categories,
+        minimum=minimum,
+        maximum=maximum,
+    )
 
 
 def infer_input_schema(frame: pd.DataFrame, max_categories: int = 100, sensitive: Iterable[str] = ()) -> InputSchema:
@@ -162,7 +222,8 @@ def infer_input_schema(frame: pd.DataFrame, max_categories: int = 100, sensitive
 
     ``categories`` is recorded for string, category and boolean columns with at most
     ``max_categories`` distinct values (declared categories for pandas categoricals);
-    ``minimum``/``maximum`` are the finite range seen in integer and float columns.
+    ``minimum``/``maximum`` are the finite range seen in integer and float columns, and
+    the dates seen (seconds since the epoch) in datetime columns, ISO 8601 text included.
     Columns named in ``sensitive`` record neither (their values stay out of the manifest).
     Raises ``InvalidInputError`` for duplicate column names.
     """
@@ -173,28 +234,10 @@ def infer_input_schema(frame: pd.DataFrame, max_categories: int = 100, sensitive
             f"cannot infer a schema with duplicate column names: {', '.join(dupes)}",
             "rename or drop the duplicate columns",
         )
-    columns: list[ColumnSchema] = []
-    for name in frame.columns:
-        values = frame[name]
-        dtype = dtype_of(values)
-        categories = None
-        minimum = maximum = None
-        if str(name) in withheld:
-            pass
-        elif dtype in ("string", "category", "boolean"):
-            categories = _distinct_values(values, max_categories)
-        elif dtype in ("integer", "float"):
-            minimum, maximum = _numeric_range(values)
-        columns.append(
-            ColumnSchema(
-                name=str(name),
-                dtype=dtype,
-                nullable=bool(values.isna().any()),
-                categories=categories,
-                minimum=minimum,
-                maximum=maximum,
-            )
-        )
+    columns = [
+        infer_column_schema(str(name), frame[name], withheld=str(name) in withheld, max_categories=max_categories)
+        for name in frame.columns
+    ]
     return InputSchema(columns=columns)
 
 
@@ -286,17 +329,20 @@ def _diff_categories(column: str, before: list[Scalar] | None, after: list[Scala
 def diff_input_schemas(old: InputSchema, new: InputSchema) -> list[SchemaChange]:
     """List the changes from ``old`` to ``new`` input schema.
 
-    Breaking: a removed column, an added non-nullable column, a dtype change (except
-    integer -> float, which accepts every value it did before), nullable -> not
-    nullable, and allowed categories removed. Widening changes are not breaking.
-    Range changes are reported but never breaking: ranges are observations from
-    training data, not constraints.
+    Breaking: a removed column callers had to send (they may still send it: that
+    is an unknown field now), an added column callers must send (required and not
+    nullable), a dtype change (except integer -> float, which accepts every value it
+    did before), nullable -> not nullable, optional -> required, and allowed
+    categories removed. Widening changes are not breaking. Range changes are
+    reported, breaking only when a declared (enforced) range narrows.
     """
     changes: list[SchemaChange] = []
     new_names = set(new.names)
     for col in old.columns:
         if col.name not in new_names:
-            changes.append(SchemaChange(column=col.name, change="removed", before=col.dtype, after=None, breaking=True))
+            changes.append(
+                SchemaChange(column=col.name, change="removed", before=col.dtype, after=None, breaking=col.required)
+            )
     for after in new.columns:
         before = old.column(after.name)
         if before is None:
@@ -306,11 +352,21 @@ def diff_input_schemas(old: InputSchema, new: InputSchema) -> list[SchemaChange]
                     change="added",
                     before=None,
                     after=after.dtype,
-                    breaking=not after.nullable,
+                    breaking=after.required and not after.nullable,
                 )
             )
             continue
         name = after.name
+        if before.required != after.required:
+            changes.append(
+                SchemaChange(
+                    column=name,
+                    change="required",
+                    before=before.required,
+                    after=after.required,
+                    breaking=after.required and not after.nullable,
+                )
+            )
         if before.dtype != after.dtype:
             changes.append(
                 SchemaChange(
@@ -343,10 +399,17 @@ def diff_input_schemas(old: InputSchema, new: InputSchema) -> list[SchemaChange]
                     change="range",
                     before=[before.minimum, before.maximum],
                     after=[after.minimum, after.maximum],
-                    breaking=False,
+                    breaking=after.range_enforced and _narrower(before, after),
                 )
             )
     return changes
+
+
+def _narrower(before: ColumnSchema, after: ColumnSchema) -> bool:
+    """True when ``after``'s range refuses a value ``before``'s accepted."""
+    low_raised = after.minimum is not None and (before.minimum is None or after.minimum > before.minimum)
+    high_lowered = after.maximum is not None and (before.maximum is None or after.maximum < before.maximum)
+    return low_raised or high_lowered
 
 
 def diff_output_schemas(old: OutputSchema, new: OutputSchema) -> list[SchemaChange]:

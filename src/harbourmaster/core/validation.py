@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from itertools import chain
 from operator import countOf, itemgetter
 from typing import Any
 
 import numpy as np
+
+from harbourmaster.core.timestamps import parse_timestamp, timestamp_seconds
 
 _MISSING = object()
 _NUMERIC = ("integer", "float")
@@ -43,6 +46,8 @@ class Validator:
         "_kinds",
         "_names",
         "_nameset",
+        "_optional",
+        "_ranges",
         "all_numeric",
         "ignore_unknown",
     )
@@ -61,6 +66,12 @@ class Validator:
         ]
         self._names = [c[0] for c in self._columns]
         self._nameset = frozenset(self._names)
+        # Columns a request may leave out (ids, columns the pipeline does not read, declared optional).
+        self._optional = frozenset(str(c["name"]) for c in columns if not c.get("required", True))
+        # Declared (enforced) ranges; inferred ranges are observations, judged by the humility rule instead.
+        self._ranges: dict[str, tuple[float | None, float | None]] = {
+            str(c["name"]): (c.get("minimum"), c.get("maximum")) for c in columns if c.get("range_enforced")
+        }
         self.all_numeric = bool(self._columns) and all(c[1] in _NUMERIC for c in self._columns)
         self.ignore_unknown = unknown_fields == "ignore"
         # Compiled once: for a schema of plain numbers (no categories), the exact Python type
@@ -68,7 +79,7 @@ class Validator:
         kinds = {"float": float, "integer": int}
         self._fast: list[tuple[str, type, bool]] | None = (
             [(name, kinds[dtype], nullable) for name, dtype, nullable, categories, _ in self._columns]
-            if self._columns and all(c[1] in kinds and c[3] is None for c in self._columns)
+            if self._columns and all(c[1] in kinds and c[3] is None for c in self._columns) and not self._ranges
             else None
         )
         # The same check over a whole request at once (see ``plain_matrix``): the exact type of every
@@ -96,7 +107,7 @@ class Validator:
             keys = record.keys()
             if keys != nameset:
                 for name in self._names:
-                    if name not in record:
+                    if name not in record and name not in self._optional:
                         errors.append({"record": index, "field": name, "error": "missing"})
                 if not self.ignore_unknown:
                     for name in keys - nameset:
@@ -106,6 +117,8 @@ class Validator:
                 if value is _MISSING:
                     continue
                 problem = self._problem(value, dtype, nullable, categories, listed)
+                if problem is None and name in self._ranges and value is not None:
+                    problem = _outside(value, dtype, *self._ranges[name])
                 if problem is not None:
                     error = {"record": index, "field": name, "error": problem}
                     if listed is not None and problem.startswith("unseen category"):
@@ -180,7 +193,14 @@ class Validator:
             return None
         if dtype == "boolean":
             return None if isinstance(value, bool) else f"expected a boolean, got {_type_name(value)}"
-        if dtype in ("string", "datetime") and not isinstance(value, str):
+        if dtype == "datetime":
+            if parse_timestamp(value) is None:
+                shown = repr(value) if isinstance(value, str) else _type_name(value)
+                return (
+                    f"expected an ISO 8601 date or timestamp (e.g. '2026-03-01' or '2026-03-01T09:30:00Z'), got {shown}"
+                )
+            return None
+        if dtype == "string" and not isinstance(value, str):
             return f"expected a string, got {_type_name(value)}"
         if dtype == "category" and not isinstance(value, str | int | float | bool):
             return f"expected a category, got {_type_name(value)}"
@@ -194,4 +214,26 @@ class Validator:
         if not self.ignore_unknown:
             return records
         nameset = self._nameset
-        return [r if r.keys() == nameset else {k: r[k] for k in self._names} for r in records]
+        return [r if r.keys() == nameset else {k: r[k] for k in self._names if k in r} for r in records]
+
+
+def _outside(value: Any, dtype: str, low: float | None, high: float | None) -> str | None:
+    """Why a valid value breaks a declared range, or None."""
+    if dtype == "datetime":
+        parsed = parse_timestamp(value)
+        number = timestamp_seconds(parsed) if parsed is not None else None
+    else:
+        number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if number is None:
+        return None
+    if (low is not None and number < low) or (high is not None and number > high):
+        return f"outside the declared range {_shown(low, dtype)} .. {_shown(high, dtype)}"
+    return None
+
+
+def _shown(bound: float | None, dtype: str) -> str:
+    if bound is None:
+        return "(none)"
+    if dtype == "datetime":
+        return datetime.fromtimestamp(bound, UTC).isoformat()
+    return f"{bound:g}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import platform as python_platform
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,10 +20,12 @@ from harbourmaster import __version__
 from harbourmaster.bundle.builder import Bundle, build_bundle
 from harbourmaster.bundle.engine import choose_engine
 from harbourmaster.bundle.formats import TrustPolicy
+from harbourmaster.core.declared_schema import ColumnDeclaration, apply_declarations
 from harbourmaster.core.digest import frame_fingerprint
 from harbourmaster.core.profile import build_profile, synthetic_row
-from harbourmaster.core.schema import infer_input_schema, infer_output_schema
+from harbourmaster.core.schema import InputSchema, infer_input_schema, infer_output_schema
 from harbourmaster.errors import EntrypointError, InvalidInputError
+from harbourmaster.services.column_usage import unread_columns
 
 OUTPUT_SAMPLE_ROWS = 1000
 
@@ -108,6 +110,7 @@ def package_version(
     policy: TrustPolicy | None = None,
     sensitive: Sequence[str] = (),
     project: str | None = None,
+    schema: Mapping[str, ColumnDeclaration] | None = None,
 ) -> Bundle:
     """Build the bundle of a fitted pipeline from the raw features it was trained on.
 
@@ -118,7 +121,11 @@ def package_version(
     it runs on onnxruntime here to infer the output schema. Columns named in ``sensitive`` are
     profiled without their values; the manifest's reference row is synthetic (no training record).
     ``project`` names the project in a refusal's hint.
+    ``schema`` holds the project's column declarations (``[schema]``), laid over the inferred schema;
+    columns the fitted pipeline does not read (and whose role is not declared) become ``ignored`` and
+    optional. Only feature columns are profiled (drift and the humility rule look at nothing else).
     """
+    declarations = dict(schema or {})
     predictor = _onnx_predictor(model) if format == "onnx" else model
     if features.empty:
         raise InvalidInputError("the training data has no rows", "pass the data the model was fit on")
@@ -145,9 +152,23 @@ def package_version(
     }
     if "parameters" not in full_lineage and hasattr(predictor, "get_params"):
         full_lineage["parameters"] = describe_params(predictor.get_params(deep=False))
-    input_schema = infer_input_schema(features, sensitive=sensitive).model_dump(mode="json")
-    built = build_profile(features, sensitive=sensitive)
-    reference_row = json_safe(synthetic_row(built, dict(features.dtypes.items())))
+    unknown = sorted({str(name) for name in sensitive} - {str(c) for c in features.columns})
+    if unknown:
+        raise InvalidInputError(
+            f"sensitive column(s) not in the training data: {', '.join(unknown)}",
+            "name feature columns of the training data (the target cannot be withheld)",
+        )
+    declared_roles = [name for name, declared in declarations.items() if declared.role is not None]
+    unread = unread_columns(predictor, features, skip=declared_roles)
+    if unread:
+        full_lineage["unread_columns"] = unread
+    inferred = apply_declarations(
+        infer_input_schema(features, sensitive=sensitive), features, declarations, unused=unread, sensitive=sensitive
+    )
+    input_schema = inferred.model_dump(mode="json")
+    profiled = _profile_frame(features, inferred)
+    built = build_profile(profiled, sensitive=[name for name in sensitive if name in profiled.columns])
+    reference_row = json_safe(synthetic_row(built, dict(profiled.dtypes.items())))
     profile = built.model_dump(mode="json")
     # Which engine will serve it and why (the same decision a replica makes when it loads the version).
     choice, _ = choose_engine(
@@ -169,6 +190,24 @@ def package_version(
         policy=policy,
         project=project,
     )
+
+
+def _profile_frame(features: pd.DataFrame, schema: InputSchema) -> pd.DataFrame:
+    """The feature columns as profiled: dates written as text become datetimes (profiled as a range)."""
+    names = schema.features
+    if not names:
+        raise InvalidInputError(
+            "no column is left as a feature: every column is an id, ignored, or not read by the pipeline",
+            'declare the columns the pipeline uses with role = "feature" in [schema]',
+        )
+    frame = features[names].copy()
+    for column in schema.columns:
+        if column.name in frame.columns and column.dtype == "datetime":
+            values = frame[column.name]
+            if not pd.api.types.is_datetime64_any_dtype(values.dtype):
+                parsed = pd.to_datetime(values, format="ISO8601", utc=True, errors="coerce")
+                frame[column.name] = parsed.dt.tz_localize(None)
+    return frame
 
 
 def _onnx_predictor(model: Any) -> Any:

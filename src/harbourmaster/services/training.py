@@ -31,12 +31,16 @@ from harbourmaster.bundle.code import (
 )
 from harbourmaster.bundle.formats import TrustPolicy
 from harbourmaster.config import Settings
+from harbourmaster.core.data_checks import check_row_counts, check_training_data
+from harbourmaster.core.data_checks import describe as describe_problems
 from harbourmaster.core.metrics import default_metrics, evaluate, validate_metric_names
 from harbourmaster.core.permissions import Permission
 from harbourmaster.core.progress import SILENT, Progress
 from harbourmaster.core.project_spec import ProjectSpec, parse_project_spec
 from harbourmaster.core.provenance import MetricsProvenance
+from harbourmaster.core.schema import InputSchema
 from harbourmaster.errors import (
+    DataProblemError,
     DataSourceError,
     EntrypointError,
     HarbourmasterError,
@@ -152,6 +156,19 @@ def fit_pipeline(
             fitted = train_function(prepared, target, **params)
     except HarbourmasterError:
         raise
+    except KeyError as exc:
+        missing = str(exc.args[0]) if exc.args else ""
+        if missing and missing not in features.columns and missing != spec.data.target:
+            raise EntrypointError(
+                f"training entrypoint {reference} raised KeyError: {missing!r}: the training data has no column "
+                f"{missing!r} (columns: {', '.join(map(str, features.columns[:20]))})",
+                f"add {missing!r} to the data, or fix the code; declare the columns the code needs in [schema] "
+                "of harbourmaster.toml to have the data checked before training",
+            ) from exc
+        raise EntrypointError(
+            f"training entrypoint {reference} raised KeyError: {exc}",
+            "fix the training code (run it in a notebook on the same data to debug)",
+        ) from exc
     except Exception as exc:
         raise EntrypointError(
             f"training entrypoint {reference} raised {type(exc).__name__}: {exc}",
@@ -196,6 +213,11 @@ class TrainingService:
         run_id = self._start_run(actor, spec.project.name, project_dir)
         try:
             parent = self._latest_number(actor, spec.project.name)
+            previous = (
+                self._platform.registry.get_version(actor, spec.project.name, parent).input_schema
+                if parent is not None
+                else None
+            )
             bundle, summary = build_training_bundle(
                 actor,
                 project_dir,
@@ -211,6 +233,7 @@ class TrainingService:
                     ],
                 ),
                 progress=progress,
+                previous_schema=previous,
             )
             progress.stage("registering the version")
             version = self._platform.registry.register_bundle(
@@ -363,9 +386,12 @@ def build_training_bundle(
     settings: Settings | None = None,
     policy: TrustPolicy | None = None,
     progress: Progress = SILENT,
+    previous_schema: dict[str, Any] | None = None,
 ) -> tuple[Bundle, dict[str, Any]]:
-    """Load data, fit, evaluate on the held-out split and build the bundle (no store writes).
+    """Load data, check it, fit, evaluate on the held-out split and build the bundle (no store writes).
 
+    The data is checked before any project code runs: against the ``[schema]`` declarations and,
+    for undeclared columns, ``previous_schema`` (the input schema of ``parent_version``).
     ``policy``: what the fitted pipeline may contain, as registration will check it (the platform's and the
     project's admin-set types); by default ``settings`` plus the project file's ``trusted_types``.
     """
@@ -379,6 +405,10 @@ def build_training_bundle(
             f" (columns: {', '.join(map(str, frame.columns[:20]))})",
             "fix [data] target in harbourmaster.toml or the data source",
         )
+    previous = InputSchema.model_validate(previous_schema) if previous_schema else None
+    problems = check_training_data(frame, target_name, spec.declarations, previous, previous_label=f"v{parent_version}")
+    if problems:
+        raise DataProblemError(**describe_problems(problems, source.describe()))
     frame = frame[frame[target_name].notna()]
     features = frame.drop(columns=[target_name])
     target = frame[target_name]
@@ -407,6 +437,13 @@ def build_training_bundle(
             "use more data or a different [evaluation] holdout",
         ) from exc
 
+    too_few = check_row_counts(len(x_train), len(x_test), evaluation.min_rows)
+    if too_few is not None:
+        raise DataProblemError(
+            f"too few rows in the data from {source.describe()} ({len(frame)} with a target): {too_few}",
+            f"use more data, or lower [evaluation] min_rows (now {evaluation.min_rows}) if so few rows are "
+            "really enough; metrics on a handful of rows say little",
+        )
     metric_names = validate_metric_names(
         evaluation.metrics or default_metrics("classification" if classification else "regression")
     )
@@ -454,6 +491,7 @@ def build_training_bundle(
             or TrustPolicy.from_settings(settings or Settings.from_env(), spec.serialization.trusted_types),
             project=spec.project.name,
             sensitive=spec.data.sensitive,
+            schema=spec.declarations,
         )
     summary = {
         "rows": len(frame),
@@ -466,7 +504,12 @@ def build_training_bundle(
 
 
 def _looks_like_classification(target: pd.Series) -> bool:
-    if target.dtype == object or isinstance(target.dtype, pd.CategoricalDtype) or target.dtype == bool:
+    if (
+        pd.api.types.is_object_dtype(target.dtype)
+        or pd.api.types.is_string_dtype(target.dtype)  # pandas >= 3 reads text as the str dtype
+        or isinstance(target.dtype, pd.CategoricalDtype)
+        or pd.api.types.is_bool_dtype(target.dtype)
+    ):
         return True
     if pd.api.types.is_integer_dtype(target):
         return target.nunique() <= max(20, int(len(target) ** 0.5) // 4) and target.nunique() < len(target)
