@@ -45,7 +45,7 @@ from harbourmaster.schemas import (
 from harbourmaster.services import sandbox
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.dataplane import IssuedReplicaCredential, ReplicaCredentialInfo
-from harbourmaster.services.packaging import package_version
+from harbourmaster.services.packaging import REFERENCE_SAMPLE_ROWS, package_version
 from harbourmaster.services.registry import check_project_name
 from harbourmaster.services.training import build_training_bundle, project_settings_of, read_project_spec
 from harbourmaster.store.artifacts import ArtifactStore
@@ -212,6 +212,7 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
         description: str = "",
         parameters: dict[str, Any] | None = None,
         sensitive: Sequence[str] = (),
+        reference_sample_rows: int = REFERENCE_SAMPLE_ROWS,
     ) -> VersionDetail:
         """Register a pipeline fitted in a notebook as the project's next version.
 
@@ -223,7 +224,8 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
         (``harbourmaster train``), unless an environment allows reported metrics.
         Custom transformer classes must live in modules under ``code_dir`` so
         that the version loads in another process. Columns named in ``sensitive`` are
-        profiled without their values (counts and null rates only).
+        profiled without their values (counts and null rates only). Up to ``reference_sample_rows``
+        training rows (without the sensitive columns) are kept in the bundle for exact drift tests.
         """
         check_project_name(project)
         if not isinstance(training_data, pd.DataFrame):
@@ -257,6 +259,7 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
             "code_files": code_files,
             "trusted_pickle": trust_pickle,
             "sensitive": list(sensitive),
+            "reference_sample_rows": reference_sample_rows,
         }
         if code_dir is not None:
             with project_imports(Path(code_dir), code_modules(code_files)):

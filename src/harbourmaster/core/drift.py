@@ -97,9 +97,7 @@ def parse_method(value: str, where: str = "method") -> DriftMethod:
     try:
         return DriftMethod(value.strip().lower())
     except ValueError:
-        raise InvalidInputError(
-            f"{where}: unknown drift method {value!r}", f"use one of {METHOD_NAMES}"
-        ) from None
+        raise InvalidInputError(f"{where}: unknown drift method {value!r}", f"use one of {METHOD_NAMES}") from None
 
 
 # ----------------------------------------------------------------------------- settings
@@ -294,8 +292,8 @@ def _numeric_statistic(method: DriftMethod, ref: np.ndarray, cur: np.ndarray) ->
     if method is DriftMethod.WASSERSTEIN:
         return drift_stats.wasserstein_normed(ref, cur)
     ref_f, cur_f = drift_stats.binned_fractions(ref, cur)
-    return drift_stats.psi(ref_f, cur_f) if method is DriftMethod.PSI else drift_stats.jensenshannon_distance(
-        ref_f, cur_f
+    return (
+        drift_stats.psi(ref_f, cur_f) if method is DriftMethod.PSI else drift_stats.jensenshannon_distance(ref_f, cur_f)
     )
 
 
@@ -312,7 +310,7 @@ def feature_drift(
     kind: Kind,
     current: pd.Series,
     reference: Reference,
-    settings: FeatureDriftSettings = FeatureDriftSettings(),  # noqa: B008 - frozen, shared safely
+    settings: FeatureDriftSettings = FeatureDriftSettings(),
 ) -> FeatureDrift:
     """The drift and data quality of one feature (``current``: its values in the window, nulls included)."""
     profile = reference.profile.features.get(name)
@@ -456,7 +454,9 @@ def _categorical_drift(
     return _finish(result, method, _categorical_statistic(method, ref_c, cur_c), settings)
 
 
-def _finish(result: FeatureDrift, method: DriftMethod, statistic: float, settings: FeatureDriftSettings) -> FeatureDrift:
+def _finish(
+    result: FeatureDrift, method: DriftMethod, statistic: float, settings: FeatureDriftSettings
+) -> FeatureDrift:
     threshold = settings.threshold if settings.threshold is not None else method.default_threshold
     if not math.isfinite(statistic):
         statistic = 0.0 if method.is_pvalue else float(np.finfo("float64").max)
@@ -496,9 +496,7 @@ def compute_drift(
     if prediction_kind is not None:
         if reference.sample is not None and PREDICTION in reference.sample:
             values = current[PREDICTION] if PREDICTION in current else pd.Series([], dtype="object")
-            prediction = feature_drift(
-                PREDICTION, prediction_kind, values, reference, settings.for_feature(PREDICTION)
-            )
+            prediction = feature_drift(PREDICTION, prediction_kind, values, reference, settings.for_feature(PREDICTION))
         else:
             prediction = FeatureDrift(
                 feature=PREDICTION,

@@ -161,7 +161,7 @@ def sturges_edges(reference: np.ndarray, current: np.ndarray) -> np.ndarray:
     high = float(max(reference.max(), current.max()))
     if high == low:
         return np.array([low - 0.5, high + 0.5])
-    bins = int(math.ceil((high - low) / ((high - low) / (math.log2(size) + 1.0))))
+    bins = math.ceil((high - low) / ((high - low) / (math.log2(size) + 1.0)))
     return np.linspace(low, high, bins + 1)
 
 

@@ -320,7 +320,7 @@ def project_settings_of(spec: ProjectSpec) -> dict[str, Any]:
     Not ``[serialization] trusted_types``: what a model file may contain is an admin
     setting (``harbourmaster trust``), which an upload cannot change.
     """
-    return {"environments": spec.environments}
+    return {"environments": spec.environments, "monitoring": spec.monitoring.model_dump()}
 
 
 def build_training_bundle(
@@ -412,6 +412,7 @@ def build_training_bundle(
             trusted_pickle=spec.serialization.trust_pickle,
             policy=TrustPolicy.from_settings(settings or Settings.from_env(), spec.serialization.trusted_types),
             sensitive=spec.data.sensitive,
+            reference_sample_rows=spec.monitoring.drift_settings().sample_rows,
         )
     summary = {
         "rows": len(frame),
