@@ -113,7 +113,7 @@ def test_bad_requests_are_clear(platform: Platform) -> None:
         platform.drift.report(OWNER, PROJECT, "test")
     with pytest.raises(InvalidInputError, match="unknown drift method 'kss'"):
         platform.drift.report(OWNER, PROJECT, "dev", options={"method": "kss"})
-    with pytest.raises(InvalidInputError, match="features.income.method"):
+    with pytest.raises(InvalidInputError, match=r"features\.income\.method"):
         platform.drift.report(OWNER, PROJECT, "dev", options={"features": {"income": {"method": "kss"}}})
     with pytest.raises(InvalidInputError, match="does not have: salary"):
         platform.drift.report(OWNER, PROJECT, "dev", options={"features": {"salary": {"method": "ks"}}})

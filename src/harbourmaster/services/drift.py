@@ -153,7 +153,7 @@ class DriftService:
         if frame.empty:
             notes.append(f"the window {span.text} holds no logged prediction of v{number}: nothing to measure")
         if reference.sample is None:
-            notes.append("v%d has no reference sample: binned tests on its histogram profile" % number)
+            notes.append(f"v{number} has no reference sample: binned tests on its histogram profile")
         report = DriftReport(
             id=uuid.uuid4().hex,
             project=project,
