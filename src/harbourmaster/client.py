@@ -26,6 +26,7 @@ from harbourmaster.bundle.loaded import LoadedBundle
 from harbourmaster.bundle.manifest import BundleManifest
 from harbourmaster.bundle.storage import load_bundle, save_bundle
 from harbourmaster.config import Settings
+from harbourmaster.core.drift import DriftReport
 from harbourmaster.core.metrics import evaluate, validate_metric_names
 from harbourmaster.errors import (
     ERRORS_BY_CODE,
@@ -45,6 +46,7 @@ from harbourmaster.schemas import (
 from harbourmaster.services import sandbox
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.dataplane import IssuedReplicaCredential, ReplicaCredentialInfo
+from harbourmaster.services.drift import DriftResultInfo
 from harbourmaster.services.packaging import REFERENCE_SAMPLE_ROWS, package_version
 from harbourmaster.services.registry import check_project_name
 from harbourmaster.services.training import build_training_bundle, project_settings_of, read_project_spec
@@ -285,6 +287,26 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
         if self._remote:
             return self._remote.get(f"/predictions/{project}/{environment}", params={"limit": limit})
         return self._platform.replicas.predictions(self.actor, project, environment, limit)
+
+    def drift(
+        self, project: str, environment: str, window: str | None = None, options: dict[str, Any] | None = None
+    ) -> DriftReport:
+        """Compute and store the drift report of a deployment (``window``: N rows, 30m/6h/1d, or A..B;
+        ``options``: drift settings for this report, e.g. ``{"features": {"age": {"method": "psi"}}}``)."""
+        if self._remote:
+            body = {"window": window, "options": options or {}}
+            return DriftReport.model_validate(self._remote.post(f"/drift/{project}/{environment}", json=body))
+        return self._platform.drift.report(self.actor, project, environment, window=window, options=options)
+
+    def drift_history(
+        self, project: str, environment: str, feature: str | None = None, limit: int = 1000
+    ) -> list[DriftResultInfo]:
+        """Stored drift results of a deployment, newest first (``feature="__dataset__"``: the verdicts)."""
+        if self._remote:
+            params: dict[str, Any] = {"limit": limit, **({"feature": feature} if feature else {})}
+            items = self._remote.get(f"/drift/{project}/{environment}/history", params=params)
+            return [DriftResultInfo.model_validate(item) for item in items]
+        return self._platform.drift.history(self.actor, project, environment, feature=feature, limit=limit)
 
     def create_replica_credential(
         self, environment: str, name: str = "replica", expires_in_days: float | None = None
