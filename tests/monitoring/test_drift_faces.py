@@ -66,7 +66,7 @@ def test_http_routes_and_remote_client(platform: Platform) -> None:
         with Client(live.url, token=tokens["dana"]) as remote:
             report = remote.drift(PROJECT, "dev", "400", {"features": {"age": {"method": "ks"}}})
             assert {f.feature: f.method for f in report.features}["age"] == "ks"
-            assert [h.report_id for h in remote.drift_history(PROJECT, "dev", feature="age")][0] == report.id
+            assert remote.drift_history(PROJECT, "dev", feature="age")[0].report_id == report.id
             with pytest.raises(InvalidInputError, match="not a window"):
                 remote.drift(PROJECT, "dev", "soon")
     assert json.loads(answer.text)["version"] == version
