@@ -40,7 +40,10 @@ WORKER = Path(__file__).with_name("worker.py")
 CACHE = Path("/tmp/hm-bench-drift")
 VENVS = {
     "evidently": (Path("/tmp/hm-bench-evidently"), ["evidently", "pandas<3"]),
-    "nannyml": (Path("/tmp/hm-bench-nannyml"), ["nannyml"]),
+    "nannyml": (
+        Path("/tmp/hm-bench-nannyml"),
+        ["nannyml", "statsmodels"],
+    ),  # nannyml imports statsmodels without requiring it
 }
 NUMERIC = [f"num_{i}" for i in range(15)]
 CATEGORICAL = [f"cat_{i}" for i in range(5)]
