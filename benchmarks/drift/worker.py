@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
