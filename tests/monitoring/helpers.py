@@ -46,7 +46,12 @@ def fitted(frame: pd.DataFrame, target: pd.Series) -> Pipeline:
 
 
 def register_and_deploy(
-    platform: Platform, *, sample_rows: int = 5000, rows: int = 3000, environment: str = "dev"
+    platform: Platform,
+    *,
+    sample_rows: int = 5000,
+    rows: int = 3000,
+    environment: str = "dev",
+    drift: dict[str, object] | None = None,
 ) -> int:
     """Register a version of PROJECT (email withheld) and make it the champion in ``environment``."""
     frame, target = training_frame(rows)
@@ -60,7 +65,8 @@ def register_and_deploy(
         sensitive=["email"],
         reference_sample_rows=sample_rows,
     )
-    number = platform.registry.register_bundle(OWNER, PROJECT, bundle).number
+    settings = {"monitoring": {"drift": drift}} if drift is not None else None
+    number = platform.registry.register_bundle(OWNER, PROJECT, bundle, project_settings=settings).number
     platform.deployments.deploy(OWNER, PROJECT, number, environment)
     return number
 
