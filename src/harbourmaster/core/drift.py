@@ -234,10 +234,14 @@ def numeric_values(values: pd.Series) -> np.ndarray:
 
 def category_counts(values: pd.Series) -> pd.Series:
     """Counts of the non-null values as strings (booleans as ``True``/``False``, like the profile)."""
-    present = values.dropna()
-    if present.empty:
+    if values.dtype == object:  # mixed Python objects: True and 1 are equal keys, so stringify first
+        values = values.dropna().astype(str)
+    counts = values.value_counts(dropna=True)
+    if counts.empty:
         return pd.Series(dtype="int64")
-    return present.astype(str).value_counts()
+    # Count first, stringify the (few) distinct keys after: values that print alike (1 and "1") merge.
+    counts.index = counts.index.map(str)
+    return counts.groupby(level=0).sum() if counts.index.has_duplicates else counts
 
 
 def _missing(values: pd.Series) -> float | None:
