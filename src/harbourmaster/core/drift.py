@@ -228,7 +228,10 @@ class Reference:
 
 def numeric_values(values: pd.Series) -> np.ndarray:
     """Finite values as float64 (anything else, including text that is no number, is missing)."""
-    array = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    if pd.api.types.is_float_dtype(values.dtype) or pd.api.types.is_integer_dtype(values.dtype):
+        array = values.to_numpy(dtype="float64", na_value=np.nan)
+    else:
+        array = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     return array[np.isfinite(array)]
 
 
@@ -244,10 +247,11 @@ def category_counts(values: pd.Series) -> pd.Series:
     return counts.groupby(level=0).sum() if counts.index.has_duplicates else counts
 
 
-def _missing(values: pd.Series) -> float | None:
-    if len(values) == 0:
+def _missing(values: pd.Series, present: np.ndarray | None) -> float | None:
+    """Share of ``values`` that are not finite numbers (``present``: the finite ones, if known)."""
+    if len(values) == 0 or present is None:
         return None
-    return float(1.0 - numeric_values(values).size / len(values))
+    return float(1.0 - present.size / len(values))
 
 
 # ------------------------------------------------------------------------------ methods
@@ -349,8 +353,8 @@ def _numeric_drift(
     ref = numeric_values(sample) if sample is not None else None
     low, high = _range(ref, numeric_profile)
     quality = DataQuality(
-        missing_reference=_missing(sample) if sample is not None else (profile.null_fraction if profile else None),
-        missing_current=_missing(current),
+        missing_reference=_missing(sample, ref) if sample is not None else (profile.null_fraction if profile else None),
+        missing_current=_missing(current, cur),
         out_of_range=float(np.mean((cur < low) | (cur > high))) if cur.size and low is not None else None,
     )
     result = base.model_copy(update={"quality": quality, "current_values": int(cur.size)})
