@@ -27,6 +27,7 @@ over the range of both samples; fewer distinct values are treated as categories.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from scipy import stats
@@ -53,7 +54,9 @@ def ks_pvalue(reference: np.ndarray, current: np.ndarray) -> float:
     """Two-sided two-sample KS p-value; 1.0 when either side is empty."""
     if reference.size == 0 or current.size == 0:
         return 1.0
-    return float(stats.ks_2samp(reference, current).pvalue)
+    with warnings.catch_warnings():  # "exact calculation unsuccessful, switching to asymp": scipy's choice
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ks_2samp(reference, current).pvalue)
 
 
 def wasserstein_normed(reference: np.ndarray, current: np.ndarray, reference_std: float | None = None) -> float:
