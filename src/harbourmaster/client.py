@@ -289,14 +289,22 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
         return self._platform.replicas.predictions(self.actor, project, environment, limit)
 
     def drift(
-        self, project: str, environment: str, window: str | None = None, options: dict[str, Any] | None = None
+        self,
+        project: str,
+        environment: str,
+        window: str | None = None,
+        options: dict[str, Any] | None = None,
+        reference_version: int | None = None,
     ) -> DriftReport:
         """Compute and store the drift report of a deployment (``window``: N rows, 30m/6h/1d, or A..B;
-        ``options``: drift settings for this report, e.g. ``{"features": {"age": {"method": "psi"}}}``)."""
+        ``options``: drift settings for this report, e.g. ``{"features": {"age": {"method": "psi"}}}``;
+        ``reference_version``: measure the window against that version's reference, not the champion's)."""
         if self._remote:
-            body = {"window": window, "options": options or {}}
+            body = {"window": window, "options": options or {}, "reference_version": reference_version}
             return DriftReport.model_validate(self._remote.post(f"/drift/{project}/{environment}", json=body))
-        return self._platform.drift.report(self.actor, project, environment, window=window, options=options)
+        return self._platform.drift.report(
+            self.actor, project, environment, window=window, options=options, reference_version=reference_version
+        )
 
     def drift_history(
         self, project: str, environment: str, feature: str | None = None, limit: int = 1000

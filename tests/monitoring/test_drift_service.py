@@ -120,3 +120,31 @@ def test_bad_requests_are_clear(platform: Platform) -> None:
     with pytest.raises(InvalidInputError, match="is not a window"):
         platform.drift.report(OWNER, PROJECT, "dev", window="yesterday")
     assert platform.drift.history(OWNER, PROJECT, "dev") == []  # nothing stored by a refused request
+
+
+def test_a_candidate_measured_on_the_champions_window(platform: Platform) -> None:
+    champion = register_and_deploy(platform)
+    frame, target = training_frame(3000, seed=9)
+    frame["income"] = frame["income"] + 10.0  # a candidate trained on the shifted data
+    from harbourmaster.services.packaging import package_version
+    from monitoring.helpers import fitted
+
+    bundle = package_version(
+        fitted(frame, target),
+        features=frame,
+        target=target,
+        metrics={},
+        lineage={},
+        created_by="t",
+        sensitive=["email"],
+    )
+    candidate = platform.registry.register_bundle(OWNER, PROJECT, bundle).number
+    log_rows(platform, current_frame(600, shift=1.0), version=champion)
+    mine = platform.drift.report(OWNER, PROJECT, "dev", window="1h")
+    theirs = platform.drift.report(OWNER, PROJECT, "dev", window="1h", reference_version=candidate)
+    assert (theirs.version, theirs.served_version, theirs.rows) == (candidate, champion, 600)
+    income = {r.version: next(f for f in r.features if f.feature == "income") for r in (mine, theirs)}
+    assert income[champion].drifted and not income[candidate].drifted
+    assert theirs.prediction is None and "against the reference of" in theirs.notes[-1]
+    with pytest.raises(NotFoundError, match="has no version 99"):
+        platform.drift.report(OWNER, PROJECT, "dev", reference_version=99)

@@ -95,8 +95,9 @@ def show_report(report: DriftReport) -> None:
     measured = [f for f in report.features if f.statistic is not None]
     verdict = "DRIFTED" if report.drifted else "no dataset drift"
     span = f"{output.when(report.window_start)} .. {output.when(report.window_end)}" if report.rows else "no rows"
+    served = f" (answered by v{report.served_version})" if report.served_version not in (None, report.version) else ""
     output.console.print(
-        f"{report.project} in {report.environment}, v{report.version}, window {report.window} "
+        f"{report.project} in {report.environment}, v{report.version}{served}, window {report.window} "
         f"({report.rows} rows, {span}) against its reference {report.reference} of {report.reference_rows} rows"
     )
     output.console.print(
@@ -130,6 +131,9 @@ def drift(
     threshold: Annotated[list[str] | None, typer.Option(help="THRESHOLD or FEATURE=THRESHOLD.")] = None,
     drift_share: Annotated[
         float | None, typer.Option(min=0.0, max=1.0, help="Share of drifted features that drifts the data.")
+    ] = None,
+    reference_version: Annotated[
+        int | None, typer.Option(min=1, help="Measure against this version's reference (default: the champion's).")
     ] = None,
     history: Annotated[bool, typer.Option("--history", help="Show the stored series instead of a new report.")] = False,
     feature: Annotated[
@@ -170,7 +174,8 @@ def drift(
                 ],
             )
             return None
-        report = hm.drift(project, env, window, drift_options(method or [], threshold or [], drift_share) or None)
+        options = drift_options(method or [], threshold or [], drift_share) or None
+        report = hm.drift(project, env, window, options, reference_version)
     if json:
         return output.print_json(report)
     show_report(report)

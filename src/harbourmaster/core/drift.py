@@ -186,7 +186,8 @@ class DriftReport(BaseModel):
     id: str
     project: str
     environment: str
-    version: int
+    version: int = Field(description="The version whose reference the window is measured against.")
+    served_version: int | None = Field(default=None, description="The version that answered the window's rows.")
     window: str
     window_start: datetime | None = None
     window_end: datetime | None = None

@@ -109,11 +109,15 @@ class DriftService:
         *,
         window: str | None = None,
         options: dict[str, Any] | DriftSettings | None = None,
+        reference_version: int | None = None,
         now: datetime | None = None,
     ) -> DriftReport:
         """Compute, store and return the drift report of ``project`` in ``environment`` over ``window``
         (default: the project's ``[monitoring.drift] window``, else the last day). ``options`` override
-        the project's drift settings for this report."""
+        the project's drift settings for this report. ``reference_version`` measures the same window
+        (the rows the champion answered) against another version's reference instead, e.g. a candidate's
+        (the evidence "the candidate drifts less than the champion on the current prod window");
+        prediction drift is then not measured (the outputs in the window are the champion's)."""
         self._platform.access.require(actor, Permission.READ, environment=environment, target=project)
         self._platform.environments.get(environment)
         with self._platform.db.reader() as session:
@@ -124,9 +128,13 @@ class DriftService:
                     f"{project} has no champion in {environment}",
                     f"deploy a version: harbourmaster deploy {project} VERSION --env {environment}",
                 )
-            number, digest = champion.number, champion.digest
-            input_schema = InputSchema.model_validate(champion.input_schema)
-            output_schema = OutputSchema.model_validate(champion.output_schema)
+            served = champion.number
+            measured = champion
+            if reference_version is not None and reference_version != served:
+                measured = self._platform.registry.version_row(session, project, reference_version)
+            number, digest = measured.number, measured.digest
+            input_schema = InputSchema.model_validate(measured.input_schema)
+            output_schema = OutputSchema.model_validate(measured.output_schema)
             stored = (project_row.settings or {}).get("monitoring", {}).get("drift", {})
         settings = settings_from(stored).merged(settings_from(options)) if options else settings_from(stored)
         span = parse_window(window or settings.window, now)
@@ -137,13 +145,13 @@ class DriftService:
             for name in reference.kinds
             if not _sensitive(reference.profile, name)
         }
-        prediction_kind = _output_kind(output_schema)
+        prediction_kind = _output_kind(output_schema) if number == served else None
         frame = PredictionLog(self._platform.artifacts).window(
             environment,
             project,
-            version=number,
+            version=served,
             columns=columns,
-            output=_output_type(output_schema, prediction_kind),
+            output=_output_type(output_schema, prediction_kind) if prediction_kind else None,
             last_rows=span.last_rows,
             start=span.start,
             end=span.end,
@@ -151,7 +159,9 @@ class DriftService:
         features, prediction, share, drifted = compute_drift(frame, reference, settings, prediction_kind)
         notes = []
         if frame.empty:
-            notes.append(f"the window {span.text} holds no logged prediction of v{number}: nothing to measure")
+            notes.append(f"the window {span.text} holds no logged prediction of v{served}: nothing to measure")
+        if number != served:
+            notes.append(f"the rows v{served} answered, against the reference of v{number}")
         if reference.sample is None:
             notes.append(f"v{number} has no reference sample: binned tests on its histogram profile")
         report = DriftReport(
@@ -159,6 +169,7 @@ class DriftService:
             project=project,
             environment=environment,
             version=number,
+            served_version=served,
             window=span.text,
             window_start=_instant(frame["ts"].min()) if not frame.empty else span.start,
             window_end=_instant(frame["ts"].max()) if not frame.empty else span.end,

@@ -66,6 +66,7 @@ def save_report(session: Session, report: DriftReport) -> None:
             details={
                 "reference": report.reference,
                 "reference_rows": report.reference_rows,
+                "served_version": report.served_version,
                 "drifted_features": report.drifted_features,
                 "notes": report.notes,
             },

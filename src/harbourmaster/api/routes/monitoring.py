@@ -30,6 +30,12 @@ class DriftRequest(BaseModel):
     options: dict[str, Any] = Field(
         default_factory=dict, description="Drift settings for this report (see docs/monitoring.md)."
     )
+    reference_version: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**31 - 1,
+        description="Measure against this version's reference (default: the champion's).",
+    )
 
 
 @router.post("/drift/{project}/{environment}", tags=["monitoring"], openapi_extra=READ_ENVIRONMENT)
@@ -42,7 +48,13 @@ async def drift_report(
 ) -> DriftReport:
     """Compute and store the drift report of a deployment's window against its champion's reference."""
     return await run_in_threadpool(
-        platform.drift.report, actor, project, environment, window=body.window, options=body.options or None
+        platform.drift.report,
+        actor,
+        project,
+        environment,
+        window=body.window,
+        options=body.options or None,
+        reference_version=body.reference_version,
     )
 
 
