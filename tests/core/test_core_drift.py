@@ -157,6 +157,8 @@ def test_project_file_monitoring_section() -> None:
     assert spec.monitoring.drift_settings().sample_rows == 100
     with pytest.raises(ProjectFileError, match=r"\[monitoring\] drift.*unknown drift method 'kss'"):
         parse_project_spec({**base, "monitoring": {"drift": {"method": "kss"}}}, "hm.toml")
+    with pytest.raises(ProjectFileError, match="not a window"):
+        parse_project_spec({**base, "monitoring": {"drift": {"window": "weekly"}}}, "hm.toml")
     with pytest.raises(ProjectFileError, match="drift_share"):
         parse_project_spec({**base, "monitoring": {"drift": {"drift_share": 2}}}, "hm.toml")
 

@@ -37,6 +37,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from harbourmaster.core import drift_stats
+from harbourmaster.core.drift_window import parse_window
 from harbourmaster.core.profile import (
     OTHER_KEY,
     CategoricalProfile,
@@ -129,6 +130,12 @@ class DriftSettings(BaseModel):
     @classmethod
     def _known_method(cls, value: object) -> object:
         return parse_method(value) if isinstance(value, str) else value
+
+    @field_validator("window")
+    @classmethod
+    def _valid_window(cls, value: str) -> str:
+        parse_window(value)  # raises InvalidInputError naming the accepted forms
+        return value
 
     def for_feature(self, name: str) -> FeatureDriftSettings:
         """The settings of one feature (or of the prediction), falling back to the dataset-wide ones."""
