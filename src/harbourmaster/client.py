@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,6 +29,7 @@ from harbourmaster.bundle.storage import load_bundle, save_bundle
 from harbourmaster.config import Settings
 from harbourmaster.core.drift import DriftReport
 from harbourmaster.core.metrics import evaluate, validate_metric_names
+from harbourmaster.core.progress import SILENT, Progress
 from harbourmaster.errors import (
     ERRORS_BY_CODE,
     ConnectionFailedError,
@@ -47,7 +49,7 @@ from harbourmaster.services import sandbox
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.dataplane import IssuedReplicaCredential, ReplicaCredentialInfo
 from harbourmaster.services.drift import DriftResultInfo
-from harbourmaster.services.packaging import REFERENCE_SAMPLE_ROWS, package_version
+from harbourmaster.services.packaging import REFERENCE_SAMPLE_ROWS, describe_params, package_version
 from harbourmaster.services.registry import check_project_name
 from harbourmaster.services.training import build_training_bundle, project_settings_of, read_project_spec
 from harbourmaster.store.artifacts import ArtifactStore
@@ -142,8 +144,8 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
         # Keep a local, verified copy, then load through the same checks as embedded mode.
         cache = ArtifactStore(str(self.settings.cache_dir / "remote-artifacts"))
         save_bundle(cache, Bundle(manifest=manifest, files=files))
-        trusted = self.trusted_types(project).trusted_types  # the project's admin-set types
-        return load_bundle(cache, detail.digest, self.settings, trusted, code_modules=detail.code_modules or None)
+        settings, trusted = self.platform_settings(project)  # the control plane's and the project's types
+        return load_bundle(cache, detail.digest, settings, trusted, code_modules=detail.code_modules or None)
 
     # -- writing ----------------------------------------------------------------
 
@@ -172,7 +174,9 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
             )
         return self._platform.registry.delete_tag(self.actor, project, version, key)
 
-    def train(self, project_dir: str | Path, *, data: DataSource | None = None) -> TrainResult:
+    def train(
+        self, project_dir: str | Path, *, data: DataSource | None = None, progress: Progress = SILENT
+    ) -> TrainResult:
         """Run a project's training pipeline and register the new version.
 
         Embedded, the run is recorded with its outcome and its metrics are
@@ -182,7 +186,7 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
         since the control plane cannot recompute them without running the code.
         """
         if not self._remote:
-            return self._platform.training.train(self.actor, Path(project_dir), data=data)
+            return self._platform.training.train(self.actor, Path(project_dir), data=data, progress=progress)
         project_dir = Path(project_dir).absolute()
         spec = read_project_spec(project_dir)
         try:
@@ -190,10 +194,20 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
         except HarbourmasterError:
             parent = None
         self._identify_remote_actor()
+        started = time.monotonic()
         bundle, summary = build_training_bundle(
-            self.actor, project_dir, spec, data=data, parent_version=parent, settings=self.settings
+            self.actor,
+            project_dir,
+            spec,
+            data=data,
+            parent_version=parent,
+            settings=self.settings,
+            policy=self.build_policy(spec.project.name, spec.serialization.trusted_types),
+            progress=progress,
         )
+        summary["duration_seconds"] = round(time.monotonic() - started, 3)  # the run is recorded with it
         summary["project_settings"] = project_settings_of(spec)
+        progress.stage("uploading the version")
         self.create_project(spec.project.name, spec.project.description)
         version = self._upload(spec.project.name, bundle, spec.project.description, summary)
         run = next(run for run in self.runs(spec.project.name) if run.version_number == version.number)
@@ -243,7 +257,7 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
         if metric_values:  # evaluated here, by the registrant: the platform records them as reported
             lineage["evaluation"] = {"metrics": sorted(metric_values), "rows": evaluation_rows}
         if parameters:
-            lineage["parameters"] = parameters
+            lineage["parameters"] = describe_params(parameters)  # objects named, never repr with an address
         try:
             lineage["parent_version"] = self.project(project).latest_version
         except HarbourmasterError:
@@ -262,6 +276,8 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
             "trusted_pickle": trust_pickle,
             "sensitive": list(sensitive),
             "reference_sample_rows": reference_sample_rows,
+            "policy": self.build_policy(project),
+            "project": project,
         }
         if code_dir is not None:
             with project_imports(Path(code_dir), code_modules(code_files)):

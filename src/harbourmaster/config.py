@@ -19,7 +19,8 @@ from harbourmaster.errors import InvalidInputError
 # never one read from a model file. Extend with HARBOURMASTER_TRUSTED_TYPES (on the
 # control plane, where registration checks them); per project, admins add exact
 # types with ``harbourmaster trust PROJECT --add-type``. Some names are never loaded
-# whatever is trusted (``bundle.formats.forbidden_type``).
+# whatever is trusted (``bundle.formats.forbidden_type``). The XGBoost and LightGBM
+# estimators are trusted by exact name (``bundle.libraries.LIBRARY_TYPES``).
 DEFAULT_TRUSTED_TYPE_PREFIXES: tuple[str, ...] = (
     "sklearn.",
     "numpy.",

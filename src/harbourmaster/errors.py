@@ -86,6 +86,12 @@ class UntrustedContentError(HarbourmasterError):
     http_status = 422
 
 
+class MissingLibraryError(InvalidInputError):
+    """A model needs a Python package (e.g. xgboost) that is not installed where it is loaded."""
+
+    code = "missing_library"
+
+
 class AuthenticationError(HarbourmasterError):
     """No valid credentials were presented."""
 
@@ -127,6 +133,7 @@ ERRORS_BY_CODE: dict[str, type[HarbourmasterError]] = {
         PromotionRefusedError,
         BundleIntegrityError,
         UntrustedContentError,
+        MissingLibraryError,
         AuthenticationError,
         PermissionDeniedError,
         ConfirmationRequiredError,

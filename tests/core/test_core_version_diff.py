@@ -24,7 +24,8 @@ def test_lower_is_better_metric() -> None:
 
 
 def test_unchanged_is_not_improved() -> None:
-    assert diff_metrics({"r2": 0.5}, {"r2": 0.5})[0].improved is False
+    same = diff_metrics({"r2": 0.5}, {"r2": 0.5})[0]
+    assert same.improved is None and same.delta == 0  # the same value is neither better nor worse
 
 
 def test_missing_and_non_finite_sides() -> None:

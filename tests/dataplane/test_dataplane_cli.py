@@ -42,7 +42,7 @@ def test_replica_tokens_replicas_and_predictions_embedded(isolated_env: Path) ->
     assert [r["id"] for r in json.loads(_run("replicas", "--env", "dev", "--json"))] == ["web-1"]
     rows = json.loads(_run("predictions", PROJECT, "--env", "dev", "--limit", "2", "--json"))
     assert len(rows) == 2 and {row["environment"] for row in rows} == {"dev"}
-    assert "3 logged prediction rows" in _run("predictions", PROJECT, "--env", "dev")
+    assert "3 predictions logged" in _run("predictions", PROJECT, "--env", "dev")
     sql = "SELECT count(*) AS n FROM predictions"
     counted = json.loads(_run("predictions", PROJECT, "--env", "dev", "--sql", sql, "--json"))
     assert counted == [{"n": 3}]

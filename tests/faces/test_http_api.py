@@ -127,8 +127,12 @@ def test_health_is_open_and_every_api_route_needs_a_valid_token(live):
 
 def test_sdk_round_trip_over_http(live, remote, demo_project):
     # Train: the pipeline runs client-side, the bundle is uploaded, the run recorded server-side.
+    started = time.monotonic()
     trained = remote.train(demo_project)
+    wall = time.monotonic() - started
     assert trained.version.project == PROJECT
+    # The run lasted what the fit took on the client, not the instant of the upload.
+    assert 0.2 < (trained.run.duration_seconds or 0) <= wall
     assert trained.version.number == 1
     assert trained.run.status == "succeeded"
     assert trained.run.version_number == 1

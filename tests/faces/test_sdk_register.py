@@ -191,10 +191,23 @@ def test_register_refuses_bad_input(hm, data, fitted):
 
     with pytest.raises(UntrustedContentError) as raised:
         hm.register("bad", fitted, train, target=TARGET, format="pickle")
-    assert "trusted_pickle=True" in raised.value.hint
+    assert "trust_pickle=True" in raised.value.hint
+    assert "HARBOURMASTER_TRUST_PICKLE=1" in raised.value.hint
 
     # Every refusal happened before anything was written.
     assert hm.projects() == []
+
+
+def test_the_pickle_hint_names_an_opt_in_that_works(settings, data, fitted):
+    """Doing what the pickle refusal's hint says registers and loads the version."""
+    from dataclasses import replace
+
+    train, test = data
+    with Client(settings=replace(settings, trust_pickle=True)) as trusting:
+        detail = trusting.register("pickled", fitted, train, target=TARGET, format="pickle", trust_pickle=True)
+        assert detail.format == "pickle"
+        loaded = trusting.load("pickled", detail.number)
+        assert list(loaded.predict(features(test))) == list(fitted.predict(features(test)))
 
 
 def test_register_onnx_model_predicts_like_sklearn(hm, data, fitted):

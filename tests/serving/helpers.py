@@ -71,6 +71,20 @@ def wait_for_revision(server: ServerThread, revision: int, timeout: float = 20.0
     raise AssertionError(f"replica did not reach revision {revision}")
 
 
+STARTED: list[subprocess.Popen[bytes]] = []  # serve processes of the running test (reaped by tests/serving/conftest.py)
+
+
+def reap_started() -> None:
+    """SIGKILL the process group of every serve process a test started and left running (a failed test)."""
+    while STARTED:
+        process = STARTED.pop()
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(10)
+
+
 def serve_process(home: Path, port: int, workers: int = 1, environment: str = "dev") -> subprocess.Popen[bytes]:
     """``harbourmaster serve`` in its own process group (so a signal reaches every worker), waited until every
     worker is ready."""
@@ -84,6 +98,7 @@ def serve_process(home: Path, port: int, workers: int = 1, environment: str = "d
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    STARTED.append(process)
     seen: set[str] = set()  # replica ids of ready workers (each new connection goes to either worker)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

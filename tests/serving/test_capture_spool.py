@@ -202,3 +202,68 @@ def test_a_bad_spooled_line_is_skipped_without_holding_back_the_rest(tmp_path: P
     writer.close()
     assert [rid for rid, _ in logged_keys(store)] == ["g-0", "g-1", "g-2"]
     assert not list(spool.glob("*.seg")) and not list(spool.glob("*.lock"))
+
+
+DIES_WHILE_MAPPED = """
+import os, signal, sys
+from pathlib import Path
+from harbourmaster.serving.capture import Captured, now_us
+from harbourmaster.serving.spool import Spool
+import orjson
+
+spool = Spool(Path(sys.argv[1]), {"environment": "dev", "replica": "mapped"})
+for i in range(40):
+    entry = Captured(now_us(), f"m-{i:03d}", "p", 1, "champion", None, 200, 1.0, [{"x": float(i)}], [0], None)
+    spool.append(orjson.dumps(tuple(entry)) + b"\\n", 1)
+spool.append(b'[1, "torn', 1)  # a line cut short by the death of the process, as a crash mid-copy leaves it
+os.kill(os.getpid(), signal.SIGKILL)  # no seal, no unmap, no sync: the page cache holds the lines
+"""
+
+
+def test_a_segment_whose_writer_died_while_mapped_is_adopted_without_its_zero_tail(tmp_path: Path) -> None:
+    store, spool = ArtifactStore(str(tmp_path / "artifacts")), tmp_path / "spool"
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(DIES_WHILE_MAPPED), str(spool)], capture_output=True, timeout=60
+    )
+    assert done.returncode == -9, done.stderr
+    [segment] = spool.glob("*.seg")
+    assert segment.stat().st_size >= 1 << 20 and segment.read_bytes().endswith(b"\0")  # preallocated, mapped
+    writer = CaptureWriter(store, ServingMetrics("dev"), spool_dir=spool, environment="dev", flush_seconds=0.1)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and list(spool.glob("*.seg")):
+        time.sleep(0.05)
+    writer.close()
+    assert [rid for rid, _ in logged_keys(store)] == [f"m-{i:03d}" for i in range(40)]  # the torn line skipped
+    assert not list(spool.glob("*.seg")) and not list(spool.glob("*.spare"))
+
+
+FILE_SIZE_LIMIT = """
+import resource, signal, sys, time
+from pathlib import Path
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+from harbourmaster.serving.capture import Captured, CaptureWriter, now_us
+from harbourmaster.serving.metrics import ServingMetrics
+uploaded = []
+writer = CaptureWriter(None, ServingMetrics("dev"), spool_dir=Path(sys.argv[1]), sink=lambda k, d: uploaded.append(k),
+                       environment="dev", replica="r", flush_seconds=3600)
+for i in range(400):  # about 100 KB of lines: more than one segment may hold
+    records = [{"x": float(i), "pad": "p" * 150}]
+    writer.submit(Captured(now_us(), f"f-{i:03d}", "p", 1, "champion", None, 200, 1.0, records, [0], None))
+print(writer.accepted, writer.dropped, flush=True)
+writer.close()
+print(len(uploaded), writer.written, flush=True)
+"""
+
+
+def test_a_spool_that_cannot_grow_drops_and_counts_lines_instead_of_crashing(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(FILE_SIZE_LIMIT), str(tmp_path / "spool")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr  # no SIGBUS: blocks are reserved before a mapping grows
+    (accepted, dropped), (uploads, written) = (map(int, line.split()) for line in done.stdout.split("\n")[:2])
+    assert accepted + dropped == 400 and 0 < accepted < 400 and dropped > 0
+    assert uploads == 1 and written == accepted  # what the spool took is logged, the rest counted as dropped

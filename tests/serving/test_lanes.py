@@ -80,3 +80,54 @@ def test_lane_threads_are_daemons_and_exceptions_reach_the_caller() -> None:
 
     asyncio.run(scenario())
     assert seen == [True]
+
+
+def test_calls_up_to_the_limit_run_at_the_same_time_and_idle_threads_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    import harbourmaster.serving.lanes as lanes
+
+    monkeypatch.setattr(lanes, "IDLE_SECONDS", 0.05)
+    barrier = threading.Barrier(4, timeout=5)  # passes only when four calls are inside at once
+
+    async def scenario() -> None:
+        lane = Lane("b", max_in_flight=4, max_queued=0)
+        assert sorted(await asyncio.gather(*(lane.run(lambda n=n: (barrier.wait(), n)[1]) for n in range(4)))) == [
+            0,
+            1,
+            2,
+            3,
+        ]
+        deadline = time.monotonic() + 5
+        while lane.threads and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert lane.threads == 0  # idle threads ended
+        # Calls made while threads are ending are never stranded: each one is answered.
+        for _ in range(50):
+            assert await asyncio.wait_for(lane.run(sum, [1, 1]), 5) == 2
+            await asyncio.sleep(0.001 * (_ % 7))
+        lane.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_call_whose_caller_left_before_it_started_is_not_run() -> None:
+    gate = threading.Event()
+    ran: list[str] = []
+
+    async def scenario() -> None:
+        lane = Lane("c", max_in_flight=2, max_queued=0)
+        blocker = asyncio.create_task(lane.run(gate.wait, 10))
+        await asyncio.sleep(0.05)
+        # The second slot is free, but the call is cancelled before any thread starts it.
+        call = asyncio.create_task(lane.run(ran.append, "late"))
+        await asyncio.sleep(0)
+        call.cancel()
+        gate.set()
+        await blocker
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await asyncio.sleep(0.1)
+        assert lane.figures() == (0, 0, 0)
+        lane.close()
+
+    asyncio.run(scenario())
+    assert ran in ([], ["late"])  # a thread may have started it before the cancel landed; never twice

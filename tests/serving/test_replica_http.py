@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import make_settings
 from tests.serving.helpers import FLAG, PROJECT, record, train_versions, wait_for_revision
 
+import harbourmaster.serving.app as serving_app
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.platform import Platform
 from harbourmaster.serving.replica import ReplicaOptions
@@ -339,8 +340,16 @@ def test_batch_scoring_is_recorded_as_a_run(world: dict, tmp_path: Path) -> None
     assert failed.status == "failed" and "mean radius" in failed.error
 
 
-def test_every_status_is_counted_and_refusals_are_logged(world: dict) -> None:
+def test_every_status_is_counted_and_refusals_are_logged(world: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     platform, client, versions = world["platform"], world["client"], world["versions"]
+    parse_v1 = serving_app._records_from_v1
+
+    def parse_or_fail(body: object) -> object:  # a bug of the replica's own (not the model's) on one request
+        if isinstance(body, dict) and body.get("internal-bug"):
+            raise RuntimeError("a bug in the replica")
+        return parse_v1(body)
+
+    monkeypatch.setattr(serving_app, "_records_from_v1", parse_or_fail)
     reset(world)
     platform.deployments.deploy(ACTOR, PROJECT, versions["faulty"], "dev")
     wait_for_revision(world["server"], platform.deployments.get(ACTOR, PROJECT, "dev").revision)
@@ -353,6 +362,7 @@ def test_every_status_is_counted_and_refusals_are_logged(world: dict) -> None:
         "st-413": ("POST", url, huge, 413, "too_large", PROJECT),
         "st-422": ("POST", url, b'{"records": []}', 422, "invalid_input", PROJECT),
         "st-503": ("POST", url, orjson.dumps(record(platform, **{"mean texture": FLAG})), 503, "error", PROJECT),
+        "st-500": ("POST", url, b'{"internal-bug": true}', 500, "internal", PROJECT),
     }
 
     def counts() -> dict[tuple[str, str, str], float]:

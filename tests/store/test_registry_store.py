@@ -269,7 +269,9 @@ def test_training_records_a_succeeded_run(platform: Platform, demo_project: Path
     assert run.details["holdout_rows"] == 143
     assert run.details["metrics"] == pytest.approx(result.version.metrics)
     assert run.details["project_dir"] == str(demo_project.absolute())
-    assert platform.training.list_runs(ACTOR, "other") == []
+    with pytest.raises(NotFoundError) as unknown:  # a mistyped project is named, not an empty list
+        platform.training.list_runs(ACTOR, "other")
+    assert "breast-cancer" in (unknown.value.hint or "")
 
 
 # -- concurrency ------------------------------------------------------------------------

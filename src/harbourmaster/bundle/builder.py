@@ -51,6 +51,7 @@ def build_bundle(
     trusted_pickle: bool = False,
     policy: TrustPolicy | None = None,
     reference_sample: bytes | None = None,
+    project: str | None = None,
 ) -> Bundle:
     """Serialize ``model`` and assemble a verified, content-addressed bundle.
 
@@ -58,14 +59,15 @@ def build_bundle(
     are acceptable; the project's own code modules are always added to it.
     ``reference_sample`` (Parquet bytes) is stored as ``reference/sample.parquet``. A
     model that could not be loaded back under it is refused here, before it is
-    registered.
+    registered (``project`` is named in the hint).
     """
     fmt = format_for(format)
     if fmt.name == "pickle" and not trusted_pickle:
         raise UntrustedContentError(
             "format 'pickle' can run arbitrary code when loaded and is refused by default",
-            "use format 'skops' (or 'onnx'); pass trusted_pickle=True and "
-            f"{TRUST_PICKLE_HINT} only if skops cannot store this model",
+            "use format 'skops' (or 'onnx'); only if skops cannot store this model, opt in with "
+            "trust_pickle = true under [serialization] in harbourmaster.toml (or Client.register(..., "
+            f"trust_pickle=True)) and {TRUST_PICKLE_HINT}",
         )
     bad_metrics = [name for name, value in metrics.items() if not math.isfinite(value)]
     if bad_metrics:
@@ -87,7 +89,7 @@ def build_bundle(
         )
         refused = fmt.refused_types(model_bytes, check)
         if refused:
-            raise untrusted_type_error(refused, "the fitted pipeline")
+            raise untrusted_type_error(refused, "the fitted pipeline", project)
 
     files: dict[str, bytes] = {fmt.file_name: model_bytes}
     if reference_sample is not None:

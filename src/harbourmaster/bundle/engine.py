@@ -2,9 +2,11 @@
 
 One decision, made the same way at registration (recorded in the version's lineage under ``serving``, so
 ``harbourmaster show`` can say it without loading model code) and when a replica or batch scorer loads the
-version: a pipeline made only of scikit-learn classes over numeric inputs is converted to ONNX in double
-precision (``skl2onnx``) and kept only if it gives the same labels, and probabilities or values within
-``EXACT_TOLERANCE``, as the pipeline on a sample drawn from the reference profile. Anything else, with the
+version: a pipeline made only of scikit-learn classes (and XGBoost or LightGBM estimators, through the
+onnxmltools converters, see ``bundle.libraries``) over numeric inputs is converted to ONNX in double
+precision (``skl2onnx``; float32 where the converter only makes float32 graphs) and kept only if it gives
+the same labels, and probabilities or values within ``EXACT_TOLERANCE``, as the pipeline on a sample drawn
+from the reference profile. Anything else, with the
 reason, is served by scikit-learn through ``SklearnPlan``: the pipeline's steps called directly, on a numpy
 matrix when the fitted pipeline does not need column names, with labels derived from ``predict_proba`` where
 that is exactly what ``predict`` does; each shortcut is checked against the pipeline itself at load.
@@ -20,6 +22,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from harbourmaster.bundle.libraries import for_conversion, is_library_estimator, register_onnx_converters
 
 log = logging.getLogger("harbourmaster.bundle")
 
@@ -59,14 +63,21 @@ class EngineChoice:
 class OnnxRunner:
     """An onnxruntime session over the float64 matrix of a batch: labels (or values) and probabilities."""
 
-    __slots__ = ("input_name", "session")
+    __slots__ = ("input_name", "input_type", "output_names", "session")
 
     def __init__(self, session: Any) -> None:
         self.session = session
-        self.input_name: str = session.get_inputs()[0].name
+        first = session.get_inputs()[0]
+        self.input_name: str = first.name
+        # float32 for graphs whose converter makes no other (XGBoost, LightGBM); float64 otherwise
+        self.input_type: Any = np.float32 if first.type == "tensor(float)" else None
+        # Named once: with None, onnxruntime lists the outputs again on every call.
+        self.output_names: list[str] = [output.name for output in session.get_outputs()]
 
     def run(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        outputs = self.session.run(None, {self.input_name: matrix})
+        if self.input_type is not None:
+            matrix = matrix.astype(self.input_type)
+        outputs = self.session.run(self.output_names, {self.input_name: matrix})
         labels = np.asarray(outputs[0]).reshape(len(matrix), -1)
         if labels.shape[1] == 1:
             labels = labels.reshape(-1)
@@ -96,6 +107,8 @@ def components(model: Any) -> Iterator[Any]:
 def _project_code(model: Any) -> str | None:
     """The first piece of project code in ``model`` (a custom class or a function transformer), described."""
     for part in components(model):
+        if is_library_estimator(part):
+            continue
         if not type(part).__module__.startswith("sklearn."):
             kind = "transformer" if hasattr(part, "transform") and not hasattr(part, "predict") else "estimator"
             return f"custom {kind} {_name(part)} has no ONNX converter"
@@ -150,12 +163,13 @@ def _convert(model: Any, sample: np.ndarray, frame: pd.DataFrame, classifier: bo
         from skl2onnx import to_onnx
     except ImportError as exc:  # a regular dependency: only a broken install gets here
         return f"the ONNX converter is not installed ({exc.name})"
+    boosted = any(is_library_estimator(part) for part in components(model))
+    if boosted:
+        missing = register_onnx_converters()
+        if missing is not None:
+            return missing
     try:
-        proto = to_onnx(model, sample[:1], options={"zipmap": False} if classifier else None)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        session = _session(ort, to_onnx, model, sample, classifier, boosted)
     except Exception as exc:  # the converter's refusal, whatever its type, is the reason
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return f"skl2onnx cannot convert it ({type(exc).__name__}: {text[:160]})"
@@ -172,6 +186,28 @@ def _convert(model: Any, sample: np.ndarray, frame: pd.DataFrame, classifier: bo
         if not gap <= EXACT_TOLERANCE:
             return f"ONNX answers differ from scikit-learn's (probabilities by up to {gap:.1e})"
     return runner
+
+
+def _session(ort: Any, to_onnx: Any, model: Any, sample: np.ndarray, classifier: bool, boosted: bool) -> Any:
+    """An onnxruntime session over the converted pipeline (raises the converter's or runtime's refusal)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    convert_options = {"zipmap": False} if classifier else None
+    if not boosted:
+        proto = to_onnx(model, sample[:1], options=convert_options)
+        return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    # onnxmltools writes ai.onnx.ml opset 3 trees; its graphs are consistent in float32 only.
+    from skl2onnx import get_latest_tested_opset_version
+
+    opsets = {"": get_latest_tested_opset_version(), "ai.onnx.ml": 3}
+    converted = for_conversion(model)
+    try:
+        proto = to_onnx(converted, sample[:1], options=convert_options, target_opset=opsets)
+        return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception:  # a double graph the runtime refuses: try the converter's float32 graph
+        proto = to_onnx(converted, sample[:1].astype(np.float32), options=convert_options, target_opset=opsets)
+        return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
 def choose_engine(

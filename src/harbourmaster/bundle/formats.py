@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from harbourmaster.bundle.libraries import LIBRARY_TYPES, require_installed
 from harbourmaster.config import DEFAULT_TRUSTED_TYPE_PREFIXES
 from harbourmaster.errors import InvalidInputError, UntrustedContentError
 
@@ -117,6 +118,7 @@ class TrustPolicy:
             return False
         return (
             type_name.startswith(self.trusted_type_prefixes)
+            or type_name in LIBRARY_TYPES
             or type_name in self.trusted_types
             or type_name.split(".", 1)[0] in self.code_modules
         )
@@ -264,6 +266,7 @@ class SkopsFormat:
         refused = self.refused_types(data, policy)
         if refused:
             raise untrusted_type_error(refused, self.file_name)
+        require_installed(self.referenced_types(data), self.file_name)
         found = self.untrusted_types(data)
         # Only the types the platform allows, never the file's own list.
         allowed = [name for name in found if policy.allows(name)]

@@ -23,6 +23,7 @@ from harbourmaster.bundle.formats import (
     referenced_types,
     untrusted_type_error,
 )
+from harbourmaster.bundle.libraries import LIBRARY_TYPES
 from harbourmaster.bundle.storage import bundle_code_modules
 from harbourmaster.config import Settings
 from harbourmaster.errors import InvalidInputError, UntrustedContentError
@@ -94,7 +95,7 @@ def type_statuses(
             status = "pickle"
         elif name not in untrusted:
             status = "skops-default"
-        elif name.startswith(tuple(settings.trusted_type_prefixes)):
+        elif name.startswith(tuple(settings.trusted_type_prefixes)) or name in LIBRARY_TYPES:
             status = "platform"
         elif name in project_types:
             status = "project"

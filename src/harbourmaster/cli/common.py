@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+import json
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -48,3 +52,61 @@ def metrics_origin(source: str, rows: int | None, *, long: bool = False) -> str:
     if unfit:
         text += f"; unfit for metric gates (fewer than {DEFAULT_MIN_EVALUATION_ROWS} rows by default)"
     return text
+
+
+def read_json_file(path: Path, what: str) -> Any:
+    """The JSON in ``path``; a missing or malformed file is an input error naming it (``what`` says what it holds)."""
+    from harbourmaster.errors import InvalidInputError
+
+    try:
+        text = path.read_text()
+    except FileNotFoundError as exc:
+        raise InvalidInputError(f"{path} does not exist", f"give the path of a JSON file with {what}") from exc
+    except IsADirectoryError as exc:
+        raise InvalidInputError(f"{path} is a folder", f"give the path of a JSON file with {what}") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"{path} is not valid JSON: {exc}", f"fix the file: it holds {what}") from exc
+
+
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """Like :func:`read_json_file`, for files that must hold one JSON object."""
+    from harbourmaster.errors import InvalidInputError
+
+    value = read_json_file(path, what)
+    if not isinstance(value, dict):
+        raise InvalidInputError(
+            f"{path} holds a JSON {type(value).__name__}, not an object", f"write {what} as one JSON object {{...}}"
+        )
+    return value
+
+
+def parse_json_option(text: str, option: str) -> Any:
+    """The JSON value given to ``option`` on the command line; text that is not JSON is named with the fix."""
+    from harbourmaster.errors import InvalidInputError
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(
+            f"{option} {text!r} is not JSON",
+            f"give a number ({option} 0.5), a quoted text ({option} '\"{text}\"') or another JSON value",
+        ) from exc
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "min": 60, "h": 3_600, "d": 86_400, "w": 604_800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """A lifetime typed on the command line: a positive number and a unit, e.g. 30m, 12h, 7d, 2w (or 90s)."""
+    from harbourmaster.errors import InvalidInputError
+
+    match = _DURATION.match(text.strip().lower())
+    if not match:
+        raise InvalidInputError(f"{text!r} is not a duration", "use a number and a unit: e.g. 30m, 12h, 7d or 2w")
+    duration = timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    if duration <= timedelta(0):  # zero would read as "no lifetime given", i.e. never expiring
+        raise InvalidInputError(f"{text!r} is no time at all", "give a positive duration, e.g. 30m or 7d")
+    return duration

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json as jsonlib
-import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from harbourmaster.cli import output
-from harbourmaster.cli.common import JsonOption, TokenOption, UrlOption, client
+from harbourmaster.cli.common import (
+    JsonOption,
+    TokenOption,
+    UrlOption,
+    client,
+    parse_duration,
+    read_json_object,
+)
 from harbourmaster.core.duties import human_duration
 from harbourmaster.core.permissions import ROLE_NAMES, permission_table_markdown
 from harbourmaster.errors import InvalidInputError
@@ -20,16 +26,6 @@ users_app = typer.Typer(help="Users, their roles and per-environment grants (adm
 tokens_app = typer.Typer(help="API tokens: shown once, stored hashed, expiring and revocable.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit log (auditors and admins).", no_args_is_help=True)
 environments_app = typer.Typer(help="The ordered environments and their gates, sign-offs and SLA.")
-
-DURATION = re.compile(r"^(\d+(?:\.\d+)?)([mhdw])$")
-
-
-def parse_duration(text: str) -> timedelta:
-    match = DURATION.match(text.strip())
-    if not match:
-        raise InvalidInputError(f"{text!r} is not a duration", "use e.g. 45m, 12h, 30d or 2w")
-    amount, unit = float(match.group(1)), match.group(2)
-    return timedelta(seconds=amount * {"m": 60, "h": 3_600, "d": 86_400, "w": 604_800}[unit])
 
 
 def parse_time(text: str) -> datetime:
@@ -69,13 +65,26 @@ def promote(
     token: TokenOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Move a version into the next environment, through every gate there."""
+    """Move a version into the next environment, through every gate there.
+
+    With --check nothing moves: the gates' verdicts are printed, and the exit code is 1 when one fails
+    (so a script or CI step can stop there).
+    """
     with client(url, token) as hm:
         if check:
             verdicts = hm.check_promotion(project, version, to)
             if json:
-                return output.print_json(verdicts)
-            _print_gates(verdicts)
+                output.print_json(verdicts)
+            else:
+                _print_gates(verdicts)
+            failed = [verdict.gate for verdict in verdicts if not verdict.passed]
+            if failed:
+                if not json:
+                    output.fail(
+                        f"v{version} would not enter {to}: {', '.join(failed)} failed",
+                        "fix what each failing gate names, then check again",
+                    )
+                raise typer.Exit(1)
             return
         challenger = None
         if canary is not None or shadow:
@@ -404,7 +413,7 @@ def users_roles_table() -> None:
 def tokens_create(
     user: Annotated[str | None, typer.Option("--user", help="For this user (admins); default yourself.")] = None,
     name: Annotated[str, typer.Option("--name", help="A label, e.g. the machine that uses it.")] = "default",
-    expires_in: Annotated[str | None, typer.Option("--expires-in", help="e.g. 12h, 30d, 2w")] = None,
+    expires_in: Annotated[str | None, typer.Option("--expires-in", help="Lifetime, e.g. 30m, 12h, 30d, 2w.")] = None,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
@@ -550,8 +559,13 @@ def audit_export(
     token: TokenOption = None,
 ) -> None:
     """Export entries with the chain head, for a regulator; verify it with `audit verify-export`."""
-    with client(url, token) as hm:
+    from harbourmaster.cli.progress import progress
+
+    with client(url, token) as hm, progress("Exporting the audit log") as report:
+        report.stage("reading and signing entries")
         text = hm.audit_export(parse_time(since) if since else None, format)
+        if out:
+            report.stage(f"writing {out}")
     if out:
         out.write_text(text)
         output.console.print(f"Wrote {out}")
@@ -635,17 +649,12 @@ def environments_list(
 def environments_configure(
     name: str,
     config_file: Annotated[Path, typer.Option("--file", help="JSON file with the environment's configuration.")],
-    position: Annotated[int | None, typer.Option(help="Place in the order (0 = first).")] = None,
+    position: Annotated[int | None, typer.Option(min=0, help="Place in the order (0 = first).")] = None,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
     """Create or replace an environment's configuration (admins; audited)."""
-    try:
-        config = jsonlib.loads(config_file.read_text())
-    except FileNotFoundError as exc:
-        raise InvalidInputError(f"{config_file} does not exist", "give a JSON file") from exc
-    except jsonlib.JSONDecodeError as exc:
-        raise InvalidInputError(f"{config_file} is not valid JSON: {exc}", "fix the JSON") from exc
+    config = read_json_object(config_file, "the environment's configuration (see docs/governance.md)")
     with client(url, token) as hm:
         env = hm.configure_environment(name, config, position)
     output.console.print(f"Environment {env.name} (position {env.position}) configured.")

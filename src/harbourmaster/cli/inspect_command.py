@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from harbourmaster.bundle.libraries import LIBRARY_TYPES
 from harbourmaster.cli import output
 from harbourmaster.cli.common import JsonOption, TokenOption, UrlOption, client
 from harbourmaster.schemas import ProjectTrust, VersionInspection
@@ -124,4 +125,5 @@ def _show_trust(result: ProjectTrust) -> None:
         f"[bold]{escape(result.project)}[/] trusts (admin-set): {escape(', '.join(result.trusted_types) or 'none')}"
     )
     out.print(f"platform trusts prefixes: {escape(', '.join(result.platform_trusted_types))}")
+    out.print(f"platform trusts exactly: {escape(', '.join(sorted(LIBRARY_TYPES)))}")
     out.print(f"pickle model files: {'accepted (HARBOURMASTER_TRUST_PICKLE)' if result.trust_pickle else 'refused'}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +22,24 @@ app = typer.Typer(
 )
 
 from harbourmaster.cli.common import JsonOption, TokenOption, UrlOption, client, metrics_origin  # noqa: E402
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from harbourmaster import __version__
+
+        print(f"harbourmaster {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Self-hosted MLOps: versioned scoring pipelines from experiment to a governed production."""
 
 
 @app.command()
@@ -137,7 +156,20 @@ def show(
     )
     out.print(f"  code: {code_text}")
     out.print(f"  parent version: {lineage.get('parent_version') or '-'}")
-    out.print(f"  parameters: {lineage.get('parameters', {})}")
+    out.print(f"  parameters: {_parameters_text(lineage.get('parameters', {}))}", markup=False, highlight=False)
+
+
+def _parameters_text(parameters: dict) -> str:
+    """Lineage parameters on one line: values as they are, estimators by class (``show --json`` has it all)."""
+
+    def short(value: object) -> str:
+        if isinstance(value, dict) and "estimator" in value:
+            return str(value["estimator"]).rpartition(":")[2]
+        if isinstance(value, list):
+            return "[" + ", ".join(short(item) for item in value) + "]"
+        return str(value)
+
+    return ", ".join(f"{key}={short(value)}" for key, value in parameters.items()) or "-"
 
 
 def _range_or_categories(column: dict) -> str:
@@ -170,14 +202,7 @@ def diff(
         "metrics",
         ["metric", f"v{result.old}", f"v{result.new}", "change"],
         [
-            (
-                m.name,
-                output.number(m.before),
-                output.number(m.after),
-                "-"
-                if m.delta is None
-                else f"{m.delta:+.4f} ({'better' if m.improved else 'worse' if m.improved is False else 'same'})",
-            )
+            (m.name, output.number(m.before), output.number(m.after), _metric_change(m.delta, m.improved))
             for m in result.metric_changes
         ],
     )
@@ -192,6 +217,14 @@ def diff(
         )
     for key, change in result.lineage_changes.items():
         out.print(f"lineage {key}: {change.before} -> {change.after}")
+
+
+def _metric_change(delta: float | None, improved: bool | None) -> str:
+    if delta is None:
+        return "-"
+    if delta == 0:
+        return "same"
+    return f"{delta:+.4f} ({'better' if improved else 'worse' if improved is False else 'changed'})"
 
 
 @app.command()
@@ -221,19 +254,24 @@ def train(
     project_dir: Annotated[Path, typer.Argument(help="Folder holding harbourmaster.toml.")],
     data: Annotated[
         str | None,
-        typer.Option("--data", help="Train on this CSV/Parquet instead of the declared source."),
+        typer.Option(
+            "--data",
+            help="Train on this CSV/Parquet (a path from the current directory, or a URL), not the declared source.",
+        ),
     ] = None,
     url: UrlOption = None,
     token: TokenOption = None,
     json: JsonOption = False,
 ) -> None:
     """Train a project from its folder and register the new version."""
+    from harbourmaster.cli.progress import progress
     from harbourmaster.store.data_sources import DataSource
 
     with client(url, token) as hm:
         if not json:
             output.console.print(f"Training {project_dir} ...")
-        result = hm.train(project_dir, data=DataSource(path=data) if data else None)
+        with progress(f"Training {project_dir.name or project_dir}") as report:
+            result = hm.train(project_dir, data=DataSource(path=_from_here(data)) if data else None, progress=report)
     if json:
         return output.print_json(result)
     version, run = result.version, result.run
@@ -242,6 +280,14 @@ def train(
         f"[green]Registered {version.project} v{version.number}[/] (sha256:{version.digest[:12]}) "
         f"from {run.details.get('rows', '?')} rows in {run.duration_seconds or 0:.1f}s; held-out {metrics}"
     )
+
+
+def _from_here(path: str) -> str:
+    """A path typed on the command line means the file as seen from the current directory, as in any
+    shell command (a relative ``[data] source`` in harbourmaster.toml is the project folder's)."""
+    if "://" in path:
+        return path
+    return str(Path(path).expanduser().absolute())
 
 
 @app.command()
@@ -350,15 +396,25 @@ def demo(
 PENDING_EXIT_CODE = 3  # the step was recorded and waits for a second admin
 
 
-def run() -> None:
-    """Console entry point: errors become a message and a non-zero exit, never a traceback."""
+def run(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: errors become a message and a non-zero exit, never a traceback.
+
+    ``argv`` defaults to the process's arguments; tests pass their own.
+    """
     try:
-        app()
+        app(args=list(argv) if argv is not None else None, prog_name="harbourmaster")
     except ConfirmationRequiredError as exc:
         output.pending(exc.message, exc.hint)
         sys.exit(PENDING_EXIT_CODE)
     except HarbourmasterError as exc:
         output.fail(exc.message, exc.hint)
+        sys.exit(1)
+    except OSError as exc:
+        # A path the user gave (or the home) that cannot be read or written: name it, not a traceback.
+        where = f": {exc.filename}" if exc.filename else ""
+        output.fail(
+            f"{exc.strerror or exc}{where}", "check the path: its folder must exist and you must be allowed to use it"
+        )
         sys.exit(1)
     except KeyboardInterrupt:
         output.fail("interrupted")

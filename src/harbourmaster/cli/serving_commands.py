@@ -15,7 +15,16 @@ from typing import Annotated, Any
 import typer
 
 from harbourmaster.cli import output
-from harbourmaster.cli.common import JsonOption, TokenOption, UrlOption, client
+from harbourmaster.cli.common import (
+    JsonOption,
+    TokenOption,
+    UrlOption,
+    client,
+    parse_duration,
+    parse_json_option,
+    read_json_object,
+)
+from harbourmaster.errors import InvalidInputError
 
 EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment (dev, test, prod ...).")]
 
@@ -155,9 +164,9 @@ def fallback(
     json: JsonOption = False,
 ) -> None:
     """Set the fallback chain: a failover version, then rules (table, constant or project function)."""
-    config: dict[str, Any] = jsonlib.loads(rules.read_text()) if rules else {}
+    config: dict[str, Any] = read_json_object(rules, "fallback rules: {rules: [...], default: ...}") if rules else {}
     if default is not None:
-        config["default"] = jsonlib.loads(default)
+        config["default"] = parse_json_option(default, "--default")
     if function is not None:
         config["function"] = function
     with client(url, token) as hm:
@@ -265,17 +274,22 @@ def score(
     With --url this is a data-plane job holding a replica credential of ENV: the bundle comes from the
     control plane (verified), the scoring runs here, and the control plane records the run.
     """
+    from harbourmaster.cli.progress import progress
+
     if url:
         from harbourmaster.serving.batch import score_remote
         from harbourmaster.serving.control_plane import RemoteControlPlane
 
         control_plane = RemoteControlPlane(url, token, env)
         try:
-            run = score_remote(control_plane, project, input, output_path)
+            with progress(f"Scoring {input.name}") as report:
+                run = score_remote(control_plane, project, input, output_path, report)
         finally:
             control_plane.close()
     else:
-        run = _platform().scoring.score(_actor(), project, env, input, output_path)
+        platform = _platform()
+        with progress(f"Scoring {input.name}") as report:
+            run = platform.scoring.score(_actor(), project, env, input, output_path, report)
     if json:
         return output.print_json(run)
     if run.status != "succeeded":
@@ -325,6 +339,10 @@ def predictions(
     project: str,
     env: EnvOption = "dev",
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="Rows to show.")] = 20,
+    columns: Annotated[
+        str | None,
+        typer.Option("--columns", help="Comma-separated columns to show whole, e.g. request_id,inputs,probabilities."),
+    ] = None,
     sql: Annotated[
         str | None, typer.Option(help="DuckDB SQL over the views predictions and feedback (embedded only).")
     ] = None,
@@ -332,7 +350,14 @@ def predictions(
     token: TokenOption = None,
     json: JsonOption = False,
 ) -> None:
-    """The prediction log of a project: the newest rows and the count (reads of a guarded one are audited)."""
+    """The prediction log of a project: the newest rows and the count (reads of a guarded one are audited).
+
+    Shows the key columns, with each record's inputs summarised; --columns picks others (shown whole) and
+    --json prints every column of every row.
+    """
+    from harbourmaster.cli import prediction_view
+    from harbourmaster.store.prediction_log import PREDICTION_SCHEMA
+
     if sql:
         if url:
             raise typer.BadParameter("--sql runs embedded only (no SQL runs on the control plane); use --limit/--json")
@@ -344,10 +369,23 @@ def predictions(
         rows, count = answer["rows"], answer["count"]
     if json:
         return output.print_json(rows)
+    if sql:  # a query's own columns, as it asked for them
+        chosen = (
+            list(frame.columns) if columns is None else prediction_view.choose_columns(list(frame.columns), columns)
+        )
+    else:
+        chosen = prediction_view.choose_columns(PREDICTION_SCHEMA.names, columns)
     if count is not None:
-        output.console.print(f"{count} logged prediction rows for {project} in {env}")
-    columns = list(rows[0]) if rows else []
-    output.table(None, columns, [tuple(str(row.get(c)) for c in columns) for row in rows])
+        output.console.print(f"{count} predictions logged for {project} in {env} (refused requests not counted)")
+    if not rows:
+        return
+    requested = sql is not None or columns is not None
+    output.table(None, chosen, prediction_view.table_rows(rows, chosen, requested=requested))
+    if not requested:
+        output.console.print(
+            f"newest {len(rows)} shown; every column: --json, or pick some: --columns request_id,inputs,probabilities",
+            style="dim",
+        )
 
 
 replica_tokens = typer.Typer(
@@ -360,12 +398,19 @@ replica_tokens = typer.Typer(
 def create_replica_token(
     env: EnvOption,
     name: Annotated[str, typer.Option(help="A name to recognise it by (e.g. the replica group).")] = "replica",
-    expires_in_days: Annotated[float | None, typer.Option(min=0.001, help="Lifetime in days.")] = None,
+    expires_in: Annotated[str | None, typer.Option("--expires-in", help="Lifetime, e.g. 30m, 12h, 90d.")] = None,
+    expires_in_days: Annotated[
+        float | None, typer.Option(min=0.001, help="Lifetime in days (older spelling of --expires-in).")
+    ] = None,
     url: UrlOption = None,
     token: TokenOption = None,
     json: JsonOption = False,
 ) -> None:
     """Mint a replica credential for ENV; it is shown once (give it to `serve --url` as HARBOURMASTER_TOKEN)."""
+    if expires_in is not None and expires_in_days is not None:
+        raise InvalidInputError("give --expires-in or --expires-in-days, not both", "e.g. --expires-in 90d")
+    if expires_in is not None:
+        expires_in_days = parse_duration(expires_in).total_seconds() / 86_400
     with client(url, token) as hm:
         issued = hm.create_replica_credential(env, name, expires_in_days)
     if json:

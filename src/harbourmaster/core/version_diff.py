@@ -12,7 +12,7 @@ __all__ = ["MetricChange", "diff_metrics"]
 
 
 class MetricChange(BaseModel):
-    """One metric before and after; ``improved`` is None when it cannot be told."""
+    """One metric before and after; ``improved`` is None when the value is the same or it cannot be told."""
 
     name: str
     before: float | None = None
@@ -32,7 +32,7 @@ def diff_metrics(old: dict[str, float], new: dict[str, float]) -> list[MetricCha
     """Compare metrics of an old and a new version, old names first, then new ones.
 
     ``delta`` is ``after - before``; ``improved`` follows ``lower_is_better`` and is
-    False for an unchanged value, None when either side is missing or not finite.
+    None for an unchanged value (neither better nor worse) and when either side is missing or not finite.
     """
     names = list(old) + [name for name in new if name not in old]
     changes: list[MetricChange] = []
@@ -41,6 +41,7 @@ def diff_metrics(old: dict[str, float], new: dict[str, float]) -> list[MetricCha
         delta = improved = None
         if before is not None and after is not None:
             delta = after - before
-            improved = delta < 0 if lower_is_better(name) else delta > 0
+            if delta != 0:
+                improved = delta < 0 if lower_is_better(name) else delta > 0
         changes.append(MetricChange(name=name, before=before, after=after, delta=delta, improved=improved))
     return changes

@@ -200,6 +200,7 @@ class ApprovalService:
         with self._platform.db.reader() as session:
             query = select(ApprovalRow).order_by(ApprovalRow.id.desc())
             if project:
+                self._platform.registry.project_row(session, project)  # a typo is named, not an empty list
                 query = query.where(ApprovalRow.project == project)
             approvals = [approval_info(row) for row in session.scalars(query)]
         self._platform.access.audit_guarded_read(

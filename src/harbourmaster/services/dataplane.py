@@ -92,6 +92,9 @@ class DesiredState(BaseModel):
     environment: Environment
     deployments: list[DeploymentState]
     trusted_types: dict[str, list[str]]  # project -> the project's extra trusted types for loading
+    # The control plane's trusted type prefixes (HARBOURMASTER_TRUSTED_TYPES included): registration checked
+    # the model files against them, so a replica loads with them too, whatever its own environment says.
+    platform_trusted_types: list[str] = []
 
 
 MAX_REFUSAL_TALLIES = 200  # per report: a replica's guard folds the rest into one tally
@@ -148,7 +151,7 @@ class DataPlaneService:
         if not _NAME.fullmatch(name or ""):
             raise InvalidInputError(f"{name!r} is not a valid credential name", "letters, digits, '.', '_', '@', '-'")
         if expires_in is not None and expires_in.total_seconds() <= 0:
-            raise InvalidInputError("a credential's lifetime must be positive", "e.g. --expires-in-days 90")
+            raise InvalidInputError("a credential's lifetime must be positive", "e.g. --expires-in 90d")
         secret = REPLICA_TOKEN_PREFIX + secrets.token_urlsafe(32)
         expires_at = datetime.now(UTC) + expires_in if expires_in else None
         with self._platform.db.transaction() as session:
@@ -178,6 +181,7 @@ class DataPlaneService:
         with self._platform.db.reader() as session:
             query = select(ReplicaCredentialRow).order_by(ReplicaCredentialRow.id)
             if environment:
+                self._platform.environments.row(session, environment)  # a typo is named, not an empty list
                 query = query.where(ReplicaCredentialRow.environment == environment)
             return [_credential_info(row) for row in session.scalars(query)]
 
@@ -275,7 +279,12 @@ class DataPlaneService:
             ).all()
             states = [deployment_state(row) for row in rows]
             trusted = {row.project.name: list(row.project.trusted_types or []) for row in rows}
-        return DesiredState(environment=env, deployments=states, trusted_types=trusted)
+        return DesiredState(
+            environment=env,
+            deployments=states,
+            trusted_types=trusted,
+            platform_trusted_types=list(self._platform.settings.trusted_type_prefixes),
+        )
 
     def bundle(self, actor: Actor, environment: str, digest: str) -> Bundle:
         """A bundle deployed in ``environment``, verified against its digest (nothing else is served)."""

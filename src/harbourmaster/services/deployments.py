@@ -78,8 +78,10 @@ class DeploymentService:
         with self._platform.db.reader() as session:
             query = select(DeploymentRow).join(ProjectRow).order_by(ProjectRow.name, DeploymentRow.environment)
             if environment:
+                self._platform.environments.row(session, environment)  # a typo is named, not an empty list
                 query = query.where(DeploymentRow.environment == environment)
             if project:
+                self._platform.registry.project_row(session, project)
                 query = query.where(ProjectRow.name == project)
             states = [deployment_state(row) for row in session.scalars(query)]
         if audit_read:

@@ -39,6 +39,7 @@ class HistoryService:
                 .order_by(DeploymentEventRow.id.desc())
             )
             if environment:
+                self._platform.environments.row(session, environment)  # a typo is named, not "never served"
                 query = query.where(DeploymentEventRow.environment == environment)
             if at is not None:
                 query = query.where(DeploymentEventRow.created_at <= at)

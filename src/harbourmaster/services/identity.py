@@ -395,6 +395,7 @@ class IdentityService:
         with self._platform.db.reader() as session:
             query = select(TokenRow).join(UserRow).order_by(TokenRow.id)
             if user:
+                self._user(session, user)  # a typo is named, not an empty list
                 query = query.where(UserRow.name == user)
             return [_token_info(row) for row in session.scalars(query)]
 

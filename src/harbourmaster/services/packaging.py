@@ -52,14 +52,39 @@ def json_safe(value: Any) -> Any:
 
 
 def describe_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Parameters as JSON: plain values kept, estimators and callables named."""
-    described: dict[str, Any] = {}
-    for key, value in params.items():
-        if isinstance(value, str | int | float | bool) or value is None or isinstance(value, list | tuple | dict):
-            described[key] = json_safe(value)
-        else:
-            described[key] = type(value).__name__
-    return described
+    """Parameters as JSON: plain values kept, estimators and callables named.
+
+    The description depends only on what was fitted, never on where it sits in memory, so two
+    identical trainings record identical lineage (no ``repr`` with an ``0x...`` address).
+    """
+    return {str(key): describe_value(value) for key, value in params.items()}
+
+
+def describe_value(value: Any, depth: int = 0) -> Any:
+    """One parameter as JSON: estimators as their class and parameters, callables as module:name."""
+    if isinstance(value, str | int | float | bool) or value is None or isinstance(value, np.generic):
+        return json_safe(value)
+    if depth > 8:  # deeper nesting than any real pipeline: name it rather than recurse without end
+        return _qualified_name(type(value))
+    if isinstance(value, dict):
+        return {str(key): describe_value(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [describe_value(item, depth + 1) for item in value]
+    if isinstance(value, type) or (callable(value) and not hasattr(value, "get_params")):
+        return _qualified_name(value)
+    if hasattr(value, "get_params"):
+        try:
+            inner = value.get_params(deep=False)
+        except Exception:  # a third-party estimator's get_params may fail; the class still names it
+            inner = {}
+        return {"estimator": _qualified_name(type(value)), "params": describe_params(inner)}
+    return _qualified_name(type(value))
+
+
+def _qualified_name(thing: Any) -> str:
+    module = getattr(thing, "__module__", None) or ""
+    name = getattr(thing, "__qualname__", None) or getattr(thing, "__name__", None) or type(thing).__name__
+    return f"{module}:{name}" if module else str(name)
 
 
 def runtime_versions() -> dict[str, str]:
@@ -87,6 +112,7 @@ def package_version(
     policy: TrustPolicy | None = None,
     sensitive: Sequence[str] = (),
     reference_sample_rows: int = REFERENCE_SAMPLE_ROWS,
+    project: str | None = None,
 ) -> Bundle:
     """Build the bundle of a fitted pipeline from the raw features it was trained on.
 
@@ -99,6 +125,7 @@ def package_version(
     Up to ``reference_sample_rows`` training rows (drawn with a fixed seed, sensitive columns left out)
     and the pipeline's predictions on them are kept as ``reference/sample.parquet`` for the exact drift
     tests; 0 keeps none (drift then uses the histogram profile).
+    ``project`` names the project in a refusal's hint.
     """
     predictor = _onnx_predictor(model) if format == "onnx" else model
     if features.empty:
@@ -149,6 +176,7 @@ def package_version(
         trusted_pickle=trusted_pickle,
         policy=policy,
         reference_sample=reference_sample_bytes(predictor, features, sensitive, reference_sample_rows),
+        project=project,
     )
 
 

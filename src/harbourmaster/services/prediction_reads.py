@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import duckdb
 import pandas as pd
 
 from harbourmaster.core.permissions import Permission
+from harbourmaster.errors import InvalidInputError
 from harbourmaster.services.actors import Actor
-from harbourmaster.store.prediction_log import PredictionLog
+from harbourmaster.store.prediction_log import UNROUTED, PredictionLog
 
 if TYPE_CHECKING:
     from harbourmaster.services.platform import Platform
@@ -26,9 +28,22 @@ class PredictionReadService:
         """The newest ``limit`` rows (or the answer to ``sql`` over the views predictions and feedback),
         and the number of logged rows. Reads of a guarded environment's log are audited."""
         self._platform.access.require(actor, Permission.READ, environment=environment, target=project)
+        self._platform.environments.get(environment)  # a typo is named, not an empty log
         log = PredictionLog(self._platform.artifacts)
-        frame = log.query(sql, environment, project) if sql else log.recent(environment, project, limit)
+        if sql:
+            try:
+                frame = log.query(sql, environment, project)
+            except duckdb.Error as exc:
+                raise InvalidInputError(
+                    f"the SQL did not run: {str(exc).splitlines()[0]}",
+                    "query the views predictions and feedback, e.g. --sql 'SELECT path, count(*) FROM predictions "
+                    "GROUP BY path'",
+                ) from exc
+        else:
+            frame = log.recent(environment, project, limit)
         count = log.count(environment, project)
+        if frame.empty and count == 0 and project != UNROUTED:
+            self._platform.registry.get_project(actor, project)  # a mistyped project is named, not an empty log
         if self._platform.access.is_guarded(environment):
             self._platform.audit.record_alone(
                 actor,

@@ -154,7 +154,7 @@ class RegistryService:
                     f"ask an admin to run: harbourmaster trust {project} --add-type TYPE",
                 )
             verify_bundle(bundle)
-            vetted = vet_bundle(bundle, self._platform.settings, self._trusted_types(project), project)
+            vetted = vet_bundle(bundle, self._platform.settings, self.project_trusted_types(project), project)
         except HarbourmasterError as exc:
             self._platform.audit.record_alone(
                 actor,
@@ -436,7 +436,8 @@ class RegistryService:
 
     # -- internals --------------------------------------------------------------
 
-    def _trusted_types(self, project: str) -> list[str]:
+    def project_trusted_types(self, project: str) -> list[str]:
+        """The project's admin-set trusted types (none for a project that does not exist yet)."""
         with self._platform.db.reader() as session:
             row = session.scalar(select(ProjectRow).where(ProjectRow.name == project))
             return list(row.trusted_types or []) if row is not None else []

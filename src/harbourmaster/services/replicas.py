@@ -81,6 +81,7 @@ class ReplicaService:
         with self._platform.db.reader() as session:
             query = select(ReplicaRow).order_by(ReplicaRow.environment, ReplicaRow.started_at)
             if environment:
+                self._platform.environments.row(session, environment)  # a typo is named, not an empty list
                 query = query.where(ReplicaRow.environment == environment)
             infos = [_info(row, now) for row in session.scalars(query)]
         return [info for info in infos if include_stopped or info.status != "stopped"]

@@ -13,6 +13,7 @@ from harbourmaster.bundle.loaded import LoadedBundle
 from harbourmaster.bundle.predictor import Predictor
 from harbourmaster.core.fallback import DeploymentOptions
 from harbourmaster.core.permissions import Permission
+from harbourmaster.core.progress import SILENT, Progress
 from harbourmaster.core.validation import Validator
 from harbourmaster.errors import HarbourmasterError, InvalidInputError
 from harbourmaster.schemas import RunInfo
@@ -22,6 +23,9 @@ from harbourmaster.store.tables import RunRow
 
 if TYPE_CHECKING:
     from harbourmaster.services.platform import Platform
+
+
+SCORE_CHUNK_ROWS = 10_000  # rows per predict call in batch scoring: progress per chunk, bounded memory
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -43,20 +47,29 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def score_file(
-    bundle: LoadedBundle, number: int, options: dict[str, Any], input_path: Path, output_path: Path
+    bundle: LoadedBundle,
+    number: int,
+    options: dict[str, Any],
+    input_path: Path,
+    output_path: Path,
+    progress: Progress = SILENT,
 ) -> tuple[int, int]:
     """Score a CSV/Parquet file with a loaded bundle and the deployment's validation; (rows in, rows out).
 
-    Shared by embedded scoring and data-plane scorers (``harbourmaster score --url``)."""
+    Shared by embedded scoring and data-plane scorers (``harbourmaster score --url``). Rows are predicted
+    in chunks of ``SCORE_CHUNK_ROWS``, each reported to ``progress``."""
+    progress.stage(f"reading {Path(input_path).name}")
     frame = _read(Path(input_path))
     predictor = Predictor(number, bundle)
     validator = Validator(bundle.manifest.input_schema, DeploymentOptions.model_validate(options or {}).unknown_fields)
+    progress.stage(f"checking {len(frame)} rows")
     records = _records(frame)
     errors = validator.check(records)
     if errors:
         shown = "; ".join(f"row {e['record']} {e['field']}: {e['error']}" for e in errors[:10])
         raise InvalidInputError(f"{len(errors)} invalid field(s) in {input_path}: {shown}", "fix the input")
-    labels, proba = predictor.predict(predictor.batch(validator.clean(records)))
+    labels, proba = _predict_in_chunks(predictor, validator.clean(records), progress)
+    progress.stage(f"writing {Path(output_path).name}")
     out = frame.copy()
     out["prediction"] = labels
     if proba is not None and predictor.classes is not None:
@@ -71,8 +84,27 @@ def score_file(
     return len(frame), len(out)
 
 
+def _predict_in_chunks(
+    predictor: Predictor, records: list[dict[str, Any]], progress: Progress
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predict ``records`` chunk by chunk (rows are scored independently), reporting the rows done."""
+    total = len(records)
+    progress.stage(f"scoring with v{predictor.number}")
+    labels: list[np.ndarray] = []
+    probabilities: list[np.ndarray] = []
+    for start in range(0, max(total, 1), SCORE_CHUNK_ROWS):
+        chunk_labels, chunk_proba = predictor.predict(predictor.batch(records[start : start + SCORE_CHUNK_ROWS]))
+        labels.append(chunk_labels)
+        if chunk_proba is not None:
+            probabilities.append(chunk_proba)
+        progress.advance(min(start + SCORE_CHUNK_ROWS, total), total)
+    proba = np.concatenate(probabilities) if probabilities and len(probabilities) == len(labels) else None
+    return np.concatenate(labels), proba
+
+
 def failure_message(exc: Exception) -> str:
-    return exc.message if isinstance(exc, HarbourmasterError) else f"{type(exc).__name__}: {exc}"
+    """What a failed run records: the error and its fix (as training runs do), or the exception's type and text."""
+    return str(exc) if isinstance(exc, HarbourmasterError) else f"{type(exc).__name__}: {exc}"
 
 
 class ScoringService:
@@ -81,7 +113,15 @@ class ScoringService:
     def __init__(self, platform: Platform) -> None:
         self._platform = platform
 
-    def score(self, actor: Actor, project: str, environment: str, input_path: Path, output_path: Path) -> RunInfo:
+    def score(
+        self,
+        actor: Actor,
+        project: str,
+        environment: str,
+        input_path: Path,
+        output_path: Path,
+        progress: Progress = SILENT,
+    ) -> RunInfo:
         if self._platform.access.is_guarded(environment):
             # Like a call to a replica there: a guarded environment's model scores only for those granted.
             self._platform.access.require(actor, Permission.PREDICT, environment=environment, target=project)
@@ -91,8 +131,11 @@ class ScoringService:
         started_at = datetime.now(UTC)
         rows_in = rows_out = None
         try:
+            progress.stage(f"loading v{state.champion.number}")
             bundle = self._platform.registry.load_digest(actor, project, state.champion.digest)
-            rows_in, rows_out = score_file(bundle, state.champion.number, state.options, input_path, output_path)
+            rows_in, rows_out = score_file(
+                bundle, state.champion.number, state.options, input_path, output_path, progress
+            )
             status, error = "succeeded", None
         except Exception as exc:
             status, error = "failed", failure_message(exc)

@@ -11,7 +11,7 @@ import importlib
 import inspect
 import tomllib
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ from harbourmaster.bundle.formats import TrustPolicy
 from harbourmaster.config import Settings
 from harbourmaster.core.metrics import default_metrics, evaluate, validate_metric_names
 from harbourmaster.core.permissions import Permission
+from harbourmaster.core.progress import SILENT, Progress
 from harbourmaster.core.project_spec import ProjectSpec, parse_project_spec
 from harbourmaster.core.provenance import MetricsProvenance
 from harbourmaster.errors import (
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from harbourmaster.services.platform import Platform
 
 PROJECT_FILE = "harbourmaster.toml"
+MAX_REPORTED_RUN_SECONDS = 7 * 86_400  # a remote training run reported as longer than a week is not believed
 
 
 def read_project_spec(project_dir: Path) -> ProjectSpec:
@@ -185,8 +187,9 @@ class TrainingService:
         *,
         data: DataSource | None = None,
         description: str = "",
+        progress: Progress = SILENT,
     ) -> TrainResult:
-        """Train from a project folder and register the new version, recording a run."""
+        """Train from a project folder and register the new version, recording a run (stages to ``progress``)."""
         project_dir = Path(project_dir).absolute()
         spec = read_project_spec(project_dir)
         self._platform.access.require(actor, Permission.REGISTER, target=spec.project.name)
@@ -194,8 +197,22 @@ class TrainingService:
         try:
             parent = self._latest_number(actor, spec.project.name)
             bundle, summary = build_training_bundle(
-                actor, project_dir, spec, data=data, parent_version=parent, settings=self._platform.settings
+                actor,
+                project_dir,
+                spec,
+                data=data,
+                parent_version=parent,
+                settings=self._platform.settings,
+                policy=TrustPolicy.from_settings(
+                    self._platform.settings,
+                    [
+                        *spec.serialization.trusted_types,
+                        *self._platform.registry.project_trusted_types(spec.project.name),
+                    ],
+                ),
+                progress=progress,
             )
+            progress.stage("registering the version")
             version = self._platform.registry.register_bundle(
                 actor,
                 spec.project.name,
@@ -220,9 +237,17 @@ class TrainingService:
         return TrainResult(run=run, version=version)
 
     def record_run(self, actor: Actor, project: str, version_number: int, summary: dict[str, Any]) -> RunInfo:
-        """Record a training run done elsewhere (e.g. by a remote SDK) for a new version."""
+        """Record a training run done elsewhere (e.g. by a remote SDK) for a new version.
+
+        The run lasted the ``duration_seconds`` the summary reports (the fit happened where the data is);
+        a missing or impossible figure records the run as instantaneous rather than refusing the version.
+        """
         self._platform.access.require(actor, Permission.REGISTER, target=project)
-        run_id = self._start_run(actor, project, None)
+        duration = summary.get("duration_seconds")
+        started = None
+        if isinstance(duration, int | float) and 0 <= duration <= MAX_REPORTED_RUN_SECONDS:
+            started = datetime.now(UTC) - timedelta(seconds=float(duration))
+        run_id = self._start_run(actor, project, None, started_at=started)
         return self._finish_run(
             actor,
             run_id,
@@ -241,6 +266,8 @@ class TrainingService:
             if project:
                 query = query.where(RunRow.project == project)
             runs = [run_info(row) for row in session.scalars(query)]
+            if project and not runs:
+                self._platform.registry.project_row(session, project)  # a typo is named, not an empty list
         self._platform.access.audit_guarded_read(actor, "run.list", project or "*", (run.environment for run in runs))
         return runs
 
@@ -252,9 +279,12 @@ class TrainingService:
         except NotFoundError:
             return None
 
-    def _start_run(self, actor: Actor, project: str, project_dir: Path | None) -> int:
+    def _start_run(
+        self, actor: Actor, project: str, project_dir: Path | None, *, started_at: datetime | None = None
+    ) -> int:
         with self._platform.db.transaction() as session:
             row = RunRow(
+                started_at=started_at or datetime.now(UTC),
                 project=project,
                 kind="train",
                 status="running",
@@ -331,9 +361,16 @@ def build_training_bundle(
     data: DataSource | None = None,
     parent_version: int | None = None,
     settings: Settings | None = None,
+    policy: TrustPolicy | None = None,
+    progress: Progress = SILENT,
 ) -> tuple[Bundle, dict[str, Any]]:
-    """Load data, fit, evaluate on the held-out split and build the bundle (no store writes)."""
+    """Load data, fit, evaluate on the held-out split and build the bundle (no store writes).
+
+    ``policy``: what the fitted pipeline may contain, as registration will check it (the platform's and the
+    project's admin-set types); by default ``settings`` plus the project file's ``trusted_types``.
+    """
     source = data or data_source_of(spec)
+    progress.stage(f"reading {source.describe()}")
     frame = load_frame(source, project_dir)
     target_name = spec.data.target
     if target_name not in frame.columns:
@@ -376,7 +413,9 @@ def build_training_bundle(
     with project_imports(project_dir, modules):
         train_function = resolve_entrypoint(spec.pipeline.train, "train")
         prepare_function = resolve_entrypoint(spec.pipeline.prepare, "prepare") if spec.pipeline.prepare else None
+        progress.stage(f"fitting {spec.pipeline.train} on {len(x_train)} rows")
         fitted = fit_pipeline(spec, train_function, prepare_function, x_train, y_train)
+        progress.stage(f"evaluating on {len(x_test)} held-out rows")
         metrics = evaluate(fitted, x_test, y_test, metric_names)
         lineage = {
             "data": {
@@ -399,6 +438,7 @@ def build_training_bundle(
                 "rows": len(x_test),
             },
         }
+        progress.stage("packaging the bundle")
         bundle = package_version(
             fitted,
             features=features,
@@ -410,7 +450,9 @@ def build_training_bundle(
             code_files=code_files,
             prepare=spec.pipeline.prepare,
             trusted_pickle=spec.serialization.trust_pickle,
-            policy=TrustPolicy.from_settings(settings or Settings.from_env(), spec.serialization.trusted_types),
+            policy=policy
+            or TrustPolicy.from_settings(settings or Settings.from_env(), spec.serialization.trusted_types),
+            project=spec.project.name,
             sensitive=spec.data.sensitive,
             reference_sample_rows=spec.monitoring.drift_settings().sample_rows,
         )

@@ -11,13 +11,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from harbourmaster.core.progress import SILENT, Progress
 from harbourmaster.errors import InvalidInputError
 from harbourmaster.schemas import RunInfo
 from harbourmaster.services.scoring import failure_message, score_file
 from harbourmaster.serving.control_plane import RemoteControlPlane
 
 
-def score_remote(control_plane: RemoteControlPlane, project: str, input_path: Path, output_path: Path) -> RunInfo:
+def score_remote(
+    control_plane: RemoteControlPlane, project: str, input_path: Path, output_path: Path, progress: Progress = SILENT
+) -> RunInfo:
     """Score ``input_path`` with the champion of ``project`` in the control plane's environment."""
     state = control_plane.desired_state()
     deployment = next((d for d in state.deployments if d.project == project), None)
@@ -30,8 +33,9 @@ def score_remote(control_plane: RemoteControlPlane, project: str, input_path: Pa
     started_at = datetime.now(UTC)
     rows_in = rows_out = None
     try:
+        progress.stage(f"loading v{champion.number}")
         bundle = control_plane.load_bundle(project, champion.digest, state.trusted_types.get(project, ()))
-        rows_in, rows_out = score_file(bundle, champion.number, deployment.options, input_path, output_path)
+        rows_in, rows_out = score_file(bundle, champion.number, deployment.options, input_path, output_path, progress)
         status, error = "succeeded", None
     except Exception as exc:
         status, error = "failed", failure_message(exc)

@@ -1,7 +1,7 @@
 """Prediction capture, at least once: a write-ahead spool on local disk, drained to Parquet by one thread.
 
 The request path serialises each answered (or refused) request to one JSON line
-and appends it to the replica's spool (``serving/spool.py``: one ``write(2)``,
+and appends it to the replica's spool (``serving/spool.py``: a copy into a shared mapping,
 before the answer is sent) and to an in-memory queue (one tuple). The writer
 thread wakes every ``poll_seconds``, turns queued requests into Arrow record
 batches a few hundred at a time (column by column, so it never holds the GIL
@@ -229,6 +229,8 @@ class CaptureWriter:
                     log.warning("prediction log: spool sync failed: %s", exc)
                 next_sync = now + self._fsync_seconds
             self._replay(final=stopping)
+            if not stopping:
+                self._spool.prepare()
             self._gauges()
             if stopping and not self._entries:
                 return

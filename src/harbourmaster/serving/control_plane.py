@@ -11,6 +11,7 @@ Both answer client-token checks through one bounded cache (allowed and refused).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -260,12 +261,19 @@ class RemoteControlPlane(_TokenChecks):
 
     def load_bundle(self, project: str, digest: str, trusted_types: Sequence[str] = ()) -> LoadedBundle:
         """Load from the verified local copy; download (and verify) it first when missing or damaged."""
+        settings = self._loading_settings()
         try:
-            return load_bundle(self._bundles, digest, self.settings, extra_trusted_types=trusted_types)
+            return load_bundle(self._bundles, digest, settings, extra_trusted_types=trusted_types)
         except BundleIntegrityError as exc:
             log.info("bundle %s not in the local cache (%s): downloading it", digest[:12], exc.message)
         self._download(digest)
-        return load_bundle(self._bundles, digest, self.settings, extra_trusted_types=trusted_types)
+        return load_bundle(self._bundles, digest, settings, extra_trusted_types=trusted_types)
+
+    def _loading_settings(self) -> Settings:
+        """This replica's settings plus the control plane's trusted types (what registration checked against)."""
+        platform = self._state.platform_trusted_types if self._state is not None else []
+        prefixes = tuple(dict.fromkeys([*self.settings.trusted_type_prefixes, *platform]))
+        return dataclasses.replace(self.settings, trusted_type_prefixes=prefixes)
 
     def _download(self, digest: str) -> None:
         base = f"{self._prefix}/bundles/{digest}"

@@ -131,7 +131,9 @@ class PredictionLog:
             columns = ", ".join(f'NULL::{_duck_type(field.type)} AS "{field.name}"' for field in schema)
             return f"(SELECT {columns} WHERE false)"
         quoted = ", ".join("'" + location.replace("'", "''") + "'" for location in locations)
-        return f"read_parquet([{quoted}], union_by_name=true)"
+        # Not hive-partitioned: env=/project=/date= in the keys would come back as extra columns
+        # duplicating environment, project and ts (each file's rows already hold them, checked on upload).
+        return f"read_parquet([{quoted}], union_by_name=true, hive_partitioning=false)"
 
     def query(
         self, sql: str, environment: str | None = None, project: str | None = None, params: list[Any] | None = None

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from harbourmaster.errors import InvalidInputError
+
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 
@@ -16,6 +18,11 @@ DIR_MODE = 0o700
 def private_dir(path: Path) -> Path:
     """Create ``path`` (and missing parents) with mode 0700; an existing folder is tightened only if we created it."""
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InvalidInputError(
+            f"{path} is a file, not a folder",
+            "point HARBOURMASTER_HOME (or --home) at a folder, or at a path that does not exist yet",
+        )
     missing = not path.exists()
     path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     if missing:
