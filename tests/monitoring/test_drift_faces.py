@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_settings
 from faces.test_cli import assert_fails, assert_ok, hm
 from governance.helpers import create_users, live_server
 from harbourmaster.client import Client
+from harbourmaster.config import Settings
 from harbourmaster.errors import InvalidInputError
 from harbourmaster.services.platform import Platform
 from monitoring.helpers import PROJECT, current_frame, log_rows, register_and_deploy
@@ -18,7 +18,7 @@ from monitoring.helpers import PROJECT, current_frame, log_rows, register_and_de
 
 def test_cli_prints_the_ranked_table_json_and_history(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    platform = Platform(make_settings(home))
+    platform = Platform(Settings.from_env({"HARBOURMASTER_HOME": str(home)}))
     try:
         version = register_and_deploy(platform)
         log_rows(platform, current_frame(600, shift=1.0), version=version)
