@@ -30,6 +30,7 @@ from harbourmaster.config import Settings
 from harbourmaster.core.data_checks import check_training_data
 from harbourmaster.core.data_checks import describe as describe_problems
 from harbourmaster.core.declared_schema import declared_target, parse_declarations
+from harbourmaster.core.drift import DriftReport
 from harbourmaster.core.metrics import evaluate, validate_metric_names
 from harbourmaster.core.progress import SILENT, Progress
 from harbourmaster.errors import (
@@ -51,7 +52,8 @@ from harbourmaster.schemas import (
 from harbourmaster.services import sandbox
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.dataplane import IssuedReplicaCredential, ReplicaCredentialInfo
-from harbourmaster.services.packaging import describe_params, package_version
+from harbourmaster.services.drift import DriftResultInfo
+from harbourmaster.services.packaging import REFERENCE_SAMPLE_ROWS, describe_params, package_version
 from harbourmaster.services.registry import check_project_name
 from harbourmaster.services.training import build_training_bundle, project_settings_of, read_project_spec
 from harbourmaster.store.artifacts import ArtifactStore
@@ -233,6 +235,7 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
         parameters: dict[str, Any] | None = None,
         sensitive: Sequence[str] = (),
         schema: Mapping[str, Mapping[str, Any]] | None = None,
+        reference_sample_rows: int = REFERENCE_SAMPLE_ROWS,
     ) -> VersionDetail:
         """Register a pipeline fitted in a notebook as the project's next version.
 
@@ -248,7 +251,9 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
         what inference would guess wrong, as ``[schema]`` does in a project file:
         ``{"order_id": {"role": "id"}, "day": {"type": "datetime", "optional": True}}``
         (keys: type, role, min, max, categories, nullable, optional; see docs/project-file.md).
-        A column declared ``role="target"`` is the target when ``target`` is not given.
+        A column declared ``role="target"`` is the target when ``target`` is not given. Up to
+        ``reference_sample_rows`` training rows (without the sensitive columns) are kept in the bundle
+        for exact drift tests.
         """
         declarations = parse_declarations(schema)
         check_project_name(project)
@@ -295,6 +300,7 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
             "code_files": code_files,
             "trusted_pickle": trust_pickle,
             "sensitive": list(sensitive),
+            "reference_sample_rows": reference_sample_rows,
             "policy": self.build_policy(project),
             "project": project,
             "schema": declarations,
@@ -323,6 +329,34 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
         if self._remote:
             return self._remote.get(f"/predictions/{project}/{environment}", params={"limit": limit})
         return self._platform.replicas.predictions(self.actor, project, environment, limit)
+
+    def drift(
+        self,
+        project: str,
+        environment: str,
+        window: str | None = None,
+        options: dict[str, Any] | None = None,
+        reference_version: int | None = None,
+    ) -> DriftReport:
+        """Compute and store the drift report of a deployment (``window``: N rows, 30m/6h/1d, or A..B;
+        ``options``: drift settings for this report, e.g. ``{"features": {"age": {"method": "psi"}}}``;
+        ``reference_version``: measure the window against that version's reference, not the champion's)."""
+        if self._remote:
+            body = {"window": window, "options": options or {}, "reference_version": reference_version}
+            return DriftReport.model_validate(self._remote.post(f"/drift/{project}/{environment}", json=body))
+        return self._platform.drift.report(
+            self.actor, project, environment, window=window, options=options, reference_version=reference_version
+        )
+
+    def drift_history(
+        self, project: str, environment: str, feature: str | None = None, limit: int = 1000
+    ) -> list[DriftResultInfo]:
+        """Stored drift results of a deployment, newest first (``feature="__dataset__"``: the verdicts)."""
+        if self._remote:
+            params: dict[str, Any] = {"limit": limit, **({"feature": feature} if feature else {})}
+            items = self._remote.get(f"/drift/{project}/{environment}/history", params=params)
+            return [DriftResultInfo.model_validate(item) for item in items]
+        return self._platform.drift.history(self.actor, project, environment, feature=feature, limit=limit)
 
     def create_replica_credential(
         self, environment: str, name: str = "replica", expires_in_days: float | None = None

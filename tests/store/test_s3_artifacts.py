@@ -155,7 +155,13 @@ def test_train_store_in_s3_and_load_back(
     )
     assert _bucket_keys(client, name) == expected
     assert client.get_object(Bucket=name, Key=f"{PREFIX}/{manifest_key(version.digest)}")["Body"].read() == manifest
-    assert set(stored.files) == {"model.skops", "code/features.py", "code/model.py", "code/harbourmaster.toml"}
+    assert set(stored.files) == {
+        "model.skops",
+        "code/features.py",
+        "code/model.py",
+        "code/harbourmaster.toml",
+        "reference/sample.parquet",
+    }
 
     # Another replica: its own home and cache, sharing only the bucket (and here the database file).
     replica_settings = _settings(tmp_path / "replica", name, s3_endpoint)

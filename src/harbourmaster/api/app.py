@@ -8,7 +8,7 @@ from harbourmaster import __version__
 from harbourmaster.api.bounds import install_bounds
 from harbourmaster.api.deps import install_authentication
 from harbourmaster.api.errors import install_error_handlers
-from harbourmaster.api.routes import dataplane, duties, governance, health, registry
+from harbourmaster.api.routes import dataplane, duties, governance, health, monitoring, registry
 from harbourmaster.services.platform import Platform
 
 
@@ -28,4 +28,5 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.include_router(governance.router)
     app.include_router(duties.router)
     app.include_router(dataplane.router)
+    app.include_router(monitoring.router)
     return app

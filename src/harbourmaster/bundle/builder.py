@@ -21,6 +21,7 @@ from harbourmaster.core.digest import sha256_bytes
 from harbourmaster.errors import InvalidInputError, UntrustedContentError
 
 CODE_PREFIX = "code/"
+REFERENCE_SAMPLE_FILE = "reference/sample.parquet"  # bounded sample of the training rows, for exact drift tests
 
 
 @dataclass(frozen=True)
@@ -49,12 +50,14 @@ def build_bundle(
     reference_row: dict[str, Any] | None,
     trusted_pickle: bool = False,
     policy: TrustPolicy | None = None,
+    reference_sample: bytes | None = None,
     project: str | None = None,
 ) -> Bundle:
     """Serialize ``model`` and assemble a verified, content-addressed bundle.
 
     ``policy`` (default: the platform's built-in one) decides which skops types
-    are acceptable; the project's own code modules are always added to it. A
+    are acceptable; the project's own code modules are always added to it.
+    ``reference_sample`` (Parquet bytes) is stored as ``reference/sample.parquet``. A
     model that could not be loaded back under it is refused here, before it is
     registered (``project`` is named in the hint).
     """
@@ -89,6 +92,8 @@ def build_bundle(
             raise untrusted_type_error(refused, "the fitted pipeline", project)
 
     files: dict[str, bytes] = {fmt.file_name: model_bytes}
+    if reference_sample is not None:
+        files[REFERENCE_SAMPLE_FILE] = bytes(reference_sample)
     for path, data in code_files.items():
         try:
             files[CODE_PREFIX + check_relative_path(path)] = bytes(data)

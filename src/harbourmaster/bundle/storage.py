@@ -120,6 +120,13 @@ def _read_file(store: ArtifactStore, digest: str, path: str, entry: FileEntry) -
     return data
 
 
+def read_bundle_file(store: ArtifactStore, digest: str, path: str) -> bytes | None:
+    """One file of a bundle, verified against the manifest (itself verified); None if the bundle has no such file."""
+    manifest = read_manifest(store, digest)
+    entry = manifest.files.get(path)
+    return None if entry is None else _read_file(store, digest, path, entry)
+
+
 def read_bundle_files(store: ArtifactStore, digest: str) -> Bundle:
     """Read a bundle and verify the manifest and every file against their hashes."""
     manifest = read_manifest(store, digest)

@@ -453,3 +453,7 @@ serving_commands.register(app)
 from harbourmaster.cli import inspect_command  # noqa: E402
 
 inspect_command.register(app)
+
+from harbourmaster.cli import monitoring_commands  # noqa: E402
+
+monitoring_commands.register(app)

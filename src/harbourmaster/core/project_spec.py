@@ -55,6 +55,16 @@ Reference of every key::
                                 # "mypkg.transformers.Clipper") the project asks the
                                 # platform to trust when loading a skops bundle.
 
+    [monitoring.drift]          # optional: data drift (docs/monitoring.md).
+    drift_share = 0.5           # share of drifted features that drifts the dataset.
+    sample_rows = 5000          # training rows kept in the bundle for exact tests (0: none).
+    window = "1d"               # default window: N rows, 30m / 6h / 1d, or A..B.
+    method = "psi"              # optional: one method for every feature.
+    threshold = 0.2             # optional: one threshold for every feature.
+    [monitoring.drift.features.age]   # optional, per feature (and [monitoring.drift.prediction]).
+    method = "ks"               # ks, chisquare, z, wasserstein, jensenshannon or psi.
+    threshold = 0.01
+
     [environments.prod]         # optional, one free-form table per environment
     sla = { p95_ms = 200 }      # (dev, test, prod, ...): SLA, gates, fallback, data
     gates = { min_accuracy = 0.8 }  # binding... Kept as data, interpreted by services.
@@ -70,6 +80,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harbourmaster.core.declared_schema import DECLARABLE_ROLES, ColumnDeclaration
+from harbourmaster.core.drift import DriftSettings
 from harbourmaster.core.metrics import validate_metric_names
 from harbourmaster.core.provenance import DEFAULT_MIN_EVALUATION_ROWS
 from harbourmaster.core.schema import DTYPES
@@ -80,6 +91,7 @@ __all__ = [
     "PROJECT_NAME_PATTERN",
     "DataSection",
     "EvaluationSection",
+    "MonitoringSection",
     "PipelineSection",
     "ProjectSection",
     "ProjectSpec",
@@ -285,6 +297,37 @@ class SerializationSection(_Section):
         return self
 
 
+class MonitoringSection(_Section):
+    """``[monitoring]``: how the project's deployments are watched (``drift``: ``DriftSettings``)."""
+
+    drift: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("drift")
+    @classmethod
+    def _valid_drift(cls, value: dict[str, Any]) -> dict[str, Any]:
+        drift_settings(value)
+        return value
+
+    def drift_settings(self) -> DriftSettings:
+        return drift_settings(self.drift)
+
+
+def drift_settings(value: dict[str, Any]) -> DriftSettings:
+    """``[monitoring.drift]`` as ``DriftSettings``; a ``_SpecError`` naming each bad key otherwise."""
+    try:
+        return DriftSettings.model_validate(value)
+    except InvalidInputError as exc:
+        raise _SpecError(exc.message, exc.hint or "") from None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or 'drift'}: {error['msg'].lower()}" for error in exc.errors()
+        )
+        raise _SpecError(
+            problems,
+            "see docs/monitoring.md: keys drift_share, sample_rows, window, method, threshold, features, prediction",
+        ) from None
+
+
 class ProjectSpec(_Section):
     """The whole project file."""
 
@@ -295,6 +338,7 @@ class ProjectSpec(_Section):
     pipeline: PipelineSection
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     serialization: SerializationSection = Field(default_factory=SerializationSection)
+    monitoring: MonitoringSection = Field(default_factory=MonitoringSection)
     environments: dict[str, dict[str, Any]] = Field(default_factory=dict)
     schema_: dict[str, ColumnDeclaration] = Field(default_factory=dict, alias="schema")
 
@@ -335,6 +379,7 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "pipeline": PipelineSection,
     "evaluation": EvaluationSection,
     "serialization": SerializationSection,
+    "monitoring": MonitoringSection,
 }
 _MISSING_HINTS: dict[tuple[str, ...], str] = {
     ("project", "name"): 'add name = "<project-name>" under [project]',

@@ -6,6 +6,7 @@ produce the same schema, reference profile and lineage.
 
 from __future__ import annotations
 
+import io
 import math
 import platform as python_platform
 from collections.abc import Mapping, Sequence
@@ -22,12 +23,15 @@ from harbourmaster.bundle.engine import choose_engine
 from harbourmaster.bundle.formats import TrustPolicy
 from harbourmaster.core.declared_schema import ColumnDeclaration, apply_declarations
 from harbourmaster.core.digest import frame_fingerprint
+from harbourmaster.core.drift import PREDICTION
 from harbourmaster.core.profile import build_profile, synthetic_row
 from harbourmaster.core.schema import InputSchema, infer_input_schema, infer_output_schema
 from harbourmaster.errors import EntrypointError, InvalidInputError
 from harbourmaster.services.column_usage import unread_columns
 
 OUTPUT_SAMPLE_ROWS = 1000
+REFERENCE_SAMPLE_ROWS = 5000  # default size of the reference sample kept for exact drift tests
+REFERENCE_SAMPLE_SEED = 0
 
 
 def json_safe(value: Any) -> Any:
@@ -109,6 +113,7 @@ def package_version(
     trusted_pickle: bool = False,
     policy: TrustPolicy | None = None,
     sensitive: Sequence[str] = (),
+    reference_sample_rows: int = REFERENCE_SAMPLE_ROWS,
     project: str | None = None,
     schema: Mapping[str, ColumnDeclaration] | None = None,
 ) -> Bundle:
@@ -120,6 +125,9 @@ def package_version(
     ONNX graph (an ``onnx.ModelProto`` or its bytes): it is what gets bundled, and
     it runs on onnxruntime here to infer the output schema. Columns named in ``sensitive`` are
     profiled without their values; the manifest's reference row is synthetic (no training record).
+    Up to ``reference_sample_rows`` training rows (drawn with a fixed seed, sensitive columns left out)
+    and the pipeline's predictions on them are kept as ``reference/sample.parquet`` for the exact drift
+    tests; 0 keeps none (drift then uses the histogram profile).
     ``project`` names the project in a refusal's hint.
     ``schema`` holds the project's column declarations (``[schema]``), laid over the inferred schema;
     columns the fitted pipeline does not read (and whose role is not declared) become ``ignored`` and
@@ -188,6 +196,7 @@ def package_version(
         reference_row=reference_row,
         trusted_pickle=trusted_pickle,
         policy=policy,
+        reference_sample=reference_sample_bytes(predictor, features, sensitive, reference_sample_rows),
         project=project,
     )
 
@@ -208,6 +217,23 @@ def _profile_frame(features: pd.DataFrame, schema: InputSchema) -> pd.DataFrame:
                 parsed = pd.to_datetime(values, format="ISO8601", utc=True, errors="coerce")
                 frame[column.name] = parsed.dt.tz_localize(None)
     return frame
+
+
+def reference_sample_bytes(predictor: Any, features: pd.DataFrame, sensitive: Sequence[str], rows: int) -> bytes | None:
+    """Parquet bytes of a reproducible sample of ``features`` (without ``sensitive`` columns) and the
+    pipeline's predictions on it (column ``__prediction__``); None when ``rows`` is 0."""
+    if rows < 0:
+        raise InvalidInputError(f"reference sample of {rows} rows", "use 0 (no sample) or more rows")
+    if rows == 0:
+        return None
+    picked = features.sample(n=rows, random_state=REFERENCE_SAMPLE_SEED) if len(features) > rows else features
+    predictions = np.asarray(predictor.predict(picked))
+    sample = picked.drop(columns=[c for c in sensitive if c in picked.columns]).reset_index(drop=True)
+    if predictions.ndim == 1 and len(predictions) == len(sample):
+        sample = sample.assign(**{PREDICTION: predictions})
+    buffer = io.BytesIO()
+    sample.to_parquet(buffer, index=False, compression="zstd")
+    return buffer.getvalue()
 
 
 def _onnx_predictor(model: Any) -> Any:

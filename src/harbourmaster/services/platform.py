@@ -10,6 +10,7 @@ from harbourmaster.services.approvals import ApprovalService
 from harbourmaster.services.audit import AuditService
 from harbourmaster.services.dataplane import DataPlaneService
 from harbourmaster.services.deployments import DeploymentService
+from harbourmaster.services.drift import DriftService
 from harbourmaster.services.duties import DutyService
 from harbourmaster.services.environments import EnvironmentService
 from harbourmaster.services.feedback import FeedbackService
@@ -99,6 +100,10 @@ class Platform:
     @cached_property
     def predictions(self) -> PredictionReadService:
         return PredictionReadService(self)
+
+    @cached_property
+    def drift(self) -> DriftService:
+        return DriftService(self)
 
     def close(self) -> None:
         self.db.dispose()

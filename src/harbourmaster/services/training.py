@@ -373,7 +373,7 @@ def project_settings_of(spec: ProjectSpec) -> dict[str, Any]:
     Not ``[serialization] trusted_types``: what a model file may contain is an admin
     setting (``harbourmaster trust``), which an upload cannot change.
     """
-    return {"environments": spec.environments}
+    return {"environments": spec.environments, "monitoring": spec.monitoring.model_dump()}
 
 
 def build_training_bundle(
@@ -492,6 +492,7 @@ def build_training_bundle(
             project=spec.project.name,
             sensitive=spec.data.sensitive,
             schema=spec.declarations,
+            reference_sample_rows=spec.monitoring.drift_settings().sample_rows,
         )
     summary = {
         "rows": len(frame),

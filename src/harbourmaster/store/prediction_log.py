@@ -14,6 +14,7 @@ DuckDB reads with ``json_extract`` and pandas with ``json.loads``.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
@@ -157,6 +158,72 @@ class PredictionLog:
         """The latest prediction rows, newest first."""
         return self.query("SELECT * FROM predictions ORDER BY ts DESC, row LIMIT ?", environment, project, [int(limit)])
 
+    def window(
+        self,
+        environment: str,
+        project: str,
+        *,
+        version: int,
+        columns: dict[str, str],
+        output: str | None = None,
+        last_rows: int | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> pd.DataFrame:
+        """The inputs (and outputs) one version answered in a window, typed, parsed in bulk by DuckDB.
+
+        ``columns`` maps each input field to its type (``DOUBLE``, ``VARCHAR``, ``BOOLEAN`` or
+        ``TIMESTAMP``, which comes back as seconds since the epoch); a field absent from a row, or of
+        another type, is NULL. ``output`` (a type too) adds the model's output as ``__prediction__``.
+        Rows are those logged in ``[start, end)``, the newest ``last_rows`` of them when given; the
+        frame also has ``ts``. Refused requests (no inputs) are left out.
+        """
+        keys = self._window_files(environment, project, start, end)
+        structure = {name: ("VARCHAR" if kind == "TIMESTAMP" else kind) for name, kind in columns.items()}
+        spec = _sql_text(json.dumps(structure))
+        selected = [
+            _typed_field(f"s[{_sql_text(name)}]", kind) + f" AS {_identifier(name)}" for name, kind in columns.items()
+        ]
+        if output is not None:
+            selected.append(_typed_output(output) + ' AS "__prediction__"')
+        where = ["version = ?", "inputs IS NOT NULL", "path IS DISTINCT FROM 'refused'"]
+        params: list[Any] = [int(version)]
+        if start is not None:
+            where.append("ts >= ?")
+            params.append(start)
+        if end is not None:
+            where.append("ts < ?")
+            params.append(end)
+        limit = ""
+        if last_rows is not None:
+            limit = " ORDER BY ts DESC LIMIT ?"
+            params.append(int(last_rows))
+        inner = f"SELECT ts, inputs, output FROM predictions WHERE {' AND '.join(where)}{limit}"
+        sql = (
+            f"SELECT ts, {', '.join(selected) or 'NULL AS _none'} "
+            f"FROM (SELECT ts, output, json_transform(inputs, {spec}) AS s FROM ({inner}))"
+        )
+        connection = self._connect()
+        try:
+            source = self._source(keys, PREDICTION_SCHEMA)
+            connection.execute(f"CREATE VIEW predictions AS SELECT * FROM {source}")
+            return connection.execute(sql, params).df()
+        finally:
+            connection.close()
+
+    def _window_files(self, environment: str, project: str, start: datetime | None, end: datetime | None) -> list[str]:
+        """The files of a project's log whose day partition can hold rows of ``[start, end)``."""
+        keys = self.files("predictions", environment, project)
+        first = start.astimezone(UTC).date().isoformat() if start is not None else None
+        last = end.astimezone(UTC).date().isoformat() if end is not None else None
+        kept = []
+        for key in keys:
+            day = key.partition("/date=")[2][:10]
+            if (first and day and day < first) or (last and day and day > last):
+                continue
+            kept.append(key)
+        return kept
+
     def with_feedback(self, environment: str, project: str) -> pd.DataFrame:
         """Predictions joined to their ground truth (latest feedback per request row)."""
         return self.query(
@@ -171,6 +238,29 @@ class PredictionLog:
             environment,
             project,
         )
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _identifier(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"'
+
+
+def _typed_field(expression: str, kind: str) -> str:
+    if kind == "TIMESTAMP":
+        return f"epoch(TRY_CAST({expression} AS TIMESTAMPTZ))"
+    return expression
+
+
+def _typed_output(kind: str) -> str:
+    text = "json_extract_string(output, '$')"
+    if kind == "VARCHAR":
+        return text
+    if kind == "TIMESTAMP":
+        return f"epoch(TRY_CAST({text} AS TIMESTAMPTZ))"
+    return f"TRY_CAST({text} AS {kind})"
 
 
 def _duck_type(arrow_type: pa.DataType) -> str:

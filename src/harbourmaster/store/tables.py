@@ -10,7 +10,9 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -361,3 +363,34 @@ class AuditEventRow(Base):
 
 
 install_on_create(AuditEventRow.__table__)  # append-only, however the table gets created
+
+
+class DriftResultRow(Base):
+    """One measured feature of one drift report: the time series of a deployment's drift (0015).
+
+    ``kind`` is ``feature``, ``prediction`` (the model's output) or ``dataset`` (the verdict: the
+    drifted share as statistic, the configured share as threshold). ``details`` holds the data quality
+    figures and any note.
+    """
+
+    __tablename__ = "drift_results"
+    __table_args__ = (Index("ix_drift_results_series", "project", "environment", "feature", "computed_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    report_id: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    project: Mapped[str] = mapped_column(String(64), nullable=False)
+    environment: Mapped[str] = mapped_column(String(64), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    window: Mapped[str] = mapped_column(String(128), nullable=False)
+    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    window_end: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    rows: Mapped[int] = mapped_column(Integer, nullable=False)
+    feature: Mapped[str] = mapped_column(String(255), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    method: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    statistic: Mapped[float | None] = mapped_column(Float, nullable=True)
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    drifted: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    score: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

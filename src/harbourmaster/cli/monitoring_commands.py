@@ -1,0 +1,187 @@
+"""Monitoring commands: ``harbourmaster drift``, a deployment's drift report or its stored time series.
+
+Works embedded or against a control-plane server (``--url/--token``); either way the
+report is computed where the prediction log and the reference live, and stored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from harbourmaster.cli import output
+from harbourmaster.cli.common import JsonOption, TokenOption, UrlOption, client
+from harbourmaster.core.drift import DriftReport, FeatureDrift, parse_method
+from harbourmaster.errors import InvalidInputError
+
+EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment (dev, test, prod ...).")]
+
+
+def _pairs(values: list[str], what: str) -> tuple[str | None, dict[str, str]]:
+    """``VALUE`` (every feature) or ``FEATURE=VALUE`` entries: (the global one, per feature)."""
+    everyone: str | None = None
+    per_feature: dict[str, str] = {}
+    for value in values:
+        name, sep, setting = value.partition("=")
+        if not sep:
+            everyone = value.strip()
+        elif not name.strip() or not setting.strip():
+            raise InvalidInputError(f"--{what} {value!r}: expected FEATURE={what.upper()} or {what.upper()}")
+        else:
+            per_feature[name.strip()] = setting.strip()
+    return everyone, per_feature
+
+
+def _threshold(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise InvalidInputError(f"--threshold {value!r} is not a number", "e.g. --threshold 0.2 or age=0.01") from None
+
+
+def drift_options(methods: list[str], thresholds: list[str], drift_share: float | None) -> dict[str, Any]:
+    """The command line's drift settings as a request's ``options``."""
+    options: dict[str, Any] = {}
+    method, feature_methods = _pairs(methods, "method")
+    threshold, feature_thresholds = _pairs(thresholds, "threshold")
+    if method:
+        options["method"] = parse_method(method, "--method").value
+    if threshold:
+        options["threshold"] = _threshold(threshold)
+    if drift_share is not None:
+        options["drift_share"] = drift_share
+    features: dict[str, dict[str, Any]] = {}
+    for name, value in feature_methods.items():
+        features.setdefault(name, {})["method"] = parse_method(value, f"--method {name}").value
+    for name, value in feature_thresholds.items():
+        features.setdefault(name, {})["threshold"] = _threshold(value)
+    prediction = features.pop("__prediction__", None)
+    if prediction:
+        options["prediction"] = prediction
+    if features:
+        options["features"] = features
+    return options
+
+
+def _quality(feature: FeatureDrift) -> str:
+    q = feature.quality
+    parts = []
+    if q.missing_current is not None and q.missing_current > 0:
+        parts.append(f"missing {q.missing_current:.1%}")
+    if q.out_of_range:
+        parts.append(f"out of range {q.out_of_range:.1%}")
+    if q.unseen:
+        parts.append(f"unseen {q.unseen:.1%} ({', '.join(q.unseen_values)})")
+    return "; ".join(parts) or "-"
+
+
+def _row(rank: int | str, feature: FeatureDrift) -> tuple[Any, ...]:
+    return (
+        rank,
+        feature.feature,
+        feature.kind,
+        feature.method.value if feature.method else "-",
+        output.number(feature.statistic),
+        output.number(feature.threshold),
+        "DRIFT" if feature.drifted else ("-" if feature.statistic is None else "ok"),
+        f"{feature.score:.2f}",
+        _quality(feature),
+        feature.note or "",
+    )
+
+
+def show_report(report: DriftReport) -> None:
+    measured = [f for f in report.features if f.statistic is not None]
+    verdict = "DRIFTED" if report.drifted else "no dataset drift"
+    span = f"{output.when(report.window_start)} .. {output.when(report.window_end)}" if report.rows else "no rows"
+    served = f" (answered by v{report.served_version})" if report.served_version not in (None, report.version) else ""
+    output.console.print(
+        f"{report.project} in {report.environment}, v{report.version}{served}, window {report.window} "
+        f"({report.rows} rows, {span}) against its reference {report.reference} of {report.reference_rows} rows"
+    )
+    output.console.print(
+        f"{verdict}: {len(report.drifted_features)} of {len(measured)} features drift "
+        f"(share {report.drifted_share:.2f}, drifts at {report.drift_share:.2f})"
+        + (f": {', '.join(report.drifted_features)}" if report.drifted_features else "")
+    )
+    rows = [_row(i + 1, f) for i, f in enumerate(report.features)]
+    if report.prediction is not None:
+        rows.append(_row("out", report.prediction))
+    columns = ("#", "feature", "kind", "method", "statistic", "threshold", "drift", "score", "data quality", "note")
+    output.table(None, columns, rows)
+    for note in report.notes:
+        output.console.print(f"note: {note}")
+    output.console.print(
+        f"report {report.id} stored; its series: harbourmaster drift {report.project} "
+        f"--env {report.environment} --history"
+    )
+
+
+def drift(
+    project: str,
+    env: EnvOption = "dev",
+    window: Annotated[
+        str | None, typer.Option(help="N rows (5000), a duration (30m, 6h, 1d) or a range (A..B). Default 1d.")
+    ] = None,
+    method: Annotated[
+        list[str] | None,
+        typer.Option(help="METHOD or FEATURE=METHOD: ks, chisquare, z, wasserstein, jensenshannon, psi."),
+    ] = None,
+    threshold: Annotated[list[str] | None, typer.Option(help="THRESHOLD or FEATURE=THRESHOLD.")] = None,
+    drift_share: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Share of drifted features that drifts the data.")
+    ] = None,
+    reference_version: Annotated[
+        int | None, typer.Option(min=1, help="Measure against this version's reference (default: the champion's).")
+    ] = None,
+    history: Annotated[bool, typer.Option("--history", help="Show the stored series instead of a new report.")] = False,
+    feature: Annotated[
+        str | None, typer.Option(help="With --history: one feature's series (__dataset__: verdicts).")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="With --history: rows to show.")] = 50,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Data drift of PROJECT's deployment in an environment: its window of the prediction log against the
+    served version's reference, per feature (ranked, most drift first), the prediction and a verdict.
+
+    Methods and thresholds default to the project's [monitoring.drift] settings, then to Evidently's
+    defaults; every report is stored as a time series (see --history).
+    """
+    with client(url, token) as hm:
+        if history:
+            items = hm.drift_history(project, env, feature=feature, limit=limit)
+            if json:
+                return output.print_json(items)
+            output.table(
+                f"drift of {project} in {env}",
+                ("computed", "version", "window", "rows", "feature", "method", "statistic", "threshold", "drift"),
+                [
+                    (
+                        output.when(i.computed_at),
+                        f"v{i.version}",
+                        i.window,
+                        i.rows,
+                        i.feature,
+                        i.method or "-",
+                        output.number(i.statistic),
+                        output.number(i.threshold),
+                        "DRIFT" if i.drifted else "ok",
+                    )
+                    for i in items
+                ],
+            )
+            return None
+        options = drift_options(method or [], threshold or [], drift_share) or None
+        report = hm.drift(project, env, window, options, reference_version)
+    if json:
+        return output.print_json(report)
+    show_report(report)
+    return None
+
+
+def register(app: typer.Typer) -> None:
+    """Add the monitoring commands to the ``harbourmaster`` app."""
+    app.command()(drift)

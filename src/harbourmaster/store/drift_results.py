@@ -1,0 +1,95 @@
+"""Drift reports in the metadata database: one row per measured feature, read back as time series."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from harbourmaster.core.drift import DriftReport, FeatureDrift
+from harbourmaster.store.tables import DriftResultRow
+
+DATASET = "__dataset__"  # the feature name of a report's dataset verdict
+
+
+def _row(report: DriftReport, drift: FeatureDrift, kind: str) -> DriftResultRow:
+    return DriftResultRow(
+        report_id=report.id,
+        project=report.project,
+        environment=report.environment,
+        version=report.version,
+        window=report.window,
+        window_start=report.window_start,
+        window_end=report.window_end,
+        rows=report.rows,
+        feature=drift.feature,
+        kind=kind,
+        method=drift.method.value if drift.method else None,
+        statistic=drift.statistic,
+        threshold=drift.threshold,
+        drifted=drift.drifted,
+        score=drift.score,
+        details={
+            "feature_kind": drift.kind,
+            "reference": drift.reference,
+            "current_values": drift.current_values,
+            "quality": drift.quality.model_dump(),
+            "note": drift.note,
+        },
+        computed_at=report.computed_at,
+    )
+
+
+def save_report(session: Session, report: DriftReport) -> None:
+    """Add a report's rows: every feature, the prediction (if measured) and the dataset verdict."""
+    rows = [_row(report, feature, "feature") for feature in report.features]
+    if report.prediction is not None:
+        rows.append(_row(report, report.prediction, "prediction"))
+    rows.append(
+        DriftResultRow(
+            report_id=report.id,
+            project=report.project,
+            environment=report.environment,
+            version=report.version,
+            window=report.window,
+            window_start=report.window_start,
+            window_end=report.window_end,
+            rows=report.rows,
+            feature=DATASET,
+            kind="dataset",
+            method="share",
+            statistic=report.drifted_share,
+            threshold=report.drift_share,
+            drifted=report.drifted,
+            score=report.drifted_share / report.drift_share,
+            details={
+                "reference": report.reference,
+                "reference_rows": report.reference_rows,
+                "served_version": report.served_version,
+                "drifted_features": report.drifted_features,
+                "notes": report.notes,
+            },
+            computed_at=report.computed_at,
+        )
+    )
+    session.add_all(rows)
+
+
+def series(
+    session: Session,
+    project: str,
+    environment: str,
+    *,
+    feature: str | None = None,
+    since: datetime | None = None,
+    limit: int = 1000,
+) -> list[DriftResultRow]:
+    """Stored results of a deployment, newest first (one feature's, or every feature's)."""
+    query = select(DriftResultRow).where(DriftResultRow.project == project, DriftResultRow.environment == environment)
+    if feature is not None:
+        query = query.where(DriftResultRow.feature == feature)
+    if since is not None:
+        query = query.where(DriftResultRow.computed_at >= since)
+    query = query.order_by(DriftResultRow.computed_at.desc(), DriftResultRow.id.desc()).limit(limit)
+    return list(session.scalars(query))

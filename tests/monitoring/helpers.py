@@ -1,0 +1,119 @@
+"""A small deployed version and a prediction log written in the replicas' own layout, for drift tests."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+from harbourmaster.services.actors import Actor
+from harbourmaster.services.packaging import package_version
+from harbourmaster.services.platform import Platform
+from harbourmaster.store.prediction_log import write_predictions
+
+PROJECT = "loans"
+OWNER = Actor.system("tests")
+LEVELS = ["a", "b", "c", "d"]
+
+
+def training_frame(rows: int = 3000, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "income": rng.normal(50.0, 10.0, rows),
+            "age": rng.normal(40.0, 12.0, rows),
+            "score": rng.uniform(0.0, 1.0, rows),
+            "region": rng.choice(LEVELS, rows, p=[0.4, 0.3, 0.2, 0.1]),
+            "member": rng.random(rows) < 0.3,
+            "email": [f"user{i}@example.com" for i in range(rows)],
+        }
+    )
+    target = (frame["income"] + rng.normal(0, 5, rows) > 50).astype(int)
+    return frame, target
+
+
+def fitted(frame: pd.DataFrame, target: pd.Series) -> Pipeline:
+    columns = ColumnTransformer(
+        [("region", OneHotEncoder(handle_unknown="ignore"), ["region"]), ("numbers", "passthrough", ["income", "age"])]
+    )
+    return Pipeline([("columns", columns), ("model", LogisticRegression(max_iter=500))]).fit(frame, target)
+
+
+def register_and_deploy(
+    platform: Platform,
+    *,
+    sample_rows: int = 5000,
+    rows: int = 3000,
+    environment: str = "dev",
+    drift: dict[str, object] | None = None,
+) -> int:
+    """Register a version of PROJECT (email withheld) and make it the champion in ``environment``."""
+    frame, target = training_frame(rows)
+    bundle = package_version(
+        fitted(frame, target),
+        features=frame,
+        target=target,
+        metrics={},
+        lineage={},
+        created_by=OWNER.name,
+        sensitive=["email"],
+        reference_sample_rows=sample_rows,
+    )
+    settings = {"monitoring": {"drift": drift}} if drift is not None else None
+    number = platform.registry.register_bundle(OWNER, PROJECT, bundle, project_settings=settings).number
+    platform.deployments.deploy(OWNER, PROJECT, number, environment)
+    return number
+
+
+def current_frame(rows: int, *, shift: float = 0.0, seed: int = 1) -> pd.DataFrame:
+    """Production inputs: income shifted by ``shift`` standard deviations, region re-weighted when shifted."""
+    frame, _ = training_frame(rows, seed)
+    frame["income"] = frame["income"] + shift * 10.0
+    if shift:
+        rng = np.random.default_rng(seed + 7)
+        frame["region"] = rng.choice(LEVELS, rows, p=[0.1, 0.2, 0.3, 0.4])
+    return frame
+
+
+def log_rows(
+    platform: Platform,
+    frame: pd.DataFrame,
+    *,
+    version: int,
+    environment: str = "dev",
+    outputs: list[object] | None = None,
+    ts: datetime | None = None,
+    path: str = "champion",
+) -> None:
+    """Write ``frame`` as answered requests to the prediction log (inputs and outputs as JSON text)."""
+    ts = ts or datetime.now(UTC) - timedelta(minutes=5)
+    records = frame.replace({np.nan: None}).to_dict(orient="records")
+    outputs = outputs if outputs is not None else [1] * len(records)
+    rows = [
+        {
+            "request_id": f"req-{i // 10}",
+            "row": i % 10,
+            "ts": ts,
+            "environment": environment,
+            "project": PROJECT,
+            "version": version,
+            "path": path,
+            "reason": None,
+            "status": 200,
+            "latency_ms": 1.0,
+            "inputs": json.dumps(record),
+            "output": json.dumps(output),
+            "probabilities": None,
+            "shadow_version": None,
+            "shadow_output": None,
+            "replica": "r1",
+        }
+        for i, (record, output) in enumerate(zip(records, outputs, strict=True))
+    ]
+    write_predictions(platform.artifacts, rows)
