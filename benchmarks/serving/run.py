@@ -402,7 +402,9 @@ class Bench:
                 return json.dumps({"inputs": [{"name": "x", "shape": shape, "datatype": "FP64", "data": data}]})
 
             servers[MLSERVER] = {
-                "process": self._spawn([str(MLSERVER_ENV / "bin" / "mlserver"), "start", str(folder)], env=env),
+                "process": self._spawn(
+                    [str(MLSERVER_ENV / "bin" / "mlserver"), "start", str(folder)], env=env, cwd=work
+                ),  # cwd: MLServer writes its .metrics folder there
                 "url": f"http://127.0.0.1:{port}/v2/models/bench/infer",
                 "ready": f"http://127.0.0.1:{port}/v2/models/bench/ready",
                 "one": tensor([row]),
