@@ -156,7 +156,7 @@ def test_harbourmaster_train_honours_the_type_an_admin_trusted(
     (folder / "model.py").write_text(MODEL_PY)
     (folder / "harbourmaster.toml").write_text(
         f'[project]\nname = "{PROJECT}"\n\n[data]\nsource = "train.csv"\ntarget = "y"\n\n'
-        '[pipeline]\ntrain = "model:train"\n'
+        '[pipeline]\ntrain = "model:train"\n\n[evaluation]\nmin_rows = 20  # the fixture has 120 rows\n'
     )
     with Client(settings=sqlite_settings) as hm:
         with pytest.raises(UntrustedContentError) as refused:
