@@ -56,7 +56,9 @@ def champion(platform: Platform, environment: str) -> int | None:
 
 def audit_rows(platform: Platform, action: str) -> list[AuditEventRow]:
     with platform.db.reader() as session:
-        return list(session.scalars(select(AuditEventRow).where(AuditEventRow.action == action)))
+        return list(
+            session.scalars(select(AuditEventRow).where(AuditEventRow.action == action).order_by(AuditEventRow.seq))
+        )
 
 
 # ----------------------------------------------------------------- order and gates
