@@ -130,6 +130,7 @@ def test_fallback_chain_failover_rules_humility_and_503(world: dict) -> None:
         PROJECT,
         "dev",
         fallback={"rules": [{"when": {"feature": "worst area", "op": ">", "value": 1000}, "output": 1}], "default": 0},
+        clear_failover=True,  # the chain merges: the rules alone answer now
     )
     wait_for_revision(world["server"], state.revision)
     ruled = client.post(f"/v1/projects/{PROJECT}/predict", json=flagged).json()

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from harbourmaster.services.platform import Platform
 
 STALE_AFTER = timedelta(seconds=30)
-MAX_PROJECTS_PER_BEAT = 1000
+MAX_PROJECTS_PER_BEAT = 1000  # and versions per project: a heartbeat is bounded work
 
 
 def _info(row: ReplicaRow, now: datetime) -> ReplicaInfo:
@@ -88,7 +88,7 @@ class ReplicaService:
         for project, counts in list(answered.items())[:MAX_PROJECTS_PER_BEAT]:
             if not isinstance(project, str) or not isinstance(counts, dict):
                 continue
-            for number, count in counts.items():
+            for number, count in list(counts.items())[:MAX_PROJECTS_PER_BEAT]:
                 if not (isinstance(count, int) and count > 0 and str(number).isdigit()):
                     continue
                 key = (environment, project, int(number))
