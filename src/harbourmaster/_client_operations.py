@@ -6,10 +6,13 @@ server mode, and returns the same record either way.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from harbourmaster.core.environments import Environment
+from harbourmaster.core.rollout_watch import RolloutProgress, rollout_progress
 from harbourmaster.schemas import (
     ApprovalInfo,
     DeploymentEvent,
@@ -59,13 +62,36 @@ class DeploymentMethods:
             return DeploymentState.model_validate(self._remote.get(f"/deployments/{project}/{environment}"))
         return self._platform.deployments.get(self.actor, project, environment)
 
-    def deploy(self, project: str, version: VersionRef, environment: str) -> DeploymentState:
-        """Make a version the champion (first environment, or one it was promoted to)."""
+    def deploy(
+        self, project: str, version: VersionRef, environment: str, *, options: dict[str, Any] | None = None
+    ) -> DeploymentState:
+        """Make a version the champion (first environment, or one it was promoted to), with ``options``
+        merged into the serving options in the same change (a bad option changes nothing)."""
         if self._remote:
-            return DeploymentState.model_validate(
-                self._remote.post(f"/deployments/{project}/{environment}", json={"version": version})
-            )
-        return self._platform.deployments.deploy(self.actor, project, version, environment)
+            body: dict[str, Any] = {"version": version, "options": options}
+            return DeploymentState.model_validate(self._remote.post(f"/deployments/{project}/{environment}", json=body))
+        return self._platform.deployments.deploy(self.actor, project, version, environment, options=options)
+
+    def wait_for_replicas(
+        self,
+        project: str,
+        environment: str,
+        revision: int,
+        *,
+        timeout: float = 60.0,
+        poll_seconds: float = 0.5,
+        on_progress: Callable[[RolloutProgress], None] | None = None,
+    ) -> RolloutProgress:
+        """Wait until every live replica of ``environment`` has loaded or refused ``revision`` of ``project``
+        (or ``timeout`` seconds pass); with no live replica it returns at once, with no replica in it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            progress = rollout_progress(self.replicas(environment), project, revision)  # type: ignore[attr-defined]
+            if on_progress is not None:
+                on_progress(progress)
+            if progress.settled or time.monotonic() >= deadline:
+                return progress
+            time.sleep(min(poll_seconds, max(0.0, deadline - time.monotonic())))
 
     def rollback(self, project: str, environment: str, to_version: VersionRef | None = None) -> DeploymentState:
         if self._remote:
@@ -107,14 +133,28 @@ class DeploymentMethods:
         *,
         failover: VersionRef | None = None,
         fallback: dict[str, Any] | None = None,
+        clear_failover: bool = False,
+        replace: bool = False,
     ) -> DeploymentState:
+        """Merge a failover version and/or fallback keys into the chain (``replace``: start from an empty one)."""
         if self._remote:
-            body = {"failover": failover, "fallback": fallback or {}}
+            body = {
+                "failover": failover,
+                "fallback": fallback or {},
+                "clear_failover": clear_failover,
+                "replace": replace,
+            }
             return DeploymentState.model_validate(
                 self._remote.request("PUT", f"/deployments/{project}/{environment}/fallback", json=body)
             )
         return self._platform.deployments.set_fallback(
-            self.actor, project, environment, failover=failover, fallback=fallback
+            self.actor,
+            project,
+            environment,
+            failover=failover,
+            fallback=fallback,
+            clear_failover=clear_failover,
+            replace=replace,
         )
 
     def set_options(self, project: str, environment: str, options: dict[str, Any]) -> DeploymentState:

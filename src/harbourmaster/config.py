@@ -39,6 +39,8 @@ def _split_list(value: str | None) -> tuple[str, ...]:
 
 DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024  # 1 MiB: every JSON call of the control plane
 DEFAULT_MAX_UPLOAD_BYTES = 1024 * 1024 * 1024  # 1 GiB: a bundle upload (pipeline, profile, code)
+WARMUP_TIMEOUT_VAR = "HARBOURMASTER_WARMUP_TIMEOUT_SECONDS"
+DEFAULT_WARMUP_TIMEOUT_SECONDS = 120.0  # as long as a replica gives one version to load and warm
 
 
 def _size(env: dict[str, str], name: str, default: int) -> int:
@@ -52,6 +54,21 @@ def _size(env: dict[str, str], name: str, default: int) -> int:
     if size <= 0:
         raise InvalidInputError(f"{name}={value!r} is not a positive number of bytes", f"e.g. {name}={default}")
     return size
+
+
+def _seconds(env: dict[str, str], name: str, default: float) -> float:
+    value = env.get(name)
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 3600:
+        raise InvalidInputError(
+            f"{name}={value!r} is not a number of seconds", f"give 1 to 3600, e.g. {name}={default:g}"
+        )
+    return seconds
 
 
 def _flag(value: str | None) -> bool:
@@ -75,6 +92,8 @@ class Settings:
     audit_anchor_interval: float = 60.0
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    # Registration loads and warms each new version in a clean process, bounded by this deadline.
+    warmup_timeout_seconds: float = DEFAULT_WARMUP_TIMEOUT_SECONDS
 
     @property
     def cache_dir(self) -> Path:
@@ -113,6 +132,9 @@ class Settings:
             **_audit_settings(env),
             max_request_bytes=_size(env, "HARBOURMASTER_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES),
             max_upload_bytes=_size(env, "HARBOURMASTER_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
+            warmup_timeout_seconds=_seconds(
+                env, "HARBOURMASTER_WARMUP_TIMEOUT_SECONDS", DEFAULT_WARMUP_TIMEOUT_SECONDS
+            ),
         )
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from governance.helpers import PROJECT, SYSTEM, actor, create_users, train
 from harbourmaster.services.platform import Platform
+from served import serve_champion
 
 
 def _entries(platform: Platform, action: str) -> list[dict]:
@@ -34,7 +35,9 @@ def test_prod_reads_feedback_and_predictions_are_audited_with_the_caller(
     number = train(platform, demo_project)
     dana, olga, vera = (actor(platform, name) for name in ("dana", "olga", "vera"))
     platform.deployments.deploy(dana, PROJECT, number, "dev")
+    serve_champion(platform, PROJECT, "dev")
     platform.promotions.promote(dana, PROJECT, number, "test")
+    serve_champion(platform, PROJECT, "test")
     for approver in ("abe", "amy"):
         platform.approvals.decide(actor(platform, approver), PROJECT, number, "prod", "approve")
     platform.promotions.promote(olga, PROJECT, number, "prod")

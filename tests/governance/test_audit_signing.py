@@ -23,6 +23,7 @@ from harbourmaster.services.actors import Actor
 from harbourmaster.services.audit import row_entry, verify_export
 from harbourmaster.services.platform import Platform
 from harbourmaster.store.tables import ApprovalRow, AuditEventRow, DeploymentEventRow, PromotionRow
+from served import serve_champion
 
 from .helpers import PROJECT, SYSTEM, actor, create_users, train
 from .test_audit_tamper import drop_triggers, make_chain, raw, restarted, verify
@@ -191,6 +192,7 @@ def _to_test(platform: Platform, demo_project: Path) -> None:
     dana = actor(platform, "dana")
     train(platform, demo_project)
     platform.deployments.deploy(dana, PROJECT, 1, "dev")
+    serve_champion(platform, PROJECT, "dev")
     platform.promotions.promote(dana, PROJECT, 1, "test")
 
 

@@ -29,6 +29,7 @@ from harbourmaster.services.audit import row_entry, verify_export
 from harbourmaster.services.platform import Platform
 from harbourmaster.store.audit_guard import DROP
 from harbourmaster.store.tables import AuditEventRow
+from served import serve_champion
 
 from .helpers import PROJECT, SYSTEM, actor, create_users, live_server, train
 
@@ -39,6 +40,7 @@ def make_chain(platform: Platform, demo_project: Path) -> int:
     dana = actor(platform, "dana")
     train(platform, demo_project)
     platform.deployments.deploy(dana, PROJECT, 1, "dev")
+    serve_champion(platform, PROJECT, "dev")
     platform.promotions.promote(dana, PROJECT, 1, "test")
     platform.registry.set_tag(dana, PROJECT, 1, "candidate", "yes")
     platform.approvals.decide(actor(platform, "abe"), PROJECT, 1, "prod", "approve", "looks fine")

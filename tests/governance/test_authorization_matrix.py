@@ -25,6 +25,7 @@ from harbourmaster.errors import ConfirmationRequiredError
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.platform import Platform
 from harbourmaster.store.tables import AuditEventRow
+from served import serve_champion
 
 from .helpers import PROJECT, SYSTEM, USERS, actor, create_users, live_server, train
 
@@ -295,7 +296,9 @@ def _seed(platform: Platform, demo_project) -> Seed:
     assert [train(platform, demo_project) for _ in range(3)] == [1, 2, 3]
     for number in (2, 1):
         platform.deployments.deploy(dana, PROJECT, number, "dev")
+        serve_champion(platform, PROJECT, "dev")
         platform.promotions.promote(dana, PROJECT, number, "test")
+        serve_champion(platform, PROJECT, "test")
         for approver in ("abe", "amy"):
             platform.approvals.decide(actor(platform, approver), PROJECT, number, "prod", "approve")
         platform.promotions.promote(olga, PROJECT, number, "prod")

@@ -18,6 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from harbourmaster.client import Client
 from harbourmaster.errors import PromotionRefusedError
 from harbourmaster.services.platform import Platform
+from served import serve_champion
 
 from .helpers import PROJECT, actor, create_users, live_server, train
 
@@ -51,6 +52,7 @@ def test_reported_metrics_do_not_pass_metric_gates(platform: Platform, demo_proj
 
     gate(platform, 0.999)
     platform.deployments.deploy(dana, PROJECT, claimed.number, "dev")
+    serve_champion(platform, PROJECT, "dev")
     with pytest.raises(PromotionRefusedError) as raised:
         platform.promotions.promote(dana, PROJECT, claimed.number, "test")
     assert "accuracy = 1.0000 is reported by its registrant, not computed by the platform" in raised.value.message
@@ -62,6 +64,7 @@ def test_reported_metrics_do_not_pass_metric_gates(platform: Platform, demo_proj
         platform.promotions.promote(dana, PROJECT, claimed.number, "test")
     gate(platform, 0.5, allow_reported_metrics=True)
     platform.deployments.deploy(dana, PROJECT, evaluated.number, "dev")
+    serve_champion(platform, PROJECT, "dev")
     assert platform.promotions.promote(dana, PROJECT, evaluated.number, "test").outcome == "promoted"
 
     # A version the platform trained is judged on the number it computed on its own held-out split.
@@ -69,6 +72,7 @@ def test_reported_metrics_do_not_pass_metric_gates(platform: Platform, demo_proj
     assert computed.metrics_source == "computed" and computed.evaluation_rows == 143  # 25% of 569
     assert 0.9 < computed.metrics["accuracy"] < 0.999
     platform.deployments.deploy(dana, PROJECT, computed.number, "dev")
+    serve_champion(platform, PROJECT, "dev")
     gate(platform, 0.999)
     with pytest.raises(PromotionRefusedError, match=f"accuracy = {computed.metrics['accuracy']:.4f} \\(needs >= 0.999"):
         platform.promotions.promote(dana, PROJECT, computed.number, "test")
@@ -85,6 +89,7 @@ def test_a_version_evaluated_on_five_rows_is_unfit(platform: Platform, demo_proj
     tiny = platform.registry.get_version(actor(platform, "dana"), PROJECT, train(platform, demo_project))
     assert (tiny.metrics_source, tiny.evaluation_rows) == ("computed", 5)
     platform.deployments.deploy(actor(platform, "dana"), PROJECT, tiny.number, "dev")
+    serve_champion(platform, PROJECT, "dev")
     gate(platform, 0.1)
     with pytest.raises(PromotionRefusedError) as raised:
         platform.promotions.promote(actor(platform, "dana"), PROJECT, tiny.number, "test")

@@ -17,6 +17,7 @@ from sqlalchemy import select, text
 from harbourmaster.errors import AuthenticationError, PermissionDeniedError, PromotionRefusedError
 from harbourmaster.services.platform import Platform
 from harbourmaster.store.tables import AuditEventRow
+from served import serve_champion
 
 from .helpers import PROJECT, SYSTEM, actor, create_users, live_server, train
 
@@ -32,7 +33,9 @@ def to_test(platform: Platform, number: int, user: str = "dana") -> None:
     """The regular path of a version: dev, then test."""
     who = actor(platform, user)
     platform.deployments.deploy(who, PROJECT, number, "dev")
+    serve_champion(platform, PROJECT, "dev")  # served: a replica answered with it
     platform.promotions.promote(who, PROJECT, number, "test")
+    serve_champion(platform, PROJECT, "test")
 
 
 def sign_off(platform: Platform, number: int, *approvers: str, decision: str = "approve") -> None:
@@ -53,7 +56,9 @@ def champion(platform: Platform, environment: str) -> int | None:
 
 def audit_rows(platform: Platform, action: str) -> list[AuditEventRow]:
     with platform.db.reader() as session:
-        return list(session.scalars(select(AuditEventRow).where(AuditEventRow.action == action)))
+        return list(
+            session.scalars(select(AuditEventRow).where(AuditEventRow.action == action).order_by(AuditEventRow.seq))
+        )
 
 
 # ----------------------------------------------------------------- order and gates
@@ -70,6 +75,7 @@ def test_promotion_follows_the_order_and_lists_every_failed_gate(gov, demo_proje
 
     # Skipping test (dev -> prod) is refused too, with every failed gate and its fix.
     gov.deployments.deploy(dana, PROJECT, v1, "dev")
+    serve_champion(gov, PROJECT, "dev")
     error = refusal(gov.promotions.promote, olga, PROJECT, v1, "prod")
     assert "refused by 2 gate(s)" in error.message
     assert "order: v1 has never served in test" in error.message
@@ -83,6 +89,7 @@ def test_promotion_follows_the_order_and_lists_every_failed_gate(gov, demo_proje
     assert (info.outcome, info.from_environment, info.to_environment) == ("promoted", "dev", "test")
     assert [(g.gate, g.passed) for g in info.gates] == [("order", True), ("schema compatible", True)]
     assert champion(gov, "test") == v1
+    serve_champion(gov, PROJECT, "test")
 
     # Served in test, but nobody signed off: prod still refuses, now only for approvals.
     error = refusal(gov.promotions.promote, olga, PROJECT, v1, "prod")
@@ -131,6 +138,7 @@ def test_metric_threshold_gate_refuses_with_the_value_and_the_fix(gov, demo_proj
     roc_auc = gov.registry.get_version(SYSTEM, PROJECT, v1).metrics["roc_auc"]
     assert 0.9 < roc_auc < 0.999
     gov.deployments.deploy(dana, PROJECT, v1, "dev")
+    serve_champion(gov, PROJECT, "dev")
     error = refusal(gov.promotions.promote, dana, PROJECT, v1, "test")
     assert f"metric roc_auc: roc_auc = {roc_auc:.4f} (needs >= 0.999)" in error.message
     assert "train a version whose held-out roc_auc is >= 0.999" in error.hint

@@ -14,6 +14,7 @@ from harbourmaster.errors import PermissionDeniedError
 from harbourmaster.services.platform import Platform
 from harbourmaster.serving.replica import ReplicaOptions
 from harbourmaster.serving.server import ServerThread
+from served import serve_champion
 
 from .helpers import PROJECT, actor, create_users, train
 
@@ -23,7 +24,9 @@ def promote_to_prod(platform: Platform, demo_project: Path) -> tuple[dict[str, s
     number = train(platform, demo_project)
     dana = actor(platform, "dana")
     platform.deployments.deploy(dana, PROJECT, number, "dev")
+    serve_champion(platform, PROJECT, "dev")
     platform.promotions.promote(dana, PROJECT, number, "test")
+    serve_champion(platform, PROJECT, "test")
     for approver in ("abe", "amy"):
         platform.approvals.decide(actor(platform, approver), PROJECT, number, "prod", "approve")
     platform.promotions.promote(actor(platform, "olga"), PROJECT, number, "prod")

@@ -23,6 +23,7 @@ from harbourmaster.errors import (
 )
 from harbourmaster.services.platform import Platform
 from harbourmaster.store.tables import AuditEventRow, UserRow
+from served import serve_champion
 
 from .helpers import PROJECT, SYSTEM, actor, create_users, live_server, train
 
@@ -151,6 +152,7 @@ def test_sign_offs_count_only_while_the_approver_holds_the_role_and_is_enabled(g
     dana, olga = actor(gov, "dana"), actor(gov, "olga")
     number = train(gov, demo_project)
     gov.deployments.deploy(dana, PROJECT, number, "dev")
+    serve_champion(gov, PROJECT, "dev")
     gov.promotions.promote(dana, PROJECT, number, "test")
     for name in ("abe", "amy"):
         gov.approvals.decide(actor(gov, name), PROJECT, number, "prod", "approve", "fine")

@@ -17,6 +17,7 @@ from tests.governance.helpers import PROJECT, SYSTEM, actor, create_users, live_
 
 from harbourmaster.schemas import GateResult
 from harbourmaster.services.platform import Platform
+from served import serve_champion
 
 
 def _approvals_gate(platform: Platform, number: int) -> GateResult:
@@ -33,7 +34,9 @@ def test_a_rejection_deleted_behind_the_platforms_back_still_blocks_and_is_named
     number = train(platform, demo_project)
     dana = actor(platform, "dana")
     platform.deployments.deploy(dana, PROJECT, number, "dev")
+    serve_champion(platform, PROJECT, "dev")
     platform.promotions.promote(dana, PROJECT, number, "test")
+    serve_champion(platform, PROJECT, "test")
     for name, decision in (("abe", "approve"), ("amy", "approve"), ("ann", "reject")):
         platform.approvals.decide(actor(platform, name), PROJECT, number, "prod", decision, f"{decision} by {name}")
     assert not _approvals_gate(platform, number).passed
@@ -43,7 +46,7 @@ def test_a_rejection_deleted_behind_the_platforms_back_still_blocks_and_is_named
         assert deleted.rowcount == 1
         # And who deployed to dev disappears from history.
         deleted = connection.execute(text("DELETE FROM deployment_events WHERE environment = 'dev'"))
-        assert deleted.rowcount == 1
+        assert deleted.rowcount == 2  # the deploy, and the replica's first answer with it
 
     with live_server(platform) as live:
         live.tokens = tokens

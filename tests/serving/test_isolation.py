@@ -60,7 +60,12 @@ def configure(world: dict[str, Any], champion: int, **settings: Any) -> int:
     platform.deployments.deploy(ACTOR, SLEEPY, champion, "dev")
     platform.deployments.clear_challenger(ACTOR, SLEEPY, "dev")
     platform.deployments.set_fallback(
-        ACTOR, SLEEPY, "dev", failover=settings.pop("failover", None), fallback=settings.pop("fallback", {})
+        ACTOR,
+        SLEEPY,
+        "dev",
+        failover=settings.pop("failover", None),
+        fallback=settings.pop("fallback", {}),
+        replace=True,
     )
     state = platform.deployments.set_options(ACTOR, SLEEPY, "dev", settings)
     wait_served(world["server"], SLEEPY, state.revision)

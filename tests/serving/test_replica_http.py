@@ -45,7 +45,7 @@ def reset(world: dict, **options: object) -> None:
     platform, versions = world["platform"], world["versions"]
     platform.deployments.deploy(ACTOR, PROJECT, versions["good"], "dev")
     platform.deployments.clear_challenger(ACTOR, PROJECT, "dev")
-    platform.deployments.set_fallback(ACTOR, PROJECT, "dev", failover=None, fallback={})
+    platform.deployments.set_fallback(ACTOR, PROJECT, "dev", replace=True)
     state = platform.deployments.set_options(ACTOR, PROJECT, "dev", dict(options))
     wait_for_revision(world["server"], state.revision)
 
@@ -131,12 +131,13 @@ def test_fallback_chain_failover_rules_humility_and_503(world: dict) -> None:
         PROJECT,
         "dev",
         fallback={"rules": [{"when": {"feature": "worst area", "op": ">", "value": 1000}, "output": 1}], "default": 0},
+        clear_failover=True,  # the chain merges: the rules alone answer now
     )
     wait_for_revision(world["server"], state.revision)
     ruled = client.post(f"/v1/projects/{PROJECT}/predict", json=flagged).json()
     assert ruled["path"] == "rules" and ruled["version"] is None and ruled["prediction"] in (0, 1)
 
-    state = platform.deployments.set_fallback(ACTOR, PROJECT, "dev", fallback={})
+    state = platform.deployments.set_fallback(ACTOR, PROJECT, "dev", replace=True)
     wait_for_revision(world["server"], state.revision)
     failed = client.post(f"/v1/projects/{PROJECT}/predict", json=flagged)
     assert failed.status_code == 503

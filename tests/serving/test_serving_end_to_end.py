@@ -87,7 +87,7 @@ def configure(world: dict[str, Any], champion: int, *, failover: int | None, fal
     """One desired state for the moody project, served before returning."""
     platform = world["platform"]
     platform.deployments.deploy(ACTOR, MOODY, champion, "dev")
-    platform.deployments.set_fallback(ACTOR, MOODY, "dev", failover=failover, fallback=fallback)
+    platform.deployments.set_fallback(ACTOR, MOODY, "dev", failover=failover, fallback=fallback, replace=True)
     state = platform.deployments.set_options(ACTOR, MOODY, "dev", options)
     wait_for(world["server"], MOODY, state.revision)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -68,3 +69,13 @@ def fail(message: str, hint: str | None = None) -> None:
     errors.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
     if hint:
         errors.print(f"[yellow]hint:[/] {escape(hint)}", markup=True, soft_wrap=True)
+
+
+@contextmanager
+def progress_line(what: str) -> Iterator[Callable[[str], None]]:
+    """A one-line status on stderr while waiting (``update(text)`` rewrites it); silent when not a terminal."""
+    if not errors.is_terminal:
+        yield lambda _text: None
+        return
+    with errors.status(escape(what)) as status:
+        yield lambda text: status.update(escape(f"{what}: {text}"))

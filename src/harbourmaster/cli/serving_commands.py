@@ -21,7 +21,6 @@ from harbourmaster.cli.common import (
     UrlOption,
     client,
     parse_duration,
-    parse_json_option,
     read_json_object,
 )
 from harbourmaster.errors import InvalidInputError
@@ -71,6 +70,10 @@ def deploy(
     max_wait_ms: Annotated[float | None, typer.Option(help="Micro-batching: longest wait for company.")] = None,
     humility: Annotated[bool | None, typer.Option(help="Skip the model on inputs outside the training range.")] = None,
     humility_margin: Annotated[float | None, typer.Option(help="Fraction of the range allowed beyond it.")] = None,
+    wait: Annotated[
+        bool, typer.Option(help="Wait until the environment's replicas loaded or refused the change.")
+    ] = True,
+    timeout: Annotated[float, typer.Option(min=0, help="Longest wait for the replicas, seconds.")] = 60.0,
     url: UrlOption = None,
     token: TokenOption = None,
     json: JsonOption = False,
@@ -78,55 +81,85 @@ def deploy(
     """Record VERSION as the champion of PROJECT in an environment (and optional serving options).
 
     In the first environment (dev) any version can be deployed; in a later one the version must have
-    been promoted there first (harbourmaster promote). Serving options are merged into the current ones.
+    been promoted there first (harbourmaster promote). Serving options are merged into the current ones,
+    in the same change: a refused option changes nothing. Then it waits (--timeout, or --no-wait) until
+    every running replica of the environment has loaded the change or refused it, and says which did what.
     """
+    changes = _option_changes(
+        unknown_fields, latency_budget_ms, (microbatch, max_batch, max_wait_ms), humility, humility_margin
+    )
     with client(url, token) as hm:
-        state = hm.deploy(project, _version(version), env)
-        state = _apply_options(
-            hm,
-            state,
-            unknown_fields,
-            latency_budget_ms,
-            (microbatch, max_batch, max_wait_ms),
-            humility,
-            humility_margin,
-        )
-    _show_state(state, json)
+        state = hm.deploy(project, _version(version), env, options=changes or None)
+        _show_state(state, json)
+        if wait:
+            _await_replicas(hm, state, timeout, quiet=json)
 
 
-def _apply_options(
-    hm: Any,
-    state: Any,
+def _option_changes(
     unknown_fields: str | None,
     latency_budget_ms: float | None,
     microbatch: tuple[bool | None, int | None, float | None],
     humility: bool | None,
     humility_margin: float | None,
-) -> Any:
-    """Merge the options given on the command line into the deployment's current ones (Client.set_options)."""
+) -> dict[str, Any]:
+    """The serving options given on the command line (the service merges them into the current ones)."""
     changes: dict[str, Any] = {}
     if unknown_fields is not None:
         changes["unknown_fields"] = unknown_fields
     if latency_budget_ms is not None:
         changes["latency_budget_ms"] = latency_budget_ms
-    options = dict(state.options)
     batching = {
         key: value
         for key, value in zip(("enabled", "max_batch", "max_wait_ms"), microbatch, strict=True)
         if value is not None
     }
     if batching:
-        changes["microbatch"] = {**options.get("microbatch", {}), **batching}
-    if humility is not None or humility_margin is not None:
-        current = dict(options.get("humility", {}))
-        if humility is not None:
-            current["enabled"] = humility
-        if humility_margin is not None:
-            current["margin"] = humility_margin
-        changes["humility"] = current
-    if changes:
-        state = hm.set_options(state.project, state.environment, {**options, **changes})
-    return state
+        changes["microbatch"] = batching
+    humble = {key: value for key, value in (("enabled", humility), ("margin", humility_margin)) if value is not None}
+    if humble:
+        changes["humility"] = humble
+    return changes
+
+
+def _await_replicas(hm: Any, state: Any, timeout: float, *, quiet: bool) -> None:
+    """Wait for the environment's replicas to load or refuse ``state``'s revision; say who did what.
+
+    Exits 1 when a replica refused the revision or the wait timed out (the desired state stays recorded).
+    """
+    say = output.errors.print if quiet else output.console.print
+    with output.progress_line(f"waiting for the replicas of {state.environment}") as update:
+        progress = hm.wait_for_replicas(
+            state.project,
+            state.environment,
+            state.revision,
+            timeout=timeout,
+            on_progress=lambda p: update(p.summary()),
+        )
+    if not progress.replicas:
+        say(
+            f"no replica of {state.environment} is running: the change is recorded and is served once one starts "
+            f"(harbourmaster serve --env {state.environment}; harbourmaster replicas --env {state.environment})",
+            markup=False,
+        )
+        return
+    for item in progress.replicas:
+        say(f"  {item.describe()}", markup=False)
+    refused, pending = progress.count("refused"), progress.count("pending")
+    if refused:
+        output.fail(
+            f"{refused} of {len(progress.replicas)} replica(s) of {state.environment} refused revision "
+            f"{state.revision}; they keep serving what they served before",
+            f"fix the version, or roll back: harbourmaster rollback {state.project} --env {state.environment}",
+        )
+        raise typer.Exit(1)
+    if pending:
+        output.fail(
+            f"{pending} replica(s) of {state.environment} had not loaded revision {state.revision} "
+            f"after {timeout:g} s (the change stays recorded)",
+            f"see what they serve: harbourmaster replicas --env {state.environment}; wait longer with --timeout",
+        )
+        raise typer.Exit(1)
+    say(f"all {len(progress.replicas)} replica(s) of {state.environment} serve revision {state.revision}")
 
 
 def challenger(
@@ -156,22 +189,63 @@ def fallback(
     project: str,
     env: EnvOption = "dev",
     failover: Annotated[str | None, typer.Option(help="Failover version.")] = None,
+    no_failover: Annotated[bool, typer.Option("--no-failover", help="Remove the failover version.")] = False,
     rules: Annotated[Path | None, typer.Option(help="JSON file: {rules: [...], default: ..., function: ...}.")] = None,
-    default: Annotated[str | None, typer.Option(help="Constant answer (JSON) when everything else fails.")] = None,
+    default: Annotated[str | None, typer.Option(help="Constant answer when everything else fails (JSON).")] = None,
     function: Annotated[str | None, typer.Option(help="module:function in the project code.")] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Start from an empty chain instead of merging.")] = False,
     url: UrlOption = None,
     token: TokenOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Set the fallback chain: a failover version, then rules (table, constant or project function)."""
-    config: dict[str, Any] = read_json_object(rules, "fallback rules: {rules: [...], default: ...}") if rules else {}
+    """Change the fallback chain (a failover version, then rules: table, constant or project function).
+
+    What you give is merged into the current chain, and the resulting chain is printed. Answers must be
+    ones the version could give (a classifier's classes), rules may test only its input features.
+    """
+    config = read_json_object(rules, "fallback rules: {rules: [...], default: ...}") if rules else {}
     if default is not None:
-        config["default"] = parse_json_option(default, "--default")
+        config["default"] = _json_or_text(default)
     if function is not None:
         config["function"] = function
     with client(url, token) as hm:
-        state = hm.set_fallback(project, env, failover=_version(failover) if failover else None, fallback=config)
-    _show_state(state, json)
+        state = hm.set_fallback(
+            project,
+            env,
+            failover=_version(failover) if failover else None,
+            fallback=config,
+            clear_failover=no_failover,
+            replace=clear,
+        )
+    if json:
+        return output.print_json(state)
+    _show_state(state, False)
+    output.console.print(f"fallback chain: {_chain(state)}", markup=False)
+
+
+def _json_or_text(value: str) -> Any:
+    """A JSON value (``0``, ``"late"``, ``[1, 2]``), or the text itself when it is not JSON (``late``)."""
+    try:
+        return jsonlib.loads(value)
+    except jsonlib.JSONDecodeError:
+        return value
+
+
+def _chain(state: Any) -> str:
+    """The links a request falls through, in order."""
+    links = [f"champion v{state.champion.number}" if state.champion else "no champion"]
+    if state.failover:
+        links.append(f"failover v{state.failover.number}")
+    config = state.fallback or {}
+    if config.get("function"):
+        links.append(f"function {config['function']}")
+    if config.get("rules"):
+        links.append(f"{len(config['rules'])} rule(s)")
+    if config.get("default") is not None:
+        links.append(f"default {jsonlib.dumps(config['default'])}")
+    if len(links) == 1:
+        return links[0] + " -> nothing (requests fail when the champion does)"
+    return " -> ".join(links) + f" (on: {', '.join(config.get('on') or [])})"
 
 
 def rollback(

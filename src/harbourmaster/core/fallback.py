@@ -29,6 +29,7 @@ __all__ = [
     "MicrobatchOptions",
     "Rule",
     "evaluate_rules",
+    "merge_deployment_options",
     "validate_deployment_options",
     "validate_fallback_config",
 ]
@@ -219,3 +220,15 @@ def validate_fallback_config(config: dict[str, Any]) -> dict[str, Any]:
 def validate_deployment_options(options: dict[str, Any]) -> dict[str, Any]:
     """Check deployment options; return them normalised (raises InvalidInputError)."""
     return _validated(DeploymentOptions, options, "deployment options")
+
+
+def merge_deployment_options(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``current`` with ``changes`` laid over it (a nested section keeps the keys a change does not name),
+    checked and normalised (raises InvalidInputError)."""
+    merged = dict(current)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return validate_deployment_options(merged)

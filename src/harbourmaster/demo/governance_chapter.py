@@ -80,10 +80,12 @@ def _promotion_story(story: Any, people: dict[str, Client], project: str, projec
     version = dana.train(project_dir).version.number
     story.say(f"dana trains v{version} where her data is and uploads it, deploys it to dev, promotes it to test")
     dana.deploy(project, version, "dev")
+    _answer_in(story, people["root"], project, project_dir, "dev")
     promoted = dana.promote(project, version, "test")
     story.say(
         "  test gates: " + "; ".join(f"{gate.gate}: {'pass' if gate.passed else 'FAIL'}" for gate in promoted.gates)
     )
+    _answer_in(story, people["root"], project, project_dir, "test")
     _refused(story, "dana promotes to prod", lambda: dana.promote(project, version, "prod"))
     _refused(story, "olga promotes before any sign-off", lambda: olga.promote(project, version, "prod"))
 
@@ -98,6 +100,33 @@ def _promotion_story(story: Any, people: dict[str, Client], project: str, projec
     story.say(
         f"history: prod serves v{latest.version} since {latest.at:%H:%M:%S}, put there by {latest.actor}, "
         f"approved by {', '.join(latest.approved_by)}"
+    )
+
+
+def _answer_in(story: Any, root: Client, project: str, project_dir: Path, environment: str) -> None:
+    """A replica of ``environment`` (a replica credential, no store access) loads the champion and answers one
+    request: only then has the version served there, as the next environment's order gate requires."""
+    import time
+
+    import httpx
+    import pandas as pd
+
+    from harbourmaster.config import Settings
+    from harbourmaster.serving.control_plane import RemoteControlPlane
+    from harbourmaster.serving.server import ServerThread
+
+    credential = root.create_replica_credential(environment, "demo", expires_in_days=1)
+    settings = Settings.from_env({"HARBOURMASTER_HOME": str(project_dir.parent / f"replica-{environment}")})
+    row = pd.read_csv(project_dir / "data" / "train.csv").drop(columns=["malignant"]).iloc[0]
+    record = {name: float(value) for name, value in row.items()}
+    with ServerThread(RemoteControlPlane(root.url, credential.secret, environment, settings), environment) as replica:
+        deadline = time.monotonic() + 60
+        while project not in replica.replica.table.routes and time.monotonic() < deadline:
+            time.sleep(0.05)
+        answer = httpx.post(f"{replica.url}/v1/projects/{project}/predict", json=record, timeout=30).json()
+    story.say(
+        f"a replica of {environment} (replica credential, no store access) loads v{answer.get('version')} and "
+        f"answers a request: v{answer.get('version')} has served in {environment}"
     )
 
 

@@ -74,7 +74,7 @@ def run_serving_chapter(story: Any, settings: Settings, project: str, version: i
             body = client.post(url, json=rows[0]).json()
             story.say(f"a normal input still goes to v{body['version']} via {body['path']}")
             platform.deployments.set_options(actor, project, "dev", {})
-            platform.deployments.set_fallback(actor, project, "dev", fallback={})
+            platform.deployments.set_fallback(actor, project, "dev", replace=True)
         server.stop()
         story.say("replica stopped gracefully: in-flight requests finished, the prediction log flushed")
         count = PredictionLog(platform.artifacts).count("dev", project)

@@ -142,17 +142,28 @@ class DeploymentService:
         action: str = "deploy",
         details: dict[str, Any] | None = None,
         session: Session | None = None,
+        options: dict[str, Any] | None = None,
     ) -> DeploymentState:
-        """Make ``version`` the champion of ``project`` in ``environment``.
+        """Make ``version`` the champion of ``project`` in ``environment``, with ``options`` merged into the
+        current serving options: one change, checked whole before anything is written.
 
         Outside the first environment only a version admitted there (promoted, or a
         former champion for a rollback) may be deployed: promotion is the way in.
         """
+        from harbourmaster.core.fallback import merge_deployment_options
+
+        if options:
+            merge_deployment_options({}, options)  # a bad option is refused before the transaction opens
 
         def change(session: Session, row: DeploymentRow) -> None:
-            row.champion = self._version(session, row.project, version)
+            merged = merge_deployment_options(row.options or {}, options) if options else None
+            champion = self._version(session, row.project, version)
             if action in ("deploy", "rollback"):
-                self._require_admitted(session, row.project.name, environment, row.champion)
+                self._require_admitted(session, row.project.name, environment, champion)
+            self._require_fallback_fits(row.fallback or {}, champion, row.failover, row.project.name, environment)
+            row.champion = champion
+            if merged is not None:
+                row.options = merged
             if row.challenger_version is not None and row.challenger_version.id == row.champion.id:
                 row.challenger_version = None
                 row.challenger = {}
@@ -206,17 +217,33 @@ class DeploymentService:
         *,
         failover: VersionRef | None = None,
         fallback: dict[str, Any] | None = None,
+        clear_failover: bool = False,
+        replace: bool = False,
     ) -> DeploymentState:
-        """Set the failover version and the fallback rules (validated by the serving layer's schema)."""
+        """Change the fallback chain: the failover version, then the rules of last resort.
+
+        What is given is merged into the current chain (each key of ``fallback`` replaces that key;
+        no ``failover`` keeps the current one); ``replace`` starts from an empty chain and
+        ``clear_failover`` removes the failover. The result must fit the deployment's versions:
+        answers a classifier could give, rules on features the version takes.
+        """
         from harbourmaster.core.fallback import validate_fallback_config
 
-        checked = validate_fallback_config(fallback or {})
+        if failover is not None and clear_failover:
+            raise InvalidInputError("a failover version was given and also cleared", "give one or the other")
+        given = validate_fallback_config(fallback or {})  # refused before the transaction opens
+        keys = set(fallback or {})
 
         def change(session: Session, row: DeploymentRow) -> None:
-            row.failover = self._version(session, row.project, failover) if failover is not None else None
-            if row.failover is not None:
+            current = {} if replace else dict(row.fallback or {})
+            merged = validate_fallback_config({**current, **{key: given[key] for key in keys}})
+            if replace or clear_failover:
+                row.failover = None
+            if failover is not None:
+                row.failover = self._version(session, row.project, failover)
                 self._require_admitted(session, row.project.name, environment, row.failover)
-            row.fallback = checked
+            self._require_fallback_fits(merged, row.champion, row.failover, row.project.name, environment)
+            row.fallback = merged
 
         return self._change(actor, project, environment, "set-fallback", change, None, None, must_exist=True)
 
@@ -380,6 +407,34 @@ class DeploymentService:
             f"{project} v{version.number} has not been promoted to {environment}",
             f"promote it through the gates: harbourmaster promote {project} {version.number} --to {environment}",
         )
+
+    @staticmethod
+    def _require_fallback_fits(
+        fallback: dict[str, Any], champion: VersionRow | None, failover: VersionRow | None, project: str, env: str
+    ) -> None:
+        """Refuse a fallback config that a version of the chain could not answer or test."""
+        from harbourmaster.core.fallback import FallbackConfig
+        from harbourmaster.core.fallback_fit import fallback_misfits
+        from harbourmaster.core.schema import InputSchema, OutputSchema
+
+        config = FallbackConfig.model_validate(fallback)
+        if not config.rules and config.default is None:
+            return
+        for role, version in (("champion", champion), ("failover", failover)):
+            if version is None:
+                continue
+            problems = fallback_misfits(
+                config,
+                InputSchema.model_validate(version.input_schema),
+                OutputSchema.model_validate(version.output_schema),
+            )
+            if problems:
+                raise InvalidInputError(
+                    f"the fallback of {project} in {env} does not fit {role} v{version.number}: " + "; ".join(problems),
+                    "answer with what the version could predict and test only its input features "
+                    f"(harbourmaster show {project} {version.number}); to drop the rules: "
+                    f"harbourmaster fallback {project} --env {env} --clear",
+                )
 
     @staticmethod
     def _require_champion(row: DeploymentRow) -> None:

@@ -17,6 +17,7 @@ from harbourmaster.schemas import GateResult, PromotionInfo, VersionDetail
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.approvals import candidate_of
 from harbourmaster.services.registry import VersionRef
+from harbourmaster.services.served import has_served
 from harbourmaster.store.tables import DeploymentEventRow, PromotionRow
 
 if TYPE_CHECKING:
@@ -175,20 +176,7 @@ class PromotionService:
         verdicts: list[GateVerdict] = []
         with self._platform.db.reader() as session:
             if previous is not None and not target.config.allow_skip:
-                present = was_champion(
-                    session, detail.project, previous.name, detail.number, audit=self._platform.audit
-                )
-                verdicts.append(
-                    GateVerdict(
-                        gate="order",
-                        passed=present,
-                        reason=f"v{detail.number} {'has served' if present else 'has never served'} in {previous.name}",
-                        fix=None
-                        if present
-                        else f"promote it to {previous.name} first: harbourmaster promote "
-                        f"{detail.project} {detail.number} --to {previous.name}",
-                    )
-                )
+                verdicts.append(self._order_verdict(session, detail, previous.name))
         champion = None
         try:
             state = self._platform.deployments.get(actor, detail.project, target.name)
@@ -217,6 +205,30 @@ class PromotionService:
             min_evaluation_rows=target.config.min_evaluation_rows,
         )
         return verdicts + evaluate_gates(gates, context)
+
+    def _order_verdict(self, session: Session, detail: VersionDetail, previous: str) -> GateVerdict:
+        """Has the version served in the previous environment: did a replica there load it and answer with it?"""
+        audit = self._platform.audit
+        project, number = detail.project, detail.number
+        if has_served(session, project, previous, number, audit=audit):
+            return GateVerdict(
+                gate="order", passed=True, reason=f"v{number} has served in {previous} (a replica answered with it)"
+            )
+        if was_champion(session, project, previous, number, audit=audit):
+            return GateVerdict(
+                gate="order",
+                passed=False,
+                reason=f"v{number} was deployed in {previous}, but no replica there has answered with it yet",
+                fix=f"run a replica of {previous} (harbourmaster serve --env {previous}) and let it answer requests "
+                f"with v{number}; harbourmaster replicas --env {previous} shows what each one serves",
+            )
+        return GateVerdict(
+            gate="order",
+            passed=False,
+            reason=f"v{number} has never served in {previous}",
+            fix=f"promote it to {previous} first: harbourmaster promote {project} {number} --to {previous}, "
+            "and let a replica there answer with it",
+        )
 
     def _champion_number(self, actor: Actor, project: str, environment: str) -> int | None:
         try:

@@ -12,6 +12,7 @@ from harbourmaster.bundle.builder import Bundle
 from harbourmaster.bundle.loaded import LoadedBundle
 from harbourmaster.bundle.storage import load_bundle, read_bundle_files, save_bundle
 from harbourmaster.bundle.vetting import MAX_TRUSTED_TYPES, check_type_names, type_statuses, vet_bundle
+from harbourmaster.bundle.warmup import warm_in_clean_process
 from harbourmaster.core.digest import sha256_bytes
 from harbourmaster.core.limits import check_text
 from harbourmaster.core.permissions import Permission
@@ -155,6 +156,8 @@ class RegistryService:
                 )
             verify_bundle(bundle)
             vetted = vet_bundle(bundle, self._platform.settings, self.project_trusted_types(project), project)
+            # What no replica could load or answer with gets no number (in a clean child process).
+            warm_in_clean_process(bundle, self._platform.settings, self.project_trusted_types(project), project)
         except HarbourmasterError as exc:
             self._platform.audit.record_alone(
                 actor,

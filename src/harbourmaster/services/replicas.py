@@ -8,17 +8,20 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from harbourmaster.core.permissions import Permission
 from harbourmaster.errors import ConflictError
 from harbourmaster.schemas import ReplicaInfo
 from harbourmaster.services.actors import Actor
+from harbourmaster.services.served import record_served
 from harbourmaster.store.tables import ReplicaRow
 
 if TYPE_CHECKING:
     from harbourmaster.services.platform import Platform
 
 STALE_AFTER = timedelta(seconds=30)
+MAX_PROJECTS_PER_BEAT = 1000  # and versions per project: a heartbeat is bounded work
 
 
 def _info(row: ReplicaRow, now: datetime) -> ReplicaInfo:
@@ -45,6 +48,7 @@ class ReplicaService:
 
     def __init__(self, platform: Platform) -> None:
         self._platform = platform
+        self._served: set[tuple[str, str, int]] = set()  # (environment, project, version) known to have served
 
     def heartbeat(
         self,
@@ -74,6 +78,24 @@ class ReplicaService:
             row.loaded = loaded or {}
             row.details = details or {}
             row.last_seen = now
+            self._record_served(session, actor, replica_id, environment, (details or {}).get("answered"))
+
+    def _record_served(self, session: Session, actor: Actor, replica_id: str, environment: str, answered: Any) -> None:
+        """The first answer of a version as champion in an environment, as an audited ``served`` deployment
+        event: what the order gate counts as having served there."""
+        if not isinstance(answered, dict):
+            return
+        for project, counts in list(answered.items())[:MAX_PROJECTS_PER_BEAT]:
+            if not isinstance(project, str) or not isinstance(counts, dict):
+                continue
+            for number, count in list(counts.items())[:MAX_PROJECTS_PER_BEAT]:
+                if not (isinstance(count, int) and count > 0 and str(number).isdigit()):
+                    continue
+                key = (environment, project, int(number))
+                if key in self._served:
+                    continue
+                if record_served(self._platform, session, actor, project, environment, int(number), replica_id, count):
+                    self._served.add(key)
 
     def list(self, actor: Actor, environment: str | None = None, include_stopped: bool = False) -> list[ReplicaInfo]:
         self._platform.access.require(actor, Permission.READ, target="replicas")

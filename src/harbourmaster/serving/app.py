@@ -387,6 +387,8 @@ class ServingApp:
         else:
             self._capture(route, batch, outcome, request_id, elapsed, 200, None)
         replica.metrics.observe(project, version if version is not None else "rules", outcome.path, 200, elapsed)
+        if outcome.path == "champion" and version is not None:
+            replica.count_answer(project, version)
         await _send_json(send, 200, payload, headers)
 
     def _capture(

@@ -108,6 +108,7 @@ class Replica:
         self._process.cpu_percent(None)
         self._started = False
         self._trusted: dict[str, list[str]] = {}
+        self._answered: dict[tuple[str, int], int] = {}  # (project, version) -> answers given as champion
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -378,6 +379,21 @@ class Replica:
             for route in self.table.routes.values()
         }
 
+    def count_answer(self, project: str, version: int) -> None:
+        """One request answered by ``version`` as champion (the order gate's evidence that it served)."""
+        key = (project, version)
+        count = self._answered.get(key, 0)
+        self._answered[key] = count + 1
+        if not count:
+            self._beat_now.set()  # the first answer of a version is news for the control plane
+
+    def answered(self) -> dict[str, dict[str, int]]:
+        """Per project, per version: how many requests it answered as champion since this replica started."""
+        out: dict[str, dict[str, int]] = {}
+        for (project, version), count in list(self._answered.items()):
+            out.setdefault(project, {})[str(version)] = count
+        return out
+
     def refused(self) -> dict[str, dict[str, Any]]:
         """Per project: the revision this replica refused, why, and the revision it serves instead (or None)."""
         return {
@@ -403,6 +419,7 @@ class Replica:
                 "capture_pending": self.capture.pending,
                 "capture_spilled": self.capture.spilled,
                 "refused": self.refused(),
+                "answered": self.answered(),
             },
         )
 

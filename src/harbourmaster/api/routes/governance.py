@@ -41,6 +41,7 @@ class EnvironmentUpdate(BaseModel):
 
 class DeployRequest(BaseModel):
     version: VersionRef
+    options: dict[str, Any] | None = None  # merged into the current serving options, in the same change
 
 
 class RollbackRequest(BaseModel):
@@ -56,7 +57,9 @@ class ChallengerRequest(BaseModel):
 
 class FallbackRequest(BaseModel):
     failover: VersionRef | None = None
-    fallback: dict[str, Any] = Field(default_factory=dict)
+    fallback: dict[str, Any] = Field(default_factory=dict)  # merged key by key into the current chain
+    clear_failover: bool = False
+    replace: bool = False  # start from an empty chain instead of merging
 
 
 class OptionsRequest(BaseModel):
@@ -197,7 +200,7 @@ def deploy(
     platform: Platform = Depends(get_platform),
     actor: Actor = Depends(current_actor),
 ) -> DeploymentState:
-    return platform.deployments.deploy(actor, project, body.version, environment)
+    return platform.deployments.deploy(actor, project, body.version, environment, options=body.options)
 
 
 @router.post(
@@ -256,7 +259,13 @@ def set_fallback(
     actor: Actor = Depends(current_actor),
 ) -> DeploymentState:
     return platform.deployments.set_fallback(
-        actor, project, environment, failover=body.failover, fallback=body.fallback
+        actor,
+        project,
+        environment,
+        failover=body.failover,
+        fallback=body.fallback,
+        clear_failover=body.clear_failover,
+        replace=body.replace,
     )
 
 
