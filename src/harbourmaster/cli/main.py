@@ -20,7 +20,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from harbourmaster.cli.common import JsonOption, TokenOption, UrlOption, client, metrics_origin  # noqa: E402
+from harbourmaster.cli.common import (  # noqa: E402
+    JsonOption,
+    TokenOption,
+    UrlOption,
+    announce_store,
+    client,
+    metrics_origin,
+)
 
 
 @app.command()
@@ -287,7 +294,7 @@ def init(
     """
     from harbourmaster.services.sandbox import init_store
 
-    issued, settings = init_store(None, admin or ["admin"])
+    issued, settings = init_store(announce_store(), admin or ["admin"])
     for token in issued:
         output.console.print(f"Created admin user {token.user!r} in {settings.home}.")
         output.console.print("Its API token (shown only now; store it safely):")
@@ -314,7 +321,7 @@ def server(
     from harbourmaster.api.app import create_app
     from harbourmaster.services.platform import Platform
 
-    platform = Platform()
+    platform = Platform(announce_store())
     bootstrap = os.environ.get("HARBOURMASTER_ADMIN_TOKEN")
     if bootstrap and not platform.identity.has_users():
         from harbourmaster.services.actors import Actor

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from harbourmaster.cli import output
-from harbourmaster.cli.common import JsonOption, TokenOption, UrlOption, client
+from harbourmaster.cli.common import JsonOption, TokenOption, UrlOption, announce_store, client
 
 EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment (dev, test, prod ...).")]
 
@@ -23,7 +23,7 @@ EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment (dev, t
 def _platform() -> Any:
     from harbourmaster.services.sandbox import open_embedded
 
-    return open_embedded(purpose="an embedded data-plane command")[0]
+    return open_embedded(announce_store(), purpose="an embedded data-plane command")[0]
 
 
 def _actor() -> Any:
@@ -244,7 +244,9 @@ def serve(
     else:
         from harbourmaster.services.sandbox import check_store_for
 
-        check_store_for(None, "a serving replica started embedded")  # a shared store's replicas use the control plane
+        check_store_for(
+            announce_store(), "a serving replica started embedded"
+        )  # a shared store's replicas use the control plane
     run_server(env, host, port, workers, url=url, token=token)
 
 
