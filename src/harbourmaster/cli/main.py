@@ -240,7 +240,9 @@ def train(
     with client(url, token) as hm:
         if not json:
             output.console.print(f"Training {project_dir} ...")
-        result = hm.train(project_dir, data=DataSource(path=data) if data else None)
+        # A path given on the command line is the user's, relative to where they are (not the project folder).
+        given = data if data is None or "://" in data else str(Path(data).expanduser().absolute())
+        result = hm.train(project_dir, data=DataSource(path=given) if given else None)
     if json:
         return output.print_json(result)
     version, run = result.version, result.run
@@ -287,16 +289,31 @@ def runs(
 @app.command()
 def init(
     admin: Annotated[list[str] | None, typer.Option("--admin", help="Name of a first admin user; repeatable.")] = None,
+    save_tokens: Annotated[
+        Path | None,
+        typer.Option(
+            "--save-tokens",
+            help="Write each admin's token to FOLDER/NAME.token (readable by you only) instead of printing it.",
+        ),
+    ] = None,
 ) -> None:
-    """Create the store's first admin users; prints each admin's API token once.
+    """Create the store's first admin users; prints each admin's API token once (or saves it, --save-tokens).
 
     From then on the store is shared: people work through `harbourmaster server` with --url and a token.
     """
+    from harbourmaster.cli.secrets import check_token_folder, save_token
     from harbourmaster.services.sandbox import init_store
 
-    issued, settings = init_store(announce_store(), admin or ["admin"])
+    names = admin or ["admin"]
+    if save_tokens is not None:
+        check_token_folder(save_tokens, names)  # before the store changes: a refused init changes nothing
+    issued, settings = init_store(announce_store(), names)
     for token in issued:
         output.console.print(f"Created admin user {token.user!r} in {settings.home}.")
+        if save_tokens is not None:
+            written = save_token(save_tokens, token.user, token.secret)
+            output.console.print(f"Its API token is in {written} (readable by you only; shown nowhere else).")
+            continue
         output.console.print("Its API token (shown only now; store it safely):")
         print(token.secret)
     output.errors.print(

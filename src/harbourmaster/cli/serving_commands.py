@@ -374,8 +374,9 @@ def create_replica_token(
         return output.print_json(
             {"id": issued.id, "environment": issued.environment, "name": issued.name, "token": issued.secret}
         )
-    output.console.print(f"replica credential {issued.id} for {issued.environment} ({issued.name}); shown once:")
-    output.console.print(issued.secret, markup=False, highlight=False)
+    # The secret alone on stdout (as `tokens create`), so `$(harbourmaster replica-tokens create ...)` takes it.
+    output.errors.print(f"replica credential {issued.id} for {issued.environment} ({issued.name}); shown once:")
+    print(issued.secret)
 
 
 @replica_tokens.command("list")
