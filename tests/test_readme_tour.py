@@ -44,7 +44,7 @@ def tour_script(lines: list[str]) -> str:
     for number, line in enumerate(lines, 1):
         allowed = " ".join(str(code) for code in _allowed_codes(line))
         out += [
-            f"printf '%s\\n' {shlex.quote(f'$ {line}')} >&2",
+            f"printf '[%s] %s\\n' \"$(date +%T)\" {shlex.quote(f'$ {line}')} >&2",  # timed, for a slow line
             line,
             "rc=$?",
             f'case " {allowed} " in *" $rc "*) ;; '
@@ -107,6 +107,7 @@ def test_readme_tour_runs_line_by_line_after_the_demo(tmp_path: Path) -> None:
     demo = _run("harbourmaster demo", folder, env, 300)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert "Demo finished" in demo.stdout
+    assert f"Your sandbox is {folder / '.harbourmaster'}: harbourmaster commands run in this folder" in demo.stdout
 
     tour = _run(tour_script(tour_lines(README.read_text())), folder, env, TOUR_SECONDS)
     assert tour.returncode == 0 and "TOUR-DONE" in tour.stdout, f"{tour.stderr[-6000:]}\n{tour.stdout[-3000:]}"
