@@ -104,6 +104,7 @@ def run_demo(home: Path | None = None) -> None:
     if home is not None:
         os.environ["HARBOURMASTER_HOME"] = str(Path(home).absolute())
     settings = Settings.from_env()
+    _require_sandbox(settings)
     story = Story()
     console.print("[bold]Harbourmaster demo[/]: from a data scientist's project to a governed production.")
     console.print(
@@ -244,6 +245,21 @@ def _shown(path: Path) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+def _require_sandbox(settings: Settings) -> None:
+    """The demo tells a sandbox's story: a store made shared (``harbourmaster init``) is refused, break glass or not."""
+    from harbourmaster.errors import PermissionDeniedError
+    from harbourmaster.services.sandbox import check_store_for
+
+    try:
+        check_store_for(settings, "the demo")
+    except PermissionDeniedError as exc:
+        raise PermissionDeniedError(
+            f"the demo runs in a sandbox, and {settings.home} is shared now (it has users: `harbourmaster init` ran "
+            "on it)",
+            f"run it in another folder (or with --home ANOTHER_FOLDER), or delete {settings.home} to start over",
+        ) from exc
 
 
 def _earlier_versions(hm: Client) -> int:
