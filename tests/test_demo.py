@@ -44,9 +44,22 @@ def test_demo_runs_and_reruns(tmp_path):
         assert "was altered" in done.stdout
         # The serving chapter: real requests, a 422, a fallback answering.
         assert "via champion" in done.stdout and "-> 422" in done.stdout and "via rules" in done.stdout
-    # The second run added versions to the same registry rather than starting over
-    # (the first run registers v1-v3 and dana's v4 in the governance chapter).
-    assert "v5 registered" in done.stdout
+    # The second run added versions to the same registry rather than starting over (the first registers
+    # v1-v3 in the sandbox; dana's version lives in the control plane's own store), says so, and its
+    # headings name the versions it registers, not the first run's.
+    assert "already holds breast-cancer v1-v3 from an earlier run" in done.stdout
+    assert "2. Train v4 with `harbourmaster train`" in done.stdout and "v4 registered" in done.stdout
+    assert "Tune a parameter and train again: v5" in done.stdout and "v5 registered" in done.stdout
+    assert "Register v6, a model trained interactively" in done.stdout
+    assert "Load v5 in a fresh process" in done.stdout and "Deploy v5 to dev" in done.stdout
+    assert "Train v1" not in done.stdout and "Load v2" not in done.stdout
+    # It ends with where its store is, how commands find it from here, and the tour's next commands.
+    assert f"Your sandbox is {home}: from this folder, commands use it with HARBOURMASTER_HOME set" in done.stdout
+    assert f"export HARBOURMASTER_HOME={home}" in done.stdout
+    assert "harbourmaster diff breast-cancer 4 5" in done.stdout
+    assert "-d @home/demo/row.json" in done.stdout  # paths below the current folder are shown relative to it
+    assert "harbourmaster train home/demo/breast-cancer --data home/demo/breast-cancer/data/recent.csv" in done.stdout
+    assert (home / "demo" / "row.json").is_file()
     assert (home / "demo" / "breast-cancer" / "harbourmaster.toml").is_file()
     assert not (tmp_path / ".harbourmaster").exists()  # state went to HARBOURMASTER_HOME, not the cwd
 

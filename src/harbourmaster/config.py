@@ -1,7 +1,9 @@
 """Platform settings, read from the environment.
 
-``HARBOURMASTER_HOME`` (default ``./.harbourmaster``) holds the embedded SQLite
-database, the local artifact folder and caches. ``HARBOURMASTER_DATABASE_URL``
+``HARBOURMASTER_HOME`` holds the embedded SQLite database, the local artifact
+folder and caches. Without it, the store is found the way git finds a repository:
+the nearest ``.harbourmaster`` folder in the current directory or one of its
+parents; if there is none, a new one in the current directory. ``HARBOURMASTER_DATABASE_URL``
 and ``HARBOURMASTER_ARTIFACTS_URL`` point elsewhere for production.
 ``HARBOURMASTER_MAX_REQUEST_BYTES`` and ``HARBOURMASTER_MAX_UPLOAD_BYTES`` bound
 what the control plane reads of one request (a bundle upload has the second).
@@ -71,6 +73,34 @@ def _seconds(env: dict[str, str], name: str, default: float) -> float:
     return seconds
 
 
+STORE_FOLDER = ".harbourmaster"
+# How the home was chosen (``Settings.home_source``): named by HARBOURMASTER_HOME, found in the
+# current directory or a parent, or new in the current directory (none found).
+HOME_FROM_ENV = "HARBOURMASTER_HOME"
+HOME_FOUND = "found"
+HOME_NEW = "new"
+
+
+def find_store(start: Path) -> Path | None:
+    """The nearest ``.harbourmaster`` folder in ``start`` or one of its parents, as git finds ``.git``."""
+    start = start.absolute()
+    for folder in (start, *start.parents):
+        candidate = folder / STORE_FOLDER
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def _home(env: dict[str, str]) -> tuple[Path, str]:
+    named = env.get("HARBOURMASTER_HOME")
+    if named:
+        return Path(named).expanduser().absolute(), HOME_FROM_ENV
+    found = find_store(Path.cwd())
+    if found is not None:
+        return found, HOME_FOUND
+    return (Path.cwd() / STORE_FOLDER).absolute(), HOME_NEW
+
+
 def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -94,6 +124,7 @@ class Settings:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     # Registration loads and warms each new version in a clean process, bounded by this deadline.
     warmup_timeout_seconds: float = DEFAULT_WARMUP_TIMEOUT_SECONDS
+    home_source: str = HOME_FROM_ENV
 
     @property
     def cache_dir(self) -> Path:
@@ -110,7 +141,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
-        home = Path(env.get("HARBOURMASTER_HOME") or ".harbourmaster").expanduser().absolute()
+        home, home_source = _home(env)
         database_url = env.get("HARBOURMASTER_DATABASE_URL") or f"sqlite:///{home / 'harbourmaster.db'}"
         artifacts_url = env.get("HARBOURMASTER_ARTIFACTS_URL") or str(home / "artifacts")
         if "://" not in database_url:
@@ -135,6 +166,7 @@ class Settings:
             warmup_timeout_seconds=_seconds(
                 env, "HARBOURMASTER_WARMUP_TIMEOUT_SECONDS", DEFAULT_WARMUP_TIMEOUT_SECONDS
             ),
+            home_source=home_source,
         )
 
 

@@ -73,17 +73,12 @@ def test_full_spec() -> None:
             "trust_pickle": True,
             "trusted_types": ["mypkg.transformers.Clipper"],
         },
-        "environments": {
-            "prod": {"sla": {"p95_ms": 200}, "gates": {"min_accuracy": 0.8}, "fallback": []},
-            "dev": {},
-        },
     }
     spec = parse_project_spec(data, SOURCE)
     assert spec.data.kind == "sql"
     assert spec.pipeline.prepare_entrypoint() == ("pkg.prep", "clean")
     assert spec.pipeline.params["nested"] == {"a": [1, 2]}
     assert spec.evaluation.metrics == ["accuracy", "roc_auc"]
-    assert spec.environments["prod"]["sla"] == {"p95_ms": 200}
     assert ProjectSpec.model_validate(spec.model_dump()) == spec
 
 
@@ -221,6 +216,15 @@ def test_environments() -> None:
     assert "[environments.prod]" in err.message
     err = _error({**_minimal(), "environments": {"Prod": {}}})
     assert "'Prod' is not a valid environment name" in err.message
+
+
+def test_environment_settings_are_refused_not_ignored() -> None:
+    # Nothing would apply them (an environment's SLA and gates are the platform's): say so, name the fix.
+    err = _error({**_minimal(), "environments": {"dev": {"sla": {"p99_ms": 50}}}})
+    assert "a project file cannot set an environment's settings ([environments.dev])" in err.message
+    assert "harbourmaster environments configure dev --file dev.json" in err.hint
+    assert "harbourmaster fallback PROJECT --env dev" in err.hint
+    assert "[environments.prod]" in _error({**_minimal(), "environments": {"prod": {}}}).message
 
 
 def test_multiple_problems_reported_together() -> None:

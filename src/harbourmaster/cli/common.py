@@ -12,6 +12,7 @@ import typer
 
 if TYPE_CHECKING:
     from harbourmaster.client import Client
+    from harbourmaster.config import Settings
 
 UrlOption = Annotated[
     str | None,
@@ -32,7 +33,32 @@ def client(url: str | None = None, token: str | None = None) -> Client:
     """The SDK client a command talks through: embedded, or the server at ``url``."""
     from harbourmaster.client import Client as SdkClient
 
+    if not url:
+        announce_store()
     return SdkClient(url=url, token=token)
+
+
+def announce_store(settings: Settings | None = None) -> Settings:
+    """Say on stderr which store a command opens directly, unless HARBOURMASTER_HOME named it.
+
+    Without HARBOURMASTER_HOME the store is the nearest ``.harbourmaster`` folder in the current
+    directory or a parent (``config.find_store``), so the line tells which one that was.
+    """
+    from harbourmaster.cli import output
+    from harbourmaster.config import HOME_FOUND, HOME_NEW, Settings
+
+    settings = settings or Settings.from_env()
+    if settings.home_source == HOME_FOUND:
+        output.errors.print(f"store: {settings.home}", markup=False, highlight=False, soft_wrap=True)
+    elif settings.home_source == HOME_NEW:
+        output.errors.print(
+            f"store: {settings.home} (new: no .harbourmaster folder in this directory or a parent; "
+            "set HARBOURMASTER_HOME to use another)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    return settings
 
 
 def metrics_origin(source: str, rows: int | None, *, long: bool = False) -> str:

@@ -357,9 +357,9 @@ def _decide(request_id: int, confirm: bool, url: str | None, token: str | None, 
     if json:
         return output.print_json(decision)
     request = decision.request
-    output.console.print(
-        f"Request {request.id} ({request.summary}, asked by {request.requested_by}): {request.status}."
-    )
+    # When the step minted a token, stdout carries the secret alone (as `tokens create`), for `$(...)`.
+    said = output.console if decision.token is None else output.errors
+    said.print(f"Request {request.id} ({request.summary}, asked by {request.requested_by}): {request.status}.")
     if decision.token is not None:
         output.errors.print(f"Token {decision.token.id} for {decision.token.user}. Shown only now; hand it over:")
         print(decision.token.token)

@@ -22,7 +22,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from harbourmaster.cli.common import JsonOption, TokenOption, UrlOption, client, metrics_origin  # noqa: E402
+from harbourmaster.cli.common import (  # noqa: E402
+    JsonOption,
+    TokenOption,
+    UrlOption,
+    announce_store,
+    client,
+    metrics_origin,
+)
 
 
 def _print_version(value: bool) -> None:
@@ -347,16 +354,31 @@ def runs(
 @app.command()
 def init(
     admin: Annotated[list[str] | None, typer.Option("--admin", help="Name of a first admin user; repeatable.")] = None,
+    save_tokens: Annotated[
+        Path | None,
+        typer.Option(
+            "--save-tokens",
+            help="Write each admin's token to FOLDER/NAME.token (readable by you only) instead of printing it.",
+        ),
+    ] = None,
 ) -> None:
-    """Create the store's first admin users; prints each admin's API token once.
+    """Create the store's first admin users; prints each admin's API token once (or saves it, --save-tokens).
 
     From then on the store is shared: people work through `harbourmaster server` with --url and a token.
     """
+    from harbourmaster.cli.secrets import check_token_folder, save_token
     from harbourmaster.services.sandbox import init_store
 
-    issued, settings = init_store(None, admin or ["admin"])
+    names = admin or ["admin"]
+    if save_tokens is not None:
+        check_token_folder(save_tokens, names)  # before the store changes: a refused init changes nothing
+    issued, settings = init_store(announce_store(), names)
     for token in issued:
         output.console.print(f"Created admin user {token.user!r} in {settings.home}.")
+        if save_tokens is not None:
+            written = save_token(save_tokens, token.user, token.secret)
+            output.console.print(f"Its API token is in {written} (readable by you only; shown nowhere else).")
+            continue
         output.console.print("Its API token (shown only now; store it safely):")
         print(token.secret)
     output.errors.print(
@@ -381,7 +403,7 @@ def server(
     from harbourmaster.api.app import create_app
     from harbourmaster.services.platform import Platform
 
-    platform = Platform()
+    platform = Platform(announce_store())
     bootstrap = os.environ.get("HARBOURMASTER_ADMIN_TOKEN")
     if bootstrap and not platform.identity.has_users():
         from harbourmaster.services.actors import Actor

@@ -19,6 +19,7 @@ from harbourmaster.cli.common import (
     JsonOption,
     TokenOption,
     UrlOption,
+    announce_store,
     client,
     parse_duration,
     read_json_object,
@@ -31,7 +32,7 @@ EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment (dev, t
 def _platform() -> Any:
     from harbourmaster.services.sandbox import open_embedded
 
-    return open_embedded(purpose="an embedded data-plane command")[0]
+    return open_embedded(announce_store(), purpose="an embedded data-plane command")[0]
 
 
 def _actor() -> Any:
@@ -327,7 +328,9 @@ def serve(
     else:
         from harbourmaster.services.sandbox import check_store_for
 
-        check_store_for(None, "a serving replica started embedded")  # a shared store's replicas use the control plane
+        check_store_for(
+            announce_store(), "a serving replica started embedded"
+        )  # a shared store's replicas use the control plane
     run_server(env, host, port, workers, url=url, token=token)
 
 
@@ -491,8 +494,9 @@ def create_replica_token(
         return output.print_json(
             {"id": issued.id, "environment": issued.environment, "name": issued.name, "token": issued.secret}
         )
-    output.console.print(f"replica credential {issued.id} for {issued.environment} ({issued.name}); shown once:")
-    output.console.print(issued.secret, markup=False, highlight=False)
+    # The secret alone on stdout (as `tokens create`), so `$(harbourmaster replica-tokens create ...)` takes it.
+    output.errors.print(f"replica credential {issued.id} for {issued.environment} ({issued.name}); shown once:")
+    print(issued.secret)
 
 
 @replica_tokens.command("list")

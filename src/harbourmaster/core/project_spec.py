@@ -65,9 +65,10 @@ Reference of every key::
     method = "ks"               # ks, chisquare, z, wasserstein, jensenshannon or psi.
     threshold = 0.01
 
-    [environments.prod]         # optional, one free-form table per environment
-    sla = { p95_ms = 200 }      # (dev, test, prod, ...): SLA, gates, fallback, data
-    gates = { min_accuracy = 0.8 }  # binding... Kept as data, interpreted by services.
+An ``[environments.<name>]`` table is refused: an environment's SLA, gates and
+sign-offs are the platform's (``harbourmaster environments configure``), a
+deployment's fallback is set with ``harbourmaster fallback``; a project file
+cannot change them.
 """
 
 from __future__ import annotations
@@ -364,10 +365,21 @@ class ProjectSpec(_Section):
 
     @field_validator("environments")
     @classmethod
-    def _environment_names(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    def _no_environment_settings(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        # Refused rather than kept and ignored: nothing would apply it, and what an environment
+        # demands (SLA, gates, sign-offs) is not the project author's to set.
         for name in value:
             if not _NAME_RE.match(name):
                 raise _SpecError(f"{name!r} is not a valid environment name", _NAME_HINT)
+        if value:
+            name = next(iter(value))
+            raise _SpecError(
+                f"a project file cannot set an environment's settings ([environments.{name}]): its SLA, "
+                "gates and sign-offs are the platform's, and a deployment's fallback is set when deploying",
+                f"remove the [environments.*] tables; an admin sets them with `harbourmaster environments "
+                f"configure {name} --file {name}.json` (see `harbourmaster environments`), and "
+                f"`harbourmaster fallback PROJECT --env {name}` sets a fallback",
+            )
         return value
 
 

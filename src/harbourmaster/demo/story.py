@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from rich.console import Console
@@ -24,10 +25,15 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import train_test_split
 
 from harbourmaster.client import Client
-from harbourmaster.config import Settings
+from harbourmaster.config import Settings, find_store
+
+if TYPE_CHECKING:
+    from harbourmaster.demo.control_plane import DemoControlPlane
 
 TEMPLATE = Path(__file__).parent / "project"
 PROJECT = "breast-cancer"
+RECENT_DATA = "recent.csv"
+EXAMPLE_REQUEST = "row.json"  # next to the project folder: a .json inside it would ship in its bundles
 console = Console(highlight=False, soft_wrap=True)
 
 
@@ -60,7 +66,16 @@ def write_demo_project(folder: Path) -> pd.DataFrame:
     frame["malignant"] = (frame["malignant"] == 0).astype(int)  # sklearn codes malignant as 0
     (folder / "data").mkdir(exist_ok=True)
     frame.to_csv(folder / "data" / "train.csv", index=False)
+    # Another batch of labelled rows, for `harbourmaster train DIR --data ...` (same pipeline, other data).
+    frame.sample(frac=0.8, random_state=11).to_csv(folder / "data" / RECENT_DATA, index=False)
     return frame
+
+
+def write_example_request(path: Path, frame: pd.DataFrame) -> Path:
+    """One request body for the predict endpoint (``curl -d @row.json``): a row's features, no target."""
+    row = frame.drop(columns=["malignant"]).iloc[0]
+    path.write_text(json.dumps({name: float(value) for name, value in row.items()}, indent=1) + "\n")
+    return path
 
 
 def set_param(project_file: Path, value: float) -> None:
@@ -89,30 +104,40 @@ def run_demo(home: Path | None = None) -> None:
     if home is not None:
         os.environ["HARBOURMASTER_HOME"] = str(Path(home).absolute())
     settings = Settings.from_env()
+    _require_sandbox(settings)
     story = Story()
     console.print("[bold]Harbourmaster demo[/]: from a data scientist's project to a governed production.")
     console.print(
         f"Your sandbox is {settings.home} (SQLite + a local artifact folder): embedded mode, no server, no users."
     )
 
-    story.step("A data scientist's project")
     project_dir = settings.home / "demo" / PROJECT
-    frame = write_demo_project(project_dir)
-    story.say(f"{project_dir}: harbourmaster.toml, features.py (data preparation + a custom transformer), model.py")
-    story.say(
-        f"training data: {len(frame)} rows x {frame.shape[1] - 1} features "
-        "(scikit-learn's breast-cancer set, no download)"
-    )
-
     with Client(settings=settings) as hm:
-        story.step("Train a version with `harbourmaster train` (the same pipeline operators rerun later)")
+        earlier = _earlier_versions(hm)
+        if earlier:
+            story.say(
+                f"This sandbox already holds {PROJECT} v1-v{earlier} from an earlier run: this run adds "
+                f"v{earlier + 1} and up, and deploys its own."
+            )
+
+        story.step("A data scientist's project")
+        frame = write_demo_project(project_dir)
+        request = write_example_request(project_dir.parent / EXAMPLE_REQUEST, frame)
+        story.say(f"{project_dir}: harbourmaster.toml, features.py (data preparation + a custom transformer), model.py")
+        story.say(
+            f"training data: {len(frame)} rows x {frame.shape[1] - 1} features "
+            f"(scikit-learn's breast-cancer set, no download); data/{RECENT_DATA}: another batch to train on"
+        )
+        story.say(f"{request}: one request to send to a replica")
+
+        story.step(f"Train v{earlier + 1} with `harbourmaster train` (the same pipeline operators rerun later)")
         first = hm.train(project_dir)
         story.say(_trained(first.version.number, first.version.metrics, first.run.duration_seconds))
         story.say(
             f"bundle sha256:{first.version.digest[:16]}... holds the data preparation, the model and the project code"
         )
 
-        story.step("Tune a parameter and train again")
+        story.step(f"Tune a parameter and train again: v{first.version.number + 1}")
         set_param(project_dir / "harbourmaster.toml", 1.0)
         second = hm.train(project_dir)
         story.say(_trained(second.version.number, second.version.metrics, second.run.duration_seconds))
@@ -125,7 +150,7 @@ def run_demo(home: Path | None = None) -> None:
             "schema: " + ("unchanged" if not comparison.input_changes else f"{len(comparison.input_changes)} change(s)")
         )
 
-        story.step("Register a model trained interactively, as from a notebook")
+        story.step(f"Register v{second.version.number + 1}, a model trained interactively, as from a notebook")
         features = frame.drop(columns=["malignant"])
         x_train, x_test, y_train, y_test = train_test_split(
             features,
@@ -188,18 +213,59 @@ def run_demo(home: Path | None = None) -> None:
     with Client(settings=settings) as sandbox:
         run_governance_chapter(story, sandbox, PROJECT, second.version.number, project_dir, control_plane)
 
-    first_number, second_number = first.version.number, second.version.number
-    story.step("What next")
-    story.say(f"In your sandbox ({settings.home}; embedded mode: no --url, no users, prod out of reach):")
+    _what_next(story, settings, first.version.number, second.version.number, control_plane)
+    story.done()
+
+
+def _what_next(story: Story, settings: Settings, first: int, second: int, control_plane: DemoControlPlane) -> None:
+    """Where the sandbox is, how later commands find it, and the tour's next commands with this run's numbers."""
+    story.step("What next: the README's five-minute tour goes on from here")
+    if find_store(Path.cwd()) == settings.home:
+        story.say(f"Your sandbox is {settings.home}: harbourmaster commands run in this folder (or below) use it.")
+    else:
+        story.say(f"Your sandbox is {settings.home}: from this folder, commands use it with HARBOURMASTER_HOME set:")
+        story.say(f"  export HARBOURMASTER_HOME={settings.home}")
+    project_dir = _shown(settings.home / "demo" / PROJECT)
+    request = _shown(settings.home / "demo" / EXAMPLE_REQUEST)
     story.say(f"  harbourmaster versions {PROJECT}")
-    story.say(f"  harbourmaster show {PROJECT} {second_number}        # schema, metrics and where they come from")
-    story.say(f"  harbourmaster diff {PROJECT} {first_number} {second_number}")
-    story.say("  harbourmaster serve --env dev        # a serving replica (see docs/serving.md)")
-    story.say(f"The governance chapter's control plane ({control_plane.home}, admin token in admin-token):")
-    story.say(f"  HARBOURMASTER_HOME={control_plane.home} harbourmaster server --port 8700")
+    story.say(f"  harbourmaster show {PROJECT} {second}        # schema, metrics and where they come from")
+    story.say(f"  harbourmaster diff {PROJECT} {first} {second}")
+    story.say(f"  harbourmaster train {project_dir} --data {project_dir}/data/{RECENT_DATA}")
+    story.say(f"  harbourmaster serve --env dev --port 8800 &        # dev serves v{second} (see docs/serving.md)")
+    story.say(f"  curl -s 127.0.0.1:8800/v1/projects/{PROJECT}/predict -d @{request}")
+    story.say(f"The governance chapter's control plane ({_shown(control_plane.home)}, admin token in admin-token):")
+    story.say(f"  HARBOURMASTER_HOME={control_plane.home} harbourmaster server --port 8700 &")
     story.say(f"  export HARBOURMASTER_URL=http://127.0.0.1:8700 HARBOURMASTER_TOKEN=$(cat {control_plane.token_file})")
     story.say(f"  harbourmaster history {PROJECT} --env prod && harbourmaster audit verify")
-    story.done()
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the current directory when it lies below it (shorter to type), else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _require_sandbox(settings: Settings) -> None:
+    """The demo tells a sandbox's story: a store made shared (``harbourmaster init``) is refused, break glass or not."""
+    from harbourmaster.errors import PermissionDeniedError
+    from harbourmaster.services.sandbox import check_store_for
+
+    try:
+        check_store_for(settings, "the demo")
+    except PermissionDeniedError as exc:
+        raise PermissionDeniedError(
+            f"the demo runs in a sandbox, and {settings.home} is shared now (it has users: `harbourmaster init` ran "
+            "on it)",
+            f"run it in another folder (or with --home ANOTHER_FOLDER), or delete {settings.home} to start over",
+        ) from exc
+
+
+def _earlier_versions(hm: Client) -> int:
+    """The latest version of the demo project already in this sandbox (0 on a first run)."""
+    project = next((item for item in hm.projects() if item.name == PROJECT), None)
+    return project.latest_version or 0 if project is not None else 0
 
 
 def _trained(number: int, metrics: dict[str, float], seconds: float | None) -> str:
