@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harbourmaster.errors import InvalidInputError
+from harbourmaster.monitoring_settings import MonitoringSettings
 
 # Types a skops file may contain beyond skops' own defaults. The platform's list,
 # never one read from a model file. Extend with HARBOURMASTER_TRUSTED_TYPES (on the
@@ -75,6 +76,7 @@ class Settings:
     audit_anchor_interval: float = 60.0
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
 
     @property
     def cache_dir(self) -> Path:
@@ -113,6 +115,7 @@ class Settings:
             **_audit_settings(env),
             max_request_bytes=_size(env, "HARBOURMASTER_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES),
             max_upload_bytes=_size(env, "HARBOURMASTER_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
+            monitoring=MonitoringSettings.from_env(env),
         )
 
 
