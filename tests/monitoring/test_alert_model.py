@@ -168,7 +168,12 @@ def test_a_monitor_that_raises_is_a_failed_run_and_the_others_still_run(platform
     with platform.db.reader() as session:
         assert session.scalar(select(func.count(MonitorRunRow.id))) == 4
         metrics = set(session.execute(select(MonitorResultRow.monitor, MonitorResultRow.metric)).all())
-    assert {("database", "latency"), ("artifact-store", "reachable"), ("artifact-store", "free-space")} <= metrics
+    assert {
+        ("database", "latency"),
+        ("database", "reachable"),
+        ("artifact-store", "reachable"),
+        ("artifact-store", "free-space"),
+    } <= metrics
 
 
 def test_database_latency_and_artifact_free_space_against_their_thresholds(platform: Platform) -> None:
@@ -182,17 +187,17 @@ def test_database_latency_and_artifact_free_space_against_their_thresholds(platf
     _monitoring(platform, artifacts_min_free_percent=100.0, db_latency_warning_ms=1e-6)  # nothing is enough
     report = platform.monitoring.run_once()
     fired = {(c.rule, c.change) for c in report.changes}
-    assert fired == {("artifact-store.disk-space", "firing"), ("database.unreachable", "firing")}
+    assert fired == {("artifact-store.disk-space", "firing"), ("database.slow", "firing")}
     alerts = {a.rule: a for a in platform.alerts.list(SYSTEM)}
     expected = "critical" if (free.value or 0) < 50 else "warning"
     assert alerts["artifact-store.disk-space"].severity == expected
-    assert alerts["database.unreachable"].severity == "warning"  # reachable, but slower than the threshold
+    assert alerts["database.slow"].severity == "warning"  # reachable, but slower than the threshold
 
     _monitoring(platform, artifacts_min_free_percent=0.0, db_latency_warning_ms=500.0)
     report = platform.monitoring.run_once()
     assert {(c.rule, c.change) for c in report.changes} == {
         ("artifact-store.disk-space", "resolved"),
-        ("database.unreachable", "resolved"),
+        ("database.slow", "resolved"),
     }
     assert platform.alerts.list(SYSTEM) == []
 

@@ -24,22 +24,26 @@ class DatabaseMonitor:
     """Is the metadata database reachable, and how long does a trivial query take?"""
 
     name = "database"
-    rules: tuple[Rule, ...] = (StatusRule("database.unreachable", "database", "latency"),)
+    rules: tuple[Rule, ...] = (
+        StatusRule("database.unreachable", "database", "reachable"),
+        StatusRule("database.slow", "database", "latency"),
+    )
 
     def measure(self, context: MonitorContext) -> list[MonitorResult]:
+        evidence = f"database:{context.platform.db.dialect}"
         started = time.perf_counter()
         try:
             context.platform.db.check()
         except Exception as exc:
+            summary = f"the metadata database did not answer: {type(exc).__name__}: {exc}"
             return [
-                MonitorResult(
-                    "database", "latency", "database", Status.CRITICAL, f"the metadata database did not answer: {exc}"
-                )
+                MonitorResult("database", "reachable", "database", Status.CRITICAL, summary, 0.0, evidence=evidence)
             ]
         latency_ms = (time.perf_counter() - started) * 1000
         limit = context.settings.db_latency_warning_ms
         status = Status.WARNING if latency_ms > limit else Status.OK
         return [
+            MonitorResult("database", "reachable", "database", Status.OK, "answered", 1.0, evidence=evidence),
             MonitorResult(
                 "database",
                 "latency",
@@ -47,8 +51,8 @@ class DatabaseMonitor:
                 status,
                 f"SELECT 1 took {latency_ms:.1f} ms (warning above {limit:g} ms)",
                 value=latency_ms,
-                evidence=f"database:{context.platform.db.dialect}",
-            )
+                evidence=evidence,
+            ),
         ]
 
 

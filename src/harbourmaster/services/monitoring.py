@@ -200,7 +200,11 @@ class MonitoringService:
     def _prune(self, now: datetime) -> None:
         try:
             with self._platform.db.transaction() as session:
-                session.execute(delete(MonitorResultRow).where(MonitorResultRow.measured_at < now - RESULT_RETENTION))
+                cutoff = now - RESULT_RETENTION
+                session.execute(delete(MonitorResultRow).where(MonitorResultRow.measured_at < cutoff))
+                old_runs = select(MonitorRunRow.id).where(MonitorRunRow.started_at < cutoff)
+                session.execute(delete(MonitorResultRow).where(MonitorResultRow.run_id.in_(old_runs)))
+                session.execute(delete(MonitorRunRow).where(MonitorRunRow.started_at < cutoff))
         except Exception:
             log.exception("could not prune old monitor results")
 
