@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 from tests.governance.helpers import SYSTEM, USERS, actor
 
-from harbourmaster.core.alerts import MonitorResult, Severity, StatusRule, Verdict
+from harbourmaster.core.alerts import MonitorResult, Severity, Status, StatusRule, Verdict
 from harbourmaster.errors import ConflictError, InvalidInputError, PermissionDeniedError
 from harbourmaster.services.monitoring import MonitorContext
 from harbourmaster.services.platform import Platform
@@ -274,3 +275,41 @@ def test_a_silent_replica_alerts_and_resolves_when_it_beats_again(platform: Plat
     assert change.change == "resolved"
     with platform.db.reader() as session:
         assert session.scalar(select(func.count(AlertRow.id))) == 1
+
+
+class _RaisingRule:
+    name = "raising.rule"
+
+    def evaluate(self, results: list[MonitorResult]) -> list[Verdict]:
+        raise ValueError("a rule with a bug")
+
+
+class _Flaky:
+    """A real plug-in monitor whose measurement works, but whose second rule raises."""
+
+    name = "flaky"
+    rules = (_RaisingRule(), StatusRule("flaky.level", "flaky", "level"))
+
+    def measure(self, context: MonitorContext) -> list[MonitorResult]:
+        return [MonitorResult("flaky", "level", "flaky:1", Status.WARNING, "level high", 7.0)]
+
+
+def test_the_scheduler_survives_monitors_and_rules_that_raise(platform: Platform) -> None:
+    platform.monitoring.register(_Broken())
+    platform.monitoring.register(_Flaky())
+    scheduler = platform.monitoring.start(interval=0.2)
+    assert scheduler is not None
+    try:
+        deadline = time.monotonic() + 20
+        while scheduler.passes < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert scheduler.passes >= 3 and scheduler.is_alive()
+    finally:
+        scheduler.stop()
+    assert not scheduler.is_alive()
+    runs = platform.monitoring.runs(SYSTEM, limit=1000)
+    assert {r.status for r in runs if r.monitor == "broken"} == {"failed"}
+    assert {r.status for r in runs if r.monitor == "flaky"} == {"succeeded"}
+    [alert] = [a for a in platform.alerts.list(SYSTEM) if a.rule == "flaky.level"]  # the sound rule still judged
+    assert alert.fired_count >= 3 and alert.severity == "warning"
+    assert platform.monitoring.start(interval=0) is None  # 0: no schedule
