@@ -8,8 +8,9 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -44,7 +45,7 @@ def heartbeating(url: str, token: str, platform: Platform, replica: str) -> Iter
         thread.join(timeout=10)
 
 
-def _wait(predicate, seconds: float = 20.0, what: str = "") -> object:
+def _wait(predicate: Callable[[], Any], seconds: float = 20.0, what: str = "") -> Any:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         value = predicate()

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from harbourmaster.core.alerts import SEVERITY_RANK
 from harbourmaster.core.permissions import Permission
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("harbourmaster.alerts")
 
-NOTIFIER_KINDS = ("log", "webhook", "slack")
 MAX_BACKOFF_SECONDS = 600.0
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -103,6 +103,24 @@ class WebhookNotifier:
             raise DeliveryFailed(f"{mask_url(self.url)} answered {response.status_code}: {response.text[:200]}")
 
 
+NotifierFactory = Callable[[str | None, float], Notifier]  # (url, timeout) -> a notifier
+
+# Kind -> how to build one from its stored URL; a new kind plugs in with ``register_notifier_kind``.
+NOTIFIER_KINDS: dict[str, NotifierFactory] = {
+    "log": lambda _url, _timeout: LogNotifier(),
+    "webhook": lambda url, timeout: WebhookNotifier(url or "", timeout),
+    "slack": lambda url, timeout: WebhookNotifier(url or "", timeout, slack=True),
+}
+URL_FREE_KINDS = {"log"}
+
+
+def register_notifier_kind(kind: str, factory: NotifierFactory, *, takes_url: bool = True) -> None:
+    """Add a kind of notifier (e.g. e-mail, a pager's API) that admins can then configure."""
+    NOTIFIER_KINDS[kind] = factory
+    if not takes_url:
+        URL_FREE_KINDS.add(kind)
+
+
 def text_of(payload: dict[str, Any]) -> str:
     """One line for people: what fired (or resolved), where, and the evidence."""
     alert = payload["alert"]
@@ -135,9 +153,9 @@ def _info(row: NotifierRow) -> NotifierInfo:
 
 
 def _check_url(kind: str, url: str | None) -> str | None:
-    if kind == "log":
+    if kind in URL_FREE_KINDS:
         if url:
-            raise InvalidInputError("a log notifier takes no URL", "drop --url, or use --kind webhook")
+            raise InvalidInputError(f"a {kind} notifier takes no URL", "drop --webhook, or use --kind webhook")
         return None
     parts = urlsplit(url or "")
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -224,7 +242,9 @@ class NotifierService:
 
     # -- queueing and delivering ----------------------------------------------------------
 
-    def queue(self, session: Any, alert_id: int, state_seq: int, event: str, severity: str, payload: dict) -> int:
+    def queue(
+        self, session: Session, alert_id: int, state_seq: int, event: str, severity: str, payload: dict[str, Any]
+    ) -> int:
         """Queue the change for every notifier that wants this severity, in the caller's transaction."""
         queued = 0
         for notifier in session.scalars(select(NotifierRow).order_by(NotifierRow.id)):
@@ -266,10 +286,14 @@ class NotifierService:
             claimed = self._claim(delivery_id, clock(), settings.notify_timeout)
             if claimed is None:
                 continue  # another dispatcher took it, or it was delivered meanwhile
-            key, payload, notifier, attempts = claimed
+            key, payload, notifier, attempts, configured = claimed
             try:
                 if notifier is None:
-                    raise DeliveryFailed("the notifier was removed before this could be sent")
+                    raise DeliveryFailed(
+                        "the notifier was removed before this could be sent"
+                        if not configured
+                        else "this notifier's kind is not installed on this control plane"
+                    )
                 notifier.send(key, payload)
             except DeliveryFailed as exc:
                 self._failed(delivery_id, attempts, str(exc), clock(), final=notifier is None)
@@ -283,7 +307,7 @@ class NotifierService:
 
     def _claim(
         self, delivery_id: int, now: datetime, timeout: float
-    ) -> tuple[str, dict[str, Any], Notifier | None, int] | None:
+    ) -> tuple[str, dict[str, Any], Notifier | None, int, bool] | None:
         """Take the delivery for one attempt (a lease, so a crashed sender's claim expires)."""
         lease = now + timedelta(seconds=timeout + 30)
         with self._platform.db.transaction() as session:
@@ -301,13 +325,12 @@ class NotifierService:
             assert row is not None
             notifier_row = session.get(NotifierRow, row.notifier_id) if row.notifier_id is not None else None
             notifier = self._notifier(notifier_row, timeout) if notifier_row is not None else None
-            return row.key, dict(row.payload), notifier, row.attempts
+            return row.key, dict(row.payload), notifier, row.attempts, notifier_row is not None
 
     @staticmethod
-    def _notifier(row: NotifierRow, timeout: float) -> Notifier:
-        if row.kind == "log":
-            return LogNotifier()
-        return WebhookNotifier(row.url or "", timeout, slack=row.kind == "slack")
+    def _notifier(row: NotifierRow, timeout: float) -> Notifier | None:
+        factory = NOTIFIER_KINDS.get(row.kind)
+        return factory(row.url, timeout) if factory is not None else None
 
     def _delivered(self, delivery_id: int, now: datetime) -> None:
         with self._platform.db.transaction() as session:
