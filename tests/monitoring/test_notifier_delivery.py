@@ -164,3 +164,27 @@ def test_a_delivery_whose_notifier_was_removed_is_a_recorded_failure(platform: P
         [delivery] = platform.notifiers.deliveries(SYSTEM, alert_id)
         assert delivery.status == "failed" and "removed" in (delivery.last_error or "")
         assert receiver.requests == []
+
+
+class _Collecting:
+    """A notifier kind of a third party (an in-memory pager), plugged in without changing the platform."""
+
+    sent: list[tuple[str, str]] = []
+
+    def send(self, key: str, payload: dict) -> None:
+        self.sent.append((key, payload["event"]))
+
+
+def test_a_new_notifier_kind_plugs_in(platform: Platform) -> None:
+    from harbourmaster.services import notifiers
+
+    notifiers.register_notifier_kind("pager", lambda _url, _timeout: _Collecting(), takes_url=False)
+    try:
+        platform.notifiers.add(SYSTEM, "pager", "pager")
+        _fire(platform)
+        _drain(platform, rounds=1)
+        assert [event for _key, event in _Collecting.sent] == ["firing"]
+    finally:
+        notifiers.NOTIFIER_KINDS.pop("pager")
+        notifiers.URL_FREE_KINDS.discard("pager")
+        _Collecting.sent.clear()
