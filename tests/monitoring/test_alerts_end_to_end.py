@@ -60,7 +60,7 @@ def test_a_silent_replica_alerts_once_through_a_flaky_webhook_and_resolves(platf
     platform.settings = dataclasses.replace(
         platform.settings,
         monitoring=dataclasses.replace(
-            platform.settings.monitoring, interval=0.3, replica_silent_after=1.0, notify_backoff=0.2
+            platform.settings.monitoring, interval=0.3, replica_silent_after=2.0, notify_backoff=0.2
         ),
     )
     tokens = create_users(platform)
@@ -102,8 +102,13 @@ def test_a_silent_replica_alerts_once_through_a_flaky_webhook_and_resolves(platf
                 )
                 assert resolved
                 messages = receiver.wait_for(2)
+                assert api.get("/alerts").json() == []
+                report = api.post("/monitors/run").json()  # a cron job's run, asked of the server
+                assert {r["status"] for r in report["runs"]} == {"succeeded"} and report["delivered"] == 0
+                assert ("replica:web-1", "heartbeat-age", "ok") in {
+                    (r["subject"], r["metric"], r["status"]) for r in report["results"]
+                }
             assert [m.body["event"] for m in messages] == ["firing", "resolved"]
             assert len({m.key for m in messages}) == 2
-            assert api.get("/alerts").json() == []
             runs = api.get("/monitors/runs", params={"limit": 1000}).json()
             assert len(runs) >= 10 and {r["status"] for r in runs} == {"succeeded"}

@@ -209,7 +209,13 @@ def monitor(
                 f"({change.notifications} notification(s) queued)",
                 markup=False,
             )
-    output.console.print(f"{report.delivered} notification(s) delivered now.")
+    if url:
+        output.console.print(f"{report.queued} notification(s) queued; the server delivers them (with retries).")
+    else:
+        output.console.print(
+            f"{report.queued} notification(s) queued; {report.delivered} delivered now "
+            "(failed attempts are retried at the next run)."
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -98,7 +98,8 @@ class RunReport(BaseModel):
     runs: list[MonitorRunInfo]
     results: list[MonitorResultInfo]
     changes: list[AppliedChange]
-    delivered: int
+    queued: int  # notifications queued by these changes
+    delivered: int  # notifications delivered by this call (0 when delivery is left to the server)
 
 
 class MonitoringService:
@@ -132,7 +133,13 @@ class MonitoringService:
             changes = self._platform.alerts.apply(verdicts, context.now) if verdicts else []
             self._prune(context.now)
         delivered = self._platform.notifiers.deliver_due() if deliver else 0
-        return RunReport(runs=runs, results=[_result_info(r) for r in results], changes=changes, delivered=delivered)
+        return RunReport(
+            runs=runs,
+            results=[_result_info(r) for r in results],
+            changes=changes,
+            queued=sum(change.notifications for change in changes),
+            delivered=delivered,
+        )
 
     def runs(self, actor: Actor, limit: int = 50) -> list[MonitorRunInfo]:
         self._platform.access.require(actor, Permission.READ, target="monitor-runs")

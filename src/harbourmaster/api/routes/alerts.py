@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, BackgroundTasks, Depends, Query
 from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
@@ -80,9 +80,14 @@ def silence_alert(
 
 
 @router.post("/monitors/run", tags=["alerts"], openapi_extra=requires(Permission.DEPLOY))
-def run_monitors(platform: Platform = Depends(get_platform), actor: Actor = Depends(current_actor)) -> RunReport:
-    """Run every monitor once now and deliver due notifications (what ``harbourmaster monitor --once`` asks)."""
-    return platform.monitoring.run_once(actor)
+def run_monitors(
+    background: BackgroundTasks, platform: Platform = Depends(get_platform), actor: Actor = Depends(current_actor)
+) -> RunReport:
+    """Run every monitor once now (what ``harbourmaster monitor --once --url`` asks); the notifications it
+    queued are delivered after the answer, off the request path, and retried by the server's scheduler."""
+    report = platform.monitoring.run_once(actor, deliver=False)
+    background.add_task(platform.monitoring.deliver_due)
+    return report
 
 
 @router.get("/monitors/runs", tags=["alerts"], openapi_extra=requires(Permission.READ))
