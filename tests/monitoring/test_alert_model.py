@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -313,3 +314,29 @@ def test_the_scheduler_survives_monitors_and_rules_that_raise(platform: Platform
     [alert] = [a for a in platform.alerts.list(SYSTEM) if a.rule == "flaky.level"]  # the sound rule still judged
     assert alert.fired_count >= 3 and alert.severity == "warning"
     assert platform.monitoring.start(interval=0) is None  # 0: no schedule
+
+
+def test_two_control_planes_firing_the_same_alert_at_once_agree_on_one(platform: Platform) -> None:
+    other = Platform(platform.settings)  # a second control plane on the same database
+    try:
+        barrier = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def fire(plane: Platform) -> None:
+            try:
+                for _ in range(5):
+                    barrier.wait(timeout=10)
+                    plane.alerts.apply([_verdict(True, subject="replica:shared")])
+            except BaseException as exc:
+                errors.append(exc)
+
+        workers = [threading.Thread(target=fire, args=(plane,)) for plane in (platform, other)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+        assert errors == []
+        [alert] = platform.alerts.list(SYSTEM)
+        assert alert.subject == "replica:shared" and alert.fired_count == 10
+    finally:
+        other.close()

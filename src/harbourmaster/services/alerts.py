@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from harbourmaster.core.alerts import NOTIFIED_CHANGES, Change, Verdict, transition
@@ -82,12 +83,20 @@ class AlertService:
         """Open, update, escalate or resolve the alert of each verdict's rule and subject, and queue
         notifications for the changes people must hear about, in one transaction."""
         moment = now or datetime.now(UTC)
-        changes: list[AppliedChange] = []
-        with self._platform.db.transaction() as session:
-            for verdict in verdicts:
-                applied = self._apply_one(session, verdict, moment)
-                if applied is not None:
-                    changes.append(applied)
+        for attempt in (1, 2):
+            changes: list[AppliedChange] = []
+            try:
+                with self._platform.db.transaction() as session:
+                    for verdict in verdicts:
+                        applied = self._apply_one(session, verdict, moment)
+                        if applied is not None:
+                            changes.append(applied)
+                break
+            except IntegrityError:
+                # Another control plane opened the same alert first (the unique open key): apply again,
+                # now as an update of its alert.
+                if attempt == 2:
+                    raise
         for applied in changes:
             if applied.change in NOTIFIED_CHANGES:
                 log.warning("alert %s %s: %s on %s", applied.alert_id, applied.change, applied.rule, applied.subject)
@@ -95,7 +104,7 @@ class AlertService:
 
     def _apply_one(self, session: Session, verdict: Verdict, moment: datetime) -> AppliedChange | None:
         key = _open_key(verdict.rule, verdict.subject)
-        row = session.scalar(select(AlertRow).where(AlertRow.open_key == key))
+        row = session.scalar(select(AlertRow).where(AlertRow.open_key == key).with_for_update())
         change = transition(row.severity if row is not None else None, verdict)
         if change == Change.NONE:
             return None
