@@ -340,3 +340,17 @@ def test_two_control_planes_firing_the_same_alert_at_once_agree_on_one(platform:
         assert alert.subject == "replica:shared" and alert.fired_count == 10
     finally:
         other.close()
+
+
+def test_a_replica_that_stops_cleanly_closes_its_alerts_and_is_not_silent(platform: Platform) -> None:
+    _monitoring(platform, replica_cpu_warning_percent=50.0, replica_silent_after=1.0)
+    busy = {"cpu_percent": 95.0}
+    platform.replicas.heartbeat(SYSTEM, "r9", environment="dev", host="h", pid=9, address="", details=busy)
+    assert ("replica.cpu", "firing") in {(c.rule, c.change) for c in platform.monitoring.run_once().changes}
+    platform.replicas.heartbeat(SYSTEM, "r9", environment="dev", host="h", pid=9, address="", status="stopped")
+    with platform.db.transaction() as session:  # long after its last (stopping) heartbeat
+        session.get(ReplicaRow, "r9").last_seen = datetime.now(UTC) - timedelta(hours=1)
+    report = platform.monitoring.run_once()
+    assert {(c.rule, c.change) for c in report.changes} == {("replica.cpu", "resolved")}
+    assert platform.alerts.list(SYSTEM) == []
+    assert [r for r in platform.monitoring.run_once().results if r.monitor == "replica"] == []  # nothing left open

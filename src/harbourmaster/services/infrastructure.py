@@ -5,18 +5,16 @@ thresholds, and declares the rules that turn its results into alerts."""
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
 from harbourmaster.core.alerts import MonitorResult, Rule, Status, StatusRule
-from harbourmaster.store.tables import ReplicaRow
+from harbourmaster.store.tables import AlertRow, ReplicaRow
 
 if TYPE_CHECKING:
     from harbourmaster.services.monitoring import MonitorContext
 
-RECENTLY_STOPPED = timedelta(days=1)  # a stopped replica is still reported (ok) this long, to clear its alerts
 _MB = 1024 * 1024
 
 
@@ -120,7 +118,7 @@ class ReplicaMonitor:
     memory (RSS), and its prediction capture: rows pending and records dropped since the last run."""
 
     name = "replica"
-    rules: tuple[Rule, ...] = (
+    rules: tuple[StatusRule, ...] = (
         StatusRule("replica.silent", "replica", "heartbeat-age"),
         StatusRule("replica.cpu", "replica", "cpu"),
         StatusRule("replica.memory", "replica", "memory"),
@@ -132,12 +130,19 @@ class ReplicaMonitor:
         now = context.now
         with context.platform.db.reader() as session:
             rows = session.scalars(select(ReplicaRow).order_by(ReplicaRow.environment, ReplicaRow.id)).all()
+            alerted = set(
+                session.scalars(
+                    select(AlertRow.subject).where(AlertRow.open_key.is_not(None), AlertRow.monitor == self.name)
+                )
+            )
         results: list[MonitorResult] = []
         for row in rows:
             age = (now - row.last_seen).total_seconds()
             if row.status == "stopped":
-                if now - row.last_seen < RECENTLY_STOPPED:
-                    results.append(self._result(row, "heartbeat-age", Status.OK, "stopped cleanly", age))
+                if f"replica:{row.id}" in alerted:  # it stopped cleanly: what was open about it is over
+                    results.extend(
+                        self._result(row, rule.metric, Status.OK, "stopped cleanly", None) for rule in self.rules
+                    )
                 continue
             results.extend(self._measure_one(context, row, age))
         return results
@@ -196,7 +201,7 @@ class ReplicaMonitor:
         return results
 
     @staticmethod
-    def _result(row: ReplicaRow, metric: str, status: Status, summary: str, value: float) -> MonitorResult:
+    def _result(row: ReplicaRow, metric: str, status: Status, summary: str, value: float | None) -> MonitorResult:
         return MonitorResult(
             "replica",
             metric,
