@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
+from harbourmaster._client_monitoring import MonitoringMethods
 from harbourmaster._client_operations import DeploymentMethods, GovernanceMethods
 from harbourmaster._client_trust import TrustMethods
 from harbourmaster.bundle.builder import Bundle
@@ -62,7 +63,7 @@ from harbourmaster.store.data_sources import DataSource
 VersionRef = int | str
 
 
-class Client(DeploymentMethods, GovernanceMethods, TrustMethods):
+class Client(DeploymentMethods, GovernanceMethods, TrustMethods, MonitoringMethods):
     """Register, inspect and load versions, embedded or against a server.
 
     >>> client = Client()                                   # ./.harbourmaster

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harbourmaster.errors import InvalidInputError
+from harbourmaster.monitoring_settings import MonitoringSettings
 
 # Types a skops file may contain beyond skops' own defaults. The platform's list,
 # never one read from a model file. Extend with HARBOURMASTER_TRUSTED_TYPES (on the
@@ -125,6 +126,7 @@ class Settings:
     # Registration loads and warms each new version in a clean process, bounded by this deadline.
     warmup_timeout_seconds: float = DEFAULT_WARMUP_TIMEOUT_SECONDS
     home_source: str = HOME_FROM_ENV
+    monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
 
     @property
     def cache_dir(self) -> Path:
@@ -167,6 +169,7 @@ class Settings:
                 env, "HARBOURMASTER_WARMUP_TIMEOUT_SECONDS", DEFAULT_WARMUP_TIMEOUT_SECONDS
             ),
             home_source=home_source,
+            monitoring=MonitoringSettings.from_env(env),
         )
 
 

@@ -131,6 +131,24 @@ def _prepare_duty_request(platform: Platform, seed: Seed, user: str) -> Request:
     return Request(path={"request_id": int(raised.value.hint.rsplit(" ", 1)[1])})
 
 
+def _prepare_alert(platform: Platform, seed: Seed, user: str) -> Request:
+    """A firing alert about a dev replica (acknowledging one in prod also needs a prod deploy grant:
+    tests/monitoring checks that refusal)."""
+    from harbourmaster.core.alerts import Severity, Verdict
+
+    verdict = Verdict(
+        "replica.silent", seed.unique("replica:matrix"), True, Severity.CRITICAL, "silent", environment="dev"
+    )
+    [change] = platform.alerts.apply([verdict])
+    return Request(path={"alert_id": change.alert_id}, json={"seconds": 3600})
+
+
+def _prepare_notifier(platform: Platform, seed: Seed, user: str) -> Request:
+    name = seed.unique("doomed-notifier")
+    platform.notifiers.add(SYSTEM, name, "log")
+    return Request(path={"name": name})
+
+
 # (METHOD, path template) -> example requests; each must succeed (2xx) for a caller who is allowed.
 EXAMPLES: dict[tuple[str, str], list[Example]] = {
     ("GET", "/health"): [lambda _p, _s, _u: Request()],
@@ -250,6 +268,16 @@ EXAMPLES: dict[tuple[str, str], list[Example]] = {
     ("GET", "/api/v1/predictions/{project}/{environment}"): [_dep("dev"), _dep("prod")],
     ("POST", "/api/v1/drift/{project}/{environment}"): [_dep("dev", window="1h"), _dep("prod", window="1h")],
     ("GET", "/api/v1/drift/{project}/{environment}/history"): [_dep("dev"), _dep("prod")],
+    ("GET", "/api/v1/alerts"): [lambda _p, _s, _u: Request(params={"all": True})],
+    ("GET", "/api/v1/alerts/{alert_id}"): [_prepare_alert],
+    ("GET", "/api/v1/alerts/{alert_id}/deliveries"): [_prepare_alert],
+    ("POST", "/api/v1/alerts/{alert_id}/ack"): [_prepare_alert],
+    ("POST", "/api/v1/alerts/{alert_id}/silence"): [_prepare_alert],
+    ("POST", "/api/v1/monitors/run"): [lambda _p, _s, _u: Request()],
+    ("GET", "/api/v1/monitors/runs"): [lambda _p, _s, _u: Request()],
+    ("GET", "/api/v1/notifiers"): [lambda _p, _s, _u: Request()],
+    ("POST", "/api/v1/notifiers"): [lambda _p, s, _u: Request(json={"name": s.unique("journal"), "kind": "log"})],
+    ("DELETE", "/api/v1/notifiers/{name}"): [_prepare_notifier],
 }
 
 

@@ -2,24 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from harbourmaster import __version__
 from harbourmaster.api.bounds import install_bounds
 from harbourmaster.api.deps import install_authentication
 from harbourmaster.api.errors import install_error_handlers
-from harbourmaster.api.routes import dataplane, duties, governance, health, monitoring, registry
+from harbourmaster.api.routes import alerts, dataplane, duties, governance, health, monitoring, registry
 from harbourmaster.services.platform import Platform
 
 
-def create_app(platform: Platform | None = None) -> FastAPI:
-    """A FastAPI app over one platform; every route goes through the service layer."""
+def create_app(platform: Platform | None = None, *, run_monitors: bool = False) -> FastAPI:
+    """A FastAPI app over one platform; every route goes through the service layer.
+
+    With ``run_monitors`` the monitors run on their schedule (``HARBOURMASTER_MONITOR_INTERVAL``)
+    in a background thread started and stopped with the server's lifespan.
+    """
+    platform = platform or Platform()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        scheduler = platform.monitoring.start() if run_monitors else None
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.stop()
+
     app = FastAPI(
         title="Harbourmaster",
         version=__version__,
-        description="Control plane: projects, versions, deployments, governance.",
+        description="Control plane: projects, versions, deployments, governance, monitoring and alerts.",
+        lifespan=lifespan,
     )
-    app.state.platform = platform or Platform()
+    app.state.platform = platform
     install_error_handlers(app)
     install_bounds(app, app.state.platform)  # inside authentication: refusals name the caller
     install_authentication(app)
@@ -29,4 +48,5 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.include_router(duties.router)
     app.include_router(dataplane.router)
     app.include_router(monitoring.router)
+    app.include_router(alerts.router)
     return app

@@ -418,7 +418,8 @@ def server(
     # The signing key lives in the control plane's home (created now if new); anchors are written on a schedule.
     anchoring = platform.audit.start_anchoring()
     try:
-        uvicorn.run(create_app(platform), host=host, port=port, log_level="info")
+        # Monitors run on their schedule inside the server (HARBOURMASTER_MONITOR_INTERVAL; 0: off).
+        uvicorn.run(create_app(platform, run_monitors=True), host=host, port=port, log_level="info")
     finally:
         anchoring.stop()
 
@@ -479,3 +480,7 @@ inspect_command.register(app)
 from harbourmaster.cli import monitoring_commands  # noqa: E402
 
 monitoring_commands.register(app)
+
+from harbourmaster.cli import alerts_commands  # noqa: E402
+
+alerts_commands.register(app)

@@ -6,6 +6,7 @@ from functools import cached_property
 
 from harbourmaster.config import Settings
 from harbourmaster.services.access import AccessService
+from harbourmaster.services.alerts import AlertService
 from harbourmaster.services.approvals import ApprovalService
 from harbourmaster.services.audit import AuditService
 from harbourmaster.services.dataplane import DataPlaneService
@@ -16,6 +17,8 @@ from harbourmaster.services.environments import EnvironmentService
 from harbourmaster.services.feedback import FeedbackService
 from harbourmaster.services.history import HistoryService
 from harbourmaster.services.identity import IdentityService
+from harbourmaster.services.monitoring import MonitoringService
+from harbourmaster.services.notifiers import NotifierService
 from harbourmaster.services.prediction_reads import PredictionReadService
 from harbourmaster.services.promotions import PromotionService
 from harbourmaster.services.registry import RegistryService
@@ -104,6 +107,18 @@ class Platform:
     @cached_property
     def drift(self) -> DriftService:
         return DriftService(self)
+
+    @cached_property
+    def alerts(self) -> AlertService:
+        return AlertService(self)
+
+    @cached_property
+    def notifiers(self) -> NotifierService:
+        return NotifierService(self)
+
+    @cached_property
+    def monitoring(self) -> MonitoringService:
+        return MonitoringService(self)
 
     def close(self) -> None:
         self.db.dispose()

@@ -7,6 +7,7 @@ place where the filesystem allows it, so a reader never sees half a file.
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from typing import Any
 
@@ -93,6 +94,13 @@ class ArtifactStore:
         root_length = len(self._root.rstrip("/")) + 1
         found = self._fs.find(base)
         return sorted(path[root_length:] for path in found if "/.tmp-" not in path)
+
+    def disk_usage(self) -> tuple[int, int] | None:
+        """Free and total bytes of the disk holding a local store; None where it cannot be known (object stores)."""
+        if not self._local:
+            return None
+        usage = shutil.disk_usage(self._root)
+        return usage.free, usage.total
 
     def check(self) -> None:
         """Raise if the store cannot be written and read back (for health checks)."""

@@ -338,6 +338,105 @@ class PromotionRow(Base):
     audit_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)  # its audit entry
 
 
+class MonitorRunRow(Base):
+    """One run of one monitor: when, and whether it could measure (a monitor that raised is ``failed``)."""
+
+    __tablename__ = "monitor_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    monitor: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    results: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class MonitorResultRow(Base):
+    """One measurement a monitor wrote: about what, its value, its status and the evidence behind it."""
+
+    __tablename__ = "monitor_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("monitor_runs.id"), nullable=True, index=True)
+    monitor: Mapped[str] = mapped_column(String(64), nullable=False)
+    metric: Mapped[str] = mapped_column(String(64), nullable=False)
+    subject: Mapped[str] = mapped_column(String(255), nullable=False, index=True)
+    project: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    environment: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    summary: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    evidence: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    measured_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+class AlertRow(Base):
+    """An alert raised by a rule about a subject. ``open_key`` (rule and subject) is set while it
+    fires and cleared when it resolves, so one open alert per rule and subject is a unique key."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule: Mapped[str] = mapped_column(String(64), nullable=False)
+    subject: Mapped[str] = mapped_column(String(255), nullable=False)
+    open_key: Mapped[str | None] = mapped_column(String(320), unique=True, nullable=True)
+    monitor: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    status: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
+    severity: Mapped[str] = mapped_column(String(16), nullable=False)
+    project: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    environment: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    summary: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    evidence: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    fired_count: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    # Bumped at each change people are told about (fired, escalated, resolved): part of the delivery key.
+    state_seq: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    first_fired_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_fired_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    silenced_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    silenced_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class NotifierRow(Base):
+    """Where alerts are sent: a log line, a JSON webhook or a Slack-compatible webhook (admins)."""
+
+    __tablename__ = "notifiers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    url: Mapped[str | None] = mapped_column(Text, nullable=True)  # a secret: never shown back in full
+    min_severity: Mapped[str] = mapped_column(String(16), nullable=False, default="warning")
+    created_by: Mapped[str] = mapped_column(String(128), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AlertDeliveryRow(Base):
+    """One notification of one alert change to one notifier. ``key`` is its idempotency key: written
+    with the change (nothing is lost if the server stops), sent with every attempt, delivered once."""
+
+    __tablename__ = "alert_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), nullable=False, index=True)
+    notifier_id: Mapped[int | None] = mapped_column(ForeignKey("notifiers.id", ondelete="SET NULL"), nullable=True)
+    notifier_name: Mapped[str] = mapped_column(String(64), nullable=False)
+    event: Mapped[str] = mapped_column(String(16), nullable=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, index=True)  # pending, delivered, failed
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
 class AuditEventRow(Base):
     """One entry of the hash-chained audit log. ``seq`` is gapless; ``hash`` covers the
     entry's canonical content and ``prev_hash``, so any edit, removal or reordering shows."""

@@ -1,6 +1,6 @@
 """drift results: the per-feature time series of every deployment's drift reports
 
-Revision ID: 0015
+Revision ID: 0010
 Revises: 0009
 
 One row per measured feature of a report, one for the prediction and one for
@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015"
+revision = "0010"
 down_revision = "0009"
 branch_labels = None
 depends_on = None
