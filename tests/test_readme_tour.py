@@ -3,7 +3,7 @@ fresh HOME), then every shell line of the tour's ``bash`` blocks, in order, in o
 
 The lines are read from README.md, never copied here. Each must exit 0; a line the README marks
 ``pending`` (a step waiting for a second admin) exits 3, the CLI's code for that. The tour reads its
-ports from ``SERVE_PORT`` and ``CONTROL_PORT`` as the README says; the test sets them to free ones.
+ports from ``SERVE_PORT``, ``CONTROL_PORT`` and ``TEST_PORT`` as the README says; the test sets them to free ones.
 """
 
 from __future__ import annotations
@@ -100,6 +100,7 @@ def test_readme_tour_runs_line_by_line_after_the_demo(tmp_path: Path) -> None:
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",  # the activated virtual environment
         SERVE_PORT=str(_free_port()),
         CONTROL_PORT=str(_free_port()),
+        TEST_PORT=str(_free_port()),
         NO_COLOR="1",
         COLUMNS="200",
     )
