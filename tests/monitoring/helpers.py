@@ -12,6 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
+from harbourmaster.core.declared_schema import parse_declarations
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.packaging import package_version
 from harbourmaster.services.platform import Platform
@@ -64,6 +65,8 @@ def register_and_deploy(
         created_by=OWNER.name,
         sensitive=["email"],
         reference_sample_rows=sample_rows,
+        # The pipeline reads region, income and age; the other columns are monitored all the same.
+        schema=parse_declarations({name: {"role": "feature"} for name in ("score", "member", "email")}),
     )
     settings = {"monitoring": {"drift": drift}} if drift is not None else None
     number = platform.registry.register_bundle(OWNER, PROJECT, bundle, project_settings=settings).number
