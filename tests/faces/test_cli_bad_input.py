@@ -92,6 +92,19 @@ BAD: dict[str, list[str]] = {
     "user": ["nobody-here"],
     "tags": ["=no-key"],
     "admin": ["bad name!", ""],  # refused before the store is touched, so the sweep's home stays embedded
+    "save_tokens": ["a-file.txt"],  # likewise refused before the store is touched
+    "alert_id": ["999", "first"],
+    "for_": ["3 parsecs", "0m", "later"],
+    "timeout": ["-5", "soon"],
+    "window": ["yesterday", "0"],
+    "method": ["sideways", "no_such_feature=ks", "=ks"],
+    "threshold": ["abc", "no_such_feature=0.1", "-1"],
+    "drift_share": ["2", "lots"],
+    "reference_version": ["999", "0", "seven"],
+    "feature": ["no_such_feature"],
+    "kind": ["carrier-pigeon"],
+    "webhook": ["ftp://example.com/hook", "not a url"],
+    "min_severity": ["apocalyptic"],
 }
 
 # Parameters where any value is acceptable (free text, flags), or (--host) where only binding would tell.
@@ -113,6 +126,10 @@ FREE_TEXT = {
     "clear",
     "all",
     "all_",
+    "wait",
+    "history",
+    "once",
+    "no_failover",
 }
 
 
