@@ -38,6 +38,9 @@ GOOD: dict[str, str] = {
     "project_dir": "project",
     "path": "export.jsonl",
     "config_file": "environment.json",
+    "alert_id": "1",
+    "for_": "1h",
+    "kind": "webhook",
 }
 
 # Bad values by parameter name: each one is wrong in a way the command must name.
@@ -103,7 +106,7 @@ BAD: dict[str, list[str]] = {
     "reference_version": ["999", "0", "seven"],
     "feature": ["no_such_feature"],
     "kind": ["carrier-pigeon"],
-    "webhook": ["ftp://example.com/hook", "not a url"],
+    "webhook": ["ftp://example.com/hook", "not a url", "https://", "http://hooks.example.com:abc/x", "http://h:99999/"],
     "min_severity": ["apocalyptic"],
 }
 
@@ -179,6 +182,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         patch.chdir(root)
         trained = invoke(["train", "project"])
         assert trained.code == 0, trained
+        # Deployed in dev, so that options checked after "is it deployed?" (drift's) meet their own checks.
+        deployed = invoke(["deploy", PROJECT, "1", "--no-wait"])
+        assert deployed.code == 0, deployed
         yield root
 
 
