@@ -108,7 +108,7 @@ def test_readme_tour_runs_line_by_line_after_the_demo(tmp_path: Path) -> None:
     demo = _run("harbourmaster demo", folder, env, 300)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert "Demo finished" in demo.stdout
-    assert f"Your sandbox is {folder / '.harbourmaster'}: harbourmaster commands run in this folder" in demo.stdout
+    assert f"Your sandbox is {folder / '.harbourmaster'}: every command you run in this folder" in demo.stdout
 
     tour = _run(tour_script(tour_lines(README.read_text())), folder, env, TOUR_SECONDS)
     assert tour.returncode == 0 and "TOUR-DONE" in tour.stdout, f"{tour.stderr[-6000:]}\n{tour.stdout[-3000:]}"

@@ -38,6 +38,9 @@ GOOD: dict[str, str] = {
     "project_dir": "project",
     "path": "export.jsonl",
     "config_file": "environment.json",
+    "alert_id": "1",
+    "for_": "1h",
+    "kind": "webhook",
 }
 
 # Bad values by parameter name: each one is wrong in a way the command must name.
@@ -92,6 +95,19 @@ BAD: dict[str, list[str]] = {
     "user": ["nobody-here"],
     "tags": ["=no-key"],
     "admin": ["bad name!", ""],  # refused before the store is touched, so the sweep's home stays embedded
+    "save_tokens": ["a-file.txt"],  # likewise refused before the store is touched
+    "alert_id": ["999", "first"],
+    "for_": ["3 parsecs", "0m", "later"],
+    "timeout": ["-5", "soon"],
+    "window": ["yesterday", "0"],
+    "method": ["sideways", "no_such_feature=ks", "=ks"],
+    "threshold": ["abc", "no_such_feature=0.1", "-1"],
+    "drift_share": ["2", "lots"],
+    "reference_version": ["999", "0", "seven"],
+    "feature": ["no_such_feature"],
+    "kind": ["carrier-pigeon"],
+    "webhook": ["ftp://example.com/hook", "not a url", "https://", "http://hooks.example.com:abc/x", "http://h:99999/"],
+    "min_severity": ["apocalyptic"],
 }
 
 # Parameters where any value is acceptable (free text, flags), or (--host) where only binding would tell.
@@ -113,6 +129,10 @@ FREE_TEXT = {
     "clear",
     "all",
     "all_",
+    "wait",
+    "history",
+    "once",
+    "no_failover",
 }
 
 
@@ -162,6 +182,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         patch.chdir(root)
         trained = invoke(["train", "project"])
         assert trained.code == 0, trained
+        # Deployed in dev, so that options checked after "is it deployed?" (drift's) meet their own checks.
+        deployed = invoke(["deploy", PROJECT, "1", "--no-wait"])
+        assert deployed.code == 0, deployed
         yield root
 
 

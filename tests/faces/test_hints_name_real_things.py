@@ -19,7 +19,8 @@ from harbourmaster.cli.main import app
 from harbourmaster.client import Client
 
 SOURCE = Path(harbourmaster.__file__).parent
-COMMAND = re.compile(r"harbourmaster ((?:[a-z][a-z-]*)(?: [a-z][a-z-]*)?)((?: [^;,)`'\"]*)?)")
+# ``harbourmaster`` as a word of its own (not the ``.harbourmaster`` folder, a path or a module name).
+COMMAND = re.compile(r"(?<![\w./-])harbourmaster ((?:[a-z][a-z-]*)(?: [a-z][a-z-]*)?)((?: [^;,)`'\"]*)?)")
 CLIENT_CALL = re.compile(r"Client\.(\w+)\(([^)]*)\)")
 
 
@@ -48,26 +49,45 @@ def resolve(words: list[str]) -> tuple[object, list[str]]:
     return command, path
 
 
+def command_hint_problems(where: str, text: str) -> tuple[list[str], int]:
+    """What is wrong with the command hints in ``text``, and how many options it checked."""
+    wrong: list[str] = []
+    checked = 0
+    for match in COMMAND.finditer(text):
+        command, path = resolve(match.group(1).split())
+        if not path:
+            wrong.append(f"{where}: {match.group(0)!r} names no command")
+            continue
+        known = {"--help"} | {
+            option
+            for param in command.params  # type: ignore[attr-defined]
+            for option in (*param.opts, *getattr(param, "secondary_opts", []))
+        }
+        for option in re.findall(r"(--[a-z][a-z-]*)", match.group(2) or ""):
+            checked += 1
+            if option not in known:
+                wrong.append(f"{where}: {match.group(0)!r}: `harbourmaster {' '.join(path)}` has no {option}")
+    return wrong, checked
+
+
 def test_command_hints_name_real_commands_and_options() -> None:
     wrong: list[str] = []
     checked = 0
     for where, text in texts():
-        for match in COMMAND.finditer(text):
-            command, path = resolve(match.group(1).split())
-            if not path:
-                wrong.append(f"{where}: {match.group(0)!r} names no command")
-                continue
-            known = {"--help"} | {
-                option
-                for param in command.params  # type: ignore[attr-defined]
-                for option in (*param.opts, *getattr(param, "secondary_opts", []))
-            }
-            for option in re.findall(r"(--[a-z][a-z-]*)", match.group(2) or ""):
-                checked += 1
-                if option not in known:
-                    wrong.append(f"{where}: {match.group(0)!r}: `harbourmaster {' '.join(path)}` has no {option}")
+        problems, options = command_hint_problems(where, text)
+        wrong.extend(problems)
+        checked += options
     assert checked > 20, "the scan found too few hints: has the pattern gone stale?"
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_check_catches_wrong_hints_and_passes_prose_about_the_folder() -> None:
+    assert command_hint_problems("x", "run harbourmaster deploi breast-cancer 2")[0]
+    assert command_hint_problems("x", "see `harbourmaster drift P --histroy`")[0]
+    assert command_hint_problems("x", "harbourmaster commands run here")[0]  # prose that reads as a command
+    assert command_hint_problems("x", "(harbourmaster alerts --all shows resolved ones)") == ([], 1)
+    assert command_hint_problems("x", "no .harbourmaster folder in this directory or a parent") == ([], 0)
+    assert command_hint_problems("x", "logger harbourmaster.alerts or ~/.harbourmaster folder") == ([], 0)
 
 
 def test_client_keyword_hints_name_real_keywords() -> None:

@@ -45,6 +45,29 @@ def test_cli_prints_the_ranked_table_json_and_history(tmp_path: Path) -> None:
     assert_fails(hm(home, "drift", "nope"), "does not exist")
 
 
+def test_cli_refuses_options_of_the_other_mode_and_unknown_series(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    platform = Platform(Settings.from_env({"HARBOURMASTER_HOME": str(home)}))
+    try:
+        version = register_and_deploy(platform)
+    finally:
+        platform.close()
+
+    assert "No stored drift reports of" in assert_ok(hm(home, "drift", PROJECT, "--history")).out
+    assert_fails(hm(home, "drift", PROJECT, "--feature", "income"), "needs --history")
+    assert_fails(hm(home, "drift", PROJECT, "--history", "--window", "1h"), "--window: option(s) of a new report")
+    assert_fails(hm(home, "drift", "nope", "--history"), "does not exist")
+
+    platform = Platform(Settings.from_env({"HARBOURMASTER_HOME": str(home)}))
+    try:
+        log_rows(platform, current_frame(200, shift=1.0), version=version)
+    finally:
+        platform.close()
+    assert_ok(hm(home, "drift", PROJECT, "--window", "1h"))
+    assert_fails(hm(home, "drift", PROJECT, "--history", "--feature", "incom"), "no series of feature 'incom'")
+    assert len(assert_ok(hm(home, "drift", PROJECT, "--history", "--feature", "income", "--json")).json()) == 1
+
+
 def test_http_routes_and_remote_client(platform: Platform) -> None:
     tokens = create_users(platform)
     version = register_and_deploy(platform)

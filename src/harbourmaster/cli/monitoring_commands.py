@@ -150,11 +150,18 @@ def drift(
     Methods and thresholds default to the project's [monitoring.drift] settings, then to Evidently's
     defaults; every report is stored as a time series (see --history).
     """
+    _check_mode(history, feature, window, method, threshold, drift_share, reference_version)
     with client(url, token) as hm:
         if history:
             items = hm.drift_history(project, env, feature=feature, limit=limit)
             if json:
                 return output.print_json(items)
+            if not items:
+                output.console.print(
+                    f"No stored drift reports of {project} in {env} yet: harbourmaster drift {project} --env {env} "
+                    "measures and stores one."
+                )
+                return None
             output.table(
                 f"drift of {project} in {env}",
                 ("computed", "version", "window", "rows", "feature", "method", "statistic", "threshold", "drift"),
@@ -180,6 +187,22 @@ def drift(
         return output.print_json(report)
     show_report(report)
     return None
+
+
+def _check_mode(history: bool, feature: str | None, *report_options: object) -> None:
+    """Refuse options of the other mode, which would otherwise be ignored without a word."""
+    if feature is not None and not history:
+        raise InvalidInputError(
+            "--feature picks a stored series; it needs --history",
+            "add --history to see one feature's series, or drop --feature for a new report",
+        )
+    names = ("--window", "--method", "--threshold", "--drift-share", "--reference-version")
+    given = [name for name, value in zip(names, report_options, strict=True) if value not in (None, [])]
+    if history and given:
+        raise InvalidInputError(
+            f"{', '.join(given)}: option(s) of a new report, which --history does not make",
+            "drop --history to measure with these options, or drop them to see the series",
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -221,7 +221,7 @@ def _what_next(story: Story, settings: Settings, first: int, second: int, contro
     """Where the sandbox is, how later commands find it, and the tour's next commands with this run's numbers."""
     story.step("What next: the README's five-minute tour goes on from here")
     if find_store(Path.cwd()) == settings.home:
-        story.say(f"Your sandbox is {settings.home}: harbourmaster commands run in this folder (or below) use it.")
+        story.say(f"Your sandbox is {settings.home}: every command you run in this folder (or below) uses it.")
     else:
         story.say(f"Your sandbox is {settings.home}: from this folder, commands use it with HARBOURMASTER_HOME set:")
         story.say(f"  export HARBOURMASTER_HOME={settings.home}")

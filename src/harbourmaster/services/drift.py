@@ -211,15 +211,27 @@ class DriftService:
         self._platform.access.require(actor, Permission.READ, environment=environment, target=project)
         self._platform.environments.get(environment)
         with self._platform.db.reader() as session:
+            self._project(session, project)
+            if feature is not None:
+                measured = drift_results.measured_features(session, project, environment)
+                if measured and feature not in measured:
+                    raise InvalidInputError(
+                        f"the drift reports of {project} in {environment} have no series of feature {feature!r}",
+                        f"use one of: {', '.join(measured)}",
+                    )
             rows = drift_results.series(session, project, environment, feature=feature, since=since, limit=limit)
             return [_info(row) for row in rows]
 
     # -- helpers ---------------------------------------------------------------------
 
-    def _deployment(self, session: Any, project: str, environment: str) -> tuple[DeploymentRow, ProjectRow]:
+    def _project(self, session: Any, project: str) -> ProjectRow:
         project_row = session.scalar(select(ProjectRow).where(ProjectRow.name == project))
         if project_row is None:
             raise NotFoundError(f"project {project!r} does not exist", "list projects with: harbourmaster projects")
+        return project_row
+
+    def _deployment(self, session: Any, project: str, environment: str) -> tuple[DeploymentRow, ProjectRow]:
+        project_row = self._project(session, project)
         deployment = session.scalar(
             select(DeploymentRow).where(
                 DeploymentRow.project_id == project_row.id, DeploymentRow.environment == environment

@@ -157,11 +157,23 @@ def _check_url(kind: str, url: str | None) -> str | None:
         if url:
             raise InvalidInputError(f"a {kind} notifier takes no URL", "drop --webhook, or use --kind webhook")
         return None
-    parts = urlsplit(url or "")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    hint = "give --webhook https://hooks.example.com/..."
+    if not url:
+        raise InvalidInputError(f"a {kind} notifier needs a webhook URL", hint)
+    parts = urlsplit(url)
+    # The URL is a secret: a refusal says what is wrong with it without repeating it.
+    if parts.scheme not in ("http", "https"):
+        scheme = f"its scheme is {parts.scheme!r}" if parts.scheme else "it has no scheme"
+        raise InvalidInputError(f"a {kind} notifier needs an http(s) URL; {scheme}", hint)
+    if not parts.hostname:
+        raise InvalidInputError(f"a {kind} notifier needs a URL with a host; {mask_url(url)} has none", hint)
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or beyond 65535
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
         raise InvalidInputError(
-            f"a {kind} notifier needs an http(s) URL, not {mask_url(url) if url else 'nothing'}",
-            "give --url https://hooks.example.com/...",
+            f"the webhook URL's port is not a number from 1 to 65535 ({parts.scheme}://{parts.hostname}:…)", hint
         )
     if len(url or "") > 2000:
         raise InvalidInputError("the webhook URL is longer than 2000 characters", "use a shorter URL")

@@ -93,3 +93,13 @@ def series(
         query = query.where(DriftResultRow.computed_at >= since)
     query = query.order_by(DriftResultRow.computed_at.desc(), DriftResultRow.id.desc()).limit(limit)
     return list(session.scalars(query))
+
+
+def measured_features(session: Session, project: str, environment: str) -> list[str]:
+    """The features (and ``__dataset__``) that a deployment's stored results have a series of, sorted."""
+    query = (
+        select(DriftResultRow.feature)
+        .where(DriftResultRow.project == project, DriftResultRow.environment == environment)
+        .distinct()
+    )
+    return sorted(session.scalars(query))
