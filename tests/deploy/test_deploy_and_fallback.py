@@ -117,7 +117,8 @@ def test_the_cli_refuses_bad_deploys_and_fallbacks_and_prints_the_chain(tmp_path
     late = cli(home, "fallback", PROJECT, "--default", "late", cwd=tmp_path)
     assert late.returncode == 1 and "the default 'late' is not one of the classes [0, 1]" in late.stderr
     missing = cli(home, "fallback", PROJECT, "--rules", "rules.json", cwd=tmp_path)
-    assert missing.returncode == 1 and "no rules file at rules.json" in missing.stderr
+    assert missing.returncode == 1 and "rules.json does not exist" in missing.stderr
+    assert "hint: give the path of a JSON file with fallback rules" in missing.stderr
 
     (tmp_path / "rules.json").write_text(json.dumps({"rules": [RULE]}))
     ruled = cli(home, "fallback", PROJECT, "--rules", "rules.json", cwd=tmp_path)

@@ -15,7 +15,10 @@ import pytest
 import harbourmaster
 from cli_inprocess import Outcome, invoke
 from harbourmaster.cli.common import parse_duration
+from harbourmaster.config import Settings
 from harbourmaster.demo.story import write_demo_project
+from harbourmaster.services.platform import Platform
+from served import serve_champion
 
 PROJECT = "breast-cancer"
 
@@ -85,6 +88,14 @@ def test_promote_check_exit_code_follows_the_gates(workspace: Path) -> None:
     assert any(not verdict["passed"] for verdict in json.loads(refused_json.out))
 
     ok(invoke(["deploy", PROJECT, "1", "--env", "dev"]))
+    unserved = invoke(["promote", PROJECT, "1", "--to", "test", "--check"])
+    assert unserved.code == 1 and "no replica there has answered with it yet" in unserved.out  # deployed only
+
+    platform = Platform(Settings.from_env())
+    try:
+        assert serve_champion(platform, PROJECT, "dev") == 1  # a real replica in dev answers with v1
+    finally:
+        platform.close()
     passed = ok(invoke(["promote", PROJECT, "1", "--to", "test", "--check"]))
     assert "FAIL" not in passed.out
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -101,17 +102,32 @@ def live_sqlite(sqlite_settings: Settings) -> Iterator[Live]:
         platform.close()
 
 
-def marker_project(tmp_path: Path) -> tuple[Bundle, Path, Path]:
-    """A bundle whose features.py writes a marker file when imported (top-level code); the marker path."""
-    marker = tmp_path / "features-was-imported"
+def marker_project(tmp_path: Path, control_plane: Settings) -> tuple[Bundle, Path, Path]:
+    """A bundle whose features.py, when imported (top-level code), appends to a marker file a line saying
+    which process imported it and which of the control plane's secrets that process's environment held."""
+    markers = tmp_path / "features-imports.jsonl"
+    secrets = {
+        "database URL": control_plane.database_url,
+        "home": str(control_plane.home),
+        "signing key": str(control_plane.audit_key_path),
+    }
     project = tmp_path / "project"
     project.mkdir()
     (project / "features.py").write_text(
         textwrap.dedent(
             f"""
+            import json
+            import os
             import pathlib
 
-            pathlib.Path({str(marker)!r}).write_text(str(__import__("os").getpid()))  # runs on import
+            with pathlib.Path({str(markers)!r}).open("a") as marker:  # runs on import
+                marker.write(json.dumps({{
+                    "pid": os.getpid(),
+                    "platform_variables": sorted(k for k in os.environ if k.startswith(("HARBOURMASTER_", "PG"))),
+                    "saw": sorted(
+                        name for name, secret in {secrets!r}.items() if any(secret in v for v in os.environ.values())
+                    ),
+                }}) + "\\n")
 
             from sklearn.base import BaseEstimator, TransformerMixin
 
@@ -133,13 +149,41 @@ def marker_project(tmp_path: Path) -> tuple[Bundle, Path, Path]:
         bundle = package_version(
             fitted, features=FRAME, target=TARGET, metrics={}, lineage={}, created_by="dana", code_files=code_files
         )
-    marker.unlink()
-    return bundle, project, marker
+    assert [i["pid"] for i in imports_of(markers)] == [os.getpid()]  # the marker works
+    markers.unlink()
+    return bundle, project, markers
 
 
-def test_registration_and_inspection_import_none_of_the_projects_code(live, tmp_path):
-    bundle, project, marker = marker_project(tmp_path)
+def imports_of(markers: Path) -> list[dict[str, Any]]:
+    """Every import of the project's features.py so far, in order, as its marker recorded it."""
+    return [json.loads(line) for line in markers.read_text().splitlines()] if markers.exists() else []
+
+
+@pytest.fixture
+def control_plane_environment(monkeypatch: pytest.MonkeyPatch, platform: Platform) -> Settings:
+    """The control plane (this process: the servers run in a thread) configured through its environment,
+    as a deployment is: a process it starts must not inherit these."""
+    settings = platform.settings
+    monkeypatch.setenv("HARBOURMASTER_HOME", str(settings.home))
+    monkeypatch.setenv("HARBOURMASTER_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("HARBOURMASTER_AUDIT_KEY_FILE", str(settings.audit_key_path))
+    return settings
+
+
+def assert_registration_kept_the_code_out_of_the_control_plane(imports: list[dict[str, Any]]) -> None:
+    """Registration may warm the version in a child process; never in the control plane's, never with its secrets."""
+    for found in imports:
+        assert found["pid"] != os.getpid(), "registration ran the project's code in the control plane's process"
+        assert found["platform_variables"] == [], f"the warm-up process inherited platform settings: {found}"
+        assert found["saw"] == [], f"the warm-up process could see the control plane's {found['saw']}"
+
+
+def test_registration_and_inspection_import_none_of_the_projects_code(live, control_plane_environment, tmp_path):
+    bundle, project, markers = marker_project(tmp_path, control_plane_environment)
     assert live.upload(bundle, live.scientist).status_code == 201  # registration on the control plane
+    registered = imports_of(markers)
+    assert_registration_kept_the_code_out_of_the_control_plane(registered)
+
     with Client(url=live.url, token=live.scientist, settings=_home(tmp_path / "sdk")) as remote:
         found = remote.inspect(PROJECT)
         assert found.digest == bundle.digest and found.code_modules == ["features"]
@@ -150,12 +194,12 @@ def test_registration_and_inspection_import_none_of_the_projects_code(live, tmp_
         assert found.input_schema["columns"][0]["name"] == "a"
         source = remote.inspect(PROJECT, 1, file="code/features.py").file_text
         assert source == (project / "features.py").read_text()
-    assert not marker.exists(), "registration or inspection ran the project's code"
+    assert imports_of(markers) == registered, "inspection ran the project's code"
 
     # Only where a bundle loads (a replica, a notebook) does the author's code run.
     with Client(url=live.url, token=live.scientist, settings=_home(tmp_path / "loader")) as remote:
         remote.load(PROJECT)
-    assert marker.read_text() == str(os.getpid())
+    assert [i["pid"] for i in imports_of(markers)[len(registered) :]] == [os.getpid()]
 
 
 def test_the_upload_form_cannot_set_trusted_types_over_http(live, tmp_path):
@@ -178,16 +222,19 @@ def test_the_upload_form_cannot_set_trusted_types_over_http(live, tmp_path):
     assert live.platform.registry.project_trust(Actor.system("tests"), PROJECT).trusted_types == []
 
 
-def test_the_inspect_command_over_url_runs_no_project_code(live_sqlite, tmp_path):
+def test_the_inspect_command_over_url_runs_no_project_code(live_sqlite, monkeypatch, tmp_path):
     live = live_sqlite
-    bundle, _, marker = marker_project(tmp_path)
+    monkeypatch.setenv("HARBOURMASTER_DATABASE_URL", live.platform.settings.database_url)  # the server's, as deployed
+    bundle, _, markers = marker_project(tmp_path, live.platform.settings)
     assert live.upload(bundle, live.scientist).status_code == 201
+    registered = imports_of(markers)
+    assert_registration_kept_the_code_out_of_the_control_plane(registered)
     shown = live.cli("inspect", PROJECT, "1", token=live.scientist, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert "code/features.py" in shown.stdout and "runs its author's code" in shown.stdout
     printed = live.cli("inspect", PROJECT, "--file", "code/features.py", token=live.scientist, cwd=tmp_path)
     assert "runs on import" in printed.stdout
-    assert not marker.exists(), "the inspect command ran the project's code"
+    assert imports_of(markers) == registered, "the inspect command ran the project's code"
 
 
 def test_the_refusal_hint_names_a_trust_command_that_works(live_sqlite, tmp_path):

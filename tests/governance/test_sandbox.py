@@ -15,6 +15,7 @@ from harbourmaster.config import Settings
 from harbourmaster.errors import ConflictError, PermissionDeniedError
 from harbourmaster.services import sandbox
 from harbourmaster.services.platform import Platform
+from served import serve_champion
 
 from .helpers import PROJECT, SYSTEM
 
@@ -27,12 +28,22 @@ def audit_actions(settings: Settings) -> list[tuple[str, str, str]]:
         platform.close()
 
 
+def serve(settings: Settings, environment: str) -> None:
+    """A replica of ``environment`` answers one request with the champion (the order gate asks for that)."""
+    platform = Platform(settings)
+    try:
+        serve_champion(platform, PROJECT, environment)
+    finally:
+        platform.close()
+
+
 def test_embedded_mode_never_reaches_a_guarded_environment(settings: Settings, demo_project: Path, monkeypatch):
     monkeypatch.delenv(sandbox.BREAK_GLASS_VARIABLE, raising=False)
     with Client(settings=settings) as hm:
         assert hm.actor.kind == "local-owner"
         number = hm.train(demo_project).version.number
         hm.deploy(PROJECT, number, "dev")
+        serve(settings, "dev")  # served: a replica of dev answered with it
         assert hm.promote(PROJECT, number, "test").outcome == "promoted"  # the sandbox's own environments work
 
         refusals = {
