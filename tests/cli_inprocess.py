@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 
+from harbourmaster.cli import output
 from harbourmaster.cli.main import run
 
 
@@ -30,6 +31,9 @@ def invoke(argv: list[str]) -> Outcome:
     crash = None
     code: int | str | None = 0
     environment = dict(os.environ)  # the demo sets HARBOURMASTER_HOME for the process it runs in
+    # The width piped output gets, whatever this process's stdout was when the CLI module was first imported
+    # (another test of the same worker may have imported it under a pseudo-terminal).
+    width, output.console.width = output.console.width, 200
     with redirect_stdout(out), redirect_stderr(err), _restored(environment):
         try:
             run(argv)
@@ -38,6 +42,7 @@ def invoke(argv: list[str]) -> Outcome:
         except Exception:  # an escape is what the callers hunt: reported, with its traceback
             crash = traceback.format_exc()
             code = "crashed"
+    output.console.width = width
     return Outcome(tuple(argv), code, out.getvalue(), err.getvalue(), crash)
 
 
