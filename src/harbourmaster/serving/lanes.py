@@ -168,7 +168,11 @@ class Lane:
                         self._threads -= 1
                         return
                 continue
-            if call is None:  # closing: wake-up only
+            if call is None:  # closing: each thread's wake-up; it ends unless work is still queued for it
+                with lock:
+                    if self._handed < self._threads:
+                        self._threads -= 1
+                        return
                 continue
             self._execute(call)
             with lock:
