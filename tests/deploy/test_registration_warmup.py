@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from harbourmaster.services.actors import Actor
 from harbourmaster.services.platform import Platform
 from harbourmaster.store.tables import AuditEventRow
 
-from .projects import FORGETFUL, write_forgetful
+from .projects import FORGETFUL, write_forgetful, write_probe
 
 OWNER = Actor.local_owner()
 
@@ -53,3 +55,52 @@ def test_a_sound_version_registers_after_its_warm_up(platform: Platform, demo_pr
     version = platform.training.train(OWNER, demo_project).version
     assert version.number == 1
     assert refused_registrations(platform) == []
+
+
+@pytest.fixture(params=["fork-server", "new-interpreter"])
+def warm_up_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways a warm-up runs: forked from the warm-up server, or a new interpreter (elsewhere than Linux)."""
+    if request.param == "new-interpreter":
+        monkeypatch.setenv("HARBOURMASTER_WARMUP_FORK_SERVER", "0")
+    return request.param
+
+
+def test_a_version_whose_code_ends_its_process_is_refused(platform: Platform, tmp_path: Path, warm_up_path) -> None:
+    with pytest.raises(InvalidInputError) as raised:
+        platform.training.train(OWNER, write_probe(tmp_path, "exit"))
+    assert "does not load and answer one row" in raised.value.message
+    assert len(refused_registrations(platform)) == 1
+
+
+def test_a_hanging_warm_up_is_killed_at_its_deadline(sqlite_settings, tmp_path: Path, warm_up_path) -> None:
+    pidfile = tmp_path / "warm-up.pid"
+    platform = Platform(replace(sqlite_settings, warmup_timeout_seconds=3.0))
+    try:
+        with pytest.raises(InvalidInputError, match="within 3 s"):
+            platform.training.train(OWNER, write_probe(tmp_path, "hang", pidfile))
+    finally:
+        platform.close()
+    pid = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid), "the hanging warm-up process outlived its deadline"
+
+
+def test_warm_ups_get_no_credentials_and_share_nothing(
+    platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HARBOURMASTER_DATABASE_PASSWORD_PROBE", "secret")
+    monkeypatch.setenv("PGPASSWORD", "secret")
+    assert platform.training.train(OWNER, write_probe(tmp_path / "a", "secrets")).version.number == 1
+    # the second warm-up refuses if the first one's change to a library module is still there
+    platform.training.train(OWNER, write_probe(tmp_path / "b", "mark"))
+    assert platform.training.train(OWNER, write_probe(tmp_path / "c", "mark")).version.number == 3
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"  # a zombie has ended
