@@ -121,6 +121,7 @@ class DriftSettings(BaseModel):
     drift_share: float = Field(default=0.5, gt=0, le=1, description="Share of drifted features that drifts the data.")
     sample_rows: int = Field(default=5000, ge=0, le=100_000, description="Reference rows kept in a new bundle.")
     window: str = Field(default="1d", description="Default window: N rows, a duration (30m, 6h, 1d) or A..B.")
+    min_rows: int = Field(default=100, ge=1, description="A window with fewer rows is not judged by the monitor.")
     method: DriftMethod | None = Field(default=None, description="Method of every feature without its own.")
     threshold: float | None = Field(default=None, gt=0)
     features: dict[str, FeatureDriftSettings] = Field(default_factory=dict)

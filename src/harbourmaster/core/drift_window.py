@@ -66,3 +66,12 @@ def parse_window(text: str, now: datetime | None = None) -> Window:
             raise InvalidInputError(f"window: {text!r} ends before it starts", "put the earlier instant first")
         return Window(text=f"{start.isoformat()}..{end.isoformat()}", start=start, end=end)
     raise InvalidInputError(f"window: {text!r} is not a window", _HINT)
+
+
+def window_phrase(text: str) -> str:
+    """A window's canonical ``text`` as words: "the last 600 rows", "the last 1d", "A to B"."""
+    if text.endswith("rows"):
+        return f"the last {text.removesuffix('rows')} rows"
+    if ".." in text:
+        return text.replace("..", " to ")
+    return f"the last {text}"

@@ -59,6 +59,7 @@ Reference of every key::
     drift_share = 0.5           # share of drifted features that drifts the dataset.
     sample_rows = 5000          # training rows kept in the bundle for exact tests (0: none).
     window = "1d"               # default window: N rows, 30m / 6h / 1d, or A..B.
+    min_rows = 100              # a window with fewer rows is not judged by the drift monitor.
     method = "psi"              # optional: one method for every feature.
     threshold = 0.2             # optional: one threshold for every feature.
     [monitoring.drift.features.age]   # optional, per feature (and [monitoring.drift.prediction]).

@@ -135,8 +135,8 @@ class DriftService:
             number, digest = measured.number, measured.digest
             input_schema = InputSchema.model_validate(measured.input_schema)
             output_schema = OutputSchema.model_validate(measured.output_schema)
-            stored = (project_row.settings or {}).get("monitoring", {}).get("drift", {})
-        settings = settings_from(stored).merged(settings_from(options)) if options else settings_from(stored)
+            stored = _stored_settings(project_row)
+        settings = stored.merged(settings_from(options)) if options else stored
         span = parse_window(window or settings.window, now)
         reference = self._reference(digest, input_schema)
         self._check_features(settings, reference)
@@ -222,6 +222,11 @@ class DriftService:
             rows = drift_results.series(session, project, environment, feature=feature, since=since, limit=limit)
             return [_info(row) for row in rows]
 
+    def project_settings(self, project: str) -> DriftSettings:
+        """The project's own ``[monitoring.drift]`` settings (defaults where it has none)."""
+        with self._platform.db.reader() as session:
+            return _stored_settings(self._project(session, project))
+
     # -- helpers ---------------------------------------------------------------------
 
     def _project(self, session: Any, project: str) -> ProjectRow:
@@ -277,6 +282,10 @@ class DriftService:
                 f"drift settings name feature(s) the served version does not have: {', '.join(unknown)}",
                 f"its features are: {', '.join(reference.kinds)}",
             )
+
+
+def _stored_settings(project_row: ProjectRow) -> DriftSettings:
+    return settings_from((project_row.settings or {}).get("monitoring", {}).get("drift", {}))
 
 
 def _sensitive(profile: ReferenceProfile, name: str) -> bool:

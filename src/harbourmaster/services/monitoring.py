@@ -26,6 +26,7 @@ from harbourmaster.core.permissions import Permission
 from harbourmaster.monitoring_settings import MonitoringSettings
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.alerts import AppliedChange
+from harbourmaster.services.drift_monitor import DriftMonitor
 from harbourmaster.services.infrastructure import infrastructure_monitors
 from harbourmaster.store.tables import MonitorResultRow, MonitorRunRow
 
@@ -107,7 +108,7 @@ class MonitoringService:
 
     def __init__(self, platform: Platform) -> None:
         self._platform = platform
-        self.monitors: list[Monitor] = list(infrastructure_monitors())
+        self.monitors: list[Monitor] = [*infrastructure_monitors(), DriftMonitor()]
         self._run_lock = threading.Lock()
 
     def register(self, monitor: Monitor) -> None:
