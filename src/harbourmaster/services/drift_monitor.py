@@ -98,7 +98,8 @@ def _judged(report: DriftReport, subject: str, min_rows: int) -> list[MonitorRes
     ranked = sorted((f for f in report.features if f.drifted), key=lambda f: f.score, reverse=True)
     named = ", ".join(f"{f.feature} ({f.method} {f.statistic:.3g})" for f in ranked[:_NAMED])
     more = f" and {len(ranked) - _NAMED} more" if len(ranked) > _NAMED else ""
-    counted = f"{len(ranked)} of {len(report.features)} features drifted"
+    measured = sum(f.statistic is not None for f in report.features)
+    counted = f"{len(ranked)} of {measured} measured features drifted"
     counted_rows = "" if report.window.endswith("rows") else f" ({report.rows} rows)"
     where = f"v{report.version} in {environment}, {window_phrase(report.window)}{counted_rows}"
     if report.drifted:
