@@ -206,6 +206,10 @@ def run_demo(home: Path | None = None) -> None:
 
     run_serving_chapter(story, settings, PROJECT, second.version.number, features)
 
+    from harbourmaster.demo.monitoring_chapter import run_monitoring_chapter
+
+    run_monitoring_chapter(story, settings, PROJECT, second.version.number, features)
+
     from harbourmaster.demo.control_plane import DemoControlPlane
     from harbourmaster.demo.governance_chapter import run_governance_chapter
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 
 from harbourmaster.core.alerts import MonitorResult, Rule, Status, StatusRule
-from harbourmaster.core.drift import DriftReport
+from harbourmaster.core.drift import DriftReport, FeatureDrift
 from harbourmaster.core.drift_window import window_phrase
 from harbourmaster.errors import HarbourmasterError
 from harbourmaster.services.actors import Actor
@@ -96,7 +96,7 @@ def _judged(report: DriftReport, subject: str, min_rows: int) -> list[MonitorRes
         )
         return [_result(subject, "window", Status.OK, summary, project, environment, report.rows, evidence)]
     ranked = sorted((f for f in report.features if f.drifted), key=lambda f: f.score, reverse=True)
-    named = ", ".join(f"{f.feature} ({f.method} {f.statistic:.3g})" for f in ranked[:_NAMED])
+    named = ", ".join(f"{f.feature} ({_statistic(f)})" for f in ranked[:_NAMED])
     more = f" and {len(ranked) - _NAMED} more" if len(ranked) > _NAMED else ""
     measured = sum(f.statistic is not None for f in report.features)
     counted = f"{len(ranked)} of {measured} measured features drifted"
@@ -134,11 +134,17 @@ def _judged(report: DriftReport, subject: str, min_rows: int) -> list[MonitorRes
         verdict = "drifted" if prediction.drifted else "did not drift"
         summary = (
             f"{project}: the predictions of v{report.version} in {environment} {verdict} "
-            f"({prediction.method} {prediction.statistic:.3g}, threshold {prediction.threshold:g})"
+            f"({_statistic(prediction)}, threshold {prediction.threshold:g})"
         )
         score = prediction.score
         results.append(_result(subject, "prediction", status, summary, project, environment, score, evidence))
     return results
+
+
+def _statistic(drift: FeatureDrift) -> str:
+    """ "ks p=3.1e-05" for a test's p-value, "wasserstein 0.31" for a distance."""
+    value = f"p={drift.statistic:.2g}" if drift.method and drift.method.is_pvalue else f"{drift.statistic:.3g}"
+    return f"{drift.method} {value}"
 
 
 def _result(

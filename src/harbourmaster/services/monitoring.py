@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 from sqlalchemy import delete, select
@@ -91,6 +91,7 @@ class MonitorResultInfo(BaseModel):
     project: str | None
     environment: str | None
     evidence: str | None
+    details: dict[str, Any] = {}
 
 
 class RunReport(BaseModel):
@@ -241,6 +242,7 @@ def _result_info(result: MonitorResult) -> MonitorResultInfo:
         project=result.project,
         environment=result.environment,
         evidence=result.evidence,
+        details=result.details,
     )
 
 
