@@ -44,6 +44,11 @@ def test_demo_runs_and_reruns(tmp_path):
         assert "was altered" in done.stdout
         # The serving chapter: real requests, a 422, a fallback answering.
         assert "via champion" in done.stdout and "-> 422" in done.stdout and "via rules" in done.stdout
+        # The monitoring chapter: drifted traffic raises a drift alert naming the grown features; replica health.
+        assert "no data drift" in done.stdout
+        assert "drift.dataset (warning) on breast-cancer/dev: breast-cancer: data drift" in done.stdout
+        assert "mean radius" in done.stdout.split("data drift,", 1)[1].split("\n", 1)[0]
+        assert "heartbeat-age    ok" in done.stdout and "capture-dropped  ok" in done.stdout
     # The second run added versions to the same registry rather than starting over (the first registers
     # v1-v3 in the sandbox; dana's version lives in the control plane's own store), says so, and its
     # headings name the versions it registers, not the first run's.
