@@ -121,6 +121,15 @@ def parse_json_option(text: str, option: str) -> Any:
         ) from exc
 
 
+def json_or_text(value: str) -> Any:
+    """A JSON value (``0``, ``"late"``, ``[1, 2]``), or the text itself when it is not JSON (``late``): for
+    options whose value may be a plain label, where ``parse_json_option`` would refuse the text."""
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "min": 60, "h": 3_600, "d": 86_400, "w": 604_800}
 

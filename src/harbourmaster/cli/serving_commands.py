@@ -21,6 +21,7 @@ from harbourmaster.cli.common import (
     UrlOption,
     announce_store,
     client,
+    json_or_text,
     parse_duration,
     read_json_object,
 )
@@ -206,7 +207,7 @@ def fallback(
     """
     config = read_json_object(rules, "fallback rules: {rules: [...], default: ...}") if rules else {}
     if default is not None:
-        config["default"] = _json_or_text(default)
+        config["default"] = json_or_text(default)
     if function is not None:
         config["function"] = function
     with client(url, token) as hm:
@@ -222,14 +223,6 @@ def fallback(
         return output.print_json(state)
     _show_state(state, False)
     output.console.print(f"fallback chain: {_chain(state)}", markup=False)
-
-
-def _json_or_text(value: str) -> Any:
-    """A JSON value (``0``, ``"late"``, ``[1, 2]``), or the text itself when it is not JSON (``late``)."""
-    try:
-        return jsonlib.loads(value)
-    except jsonlib.JSONDecodeError:
-        return value
 
 
 def _chain(state: Any) -> str:

@@ -13,16 +13,24 @@ from harbourmaster.store.tables import DriftResultRow
 DATASET = "__dataset__"  # the feature name of a report's dataset verdict
 
 
+def _report_fields(report: DriftReport) -> dict[str, object]:
+    """The columns every row of one report shares."""
+    return {
+        "report_id": report.id,
+        "project": report.project,
+        "environment": report.environment,
+        "version": report.version,
+        "window": report.window,
+        "window_start": report.window_start,
+        "window_end": report.window_end,
+        "rows": report.rows,
+        "computed_at": report.computed_at,
+    }
+
+
 def _row(report: DriftReport, drift: FeatureDrift, kind: str) -> DriftResultRow:
     return DriftResultRow(
-        report_id=report.id,
-        project=report.project,
-        environment=report.environment,
-        version=report.version,
-        window=report.window,
-        window_start=report.window_start,
-        window_end=report.window_end,
-        rows=report.rows,
+        **_report_fields(report),
         feature=drift.feature,
         kind=kind,
         method=drift.method.value if drift.method else None,
@@ -37,7 +45,6 @@ def _row(report: DriftReport, drift: FeatureDrift, kind: str) -> DriftResultRow:
             "quality": drift.quality.model_dump(),
             "note": drift.note,
         },
-        computed_at=report.computed_at,
     )
 
 
@@ -48,14 +55,7 @@ def save_report(session: Session, report: DriftReport) -> None:
         rows.append(_row(report, report.prediction, "prediction"))
     rows.append(
         DriftResultRow(
-            report_id=report.id,
-            project=report.project,
-            environment=report.environment,
-            version=report.version,
-            window=report.window,
-            window_start=report.window_start,
-            window_end=report.window_end,
-            rows=report.rows,
+            **_report_fields(report),
             feature=DATASET,
             kind="dataset",
             method="share",
@@ -70,7 +70,6 @@ def save_report(session: Session, report: DriftReport) -> None:
                 "drifted_features": report.drifted_features,
                 "notes": report.notes,
             },
-            computed_at=report.computed_at,
         )
     )
     session.add_all(rows)
