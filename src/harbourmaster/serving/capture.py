@@ -476,8 +476,10 @@ def _typed_columns(
                 [None if value is None else _json(value) for value in map(getter, records)], pa.string()
             )
     inputs_json = None
-    if records and max(map(len, records)) > len(layout.inputs):  # a field the layout has no column for
-        inputs_json = [_json(record) if len(record) > len(layout.inputs) else None for record in records]
+    known = frozenset(name for name, _kind in layout.inputs)
+    fits = list(map(known.issuperset, records))  # C-level, one call per row: no field the layout lacks
+    if not all(fits):  # kept whole as JSON text besides the typed columns
+        inputs_json = [None if fit else _json(record) for fit, record in zip(fits, records, strict=True)]
     output_json = None
     if layout.prediction is not None:
         predictions = list(

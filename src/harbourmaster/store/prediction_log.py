@@ -646,10 +646,10 @@ def _compact_group(
     try:
         source = reader._source(inputs, PREDICTION_SCHEMA)
         order = "ts, request_id, row, replica, path, status"
-        table = connection.execute(
+        table = connection.sql(
             f"SELECT * EXCLUDE (_k) FROM (SELECT *, row_number() OVER (PARTITION BY {', '.join(_DEDUP_KEY)} "
             f"ORDER BY {order}) AS _k FROM {source}) WHERE _k = 1 ORDER BY {order}"
-        ).fetch_arrow_table()
+        ).to_arrow_table()
     finally:
         connection.close()
     table = _conform(table, reader._layout(inputs[-1]) if version is not None else None)
