@@ -476,8 +476,12 @@ def _typed_columns(
                 [None if value is None else _json(value) for value in map(getter, records)], pa.string()
             )
     inputs_json = None
+    width = len(layout.inputs)
+    full = countOf(map(len, records), width) == len(records) and not any(c.null_count for c in columns.values())
+    # Every row has as many fields as the layout and none is missing: exactly the layout's. Otherwise look
+    # for a field the layout has no column for (C-level, one call a row).
     known = frozenset(name for name, _kind in layout.inputs)
-    fits = list(map(known.issuperset, records))  # C-level, one call per row: no field the layout lacks
+    fits = [] if full else list(map(known.issuperset, records))
     if not all(fits):  # kept whole as JSON text besides the typed columns
         inputs_json = [None if fit else _json(record) for fit, record in zip(fits, records, strict=True)]
     output_json = None
