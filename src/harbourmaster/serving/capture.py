@@ -7,7 +7,12 @@ thread wakes every ``poll_seconds``, turns queued requests into Arrow record
 batches a few hundred at a time (column by column, so it never holds the GIL
 for long), and every ``flush_seconds`` (or ``batch_rows``) seals the spool's
 live segment and uploads its rows through ``sink`` as one Parquet file per
-partition, named after the segment, then removes the segment.
+partition and version, named after the segment, then removes the segment.
+
+Inputs and outputs go to typed columns (``core/log_layout.py``: one per input field,
+the prediction, each class probability), given by the layout the replica ``describe``s
+for each version it loads; Arrow converts whole columns of records at once (in C++),
+so no JSON text is built per row. A version without a layout is logged as JSON text.
 
 When the sink fails, the sealed segment stays on disk ("spilled") and its rows
 leave memory; the writer retries the oldest spilled segment with a backoff (up
