@@ -554,7 +554,20 @@ def recover(store: ArtifactStore, journals: Iterable[str]) -> int:
     return done
 
 
+_FIRST_TS: dict[tuple[str, str], datetime | None] = {}  # files are never rewritten: their first ts is final
+
+
 def _first_ts(store: ArtifactStore, key: str) -> datetime | None:
+    """The earliest ``ts`` of a file (cached: each pass would read the footers of the open hour's files again)."""
+    cached = (store.url, key)
+    if cached not in _FIRST_TS:
+        if len(_FIRST_TS) > 500_000:
+            _FIRST_TS.clear()
+        _FIRST_TS[cached] = _read_first_ts(store, key)
+    return _FIRST_TS[cached]
+
+
+def _read_first_ts(store: ArtifactStore, key: str) -> datetime | None:
     """The earliest ``ts`` of a file, from its footer statistics (its rows when it has none)."""
     with store.filesystem.open(store.path(key), "rb") as handle:
         parquet = pq.ParquetFile(handle)
