@@ -125,6 +125,7 @@ class CaptureWriter:
         poll_seconds: float = 0.05,
         spool_bytes: int = 2 << 30,
         fsync_seconds: float = 0.2,
+        layout_wait_seconds: float = 0.0,
     ) -> None:
         if sink is None:
             if store is None:
@@ -146,6 +147,8 @@ class CaptureWriter:
         self._pending: dict[int, Partitions] = {}
         self._pending_rows = 0
         self._layouts: Layouts = {}  # (project, version) -> typed columns; replaced whole, never mutated
+        self._started = time.monotonic()
+        self._layout_wait = layout_wait_seconds
         self._disk_only: set[int] = set()  # segments some of whose requests were kept on disk only
         self._spilled: deque[Segment] = deque()  # sealed segments waiting on disk for the sink
         self._retry_at = 0.0
@@ -352,7 +355,13 @@ class CaptureWriter:
         self._retry_at = 0.0
 
     def _replay(self, *, final: bool) -> None:
-        """Upload spilled segments from disk, oldest first, while the sink works."""
+        """Upload spilled segments from disk, oldest first, while the sink works.
+
+        Right after start, segments adopted from a dead process wait (up to ``layout_wait_seconds``) for the
+        replica to describe the versions it loads, so that their rows get typed columns too.
+        """
+        if not final and not self._layouts and time.monotonic() - self._started < self._layout_wait:
+            return
         deadline = time.monotonic() + (10.0 if final else 0.5)
         while self._spilled and (final or time.monotonic() >= self._retry_at) and time.monotonic() < deadline:
             segment = self._spilled[0]

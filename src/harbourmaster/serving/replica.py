@@ -93,6 +93,7 @@ class Replica:
             flush_seconds=self.options.capture_flush_seconds,
             spool_bytes=self.options.capture_spool_bytes,
             fsync_seconds=self.options.capture_fsync_seconds,
+            layout_wait_seconds=10.0,  # adopted segments: typed once the first reconcile describes the versions
         )
         self.table = RoutingTable()
         self.guarded = False
