@@ -7,8 +7,10 @@ is re-weighted. Every tool runs in a fresh process on the same Parquet files and
 of the computation and the peak resident memory above what the loaded data already takes; the
 per-column verdicts are compared with Evidently's (same tests: with more than 1000 reference rows both
 choose normalised Wasserstein for numeric and Jensen-Shannon for categorical columns, thresholds 0.1).
-A last run times drift over a window read from a prediction log of n rows (inputs as JSON text, as
-replicas write them) against a 5000-row reference sample, the size a bundle keeps.
+The last runs time drift over a window read from a prediction log of n rows against a 5000-row
+reference sample, the size a bundle keeps: once from files with inputs as JSON text (what replicas
+wrote before typed columns) and once from typed files written by the replicas' own capture encoder
+(one 1-row request per row, 10k-row files).
 
 Usage (the full run; the virtual environments are created under /tmp on first use)::
 
@@ -128,6 +130,41 @@ def log_folder(rows: int) -> Path:
     return folder
 
 
+def typed_log_folder(rows: int) -> Path:
+    """A prediction log of ``rows`` rows in typed columns, written by the capture writer's own encoder."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from harbourmaster.core.log_layout import LogLayout
+    from harbourmaster.serving.capture import Captured, encode
+    from harbourmaster.store.artifacts import ArtifactStore
+    from harbourmaster.store.prediction_log import prediction_key, table_bytes
+
+    folder = CACHE / f"log-typed-{rows}"
+    marker = folder / ".complete"
+    if marker.exists():
+        return folder
+    columns = [{"name": n, "dtype": "float"} for n in NUMERIC]
+    columns += [{"name": c, "dtype": "category", "categories": LEVELS} for c in CATEGORICAL]
+    layout = LogLayout.from_schemas(1, {"columns": columns}, {"task": "classification", "classes": [0, 1]})
+    store = ArtifactStore(f"file://{folder}")
+    frame = make_frame(rows, 2, drifted=True)
+    start_us = int(datetime.now(UTC).timestamp() * 1_000_000) - rows
+    encoding = 0.0
+    for start in range(0, rows, 10_000):
+        records = frame.iloc[start : start + 10_000].to_dict(orient="records")
+        entries = [
+            Captured(start_us + start + i, f"r{start + i}", "drift", 1, "champion", None, 200, 1.0, [record], [1], None)
+            for i, record in enumerate(records)
+        ]
+        began = time.perf_counter()
+        tables = encode(entries, "bench", "bench", {("drift", 1): layout})
+        encoding += time.perf_counter() - began
+        for (project, day, version), table in tables.items():
+            store.put_bytes(prediction_key("bench", project, day, f"{start:016x}", version), table_bytes(table))
+    print(f"  typed log: {rows:,} rows encoded in {encoding:.2f} s ({encoding / rows * 1e6:.2f} us a row)")
+    marker.write_text("ok")
+    return folder
+
+
 def venv_python(tool: str, fresh: bool) -> Path:
     path, packages = VENVS[tool]
     python = path / "bin" / "python"
@@ -200,6 +237,9 @@ def main() -> None:
         print(f"n={log_rows:>9,} harbourmaster over the prediction log ...", flush=True)
         outcome = run_worker(sys.executable, "harbourmaster-log", reference, log_folder(log_rows))
         results.append({"rows": log_rows, "tool": "harbourmaster-log", **outcome})
+        print(f"n={log_rows:>9,} harbourmaster over the typed prediction log ...", flush=True)
+        outcome = run_worker(sys.executable, "harbourmaster-log-typed", reference, typed_log_folder(log_rows))
+        results.append({"rows": log_rows, "tool": "harbourmaster-log-typed", **outcome})
     report(results, found, args.out)
 
 

@@ -85,7 +85,7 @@ def harbourmaster(reference_path: str, current_path: str) -> None:
 
 
 def harbourmaster_log(reference_path: str, log_folder: str) -> None:
-    """Drift over the whole window of a prediction log (inputs as JSON text), read with DuckDB."""
+    """Drift over the whole window of a prediction log (JSON-text or typed files), read with DuckDB."""
     import pandas as pd
 
     from harbourmaster.core.drift import DriftSettings, Reference, compute_drift
@@ -172,6 +172,7 @@ def nannyml(reference_path: str, current_path: str) -> None:
 TOOLS = {
     "harbourmaster": harbourmaster,
     "harbourmaster-log": harbourmaster_log,
+    "harbourmaster-log-typed": harbourmaster_log,
     "evidently": evidently,
     "nannyml": nannyml,
 }

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from harbourmaster.services.alerts import AlertInfo
+from harbourmaster.services.log_maintenance import CompactionInfo, Expired
 from harbourmaster.services.monitoring import MonitorRunInfo, RunReport
 from harbourmaster.services.notifiers import DeliveryInfo, NotifierInfo
 
@@ -57,6 +58,22 @@ class MonitoringMethods:
         if self._remote:
             return RunReport.model_validate(self._remote.post("/monitors/run"))
         return self._platform.monitoring.run_once(self.actor)
+
+    def compact_prediction_log(self, environment: str, project: str | None = None) -> CompactionInfo:
+        """Merge the prediction log's small files of every closed hour now (of one environment/project)."""
+        if self._remote:
+            params = {"project": project} if project else {}
+            answer = self._remote.post(f"/prediction-log/{environment}/compact", params=params)
+            return CompactionInfo.model_validate(answer)
+        return self._platform.prediction_log.compact(self.actor, environment, project)
+
+    def apply_log_retention(self, environment: str, project: str | None = None) -> list[Expired]:
+        """Remove the prediction-log days older than each project's retention now."""
+        if self._remote:
+            params = {"project": project} if project else {}
+            items = self._remote.post(f"/prediction-log/{environment}/retention", params=params)
+            return [Expired.model_validate(item) for item in items]
+        return self._platform.prediction_log.apply_retention(self.actor, environment, project)
 
     def monitor_runs(self, limit: int = 50) -> list[MonitorRunInfo]:
         if self._remote:

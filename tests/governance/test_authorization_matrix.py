@@ -68,6 +68,10 @@ class Request:
 Example = Callable[[Platform, Seed, str], Request]
 
 
+def _env(environment: str) -> Example:
+    return lambda _p, _s, _u: Request(path={"environment": environment})
+
+
 def _dep(environment: str, **body: Any) -> Example:
     return lambda _p, _s, _u: Request(path={"project": PROJECT, "environment": environment}, json=body or None)
 
@@ -275,6 +279,8 @@ EXAMPLES: dict[tuple[str, str], list[Example]] = {
     ("POST", "/api/v1/alerts/{alert_id}/silence"): [_prepare_alert],
     ("POST", "/api/v1/monitors/run"): [lambda _p, _s, _u: Request()],
     ("GET", "/api/v1/monitors/runs"): [lambda _p, _s, _u: Request()],
+    ("POST", "/api/v1/prediction-log/{environment}/compact"): [_env("dev"), _env("prod")],
+    ("POST", "/api/v1/prediction-log/{environment}/retention"): [_env("dev"), _env("prod")],
     ("GET", "/api/v1/notifiers"): [lambda _p, _s, _u: Request()],
     ("POST", "/api/v1/notifiers"): [lambda _p, s, _u: Request(json={"name": s.unique("journal"), "kind": "log"})],
     ("DELETE", "/api/v1/notifiers/{name}"): [_prepare_notifier],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -120,3 +121,37 @@ def log_rows(
         for i, (record, output) in enumerate(zip(records, outputs, strict=True))
     ]
     write_predictions(platform.artifacts, rows)
+
+
+def log_typed_rows(
+    platform: Platform,
+    frame: pd.DataFrame,
+    *,
+    version: int,
+    environment: str = "dev",
+    outputs: list[object] | None = None,
+    ts: datetime | None = None,
+    prefix: str = "typed",
+) -> list[str]:
+    """Write ``frame`` as answered requests in typed columns, as a replica's capture writer does."""
+    from harbourmaster.core.log_layout import LogLayout
+    from harbourmaster.serving.capture import Captured, encode
+    from harbourmaster.store.prediction_log import prediction_key, table_bytes
+
+    with platform.db.reader() as session:
+        row = platform.registry.version_row(session, PROJECT, version)
+        layout = LogLayout.from_schemas(version, row.input_schema, row.output_schema)
+    ts = ts or datetime.now(UTC) - timedelta(minutes=5)
+    records = frame.replace({np.nan: None}).to_dict(orient="records")
+    outputs = outputs if outputs is not None else [1] * len(records)
+    stamp = int(ts.timestamp() * 1_000_000)
+    entries = [
+        Captured(stamp + i, f"{prefix}-{i}", PROJECT, version, "champion", None, 200, 1.0, [record], [output], None)
+        for i, (record, output) in enumerate(zip(records, outputs, strict=True))
+    ]
+    keys = []
+    for (project, day, number), table in encode(entries, environment, "r1", {(PROJECT, version): layout}).items():
+        key = prediction_key(environment, project, day, hashlib.sha256(prefix.encode()).hexdigest()[:16], number)
+        platform.artifacts.put_bytes(key, table_bytes(table))
+        keys.append(key)
+    return keys

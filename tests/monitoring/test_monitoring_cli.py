@@ -44,3 +44,35 @@ def test_monitor_alerts_and_notifiers_from_the_command_line(tmp_path: Path) -> N
     ):
         refused = hm(home, *args)
         assert refused.code == 1 and message in refused.err and "hint:" in refused.err, refused.both
+
+
+@pytest.mark.slow
+def test_log_compact_and_retention_from_the_command_line(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from harbourmaster.core.log_layout import LogLayout
+    from harbourmaster.serving.capture import Captured, encode
+    from harbourmaster.store.artifacts import ArtifactStore
+    from harbourmaster.store.prediction_log import PredictionLog, prediction_key, table_bytes
+
+    home = tmp_path / "home"
+    assert hm(home, "monitor", "--once").code == 0  # the home exists
+    store = ArtifactStore(str(home / "artifacts"))
+    layout = LogLayout.from_schemas(1, {"columns": [{"name": "x", "dtype": "float"}]}, {"task": "regression"})
+    hour = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    for i in range(3):
+        ts = int((hour + timedelta(minutes=i)).timestamp() * 1_000_000)
+        entry = Captured(ts, f"r{i}", "p", 1, "champion", None, 200, 1.0, [{"x": i / 3}], [0.5], None)
+        for (project, day, version), table in encode([entry], "dev", "r", {("p", 1): layout}).items():
+            store.put_bytes(prediction_key("dev", project, day, f"{i:016x}", version), table_bytes(table))
+
+    compacted = hm(home, "log", "compact", "--env", "dev", "--json")
+    assert compacted.code == 0, compacted.both
+    assert compacted.json()["files_in"] == 3 and compacted.json()["rows"] == 3
+    assert len(PredictionLog(store).files("predictions", "dev", "p")) == 1
+    shown = hm(home, "log", "compact", "--env", "dev")
+    assert shown.code == 0 and "0 files merged" in shown.out
+    kept = hm(home, "log", "retention", "--env", "dev")
+    assert kept.code == 0 and "nothing older than its retention" in kept.out
+    refused = hm(home, "log", "compact", "--env", "nowhere")
+    assert refused.code == 1 and "nowhere" in refused.err and "hint:" in refused.err, refused.both

@@ -56,3 +56,32 @@ def test_an_honest_prediction_file_of_a_few_megabytes_is_stored(platform: Platfo
         stored = dev.post("/dataplane/dev/predictions", params={"key": key}, content=buffer.getvalue())
         assert stored.status_code == 201, stored.text
     assert platform.artifacts.exists(key)
+
+
+def test_typed_prediction_files_are_stored_and_foreign_ones_refused(platform: Platform) -> None:
+    from datetime import UTC, datetime
+
+    from harbourmaster.core.log_layout import LogLayout
+    from harbourmaster.serving.capture import Captured, encode
+    from harbourmaster.store.prediction_log import table_bytes
+
+    layout = LogLayout.from_schemas(1, {"columns": [{"name": "x", "dtype": "float"}]}, {"task": "regression"})
+    ts = int(datetime(2026, 12, 1, tzinfo=UTC).timestamp() * 1_000_000)
+    entry = Captured(ts, "r1", "p", 1, "champion", None, 200, 1.0, [{"x": 0.5}], [1.5], None)
+    table = next(iter(encode([entry], "dev", "r", {("p", 1): layout}).values()))
+    name = uuid.uuid4().hex
+    key = f"predictions/env=dev/project=p/date=2026-12-01/{name}"
+    evil = table.append_column("evil", pa.array(["x"]))
+    with serve_in_thread(create_app(platform)) as url, _replica(platform, url) as dev:
+
+        def upload(suffix: str, data: bytes) -> httpx.Response:
+            return dev.post("/dataplane/dev/predictions", params={"key": key + suffix}, content=data)
+
+        assert upload(".v1.parquet", table_bytes(table)).status_code == 201
+        other = upload(".v2.parquet", table_bytes(table))
+        assert other.status_code == 422 and "versions" in other.json()["error"]["message"], other.text
+        foreign = upload(".v1.parquet", table_bytes(evil))
+        assert foreign.status_code == 422 and "evil" in foreign.json()["error"]["message"], foreign.text
+        unnamed = upload(".parquet", table_bytes(table))
+        assert unnamed.status_code == 422 and "typed columns" in unnamed.json()["error"]["message"], unnamed.text
+    assert platform.artifacts.exists(key + ".v1.parquet")

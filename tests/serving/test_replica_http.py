@@ -404,3 +404,44 @@ def test_every_status_is_counted_and_refusals_are_logged(world: dict, monkeypatc
             assert row.path == "refused" and pd.isna(row.inputs)  # no inputs kept for a refusal
     assert log.count("dev", PROJECT, refused=True) - log.count("dev", PROJECT) >= 4  # count() is of predictions
     reset(world)
+
+
+def test_the_log_holds_typed_columns_with_the_exact_values_answered(world: dict) -> None:
+    import json
+
+    import pyarrow.parquet as pq
+
+    from harbourmaster.store.prediction_log import LAYOUT_METADATA, key_version
+
+    reset(world)
+    client, platform, good = world["client"], world["platform"], world["versions"]["good"]
+    rows = [record(platform, **{"mean radius": 10.0 + i / 7, "worst area": 700 + i}) for i in range(3)]
+    answer = client.post(f"/v1/projects/{PROJECT}/predict", json={"records": rows}, headers={"X-Request-ID": "typed-1"})
+    body = answer.json()
+    refused = client.post(f"/v1/projects/{PROJECT}/predict", json={"records": []}, headers={"X-Request-ID": "typed-2"})
+    assert answer.status_code == 200 and refused.status_code == 422
+    log = PredictionLog(platform.artifacts)
+    deadline = time.monotonic() + 15
+    frame = pd.DataFrame()
+    while time.monotonic() < deadline and len(frame) < 4:
+        frame = log.query(
+            "SELECT * FROM predictions WHERE request_id IN ('typed-1', 'typed-2') ORDER BY request_id, row"
+        )
+        time.sleep(0.2)
+    answered = frame[frame["request_id"] == "typed-1"]
+    assert answered["row"].tolist() == [0, 1, 2]
+    for name in rows[0]:
+        assert answered[f"in_{name}"].tolist() == [row[name] for row in rows], name
+    assert answered["out_prediction"].tolist() == body["predictions"]
+    for key in ("0", "1"):
+        assert answered[f"out_proba_{key}"].tolist() == [p[key] for p in body["probabilities"]]
+    assert answered["inputs"].map(json.loads).tolist() == rows  # the JSON view, rebuilt from the typed columns
+    assert (answered["version"] == good).all()
+    refusal = frame[frame["request_id"] == "typed-2"].iloc[0]
+    assert refusal["status"] == 422 and pd.isna(refusal["version"]) and pd.isna(refusal["inputs"])
+
+    files = log.files("predictions", "dev", PROJECT)
+    typed = [key for key in files if key_version(key) == good]
+    assert typed and {key_version(key) for key in files} >= {0, good}
+    layout = json.loads(pq.read_schema(platform.artifacts.path(typed[-1])).metadata[LAYOUT_METADATA])
+    assert layout["version"] == good and set(layout["inputs"]) == set(rows[0]) and layout["classes"] == ["0", "1"]

@@ -484,3 +484,7 @@ monitoring_commands.register(app)
 from harbourmaster.cli import alerts_commands  # noqa: E402
 
 alerts_commands.register(app)
+
+from harbourmaster.cli import log_commands  # noqa: E402
+
+log_commands.register(app)

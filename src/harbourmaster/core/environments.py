@@ -66,6 +66,9 @@ class EnvironmentConfig(BaseModel):
     # Metric gates: accept metrics a registrant reported (not computed by the platform)? On how few rows?
     allow_reported_metrics: bool = False
     min_evaluation_rows: int = Field(default=DEFAULT_MIN_EVALUATION_ROWS, ge=1, le=1_000_000_000)
+    # Days the prediction log (and feedback) of this environment is kept; None: for ever. A project's
+    # [monitoring.prediction_log] retention_days overrides it.
+    prediction_log_retention_days: int | None = Field(default=None, ge=1, le=36_500)
 
 
 class Environment(BaseModel):

@@ -66,6 +66,10 @@ Reference of every key::
     method = "ks"               # ks, chisquare, z, wasserstein, jensenshannon or psi.
     threshold = 0.01
 
+    [monitoring.prediction_log] # optional.
+    retention_days = 90         # days the project's prediction log and feedback are kept
+                                # (overrides the environment's prediction_log_retention_days).
+
 An ``[environments.<name>]`` table is refused: an environment's SLA, gates and
 sign-offs are the platform's (``harbourmaster environments configure``), a
 deployment's fallback is set with ``harbourmaster fallback``; a project file
@@ -83,6 +87,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harbourmaster.core.declared_schema import DECLARABLE_ROLES, ColumnDeclaration
 from harbourmaster.core.drift import DriftSettings
+from harbourmaster.core.log_layout import LogSettings
 from harbourmaster.core.metrics import validate_metric_names
 from harbourmaster.core.provenance import DEFAULT_MIN_EVALUATION_ROWS
 from harbourmaster.core.schema import DTYPES
@@ -303,6 +308,23 @@ class MonitoringSection(_Section):
     """``[monitoring]``: how the project's deployments are watched (``drift``: ``DriftSettings``)."""
 
     drift: dict[str, Any] = Field(default_factory=dict)
+    prediction_log: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("prediction_log")
+    @classmethod
+    def _valid_log(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            LogSettings.model_validate(value)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in error['loc']) or 'prediction_log'}: {error['msg'].lower()}"
+                for error in exc.errors()
+            )
+            raise _SpecError(
+                f"[monitoring.prediction_log] {problems}",
+                "see docs/monitoring.md: retention_days = N (days, 1 to 36500)",
+            ) from None
+        return value
 
     @field_validator("drift")
     @classmethod

@@ -30,6 +30,7 @@ from sqlalchemy.orm import selectinload
 from harbourmaster.bundle.builder import Bundle
 from harbourmaster.bundle.storage import read_bundle_files
 from harbourmaster.core.environments import Environment
+from harbourmaster.core.log_layout import INPUT_PREFIX, PREDICTION_COLUMN, PROBABILITY_PREFIX
 from harbourmaster.core.permissions import Permission
 from harbourmaster.errors import (
     ERRORS_BY_CODE,
@@ -52,13 +53,16 @@ REPLICA_TOKEN_PREFIX = "hmr_"
 MAX_PREDICTION_FILE_BYTES = 64 * 1024 * 1024
 MAX_PREDICTION_DECODED_BYTES = 256 * 1024 * 1024  # once decompressed and decoded
 MAX_PREDICTION_ROWS = 2_000_000
+MAX_TYPED_COLUMNS = 4096
+TYPED_PREFIXES = (INPUT_PREFIX, PREDICTION_COLUMN, PROBABILITY_PREFIX)
+TYPED_TYPES = (pa.int64(), pa.float64(), pa.bool_(), pa.string())
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
-# predictions/env=<env>/project=<project>/date=<YYYY-MM-DD>/<spool segment name>.parquet, nothing else
+# predictions/env=<env>/project=<project>/date=<YYYY-MM-DD>/<spool segment name>[.v<version>].parquet, nothing else
 _PREDICTION_KEY = re.compile(
     r"predictions/env=(?P<env>[a-z][a-z0-9_-]{0,62})/project=(?P<project>"
     + re.escape(UNROUTED)
     + r"|[a-z0-9][a-z0-9_-]{0,62})/"
-    r"date=(?P<date>\d{4}-\d{2}-\d{2})/[0-9a-f][0-9a-f-]{15,63}\.parquet"
+    r"date=(?P<date>\d{4}-\d{2}-\d{2})/[0-9a-f][0-9a-f-]{15,63}(\.v(?P<version>\d{1,9}))?\.parquet"
 )
 CREDENTIAL_HINT = "mint one for this environment: harbourmaster replica-tokens create --env ENVIRONMENT"
 
@@ -306,7 +310,8 @@ class DataPlaneService:
         if match is None or match["env"] != environment:
             raise InvalidInputError(
                 f"{key!r} is not a prediction-log key of {environment}",
-                f"predictions/env={environment}/project=<project>/date=<YYYY-MM-DD>/<16-64 of hex and '-'>.parquet",
+                f"predictions/env={environment}/project=<project>/date=<YYYY-MM-DD>/<16-64 of hex and '-'>"
+                "[.v<version>].parquet",
             )
         try:
             datetime.strptime(match["date"], "%Y-%m-%d")
@@ -316,7 +321,8 @@ class DataPlaneService:
             raise InvalidInputError(
                 f"prediction file of {len(data)} bytes is too large", f"at most {MAX_PREDICTION_FILE_BYTES}"
             )
-        _check_prediction_file(data, environment, match["project"])
+        version = int(match["version"]) if match["version"] is not None else None
+        _check_prediction_file(data, environment, match["project"], version)
         if self._platform.artifacts.exists(key):
             return key  # a spool segment uploaded again after a crash: stored once, never rewritten
         self._platform.artifacts.put_bytes(key, data)
@@ -388,8 +394,27 @@ class DataPlaneService:
         return self._platform.scoring.record(actor, project, environment, **outcome)
 
 
-def _check_prediction_file(data: bytes, environment: str, project: str) -> None:
-    """A Parquet file of prediction rows of this environment and project, nothing else.
+def _check_schema(schema: pa.Schema, version: int | None) -> None:
+    """The prediction-log columns, then (in a typed file only) typed columns of plain types and known names."""
+    hint = "send what CaptureWriter writes"
+    base = pa.schema(list(schema)[: len(PREDICTION_SCHEMA)])
+    if not base.equals(PREDICTION_SCHEMA, check_metadata=False):
+        raise InvalidInputError("the prediction file does not have the prediction-log schema", hint)
+    extra = list(schema)[len(PREDICTION_SCHEMA) :]
+    if extra and version is None:
+        raise InvalidInputError("a prediction file without a version in its name has typed columns", hint)
+    if len(extra) > MAX_TYPED_COLUMNS:
+        raise InvalidInputError(f"the prediction file has {len(extra)} typed columns", f"at most {MAX_TYPED_COLUMNS}")
+    for column in extra:
+        if not column.name.startswith(TYPED_PREFIXES) or column.type not in TYPED_TYPES:
+            raise InvalidInputError(
+                f"the prediction file has an unexpected column {column.name[:100]!r} of type {column.type}",
+                f"typed columns are in_<field>, out_prediction or out_proba_<class>; {hint}",
+            )
+
+
+def _check_prediction_file(data: bytes, environment: str, project: str, version: int | None = None) -> None:
+    """A Parquet file of prediction rows of this environment and project (and version, when its name has one).
 
     Sizes are checked before anything is decoded in full: a few kilobytes of Parquet (one long value
     repeated through its dictionary, or a page that compresses a thousandfold) can decode to gigabytes.
@@ -397,8 +422,7 @@ def _check_prediction_file(data: bytes, environment: str, project: str) -> None:
     hint = "send what CaptureWriter writes"
     try:
         parquet = pq.ParquetFile(io.BytesIO(data))
-        if not parquet.schema_arrow.equals(PREDICTION_SCHEMA, check_metadata=False):
-            raise InvalidInputError("the prediction file does not have the prediction-log schema", hint)
+        _check_schema(parquet.schema_arrow, version)
         meta = parquet.metadata
         if meta.num_rows > MAX_PREDICTION_ROWS:
             raise InvalidInputError(f"the prediction file has {meta.num_rows} rows", f"at most {MAX_PREDICTION_ROWS}")
@@ -409,7 +433,7 @@ def _check_prediction_file(data: bytes, environment: str, project: str) -> None:
         )
         _check_decoded_size(pages)
         # Strings stay dictionary-encoded while read, so a repeated value is held once until its size is known.
-        strings = [field.name for field in PREDICTION_SCHEMA if pa.types.is_string(field.type)]
+        strings = [field.name for field in parquet.schema_arrow if pa.types.is_string(field.type)]
         table = pq.ParquetFile(io.BytesIO(data), read_dictionary=strings).read()
     except (pa.ArrowException, OSError) as exc:
         raise InvalidInputError(f"the prediction file is not Parquet: {exc}", hint) from None
@@ -420,6 +444,13 @@ def _check_prediction_file(data: bytes, environment: str, project: str) -> None:
             raise InvalidInputError(
                 f"the prediction file holds rows of {column} {sorted(map(str, values - {expected}))}",
                 f"a replica of {environment} writes only {column}={expected} rows under this key",
+            )
+    if version is not None:
+        versions = set(table.column("version").unique().to_pylist())
+        if versions - ({None} if version == 0 else {version}):
+            raise InvalidInputError(
+                f"the prediction file of v{version} holds rows of versions {sorted(map(str, versions))}",
+                "a file named .v<N>.parquet holds the rows of version N only (.v0: rows no version answered)",
             )
 
 

@@ -28,6 +28,7 @@ from harbourmaster.services.actors import Actor
 from harbourmaster.services.alerts import AppliedChange
 from harbourmaster.services.drift_monitor import DriftMonitor
 from harbourmaster.services.infrastructure import infrastructure_monitors
+from harbourmaster.services.log_maintenance import PredictionLogMonitor
 from harbourmaster.store.tables import MonitorResultRow, MonitorRunRow
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ class MonitoringService:
 
     def __init__(self, platform: Platform) -> None:
         self._platform = platform
-        self.monitors: list[Monitor] = [*infrastructure_monitors(), DriftMonitor()]
+        self.monitors: list[Monitor] = [*infrastructure_monitors(), PredictionLogMonitor(), DriftMonitor()]
         self._run_lock = threading.Lock()
 
     def register(self, monitor: Monitor) -> None:

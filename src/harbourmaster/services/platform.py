@@ -17,6 +17,7 @@ from harbourmaster.services.environments import EnvironmentService
 from harbourmaster.services.feedback import FeedbackService
 from harbourmaster.services.history import HistoryService
 from harbourmaster.services.identity import IdentityService
+from harbourmaster.services.log_maintenance import PredictionLogService
 from harbourmaster.services.monitoring import MonitoringService
 from harbourmaster.services.notifiers import NotifierService
 from harbourmaster.services.prediction_reads import PredictionReadService
@@ -103,6 +104,10 @@ class Platform:
     @cached_property
     def predictions(self) -> PredictionReadService:
         return PredictionReadService(self)
+
+    @cached_property
+    def prediction_log(self) -> PredictionLogService:
+        return PredictionLogService(self)
 
     @cached_property
     def drift(self) -> DriftService:

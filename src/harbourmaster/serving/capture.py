@@ -7,7 +7,12 @@ thread wakes every ``poll_seconds``, turns queued requests into Arrow record
 batches a few hundred at a time (column by column, so it never holds the GIL
 for long), and every ``flush_seconds`` (or ``batch_rows``) seals the spool's
 live segment and uploads its rows through ``sink`` as one Parquet file per
-partition, named after the segment, then removes the segment.
+partition and version, named after the segment, then removes the segment.
+
+Inputs and outputs go to typed columns (``core/log_layout.py``: one per input field,
+the prediction, each class probability), given by the layout the replica ``describe``s
+for each version it loads; Arrow converts whole columns of records at once (in C++),
+so no JSON text is built per row. A version without a layout is logged as JSON text.
 
 When the sink fails, the sealed segment stays on disk ("spilled") and its rows
 leave memory; the writer retries the oldest spilled segment with a backoff (up
@@ -28,19 +33,26 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import date
-from operator import countOf
+from itertools import chain, repeat
+from operator import countOf, methodcaller
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from harbourmaster.core.log_layout import PREDICTION_COLUMN, LogLayout, input_column, probability_column
 from harbourmaster.serving.metrics import ServingMetrics
 from harbourmaster.serving.spool import Segment, Spool, SpoolFull, read_segment, segment_key_name
 from harbourmaster.store.artifacts import ArtifactStore
-from harbourmaster.store.prediction_log import PREDICTION_SCHEMA, partition
+from harbourmaster.store.prediction_log import (
+    PREDICTION_SCHEMA,
+    arrow_type,
+    layout_metadata,
+    prediction_key,
+    table_bytes,
+)
 
 log = logging.getLogger("harbourmaster.serving.capture")
 
@@ -51,7 +63,8 @@ _EPOCH = date(1970, 1, 1).toordinal()
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 Sink = Callable[[str, bytes], None]
-Partitions = dict[tuple[str, date], list[pa.RecordBatch]]
+Partitions = dict[tuple[str, date, int | None], list[pa.RecordBatch]]
+Layouts = dict[tuple[str, int | None], LogLayout]
 
 
 class Captured(NamedTuple):
@@ -112,6 +125,7 @@ class CaptureWriter:
         poll_seconds: float = 0.05,
         spool_bytes: int = 2 << 30,
         fsync_seconds: float = 0.2,
+        layout_wait_seconds: float = 0.0,
     ) -> None:
         if sink is None:
             if store is None:
@@ -132,6 +146,9 @@ class CaptureWriter:
         # converted, not yet written: segment -> (project, day) -> record batches
         self._pending: dict[int, Partitions] = {}
         self._pending_rows = 0
+        self._layouts: Layouts = {}  # (project, version) -> typed columns; replaced whole, never mutated
+        self._started = time.monotonic()
+        self._layout_wait = layout_wait_seconds
         self._disk_only: set[int] = set()  # segments some of whose requests were kept on disk only
         self._spilled: deque[Segment] = deque()  # sealed segments waiting on disk for the sink
         self._retry_at = 0.0
@@ -185,6 +202,15 @@ class CaptureWriter:
                 self._spool.folder,
                 exc,
             )
+
+    def describe(self, project: str, version: int | None, layout: LogLayout) -> None:
+        """Log ``version``'s rows (``None``: rows no version answered) of ``project`` in typed columns.
+
+        Called when a version is loaded (never on the request path); rows of a version the writer has no
+        layout for (a spool replayed by a replica that no longer serves it) are logged as JSON text.
+        """
+        if self._layouts.get((project, version)) != layout:
+            self._layouts = {**self._layouts, (project, version): layout}
 
     @property
     def depth(self) -> int:
@@ -268,7 +294,7 @@ class CaptureWriter:
             for seq, members in by_segment.items():
                 try:
                     self._pending_rows += _convert(
-                        self._pending.setdefault(seq, {}), members, self._environment, self._replica
+                        self._pending.setdefault(seq, {}), members, self._environment, self._replica, self._layouts
                     )
                 except Exception:  # a row that cannot be encoded: its segment is replayed from disk
                     log.exception("prediction log: %s captured requests could not be converted", len(members))
@@ -329,14 +355,21 @@ class CaptureWriter:
         self._retry_at = 0.0
 
     def _replay(self, *, final: bool) -> None:
-        """Upload spilled segments from disk, oldest first, while the sink works."""
+        """Upload spilled segments from disk, oldest first, while the sink works.
+
+        Right after start, segments adopted from a dead process wait (up to ``layout_wait_seconds``) for the
+        replica to describe the versions it loads, so that their rows get typed columns too.
+        """
+        if not final and not self._layouts and time.monotonic() - self._started < self._layout_wait:
+            return
         deadline = time.monotonic() + (10.0 if final else 0.5)
         while self._spilled and (final or time.monotonic() >= self._retry_at) and time.monotonic() < deadline:
             segment = self._spilled[0]
             try:
                 header, entries = read_segment(segment.path)
                 environment = header.get("environment", self._environment)
-                partitions, rows = _convert_lines(entries, environment, header.get("replica", self._replica))
+                replica = header.get("replica", self._replica)
+                partitions, rows = _convert_lines(entries, environment, replica, self._layouts)
                 self._upload(segment, partitions, environment)
             except FileNotFoundError:
                 rows = 0
@@ -351,13 +384,10 @@ class CaptureWriter:
     def _upload(self, segment: Segment, partitions: Partitions, environment: str) -> None:
         """One Parquet file per partition, named after the segment (so a repeated upload overwrites)."""
         name = segment_key_name(segment)
-        for (project, day), batches in partitions.items():
-            table = pa.Table.from_batches(batches, schema=PREDICTION_SCHEMA)
-            sink = pa.BufferOutputStream()
-            pq.write_table(table, sink, compression="zstd")
-            self._sink(
-                f"{partition('predictions', environment, project, day)}{name}.parquet", sink.getvalue().to_pybytes()
-            )
+        layouts = self._layouts
+        for (project, day, version), batches in partitions.items():
+            table = _table(batches, layouts.get((project, version)), version)
+            self._sink(prediction_key(environment, project, day, name, version), table_bytes(table))
 
     def close(self, timeout: float = 30.0) -> None:
         """Drain the queue, write everything the store takes and stop the thread (the rest stays spooled)."""
@@ -382,7 +412,9 @@ class CaptureWriter:
         self._gauges()
 
 
-def _convert_lines(lines: Iterable[list[Any]], environment: str, replica: str) -> tuple[Partitions, int]:
+def _convert_lines(
+    lines: Iterable[list[Any]], environment: str, replica: str, layouts: Layouts
+) -> tuple[Partitions, int]:
     """Partitions and row count of a segment's lines; a line that cannot be converted is logged and skipped
     (so one bad line cannot hold back the spool behind it)."""
     partitions: Partitions = {}
@@ -392,7 +424,7 @@ def _convert_lines(lines: Iterable[list[Any]], environment: str, replica: str) -
     def attempt(entries: list[Captured]) -> None:
         nonlocal rows
         converted: Partitions = {}  # merged only when every entry converted (no half-added batch)
-        rows += _convert(converted, entries, environment, replica)
+        rows += _convert(converted, entries, environment, replica, layouts)
         for key, batches in converted.items():
             partitions.setdefault(key, []).extend(batches)
 
@@ -423,26 +455,86 @@ def _convert_lines(lines: Iterable[list[Any]], environment: str, replica: str) -
     return partitions, rows
 
 
-def _convert(partitions: Partitions, entries: list[Captured], environment: str, replica: str) -> int:
+def _convert(partitions: Partitions, entries: list[Captured], environment: str, replica: str, layouts: Layouts) -> int:
     """Append the rows of ``entries`` to ``partitions`` as record batches; the number of rows."""
-    groups: dict[tuple[str, int], list[Captured]] = {}
+    groups: dict[tuple[str, int, int | None], list[Captured]] = {}
     for entry in entries:
-        groups.setdefault((entry.project, entry.ts_us // _DAY_US), []).append(entry)
+        groups.setdefault((entry.project, entry.ts_us // _DAY_US, entry.version), []).append(entry)
     rows = 0
-    for (project, day_number), members in groups.items():
-        batch = _record_batch(members, environment, replica)
-        partitions.setdefault((project, date.fromordinal(_EPOCH + day_number)), []).append(batch)
+    for (project, day_number, version), members in groups.items():
+        batch = _record_batch(members, environment, replica, layouts.get((project, version)))
+        partitions.setdefault((project, date.fromordinal(_EPOCH + day_number), version), []).append(batch)
         rows += batch.num_rows
     return rows
 
 
-def _record_batch(entries: list[Captured], environment: str, replica: str) -> pa.RecordBatch:
-    # Per-request values are converted once per request and repeated in Arrow (``take``, in C++);
-    # only the per-row JSON (inputs, outputs, probabilities) is built in Python.
+_NO_RECORD: tuple[dict[str, Any], ...] = ({},)  # a refused request's one row: every input null
+
+
+def _typed_columns(
+    entries: list[Captured], layout: LogLayout, rows: int
+) -> tuple[dict[str, pa.Array], list[str | None] | None, list[str | None] | None, list[str | None] | None]:
+    """The typed columns of one version's rows (whole columns at once, converted by Arrow in C++), and the
+    JSON of what did not fit them (None when everything did): inputs, output, probabilities."""
+    records = list(chain.from_iterable(entry.records or _NO_RECORD for entry in entries))
+    columns: dict[str, pa.Array] = {}
+    plain = [(name, kind) for name, kind in layout.inputs if kind != "json"]
+    if plain:
+        struct = pa.array(records, type=pa.struct([(name, arrow_type(kind)) for name, kind in plain]))
+        for (name, _kind), child in zip(plain, struct.flatten(), strict=True):
+            columns[input_column(name)] = child
+    for name, kind in layout.inputs:
+        if kind == "json":  # a category of mixed types: its JSON text, value by value
+            getter = methodcaller("get", name)
+            columns[input_column(name)] = pa.array(
+                [None if value is None else _json(value) for value in map(getter, records)], pa.string()
+            )
+    inputs_json = None
+    width = len(layout.inputs)
+    full = countOf(map(len, records), width) == len(records) and not any(c.null_count for c in columns.values())
+    # Every row has as many fields as the layout and none is missing: exactly the layout's. Otherwise look
+    # for a field the layout has no column for (C-level, one call a row).
+    known = frozenset(name for name, _kind in layout.inputs)
+    fits = [] if full else list(map(known.issuperset, records))
+    if not all(fits):  # kept whole as JSON text besides the typed columns
+        inputs_json = [None if fit else _json(record) for fit, record in zip(fits, records, strict=True)]
+    output_json = None
+    if layout.prediction is not None:
+        predictions = list(
+            chain.from_iterable(
+                entry.predictions if entry.predictions is not None else repeat(None, _rows(entry)) for entry in entries
+            )
+        )
+        kind = layout.prediction
+        try:
+            if kind == "json":
+                raise TypeError("json")
+            columns[PREDICTION_COLUMN] = pa.array(predictions, arrow_type(kind))
+        except (TypeError, ValueError, pa.ArrowException):
+            columns[PREDICTION_COLUMN] = pa.nulls(rows, arrow_type(kind))
+            output_json = [None if value is None else _json(value) for value in predictions]
+    proba_json = None
+    if layout.classes:
+        probabilities = list(
+            chain.from_iterable(entry.probabilities or repeat(None, _rows(entry)) for entry in entries)
+        )
+        struct_type = pa.struct([(key, pa.float64()) for key in layout.classes])
+        try:
+            struct = pa.array(probabilities, type=struct_type)
+            for key, child in zip(layout.classes, struct.flatten(), strict=True):  # a null row: null children
+                columns[probability_column(key)] = child
+        except (TypeError, ValueError, pa.ArrowException):
+            for key in layout.classes:
+                columns[probability_column(key)] = pa.nulls(rows, pa.float64())
+            proba_json = [None if value is None else _json(value) for value in probabilities]
+    return columns, inputs_json, output_json, proba_json
+
+
+def _json_columns(entries: list[Captured]) -> tuple[list[str | None], list[str | None], list[str | None]]:
+    """Inputs, outputs and probabilities as JSON text, row by row (format 1: no layout known)."""
     inputs: list[str | None] = []
     output: list[str | None] = []
     probabilities: list[str | None] = []
-    shadow_output: list[str | None] = []
     dumps = orjson.dumps
     for entry in entries:
         n = len(entry.records)
@@ -450,15 +542,35 @@ def _record_batch(entries: list[Captured], environment: str, replica: str) -> pa
             inputs.append(None)
             output.append(None)
             probabilities.append(None)
-            shadow_output.append(None)
             continue
         inputs += [dumps(record).decode() for record in entry.records]
-        predictions, proba, shadow = entry.predictions, entry.probabilities, entry.shadow_outputs
+        predictions, proba = entry.predictions, entry.probabilities
         output += [None] * n if predictions is None else _json_values(predictions)
         probabilities += [None] * n if not proba else [dumps(value).decode() for value in proba]
-        shadow_output += [None] * n if shadow is None else _json_values(shadow)
+    return inputs, output, probabilities
+
+
+def _record_batch(entries: list[Captured], environment: str, replica: str, layout: LogLayout | None) -> pa.RecordBatch:
+    # Per-request values are converted once per request and repeated in Arrow (``take``, in C++); inputs
+    # and outputs go to the version's typed columns whole (Arrow converts them), never as JSON row by row.
     counts = [_rows(entry) for entry in entries]
     rows = sum(counts)
+    typed: dict[str, pa.Array] = {}
+    inputs = output = probabilities = None
+    if layout is not None:
+        try:
+            typed, inputs, output, probabilities = _typed_columns(entries, layout, rows)
+        except (TypeError, ValueError, pa.ArrowException) as exc:  # not what the schema says: JSON text
+            log.warning("prediction log: rows of v%s kept as JSON text (%s)", layout.version, exc)
+            typed = {}
+            inputs, output, probabilities = _json_columns(entries)
+    else:
+        inputs, output, probabilities = _json_columns(entries)
+    shadow_output: list[str | None] = []
+    for entry in entries:
+        shadow = entry.shadow_outputs
+        n = len(entry.records)
+        shadow_output += [None] * (n or 1) if shadow is None or not n else _json_values(shadow)
     fields = PREDICTION_SCHEMA
     if rows == len(entries):  # one row per request: plain lists (measured faster than numpy + take here)
         owner = None
@@ -472,6 +584,9 @@ def _record_batch(entries: list[Captured], environment: str, replica: str) -> pa
         array = pa.array(values, type=fields.field(name).type)
         return array if owner is None else array.take(owner)
 
+    def text(values: list[str | None] | None) -> pa.Array:
+        return pa.nulls(rows, pa.string()) if values is None else pa.array(values, type=pa.string())
+
     columns = {
         "request_id": repeated("request_id", [e.request_id for e in entries]),
         "row": row,
@@ -483,11 +598,29 @@ def _record_batch(entries: list[Captured], environment: str, replica: str) -> pa
         "reason": repeated("reason", [e.reason for e in entries]),
         "status": repeated("status", [e.status for e in entries]),
         "latency_ms": repeated("latency_ms", [e.latency_ms for e in entries]),
-        "inputs": pa.array(inputs, type=pa.string()),
-        "output": pa.array(output, type=pa.string()),
-        "probabilities": pa.array(probabilities, type=pa.string()),
+        "inputs": text(inputs),
+        "output": text(output),
+        "probabilities": text(probabilities),
         "shadow_version": repeated("shadow_version", [e.shadow_version for e in entries]),
         "shadow_output": pa.array(shadow_output, type=pa.string()),
         "replica": repeated("replica", [replica] * len(entries)),
     }
-    return pa.RecordBatch.from_arrays([columns[field.name] for field in fields], schema=fields)
+    schema = pa.schema([*fields, *(pa.field(name, array.type) for name, array in typed.items())])
+    return pa.RecordBatch.from_arrays([*(columns[f.name] for f in fields), *typed.values()], schema=schema)
+
+
+def encode(
+    entries: list[Captured], environment: str, replica: str, layouts: Layouts
+) -> dict[tuple[str, date, int | None], pa.Table]:
+    """The tables (one per project, day and version) a list of captured requests becomes, as the writer
+    uploads them (also for tools that write a log directly, e.g. the drift benchmark)."""
+    partitions: Partitions = {}
+    _convert(partitions, entries, environment, replica, layouts)
+    return {key: _table(batches, layouts.get((key[0], key[2])), key[2]) for key, batches in partitions.items()}
+
+
+def _table(batches: list[pa.RecordBatch], layout: LogLayout | None, version: int | None) -> pa.Table:
+    """One file's table: its batches (typed or not) under one schema, the version and layout in its metadata."""
+    tables = [pa.Table.from_batches([batch]) for batch in batches]
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
+    return table.replace_schema_metadata(layout_metadata(layout, version))

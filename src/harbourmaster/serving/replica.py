@@ -28,6 +28,7 @@ import psutil
 from harbourmaster.bundle.code import project_imports
 from harbourmaster.bundle.predictor import Predictor
 from harbourmaster.core.fallback import DeploymentOptions, FallbackConfig
+from harbourmaster.core.log_layout import LogLayout
 from harbourmaster.core.validation import Validator
 from harbourmaster.errors import HarbourmasterError
 from harbourmaster.schemas import DeploymentState, VersionPointer
@@ -92,6 +93,7 @@ class Replica:
             flush_seconds=self.options.capture_flush_seconds,
             spool_bytes=self.options.capture_spool_bytes,
             fsync_seconds=self.options.capture_fsync_seconds,
+            layout_wait_seconds=10.0,  # adopted segments: typed once the first reconcile describes the versions
         )
         self.table = RoutingTable()
         self.guarded = False
@@ -275,6 +277,12 @@ class Replica:
             what = f"{state.project} fallback {entrypoint}"
             key = f"{predictor.digest}:{entrypoint}"
             function = self._loader.load(key, what, lambda: self._fallback_function(predictor, entrypoint))
+        for link in (champion, challenger, failover):
+            if link is not None:
+                number = link.predictor.number
+                self.capture.describe(state.project, number, log_layout(link.predictor, number))
+        # Rows no version answered (fallback rules, refusals) were validated against the champion's schema.
+        self.capture.describe(state.project, None, log_layout(champion.predictor, None))
         return ProjectRoute(
             state=state,
             options=options,
@@ -453,3 +461,9 @@ def _settle_heap() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+
+
+def log_layout(predictor: Predictor, version: int | None) -> LogLayout:
+    """The typed prediction-log columns of a loaded version's rows, filed under ``version``."""
+    manifest = predictor.bundle.manifest
+    return LogLayout.from_schemas(version, manifest.input_schema, manifest.output_schema, predictor.classes)

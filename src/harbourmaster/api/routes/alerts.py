@@ -15,6 +15,7 @@ from harbourmaster.api.permissions import requires
 from harbourmaster.core.permissions import Permission
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.alerts import AlertInfo
+from harbourmaster.services.log_maintenance import CompactionInfo, Expired
 from harbourmaster.services.monitoring import MonitorRunInfo, RunReport
 from harbourmaster.services.notifiers import DeliveryInfo, NotifierInfo
 from harbourmaster.services.platform import Platform
@@ -88,6 +89,36 @@ def run_monitors(
     report = platform.monitoring.run_once(actor, deliver=False)
     background.add_task(platform.monitoring.deliver_due)
     return report
+
+
+@router.post(
+    "/prediction-log/{environment}/compact",
+    tags=["alerts"],
+    openapi_extra=requires(Permission.DEPLOY, environment_param="environment"),
+)
+def compact_prediction_log(
+    environment: str,
+    project: str | None = Query(default=None, max_length=64),
+    platform: Platform = Depends(get_platform),
+    actor: Actor = Depends(current_actor),
+) -> CompactionInfo:
+    """Merge the prediction log's small files of every closed hour now (the server does it on its schedule)."""
+    return platform.prediction_log.compact(actor, environment, project)
+
+
+@router.post(
+    "/prediction-log/{environment}/retention",
+    tags=["alerts"],
+    openapi_extra=requires(Permission.DEPLOY, environment_param="environment"),
+)
+def apply_log_retention(
+    environment: str,
+    project: str | None = Query(default=None, max_length=64),
+    platform: Platform = Depends(get_platform),
+    actor: Actor = Depends(current_actor),
+) -> list[Expired]:
+    """Remove the prediction-log days older than each project's retention now (audited)."""
+    return platform.prediction_log.apply_retention(actor, environment, project)
 
 
 @router.get("/monitors/runs", tags=["alerts"], openapi_extra=requires(Permission.READ))
