@@ -65,6 +65,13 @@ Reference of every key::
     method = "ks"               # ks, chisquare, z, wasserstein, jensenshannon or psi.
     threshold = 0.01
 
+    [monitoring.quality]        # optional: model quality once ground truth arrives.
+    window = "1d"               # default window: N rows, 30m / 6h / 1d, or A..B.
+    tolerance = 0.05            # a metric dropping more than 5% below its held-out
+                                # figure (relative) fires the model_quality alert.
+    min_labelled_rows = 100     # fewer labelled rows in the window: no verdict.
+    metrics = ["accuracy"]      # optional: the metrics judged (default: all).
+
 An ``[environments.<name>]`` table is refused: an environment's SLA, gates and
 sign-offs are the platform's (``harbourmaster environments configure``), a
 deployment's fallback is set with ``harbourmaster fallback``; a project file
@@ -84,6 +91,7 @@ from harbourmaster.core.declared_schema import DECLARABLE_ROLES, ColumnDeclarati
 from harbourmaster.core.drift import DriftSettings
 from harbourmaster.core.metrics import validate_metric_names
 from harbourmaster.core.provenance import DEFAULT_MIN_EVALUATION_ROWS
+from harbourmaster.core.quality import QualitySettings
 from harbourmaster.core.schema import DTYPES
 from harbourmaster.errors import InvalidInputError, ProjectFileError
 
@@ -299,9 +307,28 @@ class SerializationSection(_Section):
 
 
 class MonitoringSection(_Section):
-    """``[monitoring]``: how the project's deployments are watched (``drift``: ``DriftSettings``)."""
+    """``[monitoring]``: how the project's deployments are watched (``drift``: ``DriftSettings``,
+    ``quality``: ``QualitySettings``)."""
 
     drift: dict[str, Any] = Field(default_factory=dict)
+    quality: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("quality")
+    @classmethod
+    def _valid_quality(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            QualitySettings.model_validate(value)
+        except InvalidInputError as exc:
+            raise _SpecError(exc.message, exc.hint or "") from None
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in error['loc']) or 'quality'}: {error['msg'].lower()}"
+                for error in exc.errors()
+            )
+            raise _SpecError(
+                problems, "see docs/monitoring.md: keys window, tolerance, min_labelled_rows, metrics"
+            ) from None
+        return value
 
     @field_validator("drift")
     @classmethod

@@ -27,6 +27,7 @@ from harbourmaster.monitoring_settings import MonitoringSettings
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.alerts import AppliedChange
 from harbourmaster.services.infrastructure import infrastructure_monitors
+from harbourmaster.services.quality import QualityMonitor
 from harbourmaster.store.tables import MonitorResultRow, MonitorRunRow
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ class MonitoringService:
     def __init__(self, platform: Platform) -> None:
         self._platform = platform
         self.monitors: list[Monitor] = list(infrastructure_monitors())
+        self.register(QualityMonitor())
         self._run_lock = threading.Lock()
 
     def register(self, monitor: Monitor) -> None:

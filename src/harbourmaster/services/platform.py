@@ -21,6 +21,7 @@ from harbourmaster.services.monitoring import MonitoringService
 from harbourmaster.services.notifiers import NotifierService
 from harbourmaster.services.prediction_reads import PredictionReadService
 from harbourmaster.services.promotions import PromotionService
+from harbourmaster.services.quality import QualityService
 from harbourmaster.services.registry import RegistryService
 from harbourmaster.services.replicas import ReplicaService
 from harbourmaster.services.scoring import ScoringService
@@ -107,6 +108,10 @@ class Platform:
     @cached_property
     def drift(self) -> DriftService:
         return DriftService(self)
+
+    @cached_property
+    def quality(self) -> QualityService:
+        return QualityService(self)
 
     @cached_property
     def alerts(self) -> AlertService:
