@@ -14,6 +14,7 @@ from harbourmaster.services.deployments import DeploymentService
 from harbourmaster.services.drift import DriftService
 from harbourmaster.services.duties import DutyService
 from harbourmaster.services.environments import EnvironmentService
+from harbourmaster.services.evidence import EvidenceService
 from harbourmaster.services.feedback import FeedbackService
 from harbourmaster.services.history import HistoryService
 from harbourmaster.services.identity import IdentityService
@@ -108,6 +109,10 @@ class Platform:
     @cached_property
     def drift(self) -> DriftService:
         return DriftService(self)
+
+    @cached_property
+    def evidence(self) -> EvidenceService:
+        return EvidenceService(self)
 
     @cached_property
     def quality(self) -> QualityService:
