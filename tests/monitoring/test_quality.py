@@ -100,6 +100,11 @@ def test_monitor_alerts_on_a_drop_and_resolves(platform: Platform) -> None:
     report = platform.monitoring.run_once()
     drop = [r for r in report.results if r.monitor == "model_quality" and r.metric == "drop"]
     assert [r.status for r in drop] == ["ok"] and drop_alerts() == []
+    assert {(r.metric, r.status) for r in report.results if r.monitor == "model_quality"} == {
+        ("measurable", "ok"),
+        ("labelled-rows", "ok"),
+        ("drop", "ok"),
+    }
 
     batch(200, 200, flip=0.4, minutes_ago=20, seed=12)  # 40% wrong: accuracy ~0.6 vs 0.85 held out
     report = platform.monitoring.run_once()

@@ -9,6 +9,7 @@ and the evidence of promotion gates.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from harbourmaster.services.platform import Platform
 
 MONITOR = "model_quality"
+log = logging.getLogger("harbourmaster.monitoring")
 
 
 def quality_settings(value: dict[str, Any] | QualitySettings | None) -> QualitySettings:
@@ -209,10 +211,14 @@ class QualityService:
 class QualityMonitor:
     """Per deployment that has ground truth: its champion's quality over the project's window against
     its held-out metrics. ``drop`` is warning when a metric drops beyond the tolerance, critical beyond
-    twice it; a window with too few labelled rows gives no verdict (an open alert stays open)."""
+    twice it; a window with too few labelled rows gives no verdict (an open alert stays open). A deployment
+    whose quality cannot be measured (e.g. broken settings) is a warning of its own; the others still run."""
 
     name = MONITOR
-    rules: tuple[Rule, ...] = (StatusRule("model_quality.drop", MONITOR, "drop"),)
+    rules: tuple[Rule, ...] = (
+        StatusRule("model_quality.drop", MONITOR, "drop"),
+        StatusRule("model_quality.unmeasurable", MONITOR, "measurable"),
+    )
 
     def measure(self, context: MonitorContext) -> list[MonitorResult]:
         platform = context.platform
@@ -228,8 +234,30 @@ class QualityMonitor:
         for project, environment in deployed:
             if not log.files("feedback", environment, project):
                 continue  # no ground truth ever arrived: nothing to judge
-            report = platform.quality.measure(project, environment, now=context.now)
-            platform.quality.save(report)
+            subject = f"{project}/{environment}"
+            try:
+                report = platform.quality.measure(project, environment, now=context.now)
+                platform.quality.save(report)
+            except Exception as exc:  # one deployment's problem must not hide the others' quality
+                log.exception("model quality of %s could not be measured", subject)
+                results.append(
+                    MonitorResult(
+                        MONITOR,
+                        "measurable",
+                        subject,
+                        Status.WARNING,
+                        f"the model quality of {project} in {environment} could not be measured: "
+                        f"{type(exc).__name__}: {exc}",
+                        project=project,
+                        environment=environment,
+                    )
+                )
+                continue
+            results.append(
+                MonitorResult(
+                    MONITOR, "measurable", subject, Status.OK, "measured", project=project, environment=environment
+                )
+            )
             results.extend(_results(report))
         return results
 
