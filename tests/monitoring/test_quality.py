@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
+from harbourmaster.core.project_spec import parse_project_spec
 from harbourmaster.core.quality import QualitySettings, compute_quality
-from harbourmaster.errors import InvalidInputError, NotFoundError
+from harbourmaster.errors import InvalidInputError, NotFoundError, ProjectFileError
 from harbourmaster.services.platform import Platform
+from harbourmaster.services.quality import quality_settings
 from monitoring.helpers import OWNER, PROJECT, current_frame, fitted, log_rows, register_and_deploy, training_frame
 
 
@@ -143,3 +145,18 @@ def test_regression_and_multiclass_metrics_are_sklearns() -> None:
     assert compute_quality(frame.iloc[:0], "classification", classes)[:2] == (dict.fromkeys(values), 0)
     with pytest.raises(ValueError, match="unknown quality metric"):
         QualitySettings(metrics=["accuracyy"])
+
+
+def test_project_file_quality_section() -> None:
+    base = {"project": {"name": "p"}, "data": {"source": "d.csv", "target": "y"}, "pipeline": {"train": "t:f"}}
+    quality = {"window": "500", "tolerance": 0.1, "min_labelled_rows": 20, "metrics": ["accuracy"]}
+    spec = parse_project_spec({**base, "monitoring": {"quality": quality}}, "hm.toml")
+    assert quality_settings(spec.monitoring.quality) == QualitySettings(**quality)
+    for bad, message in (
+        ({"window": "weekly"}, "not a window"),
+        ({"tolerance": 0}, "tolerance"),
+        ({"min_labeled_rows": 5}, "min_labeled_rows"),
+        ({"metrics": ["acc"]}, "unknown quality metric"),
+    ):
+        with pytest.raises(ProjectFileError, match=message):
+            parse_project_spec({**base, "monitoring": {"quality": bad}}, "hm.toml")
