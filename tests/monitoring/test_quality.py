@@ -15,6 +15,7 @@ from harbourmaster.core.quality import QualitySettings, compute_quality
 from harbourmaster.errors import InvalidInputError, NotFoundError, ProjectFileError
 from harbourmaster.services.platform import Platform
 from harbourmaster.services.quality import quality_settings
+from harbourmaster.store.tables import GateEvidenceRow
 from monitoring.helpers import OWNER, PROJECT, current_frame, fitted, log_rows, register_and_deploy, training_frame
 
 
@@ -99,7 +100,27 @@ def test_monitor_alerts_on_a_drop_and_resolves(platform: Platform) -> None:
         ]
 
     batch(0, 200, flip=0.0, minutes_ago=30, seed=11)  # every answer right
+    old = platform.quality.measure(PROJECT, "dev")
+    for stale in (old, old.model_copy(update={"id": "linked"})):  # two reports from 40 days ago
+        platform.quality.save(stale.model_copy(update={"computed_at": now - timedelta(days=40)}))
+    with platform.db.transaction() as session:  # evidence links to one of them: that one is kept
+        session.add(
+            GateEvidenceRow(
+                project=PROJECT,
+                version=version,
+                digest="d" * 64,
+                environment="dev",
+                check="quality",
+                passed=True,
+                summary="s",
+                reports=["quality-report:linked"],
+                details={},
+                recorded_by="t",
+            )
+        )
     report = platform.monitoring.run_once()
+    stored = platform.quality.history(OWNER, PROJECT, "dev")
+    assert "linked" in [r.id for r in stored] and old.id not in [r.id for r in stored]
     drop = [r for r in report.results if r.monitor == "model_quality" and r.metric == "drop"]
     assert [r.status for r in drop] == ["ok"] and drop_alerts() == []
     assert {(r.metric, r.status) for r in report.results if r.monitor == "model_quality"} == {

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from harbourmaster.core.alerts import MonitorResult, Rule, Status, StatusRule
 from harbourmaster.core.drift_window import parse_window
@@ -26,13 +26,14 @@ from harbourmaster.core.schema import OutputSchema
 from harbourmaster.errors import InvalidInputError, NotFoundError
 from harbourmaster.services.actors import Actor
 from harbourmaster.store.prediction_log import PredictionLog
-from harbourmaster.store.tables import DeploymentRow, ProjectRow, QualityReportRow
+from harbourmaster.store.tables import DeploymentRow, GateEvidenceRow, ProjectRow, QualityReportRow
 
 if TYPE_CHECKING:
     from harbourmaster.services.monitoring import MonitorContext
     from harbourmaster.services.platform import Platform
 
 MONITOR = "model_quality"
+REPORT_RETENTION = timedelta(days=30)  # the monitor stores a report per deployment and run
 log = logging.getLogger("harbourmaster.monitoring")
 
 
@@ -114,6 +115,26 @@ class QualityService:
     def save(self, report: QualityReport) -> None:
         with self._platform.db.transaction() as session:
             session.add(_row(report))
+
+    def prune(self, before: datetime) -> int:
+        """Delete the quality reports computed before ``before``, except those evidence links to; the count."""
+        with self._platform.db.transaction() as session:
+            linked = {
+                link.partition(":")[2]
+                for links in session.scalars(select(GateEvidenceRow.reports))
+                for link in links or []
+                if link.startswith("quality-report:")
+            }
+            stale = [
+                row_id
+                for row_id, report_id in session.execute(
+                    select(QualityReportRow.id, QualityReportRow.report_id).where(QualityReportRow.computed_at < before)
+                )
+                if report_id not in linked
+            ]
+            for start in range(0, len(stale), 500):
+                session.execute(delete(QualityReportRow).where(QualityReportRow.id.in_(stale[start : start + 500])))
+            return len(stale)
 
     def measure(
         self,
@@ -229,10 +250,11 @@ class QualityMonitor:
                 .where(DeploymentRow.champion_version_id.is_not(None))
                 .order_by(ProjectRow.name, DeploymentRow.environment)
             ).all()
-        log = PredictionLog(platform.artifacts)
+        platform.quality.prune(context.now - REPORT_RETENTION)
+        prediction_log = PredictionLog(platform.artifacts)
         results: list[MonitorResult] = []
         for project, environment in deployed:
-            if not log.files("feedback", environment, project):
+            if not prediction_log.files("feedback", environment, project):
                 continue  # no ground truth ever arrived: nothing to judge
             subject = f"{project}/{environment}"
             try:
