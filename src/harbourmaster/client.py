@@ -34,6 +34,7 @@ from harbourmaster.core.declared_schema import declared_target, parse_declaratio
 from harbourmaster.core.drift import DriftReport
 from harbourmaster.core.metrics import evaluate, validate_metric_names
 from harbourmaster.core.progress import SILENT, Progress
+from harbourmaster.core.quality import QualityReport
 from harbourmaster.errors import (
     ERRORS_BY_CODE,
     ConnectionFailedError,
@@ -54,6 +55,7 @@ from harbourmaster.services import sandbox
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.dataplane import IssuedReplicaCredential, ReplicaCredentialInfo
 from harbourmaster.services.drift import DriftResultInfo
+from harbourmaster.services.evidence import EvidenceInfo
 from harbourmaster.services.packaging import REFERENCE_SAMPLE_ROWS, describe_params, package_version
 from harbourmaster.services.registry import check_project_name
 from harbourmaster.services.training import build_training_bundle, project_settings_of, read_project_spec
@@ -358,6 +360,50 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods, MonitoringMetho
             items = self._remote.get(f"/drift/{project}/{environment}/history", params=params)
             return [DriftResultInfo.model_validate(item) for item in items]
         return self._platform.drift.history(self.actor, project, environment, feature=feature, limit=limit)
+
+    def quality(
+        self, project: str, environment: str, window: str | None = None, version: int | None = None
+    ) -> QualityReport:
+        """Compute and store the model quality of a deployment: its window's predictions joined to their
+        ground truth, against the held-out metrics (``version``: a challenger's rows instead of the champion's)."""
+        if self._remote:
+            body = {"window": window, "version": version}
+            return QualityReport.model_validate(self._remote.post(f"/quality/{project}/{environment}", json=body))
+        return self._platform.quality.report(self.actor, project, environment, window=window, version=version)
+
+    def quality_history(self, project: str, environment: str, limit: int = 100) -> list[QualityReport]:
+        """Stored quality reports of a deployment, newest first."""
+        if self._remote:
+            items = self._remote.get(f"/quality/{project}/{environment}/history", params={"limit": limit})
+            return [QualityReport.model_validate(item) for item in items]
+        return self._platform.quality.history(self.actor, project, environment, limit=limit)
+
+    def record_evidence(
+        self,
+        project: str,
+        version: int | str,
+        environment: str,
+        checks: list[str] | None = None,
+        window: str | None = None,
+    ) -> list[EvidenceInfo]:
+        """Compute and store the evidence ``checks`` (``drift``, ``quality``; default both) of a version
+        for promotion into ``environment``, against its champion there (see docs/monitoring.md)."""
+        if self._remote:
+            body = {"checks": checks, "window": window}
+            items = self._remote.post(f"/evidence/{project}/{version}/{environment}", json=body)
+            return [EvidenceInfo.model_validate(item) for item in items]
+        return self._platform.evidence.record(self.actor, project, version, environment, checks=checks, window=window)
+
+    def evidence(
+        self, project: str, version: int | str | None = None, environment: str | None = None
+    ) -> list[EvidenceInfo]:
+        """Stored evidence of a project (of one version, for one environment), newest first."""
+        if self._remote:
+            params = {k: v for k, v in (("version", version), ("environment", environment)) if v is not None}
+            return [
+                EvidenceInfo.model_validate(item) for item in self._remote.get(f"/evidence/{project}", params=params)
+            ]
+        return self._platform.evidence.list(self.actor, project, version=version, environment=environment)
 
     def create_replica_credential(
         self, environment: str, name: str = "replica", expires_in_days: float | None = None

@@ -272,6 +272,12 @@ EXAMPLES: dict[tuple[str, str], list[Example]] = {
     ("GET", "/api/v1/predictions/{project}/{environment}"): [_dep("dev"), _dep("prod")],
     ("POST", "/api/v1/drift/{project}/{environment}"): [_dep("dev", window="1h"), _dep("prod", window="1h")],
     ("GET", "/api/v1/drift/{project}/{environment}/history"): [_dep("dev"), _dep("prod")],
+    ("POST", "/api/v1/quality/{project}/{environment}"): [_dep("dev", window="1h"), _dep("prod", window="1h")],
+    ("GET", "/api/v1/quality/{project}/{environment}/history"): [_dep("dev"), _dep("prod")],
+    ("POST", "/api/v1/evidence/{project}/{version}/{environment}"): [
+        lambda _p, _s, _u: Request(path={"project": PROJECT, "version": 3, "environment": "prod"}, json={})
+    ],
+    ("GET", "/api/v1/evidence/{project}"): [lambda _p, _s, _u: Request(path={"project": PROJECT})],
     ("GET", "/api/v1/alerts"): [lambda _p, _s, _u: Request(params={"all": True})],
     ("GET", "/api/v1/alerts/{alert_id}"): [_prepare_alert],
     ("GET", "/api/v1/alerts/{alert_id}/deliveries"): [_prepare_alert],

@@ -54,6 +54,8 @@ def register_and_deploy(
     rows: int = 3000,
     environment: str = "dev",
     drift: dict[str, object] | None = None,
+    quality: dict[str, object] | None = None,
+    metrics: dict[str, float] | None = None,
 ) -> int:
     """Register a version of PROJECT (email withheld) and make it the champion in ``environment``."""
     frame, target = training_frame(rows)
@@ -61,7 +63,7 @@ def register_and_deploy(
         fitted(frame, target),
         features=frame,
         target=target,
-        metrics={},
+        metrics=metrics or {},
         lineage={},
         created_by=OWNER.name,
         sensitive=["email"],
@@ -69,7 +71,8 @@ def register_and_deploy(
         # The pipeline reads region, income and age; the other columns are monitored all the same.
         schema=parse_declarations({name: {"role": "feature"} for name in ("score", "member", "email")}),
     )
-    settings = {"monitoring": {"drift": drift}} if drift is not None else None
+    monitoring = {key: value for key, value in (("drift", drift), ("quality", quality)) if value is not None}
+    settings = {"monitoring": monitoring} if monitoring else None
     number = platform.registry.register_bundle(OWNER, PROJECT, bundle, project_settings=settings).number
     platform.deployments.deploy(OWNER, PROJECT, number, environment)
     return number
@@ -94,15 +97,18 @@ def log_rows(
     outputs: list[object] | None = None,
     ts: datetime | None = None,
     path: str = "champion",
+    probabilities: list[dict[str, float]] | None = None,
+    first: int = 0,
 ) -> None:
-    """Write ``frame`` as answered requests to the prediction log (inputs and outputs as JSON text)."""
+    """Write ``frame`` as answered requests to the prediction log (inputs and outputs as JSON text); row i
+    is request ``req-{(first + i) // 10}``, row ``(first + i) % 10``."""
     ts = ts or datetime.now(UTC) - timedelta(minutes=5)
     records = frame.replace({np.nan: None}).to_dict(orient="records")
     outputs = outputs if outputs is not None else [1] * len(records)
     rows = [
         {
-            "request_id": f"req-{i // 10}",
-            "row": i % 10,
+            "request_id": f"req-{(first + i) // 10}",
+            "row": (first + i) % 10,
             "ts": ts,
             "environment": environment,
             "project": PROJECT,
@@ -113,7 +119,7 @@ def log_rows(
             "latency_ms": 1.0,
             "inputs": json.dumps(record),
             "output": json.dumps(output),
-            "probabilities": None,
+            "probabilities": json.dumps(probabilities[i]) if probabilities else None,
             "shadow_version": None,
             "shadow_output": None,
             "replica": "r1",

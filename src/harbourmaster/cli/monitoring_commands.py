@@ -1,4 +1,6 @@
-"""Monitoring commands: ``harbourmaster drift``, a deployment's drift report or its stored time series.
+"""Monitoring commands: ``harbourmaster drift`` (a deployment's drift report or its stored time series),
+``harbourmaster quality`` (its model quality once ground truth arrives) and ``harbourmaster evidence``
+(drift and quality evidence about a version for the promotion gates of an environment).
 
 Works embedded or against a control-plane server (``--url/--token``); either way the
 report is computed where the prediction log and the reference live, and stored.
@@ -13,6 +15,7 @@ import typer
 from harbourmaster.cli import output
 from harbourmaster.cli.common import JsonOption, TokenOption, UrlOption, client
 from harbourmaster.core.drift import DriftReport, FeatureDrift, parse_method
+from harbourmaster.core.quality import QualityReport
 from harbourmaster.errors import InvalidInputError
 
 EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment (dev, test, prod ...).")]
@@ -205,6 +208,104 @@ def _check_mode(history: bool, feature: str | None, *report_options: object) -> 
         )
 
 
+def show_quality(report: QualityReport) -> None:
+    span = f"{output.when(report.window_start)} .. {output.when(report.window_end)}" if report.rows else "no rows"
+    output.console.print(
+        f"{report.project} in {report.environment}, v{report.version} ({report.task}), window {report.window} "
+        f"({report.rows} answered rows, {span})"
+    )
+    unknown = f", {report.unknown_labels} of an unknown class" if report.unknown_labels else ""
+    output.console.print(
+        f"{report.labelled} labelled, {report.unlabelled} waiting for ground truth{unknown}; "
+        f"judged from {report.min_labelled_rows} labelled rows, tolerance {report.tolerance:.0%} of held out"
+    )
+    if not report.judged:
+        verdict = "NOT JUDGED: too few labelled rows"
+    else:
+        dropped = ", ".join(m.metric for m in report.metrics if m.degraded)
+        verdict = (
+            f"DEGRADED: {dropped} dropped beyond {report.tolerance:.0%} of held out"
+            if report.degraded
+            else "ok: no metric dropped beyond tolerance"
+        )
+    output.console.print(verdict)
+    if report.metrics:
+        output.table(
+            None,
+            ("metric", "window", "held out", "drop", "verdict"),
+            [
+                (
+                    m.metric,
+                    output.number(m.value),
+                    output.number(m.baseline),
+                    "-" if m.drop is None else f"{m.drop:+.1%}",
+                    "DROP" if m.degraded else ("-" if m.drop is None or not report.judged else "ok"),
+                )
+                for m in report.metrics
+            ],
+        )
+    for note in report.notes:
+        output.console.print(f"note: {note}")
+    output.console.print(f"report {report.id} stored")
+
+
+def quality(
+    project: str,
+    env: EnvOption = "dev",
+    window: Annotated[
+        str | None, typer.Option(help="N rows (5000), a duration (30m, 6h, 1d) or a range (A..B). Default 1d.")
+    ] = None,
+    version: Annotated[
+        int | None, typer.Option(min=1, help="The rows this version answered (a challenger); default the champion.")
+    ] = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Model quality of PROJECT's deployment in an environment: the window's predictions joined to the ground
+    truth sent as feedback, scored (accuracy, F1, ROC AUC or RMSE, MAE, R2) against the held-out metrics.
+
+    Window, tolerance and the labelled rows needed default to the project's [monitoring.quality] settings.
+    """
+    with client(url, token) as hm:
+        report = hm.quality(project, env, window, version)
+    if json:
+        return output.print_json(report)
+    show_quality(report)
+    return None
+
+
+def evidence(
+    project: str,
+    version: str,
+    to: Annotated[str, typer.Option("--to", help="The environment the version is to be promoted into.")],
+    check: Annotated[list[str] | None, typer.Option(help="drift or quality (repeat; default both).")] = None,
+    window: Annotated[
+        str | None, typer.Option(help="The window of the environment's traffic (default: the project's).")
+    ] = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Record evidence about VERSION for promotion into an environment, against its champion there:
+    drift (the version's reference drifts less from the environment's current window than the champion's)
+    and quality (not worse than the champion beyond tolerance). Evidence gates read it; promote --check shows it.
+    """
+    with client(url, token) as hm:
+        items = hm.record_evidence(project, version, to, check or None, window)
+    if json:
+        return output.print_json(items)
+    output.table(
+        f"evidence about {project} v{items[0].version} for {to}" if items else None,
+        ("#", "check", "verdict", "summary", "reports"),
+        [(e.id, e.check, "PASSED" if e.passed else "FAILED", e.summary, ", ".join(e.reports)) for e in items],
+    )
+    output.console.print(f"evidence gates read it: harbourmaster promote {project} {version} --to {to} --check")
+    return None
+
+
 def register(app: typer.Typer) -> None:
     """Add the monitoring commands to the ``harbourmaster`` app."""
     app.command()(drift)
+    app.command()(quality)
+    app.command()(evidence)

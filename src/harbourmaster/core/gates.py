@@ -243,28 +243,50 @@ class ApprovalsGate:
 
 @dataclass(frozen=True)
 class EvidenceGate:
-    """A check recorded by another part of the platform (e.g. ``drift_fixed``,
-    ``load_test``) must have passed for this digest. The slot for later checks."""
+    """A check the platform recorded about this exact digest for this environment must have passed:
+    ``drift`` (the candidate drifts less than the champion on the environment's current window) or
+    ``quality`` (it is not worse than the champion beyond tolerance), see ``services/evidence.py``.
+    ``max_age_hours``: older evidence does not count. Other check names are the slot for later checks."""
 
     check: str
+    max_age_hours: float | None = None
     kind: str = "evidence"
 
     def evaluate(self, context: GateContext) -> GateVerdict:
         name = f"evidence {self.check}"
+        candidate = context.candidate
+        record_it = (
+            f"record it: harbourmaster evidence {candidate.project} {candidate.number} "
+            f"--to {context.environment} --check {self.check}"
+        )
         record = context.evidence.get(self.check)
         if record is None:
             return GateVerdict(
                 gate=name,
                 passed=False,
-                reason=f"no {self.check} result recorded for this version",
-                fix=f"run the {self.check} check on v{context.candidate.number}",
+                reason=f"no {self.check} evidence recorded for v{candidate.number} ({candidate.digest[:12]}…) "
+                f"in {context.environment}",
+                fix=record_it,
             )
+        links = ", ".join(record.get("reports") or [])
+        where = f" [evidence #{record.get('id')}{': ' + links if links else ''}]"
+        recorded_at = record.get("recorded_at")
+        if self.max_age_hours is not None and isinstance(recorded_at, datetime):
+            age = (context.now - recorded_at).total_seconds() / 3600
+            if age > self.max_age_hours:
+                return GateVerdict(
+                    gate=name,
+                    passed=False,
+                    reason=f"the {self.check} evidence is {age:.1f} h old, more than the {self.max_age_hours:g} h "
+                    f"{context.environment} accepts{where}",
+                    fix=record_it,
+                )
         passed = bool(record.get("passed"))
         return GateVerdict(
             gate=name,
             passed=passed,
-            reason=str(record.get("summary", record)),
-            fix=None if passed else f"fix what the {self.check} check reported and run it again",
+            reason=str(record.get("summary", record)) + where,
+            fix=None if passed else f"fix what the {self.check} check reported, then {record_it}",
         )
 
 

@@ -69,6 +69,12 @@ Reference of every key::
     [monitoring.prediction_log] # optional.
     retention_days = 90         # days the project's prediction log and feedback are kept
                                 # (overrides the environment's prediction_log_retention_days).
+    [monitoring.quality]        # optional: model quality once ground truth arrives.
+    window = "1d"               # default window: N rows, 30m / 6h / 1d, or A..B.
+    tolerance = 0.05            # a metric dropping more than 5% below its held-out
+                                # figure (relative) fires the model_quality alert.
+    min_labelled_rows = 100     # fewer labelled rows in the window: no verdict.
+    metrics = ["accuracy"]      # optional: the metrics judged (default: all).
 
 An ``[environments.<name>]`` table is refused: an environment's SLA, gates and
 sign-offs are the platform's (``harbourmaster environments configure``), a
@@ -90,6 +96,7 @@ from harbourmaster.core.drift import DriftSettings
 from harbourmaster.core.log_layout import LogSettings
 from harbourmaster.core.metrics import validate_metric_names
 from harbourmaster.core.provenance import DEFAULT_MIN_EVALUATION_ROWS
+from harbourmaster.core.quality import QualitySettings
 from harbourmaster.core.schema import DTYPES
 from harbourmaster.errors import InvalidInputError, ProjectFileError
 
@@ -305,7 +312,8 @@ class SerializationSection(_Section):
 
 
 class MonitoringSection(_Section):
-    """``[monitoring]``: how the project's deployments are watched (``drift``: ``DriftSettings``)."""
+    """``[monitoring]``: how the project's deployments are watched (``drift``: ``DriftSettings``,
+    ``quality``: ``QualitySettings``)."""
 
     drift: dict[str, Any] = Field(default_factory=dict)
     prediction_log: dict[str, Any] = Field(default_factory=dict)
@@ -323,6 +331,25 @@ class MonitoringSection(_Section):
             raise _SpecError(
                 f"[monitoring.prediction_log] {problems}",
                 "see docs/monitoring.md: retention_days = N (days, 1 to 36500)",
+            ) from None
+        return value
+
+    quality: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("quality")
+    @classmethod
+    def _valid_quality(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            QualitySettings.model_validate(value)
+        except InvalidInputError as exc:
+            raise _SpecError(exc.message, exc.hint or "") from None
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in error['loc']) or 'quality'}: {error['msg'].lower()}"
+                for error in exc.errors()
+            )
+            raise _SpecError(
+                problems, "see docs/monitoring.md: keys window, tolerance, min_labelled_rows, metrics"
             ) from None
         return value
 

@@ -29,6 +29,7 @@ from harbourmaster.services.alerts import AppliedChange
 from harbourmaster.services.drift_monitor import DriftMonitor
 from harbourmaster.services.infrastructure import infrastructure_monitors
 from harbourmaster.services.log_maintenance import PredictionLogMonitor
+from harbourmaster.services.quality import QualityMonitor
 from harbourmaster.store.tables import MonitorResultRow, MonitorRunRow
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ class MonitoringService:
     def __init__(self, platform: Platform) -> None:
         self._platform = platform
         self.monitors: list[Monitor] = [*infrastructure_monitors(), PredictionLogMonitor(), DriftMonitor()]
+        self.register(QualityMonitor())
         self._run_lock = threading.Lock()
 
     def register(self, monitor: Monitor) -> None:

@@ -14,6 +14,7 @@ from harbourmaster.services.deployments import DeploymentService
 from harbourmaster.services.drift import DriftService
 from harbourmaster.services.duties import DutyService
 from harbourmaster.services.environments import EnvironmentService
+from harbourmaster.services.evidence import EvidenceService
 from harbourmaster.services.feedback import FeedbackService
 from harbourmaster.services.history import HistoryService
 from harbourmaster.services.identity import IdentityService
@@ -22,6 +23,7 @@ from harbourmaster.services.monitoring import MonitoringService
 from harbourmaster.services.notifiers import NotifierService
 from harbourmaster.services.prediction_reads import PredictionReadService
 from harbourmaster.services.promotions import PromotionService
+from harbourmaster.services.quality import QualityService
 from harbourmaster.services.registry import RegistryService
 from harbourmaster.services.replicas import ReplicaService
 from harbourmaster.services.scoring import ScoringService
@@ -112,6 +114,14 @@ class Platform:
     @cached_property
     def drift(self) -> DriftService:
         return DriftService(self)
+
+    @cached_property
+    def evidence(self) -> EvidenceService:
+        return EvidenceService(self)
+
+    @cached_property
+    def quality(self) -> QualityService:
+        return QualityService(self)
 
     @cached_property
     def alerts(self) -> AlertService:

@@ -199,8 +199,8 @@ class PromotionService:
             champion=champion,
             approvals=self._platform.approvals.records(detail, target.name),
             now=datetime.now(UTC),
-            # Evidence gates (drift fixed, load test passed) read results that later checks record.
-            evidence={},
+            # The newest stored evidence of each check for this digest and environment (services/evidence.py).
+            evidence=self._platform.evidence.for_gate(detail.project, detail.digest, target.name),
             allow_reported_metrics=target.config.allow_reported_metrics,
             min_evaluation_rows=target.config.min_evaluation_rows,
         )

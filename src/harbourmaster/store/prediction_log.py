@@ -346,6 +346,68 @@ class PredictionLog:
         finally:
             connection.close()
 
+    def labelled_window(
+        self,
+        environment: str,
+        project: str,
+        *,
+        version: int,
+        numeric: bool,
+        positive: str | None = None,
+        last_rows: int | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> pd.DataFrame:
+        """The answers one version gave in a window (selected as ``window`` does), each with its ground
+        truth when some arrived (the latest feedback of its request id and row; NULL otherwise).
+
+        Columns: ``ts``, ``prediction`` and ``truth`` (DOUBLE when ``numeric``, else the JSON value as
+        text) and, with ``positive`` (a class key), ``probability``: the logged probability of that class.
+        """
+        where = ["version = ?", "output IS NOT NULL", "path IS DISTINCT FROM 'refused'"]
+        params: list[Any] = [int(version)]
+        if start is not None:
+            where.append("ts >= ?")
+            params.append(start)
+        if end is not None:
+            where.append("ts < ?")
+            params.append(end)
+        limit = ""
+        if last_rows is not None:
+            limit = " ORDER BY ts DESC LIMIT ?"
+            params.append(int(last_rows))
+
+        def value(column: str) -> str:
+            text = f"json_extract_string({column}, '$')"
+            return f"TRY_CAST({text} AS DOUBLE)" if numeric else text
+
+        probability = "NULL::DOUBLE"
+        if positive is not None:
+            path = _sql_text('$."' + positive.replace('"', '\\"') + '"')
+            probability = f"TRY_CAST(json_extract_string(p.probabilities, {path}) AS DOUBLE)"
+        sql = f"""
+            WITH p AS (
+                SELECT request_id, row, ts, output, probabilities FROM predictions WHERE {" AND ".join(where)}{limit}
+            ), f AS (
+                SELECT request_id, row, value,
+                       row_number() OVER (PARTITION BY request_id, row ORDER BY ts DESC) AS k
+                FROM feedback
+            )
+            SELECT p.ts, {value("p.output")} AS prediction, {value("f.value")} AS truth, {probability} AS probability
+            FROM p LEFT JOIN f ON f.request_id = p.request_id AND f.row = p.row AND f.k = 1
+            ORDER BY p.ts
+        """
+        connection = self._connect()
+        try:
+            # typed files' output and probabilities are rebuilt as the JSON text the query reads
+            predictions = self._predictions_view(connection, self._window_files(environment, project, start, end))
+            feedback = self._source(self.files("feedback", environment, project), FEEDBACK_SCHEMA)
+            connection.execute(f"CREATE VIEW predictions AS {predictions}")
+            connection.execute(f"CREATE VIEW feedback AS SELECT * FROM {feedback}")
+            return connection.execute(sql, params).df()
+        finally:
+            connection.close()
+
     def _window_files(self, environment: str, project: str, start: datetime | None, end: datetime | None) -> list[str]:
         """The files of a project's log whose day partition can hold rows of ``[start, end)``."""
         keys = self.files("predictions", environment, project)

@@ -493,3 +493,52 @@ class DriftResultRow(Base):
     score: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class QualityReportRow(Base):
+    """One model-quality report of a deployment's window: labelled counts, metrics against the
+    version's held-out ones (0012)."""
+
+    __tablename__ = "quality_reports"
+    __table_args__ = (Index("ix_quality_reports_series", "project", "environment", "computed_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    report_id: Mapped[str] = mapped_column(String(32), nullable=False, unique=True)
+    project: Mapped[str] = mapped_column(String(64), nullable=False)
+    environment: Mapped[str] = mapped_column(String(64), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    task: Mapped[str] = mapped_column(String(16), nullable=False)
+    window: Mapped[str] = mapped_column(String(128), nullable=False)
+    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    window_end: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    rows: Mapped[int] = mapped_column(Integer, nullable=False)
+    labelled: Mapped[int] = mapped_column(Integer, nullable=False)
+    unlabelled: Mapped[int] = mapped_column(Integer, nullable=False)
+    unknown_labels: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    judged: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    degraded: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    worst_drop: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # the whole report: metrics with their held-out figures and drops, thresholds, notes
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class GateEvidenceRow(Base):
+    """One piece of evidence about a version (by digest) for promotion into an environment: a check
+    the platform computed (``drift``, ``quality``), its verdict, summary and the reports behind it (0012)."""
+
+    __tablename__ = "gate_evidence"
+    __table_args__ = (Index("ix_gate_evidence_lookup", "project", "digest", "environment", "check", "recorded_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(String(64), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    digest: Mapped[str] = mapped_column(String(64), nullable=False)
+    environment: Mapped[str] = mapped_column(String(64), nullable=False)
+    check: Mapped[str] = mapped_column(String(64), nullable=False)
+    passed: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    summary: Mapped[str] = mapped_column(Text, nullable=False)
+    reports: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)  # links: drift-report:ID ...
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    recorded_by: Mapped[str] = mapped_column(String(128), nullable=False)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
