@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from harbourmaster.core.declared_schema import ColumnDeclaration, suggest_column
@@ -24,6 +25,7 @@ __all__ = [
     "category_outsiders",
     "check_row_counts",
     "check_training_data",
+    "date_seconds",
     "describe",
     "range_outsiders",
     "type_mismatches",
@@ -61,12 +63,12 @@ def _positional(values: pd.Series) -> pd.Series:
     return values.reset_index(drop=True)
 
 
-def type_mismatches(values: pd.Series, dtype: str) -> pd.Series:
+def type_mismatches(values: pd.Series, dtype: str, seconds: pd.Series | None = None) -> pd.Series:
     """Mask (aligned with ``values``) of the non-null values that are not of ``dtype``, over the whole column.
 
     Numbers may be written as text (a CSV column with one stray word is read as text); whole numbers
-    for ``integer``; true/false or 1/0 for ``boolean``; ISO 8601 dates for ``datetime``. Strings and
-    categories hold anything.
+    for ``integer``; true/false or 1/0 for ``boolean``; ISO 8601 dates for ``datetime`` (``seconds``:
+    the column's ``date_seconds``, when already computed). Strings and categories hold anything.
     """
     present = values.notna()
     if dtype in ("integer", "float"):
@@ -82,54 +84,63 @@ def type_mismatches(values: pd.Series, dtype: str) -> pd.Series:
             return present & False
         return present & ~values.isin(_BOOLEANS)
     if dtype == "datetime":
-        return present & ~_dates(values)
+        return present & (date_seconds(values) if seconds is None else seconds).isna()
     return present & False
 
 
-def _dates(values: pd.Series) -> pd.Series:
-    """Mask of the values that are dates: datetime objects, or ISO 8601 text that names a real day."""
-    if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        return values.notna()
-    if pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
-        return values.isna() & False
-    text = values.astype(object).where(values.map(type).isin((str,)))
-    stripped = text.str.strip()
-    written = stripped.str.fullmatch(ISO_DATE_PATTERN).fillna(False).astype(bool)
-    parsed = pd.to_datetime(stripped.where(written), format="ISO8601", utc=True, errors="coerce")
-    dates = written & parsed.notna()
-    unsure = written & ~dates  # well formed but beyond pandas' years, or no real day: Python decides
-    if unsure.any():
-        real = [v for v in stripped[unsure].unique() if parse_timestamp(v) is not None]
-        dates |= stripped.isin(real) & unsure
-    objects = values.map(type).isin((datetime, date, pd.Timestamp))
-    return dates | objects
+_EPOCH = pd.Timestamp(0, tz="UTC").as_unit("us")
 
 
-def _seconds(values: pd.Series) -> pd.Series:
-    """Seconds since the epoch of date values (aligned; NaN where a value is not a date)."""
+def _since_epoch(stamps: pd.Series) -> pd.Series:
+    if getattr(stamps.dtype, "tz", None) is None:
+        stamps = stamps.dt.tz_localize("UTC")
+    # In microseconds: years pandas parses at a coarser unit (0001-01-01) do not overflow nanoseconds.
+    return (stamps.dt.as_unit("us") - _EPOCH).dt.total_seconds()
+
+
+def date_seconds(values: pd.Series) -> pd.Series:
+    """Seconds since the epoch of each value that is a date (a datetime, or ISO 8601 text naming a real day;
+    naive ones read as UTC), NaN for every other value. One parse of the whole column."""
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        stamps = values if getattr(values.dtype, "tz", None) is not None else values.dt.tz_localize("UTC")
-    else:
-        dated = _dates(values)
-        text = values.astype(object).where(dated)
-        stamps = pd.to_datetime(text, format="mixed", utc=True, errors="coerce")
-    seconds = (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
-    if seconds.isna().any() and not pd.api.types.is_datetime64_any_dtype(values.dtype):  # beyond pandas' years
-        missing = seconds.isna() & values.notna()
-        fixed = {v: _one_second(v) for v in values[missing].unique()}
-        seconds = seconds.where(~missing, values.map(fixed))
+        return _since_epoch(values).astype(float)
+    if not (pd.api.types.is_string_dtype(values.dtype) or pd.api.types.is_object_dtype(values.dtype)):
+        return pd.Series(np.nan, index=values.index)
+    objects = None
+    text = values
+    if pd.api.types.is_object_dtype(values.dtype):  # text mixed with other things: only the text is text
+        kinds = values.map(type)
+        text = values.where(kinds.isin((str,)))
+        objects = kinds.isin((datetime, date, pd.Timestamp))
+    seconds = pd.Series(np.nan, index=values.index)
+    if text.notna().any():
+        stripped = text.str.strip()
+        written = stripped.str.fullmatch(ISO_DATE_PATTERN).fillna(False).astype(bool)
+        parsed = pd.to_datetime(stripped.where(written), format="ISO8601", utc=True, errors="coerce")
+        seconds = _since_epoch(parsed).astype(float)
+        unsure = written & seconds.isna()  # well formed but beyond pandas' years, or no real day: Python decides
+        if unsure.any():
+            exact = {v: _one_second(v) for v in stripped[unsure].unique()}
+            seconds = seconds.where(~unsure, stripped.map(exact))
+    if objects is not None and objects.any():
+        stamps = pd.to_datetime(values.where(objects), utc=True, errors="coerce")
+        seconds = seconds.where(~objects, _since_epoch(stamps))
     return seconds.astype(float)
 
 
 def _one_second(value: Any) -> float:
-    parsed = parse_timestamp(value.strip() if isinstance(value, str) else value)
+    parsed = parse_timestamp(value)
     return timestamp_seconds(parsed) if parsed is not None else float("nan")
 
 
-def range_outsiders(values: pd.Series, dtype: str, low: float | None, high: float | None) -> pd.Series:
-    """Mask of the values outside ``low .. high`` (seconds since the epoch for dates); nulls and values
-    of another type are not outside."""
-    numbers = _seconds(values) if dtype == "datetime" else pd.to_numeric(values, errors="coerce")
+def range_outsiders(
+    values: pd.Series, dtype: str, low: float | None, high: float | None, seconds: pd.Series | None = None
+) -> pd.Series:
+    """Mask of the values outside ``low .. high`` (seconds since the epoch for dates: ``seconds``, the
+    column's ``date_seconds`` when already computed); nulls and values of another type are not outside."""
+    if dtype == "datetime":
+        numbers = date_seconds(values) if seconds is None else seconds
+    else:
+        numbers = pd.to_numeric(values, errors="coerce")
     outside = values.isna() & False
     if low is not None:
         outside |= numbers < low

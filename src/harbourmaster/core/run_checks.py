@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from harbourmaster.core.data_checks import (
     DataProblem,
     category_outsiders,
+    date_seconds,
     range_outsiders,
     type_mismatches,
 )
@@ -137,19 +138,23 @@ def _problem(error: Any) -> str:
 class Finding(BaseModel):
     """What one check found in one column (or about the rows)."""
 
+    model_config = ConfigDict(allow_inf_nan=False)  # stored as JSON, which has no NaN
+
     check: str = Field(max_length=32)
     column: str | None = Field(default=None, max_length=1000)
     severity: Literal["error", "warning"]
     count: int = Field(ge=0, description="Offending values (or rows).")
     share: float | None = Field(default=None, ge=0, le=1, description="count / rows")
     message: str = Field(max_length=4000)
-    examples: list[Any] = Field(
+    examples: list[str | int | float | bool | None] = Field(
         default_factory=list, max_length=_EXAMPLES, description="A few offending values (none for sensitive ones)."
     )
 
 
 class ValidationReport(BaseModel):
     """A run's input data against a version's schema and profile (or the training-data checks)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     status: Verdict
     rows: int = Field(ge=0)
@@ -307,7 +312,8 @@ def validate_frame(
         values = frame[name].reset_index(drop=True)
         hidden = name in withheld
         present = values.notna()
-        wrong = type_mismatches(values, column.dtype)
+        seconds = date_seconds(values) if column.dtype == "datetime" else None  # parsed once, used twice
+        wrong = type_mismatches(values, column.dtype, seconds)
         if column.dtype in ("integer", "float"):
             numbers = pd.to_numeric(values.where(~wrong), errors="coerce")
             wrong |= present & ~wrong & ~np.isfinite(numbers.astype(float))
@@ -355,7 +361,7 @@ def validate_frame(
         if column.dtype not in ("integer", "float", "datetime") or column.role != "feature":
             continue
         if column.range_enforced:
-            outside = valid & range_outsiders(values, column.dtype, column.minimum, column.maximum)
+            outside = valid & range_outsiders(values, column.dtype, column.minimum, column.maximum, seconds)
             count = int(outside.sum())
             if count:
                 examples, first = _shown(values, outside, hidden)
@@ -370,7 +376,7 @@ def validate_frame(
                 )
         trained = _training_range(column, profile)
         if trained is not None:
-            outside = valid & range_outsiders(values, column.dtype, *trained)
+            outside = valid & range_outsiders(values, column.dtype, *trained, seconds)
             count = int(outside.sum())
             if count:
                 examples, first = _shown(values, outside, hidden)

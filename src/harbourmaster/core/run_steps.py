@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from harbourmaster.core.run_checks import ValidationReport
 
@@ -18,6 +18,8 @@ __all__ = ["RunStep", "RunTrace"]
 
 class RunStep(BaseModel):
     """One step of a run (read, validate, fit, score, write ...)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)  # stored as JSON, which has no NaN
 
     name: str = Field(max_length=64)
     status: str = Field(pattern="^(succeeded|failed)$")
