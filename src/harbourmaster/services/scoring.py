@@ -124,7 +124,10 @@ def score_file(
         if errors:
             shown = "; ".join(f"row {e['record']} {e['field']}: {e['error']}" for e in errors[:10])
             raise InvalidInputError(f"{len(errors)} invalid field(s) in {input_path}: {shown}", "fix the input")
-        labels, proba = _predict_in_chunks(predictor, validator.clean(records), progress)
+        if records:
+            labels, proba = _predict_in_chunks(predictor, validator.clean(records), progress)
+        else:  # every row set aside (or none came): nothing to ask the model
+            labels, proba = np.array([], dtype=object), None
         step.rows_out = len(labels)
     progress.stage(f"writing {Path(output_path).name}")
     with trace.step("write", len(kept)) as step:
