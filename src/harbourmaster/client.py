@@ -35,6 +35,7 @@ from harbourmaster.core.drift import DriftReport
 from harbourmaster.core.metrics import evaluate, validate_metric_names
 from harbourmaster.core.progress import SILENT, Progress
 from harbourmaster.core.quality import QualityReport
+from harbourmaster.core.run_steps import RunTrace
 from harbourmaster.errors import (
     ERRORS_BY_CODE,
     ConnectionFailedError,
@@ -141,6 +142,12 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods, MonitoringMetho
             return [RunInfo.model_validate(item) for item in self._remote.get("/runs", params=params)]
         return self._platform.training.list_runs(self.actor, project, limit)
 
+    def run(self, run_id: int) -> RunInfo:
+        """One run's whole record: its steps (rows in and out, durations), the validation findings, the error."""
+        if self._remote:
+            return RunInfo.model_validate(self._remote.get(f"/runs/{int(run_id)}"))
+        return self._platform.runs.get(self.actor, run_id)
+
     def load(self, project: str, version: VersionRef = "latest") -> LoadedBundle:
         """The version's fitted pipeline, verified against its digest, ready to predict."""
         if not self._remote:
@@ -203,6 +210,7 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods, MonitoringMetho
         self._identify_remote_actor()
         started = time.monotonic()
         previous = self.version(spec.project.name, parent).input_schema if parent is not None else None
+        trace = RunTrace()
         bundle, summary = build_training_bundle(
             self.actor,
             project_dir,
@@ -213,8 +221,10 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods, MonitoringMetho
             policy=self.build_policy(spec.project.name, spec.serialization.trusted_types),
             progress=progress,
             previous_schema=previous,
+            trace=trace,
         )
         summary["duration_seconds"] = round(time.monotonic() - started, 3)  # the run is recorded with it
+        summary["steps"], summary["validation"] = trace.dump_steps(), trace.dump_validation()
         summary["project_settings"] = project_settings_of(spec)
         progress.stage("uploading the version")
         self.create_project(spec.project.name, spec.project.description)

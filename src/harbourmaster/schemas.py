@@ -9,8 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
+from harbourmaster.core.run_checks import ValidationReport
+from harbourmaster.core.run_steps import RunStep
 from harbourmaster.core.schema import SchemaChange
 from harbourmaster.core.version_diff import MetricChange
 
@@ -126,7 +128,12 @@ class RunInfo(BaseModel):
     error: str | None = None
     details: dict[str, Any] = Field(default_factory=dict)
     created_by: str
+    validation: str | None = Field(default=None, description="valid, warnings or invalid (None: not checked)")
+    # The whole record (a run's listing leaves these out: `runs show RUN` reads them).
+    validation_report: ValidationReport | None = None
+    steps: list[RunStep] = Field(default_factory=list)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def duration_seconds(self) -> float | None:
         if self.finished_at is None:

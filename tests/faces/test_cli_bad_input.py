@@ -39,6 +39,7 @@ GOOD: dict[str, str] = {
     "path": "export.jsonl",
     "config_file": "environment.json",
     "alert_id": "1",
+    "run_id": "1",
     "for_": "1h",
     "kind": "webhook",
 }
@@ -97,6 +98,7 @@ BAD: dict[str, list[str]] = {
     "admin": ["bad name!", ""],  # refused before the store is touched, so the sweep's home stays embedded
     "save_tokens": ["a-file.txt"],  # likewise refused before the store is touched
     "alert_id": ["999", "first"],
+    "run_id": ["999", "first", "0"],
     "for_": ["3 parsecs", "0m", "later"],
     "timeout": ["-5", "soon"],
     "window": ["yesterday", "0"],

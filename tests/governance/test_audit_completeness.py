@@ -43,7 +43,7 @@ def test_prod_reads_feedback_and_predictions_are_audited_with_the_caller(
     platform.promotions.promote(olga, PROJECT, number, "prod")
     rows = pd.read_csv(demo_project / "data" / "train.csv").drop(columns=["malignant"]).head(3)
     rows.to_csv(tmp_path / "in.csv", index=False)
-    platform.scoring.score(olga, PROJECT, "prod", tmp_path / "in.csv", tmp_path / "out.csv")
+    scored = platform.scoring.score(olga, PROJECT, "prod", tmp_path / "in.csv", tmp_path / "out.csv")
 
     reads = {
         "deployment.list": lambda: platform.deployments.list(vera),
@@ -52,6 +52,7 @@ def test_prod_reads_feedback_and_predictions_are_audited_with_the_caller(
         "promotion.list": lambda: platform.promotions.list(vera),
         "approval.list": lambda: platform.approvals.list(vera),
         "run.list": lambda: platform.training.list_runs(vera),
+        "run.read": lambda: platform.runs.get(vera, scored.id),
         "predictions.read": lambda: platform.predictions.read(vera, PROJECT, "prod"),
     }
     for action, read in reads.items():

@@ -269,6 +269,7 @@ EXAMPLES: dict[tuple[str, str], list[Example]] = {
     ("GET", "/api/v1/replica-credentials"): [lambda _p, _s, _u: Request()],
     ("DELETE", "/api/v1/replica-credentials/{credential_id}"): [_prepare_credential],
     ("GET", "/api/v1/replicas"): [lambda _p, _s, _u: Request(params={"environment": "prod"})],
+    ("GET", "/api/v1/runs/{run_id}"): [lambda _p, _s, _u: Request(path={"run_id": 1})],
     ("GET", "/api/v1/predictions/{project}/{environment}"): [_dep("dev"), _dep("prod")],
     ("POST", "/api/v1/drift/{project}/{environment}"): [_dep("dev", window="1h"), _dep("prod", window="1h")],
     ("GET", "/api/v1/drift/{project}/{environment}/history"): [_dep("dev"), _dep("prod")],

@@ -202,8 +202,9 @@ def test_declared_facts_shape_the_schema_and_the_checks(platform: Platform, tmp_
     )
     refused = platform.scoring.score(ACTOR, "orders", "dev", tmp_path / "bad.csv", tmp_path / "o.csv")
     assert refused.status == "failed" and refused.error is not None
-    assert "row 0 amount: outside the declared range 0 .. 1000" in refused.error
-    assert "row 1 order_date: outside the declared range 2023-01-01" in refused.error
+    assert "column 'amount': 1 value(s) outside the declared range 0 .. 1000 (first at row 1)" in refused.error
+    assert "column 'order_date': 1 value(s) outside the declared range 2023-01-01" in refused.error
+    assert refused.validation == "invalid"
 
 
 def test_a_declared_column_the_data_does_not_have_is_named(platform: Platform, tmp_path: Path) -> None:

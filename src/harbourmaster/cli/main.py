@@ -319,39 +319,6 @@ def _from_here(path: str) -> str:
 
 
 @app.command()
-def runs(
-    project: Annotated[str | None, typer.Argument(help="Only this project's runs.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
-    url: UrlOption = None,
-    token: TokenOption = None,
-    json: JsonOption = False,
-) -> None:
-    """Recent pipeline runs (training, and later retraining and scoring)."""
-    with client(url, token) as hm:
-        items = hm.runs(project, limit)
-    if json:
-        return output.print_json(items)
-    output.table(
-        None,
-        ["run", "project", "kind", "status", "started", "seconds", "rows", "version", "error"],
-        [
-            (
-                r.id,
-                r.project,
-                r.kind,
-                r.status,
-                output.when(r.started_at),
-                f"{r.duration_seconds:.1f}" if r.duration_seconds is not None else "-",
-                r.rows_in if r.rows_in is not None else "-",
-                r.version_number or "-",
-                (r.error or "")[:60],
-            )
-            for r in items
-        ],
-    )
-
-
-@app.command()
 def init(
     admin: Annotated[list[str] | None, typer.Option("--admin", help="Name of a first admin user; repeatable.")] = None,
     save_tokens: Annotated[
@@ -488,3 +455,7 @@ alerts_commands.register(app)
 from harbourmaster.cli import log_commands  # noqa: E402
 
 log_commands.register(app)
+
+from harbourmaster.cli import runs_commands  # noqa: E402
+
+runs_commands.register(app)

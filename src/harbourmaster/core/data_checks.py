@@ -10,21 +10,46 @@ and too few rows to train and evaluate on.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from harbourmaster.core.declared_schema import ColumnDeclaration, suggest_column
 from harbourmaster.core.schema import InputSchema, dtype_of
-from harbourmaster.core.timestamps import parse_timestamp, timestamp_seconds
+from harbourmaster.core.timestamps import ISO_DATE_PATTERN, parse_timestamp, timestamp_seconds
 
-__all__ = ["DataProblem", "check_row_counts", "check_training_data", "describe"]
+__all__ = [
+    "DataProblem",
+    "category_outsiders",
+    "check_row_counts",
+    "check_training_data",
+    "date_seconds",
+    "describe",
+    "range_outsiders",
+    "type_mismatches",
+]
 
 _SHOWN = 3
+_BOOLEANS = [True, False]  # equal to 1 and 0 (and 1.0, 0.0) too, as a membership test sees them
 
 
 class DataProblem(str):
-    """One problem with the training data, naming the column (a plain string)."""
+    """One problem with the training data, naming the column (a plain string).
+
+    ``column``, ``check`` (``columns``, ``types``, ``nulls``, ``categories``, ``declared_ranges``,
+    ``rows``) and ``count`` (offending values) are what a run records of it.
+    """
+
+    column: str | None
+    check: str
+    count: int | None
+
+    def __new__(cls, text: str, column: str | None = None, check: str = "columns", count: int | None = None):
+        problem = super().__new__(cls, text)
+        problem.column, problem.check, problem.count = column, check, count
+        return problem
 
 
 def _examples(values: pd.Series) -> str:
@@ -38,27 +63,101 @@ def _positional(values: pd.Series) -> pd.Series:
     return values.reset_index(drop=True)
 
 
-def _not_of_type(values: pd.Series, dtype: str) -> pd.Series:
-    """The non-null values of ``values`` (positionally indexed) that are not of ``dtype``."""
-    present = _positional(values).dropna()
+def type_mismatches(values: pd.Series, dtype: str, seconds: pd.Series | None = None) -> pd.Series:
+    """Mask (aligned with ``values``) of the non-null values that are not of ``dtype``, over the whole column.
+
+    Numbers may be written as text (a CSV column with one stray word is read as text); whole numbers
+    for ``integer``; true/false or 1/0 for ``boolean``; ISO 8601 dates for ``datetime`` (``seconds``:
+    the column's ``date_seconds``, when already computed). Strings and categories hold anything.
+    """
+    present = values.notna()
     if dtype in ("integer", "float"):
-        if pd.api.types.is_bool_dtype(present.dtype):
+        if pd.api.types.is_bool_dtype(values.dtype):
             return present
-        numbers = pd.to_numeric(present, errors="coerce")
-        bad = present[numbers.isna()]
+        numbers = pd.to_numeric(values, errors="coerce")
+        bad = present & numbers.isna()
         if dtype == "integer":
-            whole = numbers.dropna()
-            bad = pd.concat([bad, present[whole.index[(whole % 1) != 0]]]).sort_index()
+            bad |= numbers.notna() & ((numbers % 1) != 0)
         return bad
     if dtype == "boolean":
-        if pd.api.types.is_bool_dtype(present.dtype):
-            return present.iloc[0:0]
-        return present[~present.map(lambda v: isinstance(v, bool) or v in (0, 1)).astype(bool)]
+        if pd.api.types.is_bool_dtype(values.dtype):
+            return present & False
+        return present & ~values.isin(_BOOLEANS)
     if dtype == "datetime":
-        if pd.api.types.is_datetime64_any_dtype(present.dtype):
-            return present.iloc[0:0]
-        return present[present.map(lambda v: parse_timestamp(v) is None).astype(bool)]
-    return present.iloc[0:0]  # string and category hold anything
+        return present & (date_seconds(values) if seconds is None else seconds).isna()
+    return present & False
+
+
+_EPOCH = pd.Timestamp(0, tz="UTC").as_unit("us")
+
+
+def _since_epoch(stamps: pd.Series) -> pd.Series:
+    if getattr(stamps.dtype, "tz", None) is None:
+        stamps = stamps.dt.tz_localize("UTC")
+    # In microseconds: years pandas parses at a coarser unit (0001-01-01) do not overflow nanoseconds.
+    return (stamps.dt.as_unit("us") - _EPOCH).dt.total_seconds()
+
+
+def date_seconds(values: pd.Series) -> pd.Series:
+    """Seconds since the epoch of each value that is a date (a datetime, or ISO 8601 text naming a real day;
+    naive ones read as UTC), NaN for every other value. One parse of the whole column."""
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return _since_epoch(values).astype(float)
+    if not (pd.api.types.is_string_dtype(values.dtype) or pd.api.types.is_object_dtype(values.dtype)):
+        return pd.Series(np.nan, index=values.index)
+    objects = None
+    text = values
+    if pd.api.types.is_object_dtype(values.dtype):  # text mixed with other things: only the text is text
+        kinds = values.map(type)
+        text = values.where(kinds.isin((str,)))
+        objects = kinds.isin((datetime, date, pd.Timestamp))
+    seconds = pd.Series(np.nan, index=values.index)
+    if text.notna().any():
+        stripped = text.str.strip()
+        written = stripped.str.fullmatch(ISO_DATE_PATTERN).fillna(False).astype(bool)
+        parsed = pd.to_datetime(stripped.where(written), format="ISO8601", utc=True, errors="coerce")
+        seconds = _since_epoch(parsed).astype(float)
+        unsure = written & seconds.isna()  # well formed but beyond pandas' years, or no real day: Python decides
+        if unsure.any():
+            exact = {v: _one_second(v) for v in stripped[unsure].unique()}
+            seconds = seconds.where(~unsure, stripped.map(exact))
+    if objects is not None and objects.any():
+        stamps = pd.to_datetime(values.where(objects), utc=True, errors="coerce")
+        seconds = seconds.where(~objects, _since_epoch(stamps))
+    return seconds.astype(float)
+
+
+def _one_second(value: Any) -> float:
+    parsed = parse_timestamp(value)
+    return timestamp_seconds(parsed) if parsed is not None else float("nan")
+
+
+def range_outsiders(
+    values: pd.Series, dtype: str, low: float | None, high: float | None, seconds: pd.Series | None = None
+) -> pd.Series:
+    """Mask of the values outside ``low .. high`` (seconds since the epoch for dates: ``seconds``, the
+    column's ``date_seconds`` when already computed); nulls and values of another type are not outside."""
+    if dtype == "datetime":
+        numbers = date_seconds(values) if seconds is None else seconds
+    else:
+        numbers = pd.to_numeric(values, errors="coerce")
+    outside = values.isna() & False
+    if low is not None:
+        outside |= numbers < low
+    if high is not None:
+        outside |= numbers > high
+    return outside.fillna(False).astype(bool)
+
+
+def category_outsiders(values: pd.Series, categories: list[Any]) -> pd.Series:
+    """Mask of the non-null values that are none of ``categories``."""
+    return values.notna() & ~values.isin(categories)
+
+
+def _not_of_type(values: pd.Series, dtype: str) -> pd.Series:
+    """The non-null values of ``values`` (positionally indexed) that are not of ``dtype``."""
+    present = _positional(values)
+    return present[type_mismatches(present, dtype)]
 
 
 def _type_word(dtype: str) -> str:
@@ -75,26 +174,39 @@ def _column_problems(
         bad = _not_of_type(values, dtype)
         if len(bad):
             problems.append(
-                DataProblem(f"column {name!r} must hold {_type_word(dtype)} ({reference}) but holds {_examples(bad)}")
+                DataProblem(
+                    f"column {name!r} must hold {_type_word(dtype)} ({reference}) but holds {_examples(bad)}",
+                    name,
+                    "types",
+                    len(bad),
+                )
             )
             return problems
     if declared is None:
         return problems
     if declared.nullable is False and values.isna().any():
         rows = _positional(values)
+        nulls = int(values.isna().sum())
         problems.append(
             DataProblem(
-                f"column {name!r} is declared nullable = false but has {int(values.isna().sum())} null(s), "
-                f"e.g. row {int(rows[rows.isna()].index[0]) + 1}"
+                f"column {name!r} is declared nullable = false but has {nulls} null(s), "
+                f"e.g. row {int(rows[rows.isna()].index[0]) + 1}",
+                name,
+                "nulls",
+                nulls,
             )
         )
     if declared.categories is not None:
-        allowed = set(declared.categories)
-        present = _positional(values).dropna()
-        bad = present[~present.map(lambda v: v in allowed).astype(bool)]
+        present = _positional(values)
+        bad = present[category_outsiders(present, declared.categories)]
         if len(bad):
             problems.append(
-                DataProblem(f"column {name!r} holds values outside its declared categories: {_examples(bad)}")
+                DataProblem(
+                    f"column {name!r} holds values outside its declared categories: {_examples(bad)}",
+                    name,
+                    "categories",
+                    len(bad),
+                )
             )
     if declared.min is not None or declared.max is not None:
         ranged = declared.type or dtype_of(values)  # a range declared without a type: the data's own type
@@ -103,21 +215,10 @@ def _column_problems(
     return problems
 
 
-def _seconds(value: Any) -> float:
-    parsed = parse_timestamp(value)
-    return timestamp_seconds(parsed) if parsed is not None else float("nan")
-
-
 def _range_problems(name: str, values: pd.Series, dtype: str, declared: ColumnDeclaration) -> list[DataProblem]:
     low, high = declared.bounds(dtype)
-    present = _positional(values).dropna()
-    numbers = present.map(_seconds).astype(float) if dtype == "datetime" else pd.to_numeric(present, errors="coerce")
-    outside = pd.Series(False, index=present.index)
-    if low is not None:
-        outside |= numbers < low
-    if high is not None:
-        outside |= numbers > high
-    bad = present[outside]
+    present = _positional(values)
+    bad = present[range_outsiders(present, dtype, low, high)]
     if not len(bad):
         return []
     wanted = " and ".join(
@@ -125,7 +226,14 @@ def _range_problems(name: str, values: pd.Series, dtype: str, declared: ColumnDe
         for part in (f">= {declared.min}" if low is not None else "", f"<= {declared.max}" if high is not None else "")
         if part
     )
-    return [DataProblem(f"column {name!r} holds values outside its declared range ({wanted}): {_examples(bad)}")]
+    return [
+        DataProblem(
+            f"column {name!r} holds values outside its declared range ({wanted}): {_examples(bad)}",
+            name,
+            "declared_ranges",
+            len(bad),
+        )
+    ]
 
 
 def check_training_data(
@@ -144,7 +252,8 @@ def check_training_data(
             continue
         problems.append(
             DataProblem(
-                f"column {name!r} is declared in [schema] but is not in the data{suggest_column(name, columns)}"
+                f"column {name!r} is declared in [schema] but is not in the data{suggest_column(name, columns)}",
+                name,
             )
         )
     if previous is not None:
@@ -154,13 +263,21 @@ def check_training_data(
             problems.append(
                 DataProblem(
                     f"column {column.name!r} is missing: {previous_label} was trained with it"
-                    f"{suggest_column(column.name, columns)}"
+                    f"{suggest_column(column.name, columns)}",
+                    column.name,
                 )
             )
     if target in present:
         values = frame[target]
         if values.isna().all():
-            problems.append(DataProblem(f"target column {target!r} has no value: all {len(values)} rows are null"))
+            problems.append(
+                DataProblem(
+                    f"target column {target!r} has no value: all {len(values)} rows are null",
+                    target,
+                    "nulls",
+                    len(values),
+                )
+            )
         else:
             declared = declarations.get(target)
             dtype = declared.type if declared is not None else None
@@ -190,7 +307,10 @@ def check_row_counts(training_rows: int, evaluation_rows: int, minimum: int) -> 
         return None
     return DataProblem(
         f"{training_rows} to train on and {evaluation_rows} held out to evaluate on; "
-        f"at least {minimum} of each are needed ([evaluation] min_rows)"
+        f"at least {minimum} of each are needed ([evaluation] min_rows)",
+        None,
+        "rows",
+        min(training_rows, evaluation_rows),
     )
 
 

@@ -75,6 +75,18 @@ Reference of every key::
                                 # figure (relative) fires the model_quality alert.
     min_labelled_rows = 100     # fewer labelled rows in the window: no verdict.
     metrics = ["accuracy"]      # optional: the metrics judged (default: all).
+    [monitoring.runs]           # optional: checks of every run's input data (docs/monitoring.md).
+    min_rows = 1                # fewer rows in: a "rows" finding (whole number >= 0).
+    max_rows = 1000000          # more rows in: a "rows" finding (optional).
+    rows = "error"              # severity of each check: "error" (the run is invalid),
+    columns = "error"           # "warning" (valid with warnings) or "off". columns:
+    types = "error"             # missing/unknown columns; ranges: outside the training
+    nulls = "error"             # range (default "warning"); declared_ranges: outside
+    categories = "error"        # a range declared in [schema].
+    ranges = "warning"
+    declared_ranges = "error"
+    [monitoring.runs.column.age]  # optional, per column: types, nulls, categories,
+    ranges = "off"              # ranges, declared_ranges.
 
 An ``[environments.<name>]`` table is refused: an environment's SLA, gates and
 sign-offs are the platform's (``harbourmaster environments configure``), a
@@ -97,6 +109,7 @@ from harbourmaster.core.log_layout import LogSettings
 from harbourmaster.core.metrics import validate_metric_names
 from harbourmaster.core.provenance import DEFAULT_MIN_EVALUATION_ROWS
 from harbourmaster.core.quality import QualitySettings
+from harbourmaster.core.run_checks import RunChecks, parse_run_checks
 from harbourmaster.core.schema import DTYPES
 from harbourmaster.errors import InvalidInputError, ProjectFileError
 
@@ -313,9 +326,11 @@ class SerializationSection(_Section):
 
 class MonitoringSection(_Section):
     """``[monitoring]``: how the project's deployments are watched (``drift``: ``DriftSettings``,
-    ``quality``: ``QualitySettings``)."""
+    ``quality``: ``QualitySettings``, ``prediction_log``: ``LogSettings``) and how its runs' input data
+    is checked (``runs``: ``RunChecks``)."""
 
     drift: dict[str, Any] = Field(default_factory=dict)
+    runs: dict[str, Any] = Field(default_factory=dict)
     prediction_log: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("prediction_log")
@@ -359,8 +374,20 @@ class MonitoringSection(_Section):
         drift_settings(value)
         return value
 
+    @field_validator("runs")
+    @classmethod
+    def _valid_runs(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            parse_run_checks(value, None)
+        except InvalidInputError as exc:
+            raise _SpecError(exc.message, exc.hint or "") from None
+        return value
+
     def drift_settings(self) -> DriftSettings:
         return drift_settings(self.drift)
+
+    def run_checks(self) -> RunChecks:
+        return parse_run_checks(self.runs)
 
 
 def drift_settings(value: dict[str, Any]) -> DriftSettings:

@@ -99,6 +99,8 @@ class DesiredState(BaseModel):
     # The control plane's trusted type prefixes (HARBOURMASTER_TRUSTED_TYPES included): registration checked
     # the model files against them, so a replica loads with them too, whatever its own environment says.
     platform_trusted_types: list[str] = []
+    # project -> its [monitoring.runs]: how a batch scorer checks the input data before scoring.
+    run_checks: dict[str, dict[str, Any]] = {}
 
 
 MAX_REFUSAL_TALLIES = 200  # per report: a replica's guard folds the rest into one tally
@@ -283,11 +285,16 @@ class DataPlaneService:
             ).all()
             states = [deployment_state(row) for row in rows]
             trusted = {row.project.name: list(row.project.trusted_types or []) for row in rows}
+            checks = {
+                row.project.name: dict(((row.project.settings or {}).get("monitoring") or {}).get("runs") or {})
+                for row in rows
+            }
         return DesiredState(
             environment=env,
             deployments=states,
             trusted_types=trusted,
             platform_trusted_types=list(self._platform.settings.trusted_type_prefixes),
+            run_checks={project: value for project, value in checks.items() if value},
         )
 
     def bundle(self, actor: Actor, environment: str, digest: str) -> Bundle:

@@ -21,11 +21,13 @@ from harbourmaster.services.identity import IdentityService
 from harbourmaster.services.log_maintenance import PredictionLogService
 from harbourmaster.services.monitoring import MonitoringService
 from harbourmaster.services.notifiers import NotifierService
+from harbourmaster.services.pipeline_runs import PipelineRunMonitor
 from harbourmaster.services.prediction_reads import PredictionReadService
 from harbourmaster.services.promotions import PromotionService
 from harbourmaster.services.quality import QualityService
 from harbourmaster.services.registry import RegistryService
 from harbourmaster.services.replicas import ReplicaService
+from harbourmaster.services.runs import RunService
 from harbourmaster.services.scoring import ScoringService
 from harbourmaster.services.training import TrainingService
 from harbourmaster.store.artifacts import ArtifactStore
@@ -92,6 +94,10 @@ class Platform:
         return ReplicaService(self)
 
     @cached_property
+    def runs(self) -> RunService:
+        return RunService(self)
+
+    @cached_property
     def scoring(self) -> ScoringService:
         return ScoringService(self)
 
@@ -133,7 +139,9 @@ class Platform:
 
     @cached_property
     def monitoring(self) -> MonitoringService:
-        return MonitoringService(self)
+        service = MonitoringService(self)
+        service.register(PipelineRunMonitor())
+        return service
 
     def close(self) -> None:
         self.db.dispose()

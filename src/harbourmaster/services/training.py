@@ -38,6 +38,14 @@ from harbourmaster.core.permissions import Permission
 from harbourmaster.core.progress import SILENT, Progress
 from harbourmaster.core.project_spec import ProjectSpec, parse_project_spec
 from harbourmaster.core.provenance import MetricsProvenance
+from harbourmaster.core.run_checks import (
+    RunChecks,
+    ValidationReport,
+    findings_of_problems,
+    row_count_findings,
+    summarise,
+)
+from harbourmaster.core.run_steps import RunStep, RunTrace
 from harbourmaster.core.schema import InputSchema
 from harbourmaster.errors import (
     DataProblemError,
@@ -211,6 +219,7 @@ class TrainingService:
         spec = read_project_spec(project_dir)
         self._platform.access.require(actor, Permission.REGISTER, target=spec.project.name)
         run_id = self._start_run(actor, spec.project.name, project_dir)
+        trace = RunTrace()
         try:
             parent = self._latest_number(actor, spec.project.name)
             previous = (
@@ -234,20 +243,22 @@ class TrainingService:
                 ),
                 progress=progress,
                 previous_schema=previous,
+                trace=trace,
             )
             progress.stage("registering the version")
-            version = self._platform.registry.register_bundle(
-                actor,
-                spec.project.name,
-                bundle,
-                description or spec.project.description,
-                project_description=spec.project.description,
-                project_settings=project_settings_of(spec),
-                # The platform drew the held-out split and evaluated on it here: computed, not reported.
-                provenance=MetricsProvenance.computed(summary["holdout_rows"]),
-            )
+            with trace.step("register"):
+                version = self._platform.registry.register_bundle(
+                    actor,
+                    spec.project.name,
+                    bundle,
+                    description or spec.project.description,
+                    project_description=spec.project.description,
+                    project_settings=project_settings_of(spec),
+                    # The platform drew the held-out split and evaluated on it here: computed, not reported.
+                    provenance=MetricsProvenance.computed(summary["holdout_rows"]),
+                )
         except Exception as exc:
-            self._finish_run(actor, run_id, status="failed", error=str(exc))
+            self._finish_run(actor, run_id, status="failed", error=str(exc), trace=trace)
             raise
         run = self._finish_run(
             actor,
@@ -255,7 +266,9 @@ class TrainingService:
             status="succeeded",
             version_number=version.number,
             rows_in=summary["rows"],
+            rows_out=summary["training_rows"] + summary["holdout_rows"],
             details=summary,
+            trace=trace,
         )
         return TrainResult(run=run, version=version)
 
@@ -270,6 +283,8 @@ class TrainingService:
         started = None
         if isinstance(duration, int | float) and 0 <= duration <= MAX_REPORTED_RUN_SECONDS:
             started = datetime.now(UTC) - timedelta(seconds=float(duration))
+        summary = dict(summary)
+        trace = reported_trace(summary.pop("steps", None), summary.pop("validation", None))
         run_id = self._start_run(actor, project, None, started_at=started)
         return self._finish_run(
             actor,
@@ -278,6 +293,7 @@ class TrainingService:
             version_number=version_number,
             rows_in=summary.get("rows"),
             details=summary,
+            trace=trace,
         )
 
     def list_runs(self, actor: Actor, project: str | None = None, limit: int = 50) -> list[RunInfo]:
@@ -288,7 +304,7 @@ class TrainingService:
             query = select(RunRow).order_by(RunRow.id.desc()).limit(limit)
             if project:
                 query = query.where(RunRow.project == project)
-            runs = [run_info(row) for row in session.scalars(query)]
+            runs = [run_info(row, whole=False) for row in session.scalars(query)]
             if project and not runs:
                 self._platform.registry.project_row(session, project)  # a typo is named, not an empty list
         self._platform.access.audit_guarded_read(actor, "run.list", project or "*", (run.environment for run in runs))
@@ -327,7 +343,9 @@ class TrainingService:
         error: str | None = None,
         version_number: int | None = None,
         rows_in: int | None = None,
+        rows_out: int | None = None,
         details: dict[str, Any] | None = None,
+        trace: RunTrace | None = None,
     ) -> RunInfo:
         with self._platform.db.transaction() as session:
             row = session.get_one(RunRow, run_id)
@@ -336,7 +354,12 @@ class TrainingService:
             row.finished_at = datetime.now(UTC)
             row.version_number = version_number
             row.rows_in = rows_in
+            row.rows_out = rows_out
             row.details = {**row.details, **(details or {})}
+            if trace is not None:
+                row.steps = trace.dump_steps()
+                row.validation_report = trace.dump_validation()
+                row.validation = trace.validation.status if trace.validation is not None else None
             session.flush()
             self._platform.audit.record(
                 session,
@@ -344,12 +367,35 @@ class TrainingService:
                 f"run.{row.kind}",
                 f"{row.project}:run{row.id}",
                 outcome="allowed" if status == "succeeded" else "failed",
-                after={"status": status, "version": version_number, "rows": rows_in, "error": error},
+                after={
+                    "status": status,
+                    "version": version_number,
+                    "rows": rows_in,
+                    "validation": row.validation,
+                    "error": error,
+                },
             )
             return run_info(row)
 
 
-def run_info(row: RunRow) -> RunInfo:
+def reported_trace(steps: Any, validation: Any) -> RunTrace | None:
+    """The steps and validation a remote training run reported (what does not parse is not kept)."""
+    if steps is None and validation is None:
+        return None
+    trace = RunTrace()
+    try:
+        trace.steps = [RunStep.model_validate(step) for step in (steps or [])[:50]]
+    except (ValueError, TypeError):
+        trace.steps = []
+    try:
+        trace.validation = ValidationReport.model_validate(validation) if validation is not None else None
+    except (ValueError, TypeError):
+        trace.validation = None
+    return trace
+
+
+def run_info(row: RunRow, *, whole: bool = True) -> RunInfo:
+    """A run as the faces show it; ``whole=False`` (listings) leaves out its steps and findings."""
     return RunInfo(
         id=row.id,
         project=row.project,
@@ -364,6 +410,9 @@ def run_info(row: RunRow) -> RunInfo:
         error=row.error,
         details=row.details,
         created_by=row.created_by,
+        validation=row.validation,
+        validation_report=row.validation_report if whole else None,
+        steps=(row.steps or []) if whole else [],
     )
 
 
@@ -387,6 +436,7 @@ def build_training_bundle(
     policy: TrustPolicy | None = None,
     progress: Progress = SILENT,
     previous_schema: dict[str, Any] | None = None,
+    trace: RunTrace | None = None,
 ) -> tuple[Bundle, dict[str, Any]]:
     """Load data, check it, fit, evaluate on the held-out split and build the bundle (no store writes).
 
@@ -394,56 +444,76 @@ def build_training_bundle(
     for undeclared columns, ``previous_schema`` (the input schema of ``parent_version``).
     ``policy``: what the fitted pipeline may contain, as registration will check it (the platform's and the
     project's admin-set types); by default ``settings`` plus the project file's ``trusted_types``.
+    ``trace`` receives each step (rows in and out, timings) and the verdict of the data checks, with
+    the row-count bounds of ``[monitoring.runs]``.
     """
+    trace = trace or RunTrace()
     source = data or data_source_of(spec)
     progress.stage(f"reading {source.describe()}")
-    frame = load_frame(source, project_dir)
+    with trace.step("read") as step:
+        frame = load_frame(source, project_dir)
+        step.rows_out = len(frame)
+        step.note = source.describe()
     target_name = spec.data.target
-    if target_name not in frame.columns:
-        raise DataSourceError(
-            f"target column {target_name!r} is not in the data from {source.describe()}"
-            f" (columns: {', '.join(map(str, frame.columns[:20]))})",
-            "fix [data] target in harbourmaster.toml or the data source",
+    with trace.step("validate", len(frame)) as step:
+        if target_name not in frame.columns:
+            raise DataSourceError(
+                f"target column {target_name!r} is not in the data from {source.describe()}"
+                f" (columns: {', '.join(map(str, frame.columns[:20]))})",
+                "fix [data] target in harbourmaster.toml or the data source",
+            )
+        previous = InputSchema.model_validate(previous_schema) if previous_schema else None
+        label = f"v{parent_version}"
+        problems = check_training_data(frame, target_name, spec.declarations, previous, previous_label=label)
+        trace.validation = training_validation(
+            problems, len(frame), spec.monitoring.run_checks(), against=f"[schema]{' and ' + label if previous else ''}"
         )
-    previous = InputSchema.model_validate(previous_schema) if previous_schema else None
-    problems = check_training_data(frame, target_name, spec.declarations, previous, previous_label=f"v{parent_version}")
-    if problems:
-        raise DataProblemError(**describe_problems(problems, source.describe()))
-    frame = frame[frame[target_name].notna()]
-    features = frame.drop(columns=[target_name])
-    target = frame[target_name]
-    if features.shape[1] == 0:
-        raise DataSourceError(
-            f"the data from {source.describe()} has no feature columns besides the target",
-            "add feature columns to the data",
-        )
+        if problems:
+            raise DataProblemError(**describe_problems(problems, source.describe()))
+        if trace.validation.status == "invalid":
+            raise DataProblemError(
+                f"the training data from {source.describe()}: "
+                + "; ".join(f.message for f in trace.validation.findings),
+                "use other data, or change the bounds in [monitoring.runs] of harbourmaster.toml",
+            )
+        frame = frame[frame[target_name].notna()]
+        step.rows_out = len(frame)
+        features = frame.drop(columns=[target_name])
+        target = frame[target_name]
+        if features.shape[1] == 0:
+            raise DataSourceError(
+                f"the data from {source.describe()} has no feature columns besides the target",
+                "add feature columns to the data",
+            )
 
     code_files = snapshot_project_code(project_dir)
     modules = code_modules(code_files)
     evaluation = spec.evaluation
     classification = _looks_like_classification(target)
     stratify = target if (evaluation.stratify and classification and target.value_counts().min() >= 2) else None
-    try:
-        x_train, x_test, y_train, y_test = train_test_split(
-            features,
-            target,
-            test_size=evaluation.holdout,
-            random_state=evaluation.seed,
-            stratify=stratify,
-        )
-    except ValueError as exc:
-        raise DataSourceError(
-            f"cannot hold out {evaluation.holdout:.0%} of {len(frame)} rows: {exc}",
-            "use more data or a different [evaluation] holdout",
-        ) from exc
-
-    too_few = check_row_counts(len(x_train), len(x_test), evaluation.min_rows)
-    if too_few is not None:
-        raise DataProblemError(
-            f"too few rows in the data from {source.describe()} ({len(frame)} with a target): {too_few}",
-            f"use more data, or lower [evaluation] min_rows (now {evaluation.min_rows}) if so few rows are "
-            "really enough; metrics on a handful of rows say little",
-        )
+    with trace.step("split", len(frame)) as step:
+        try:
+            x_train, x_test, y_train, y_test = train_test_split(
+                features,
+                target,
+                test_size=evaluation.holdout,
+                random_state=evaluation.seed,
+                stratify=stratify,
+            )
+        except ValueError as exc:
+            raise DataSourceError(
+                f"cannot hold out {evaluation.holdout:.0%} of {len(frame)} rows: {exc}",
+                "use more data or a different [evaluation] holdout",
+            ) from exc
+        step.rows_out = len(x_train) + len(x_test)
+        step.note = f"{len(x_train)} to train on, {len(x_test)} held out"
+        too_few = check_row_counts(len(x_train), len(x_test), evaluation.min_rows)
+        if too_few is not None:
+            raise DataProblemError(
+                f"too few rows in the data from {source.describe()} ({len(frame)} with a target): {too_few}",
+                f"use more data, or lower [evaluation] min_rows (now {evaluation.min_rows}) if so few rows are "
+                "really enough; metrics on a handful of rows say little",
+            )
     metric_names = validate_metric_names(
         evaluation.metrics or default_metrics("classification" if classification else "regression")
     )
@@ -451,9 +521,13 @@ def build_training_bundle(
         train_function = resolve_entrypoint(spec.pipeline.train, "train")
         prepare_function = resolve_entrypoint(spec.pipeline.prepare, "prepare") if spec.pipeline.prepare else None
         progress.stage(f"fitting {spec.pipeline.train} on {len(x_train)} rows")
-        fitted = fit_pipeline(spec, train_function, prepare_function, x_train, y_train)
+        with trace.step("fit", len(x_train)) as step:
+            fitted = fit_pipeline(spec, train_function, prepare_function, x_train, y_train)
+            step.note = spec.pipeline.train
         progress.stage(f"evaluating on {len(x_test)} held-out rows")
-        metrics = evaluate(fitted, x_test, y_test, metric_names)
+        with trace.step("evaluate", len(x_test)) as step:
+            metrics = evaluate(fitted, x_test, y_test, metric_names)
+            step.rows_out = len(x_test)
         lineage = {
             "data": {
                 "source": source.describe(),
@@ -476,24 +550,25 @@ def build_training_bundle(
             },
         }
         progress.stage("packaging the bundle")
-        bundle = package_version(
-            fitted,
-            features=features,
-            target=target,
-            metrics=metrics,
-            lineage=lineage,
-            created_by=actor.name,
-            format=spec.serialization.format,
-            code_files=code_files,
-            prepare=spec.pipeline.prepare,
-            trusted_pickle=spec.serialization.trust_pickle,
-            policy=policy
-            or TrustPolicy.from_settings(settings or Settings.from_env(), spec.serialization.trusted_types),
-            project=spec.project.name,
-            sensitive=spec.data.sensitive,
-            schema=spec.declarations,
-            reference_sample_rows=spec.monitoring.drift_settings().sample_rows,
-        )
+        with trace.step("package", len(features)):
+            bundle = package_version(
+                fitted,
+                features=features,
+                target=target,
+                metrics=metrics,
+                lineage=lineage,
+                created_by=actor.name,
+                format=spec.serialization.format,
+                code_files=code_files,
+                prepare=spec.pipeline.prepare,
+                trusted_pickle=spec.serialization.trust_pickle,
+                policy=policy
+                or TrustPolicy.from_settings(settings or Settings.from_env(), spec.serialization.trusted_types),
+                project=spec.project.name,
+                sensitive=spec.data.sensitive,
+                schema=spec.declarations,
+                reference_sample_rows=spec.monitoring.drift_settings().sample_rows,
+            )
     summary = {
         "rows": len(frame),
         "training_rows": len(x_train),
@@ -502,6 +577,12 @@ def build_training_bundle(
         "source": source.describe(),
     }
     return bundle, summary
+
+
+def training_validation(problems: list[Any], rows: int, checks: RunChecks, against: str) -> ValidationReport:
+    """The verdict on training data: the data checks' problems (each refuses training) and the row bounds."""
+    findings = findings_of_problems(problems, rows) + row_count_findings(rows, checks)
+    return summarise(findings, rows, against)
 
 
 def _looks_like_classification(target: pd.Series) -> bool:

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harbourmaster.core.progress import SILENT, Progress
+from harbourmaster.core.run_checks import parse_run_checks
+from harbourmaster.core.run_steps import RunTrace
 from harbourmaster.errors import InvalidInputError
 from harbourmaster.schemas import RunInfo
 from harbourmaster.services.scoring import failure_message, score_file
@@ -32,13 +34,28 @@ def score_remote(
     champion = deployment.champion
     started_at = datetime.now(UTC)
     rows_in = rows_out = None
+    trace = RunTrace()
     try:
         progress.stage(f"loading v{champion.number}")
-        bundle = control_plane.load_bundle(project, champion.digest, state.trusted_types.get(project, ()))
-        rows_in, rows_out = score_file(bundle, champion.number, deployment.options, input_path, output_path, progress)
+        with trace.step("load") as step:
+            bundle = control_plane.load_bundle(project, champion.digest, state.trusted_types.get(project, ()))
+            step.note = f"v{champion.number}"
+        checks = parse_run_checks(state.run_checks.get(project))
+        rows_in, rows_out = score_file(
+            bundle,
+            champion.number,
+            deployment.options,
+            input_path,
+            output_path,
+            progress,
+            checks=checks,
+            trace=trace,
+        )
         status, error = "succeeded", None
     except Exception as exc:
         status, error = "failed", failure_message(exc)
+        if rows_in is None and trace.validation is not None:
+            rows_in = trace.validation.rows
     outcome = {
         "version": champion.number,
         "status": status,
@@ -48,5 +65,7 @@ def score_remote(
         "output": str(output_path),
         "error": error,
         "started_at": started_at.isoformat(),
+        "steps": trace.dump_steps(),
+        "validation_report": trace.dump_validation(),
     }
     return RunInfo.model_validate(control_plane.record_score_run(project, outcome))

@@ -111,7 +111,11 @@ class VersionTagRow(Base):
 
 
 class RunRow(Base):
-    """One execution of a pipeline (training now; retraining and scoring later)."""
+    """One execution of a pipeline (training, retraining, batch scoring, data preparation).
+
+    ``validation`` is the verdict on its input data (valid, warnings, invalid; NULL: not checked),
+    ``validation_report`` the findings behind it and ``steps`` each step's timings and rows (0013).
+    """
 
     __tablename__ = "runs"
 
@@ -128,6 +132,9 @@ class RunRow(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_by: Mapped[str] = mapped_column(String(128), nullable=False)
+    validation: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    validation_report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    steps: Mapped[list[Any]] = mapped_column(JSON, nullable=False, default=list, server_default="[]")
 
 
 class UserRow(Base):

@@ -21,6 +21,8 @@ from harbourmaster.api.deps import current_actor, get_platform, replica_actor
 from harbourmaster.api.permissions import REPLICA, requires
 from harbourmaster.api.routes.registry import _checked_digest
 from harbourmaster.core.permissions import Permission
+from harbourmaster.core.run_checks import ValidationReport
+from harbourmaster.core.run_steps import RunStep
 from harbourmaster.errors import InvalidInputError, NotFoundError
 from harbourmaster.schemas import ReplicaInfo, RunInfo
 from harbourmaster.services.actors import Actor
@@ -67,6 +69,8 @@ class ScoreRunIn(BaseModel):
     output: str = Field(default="", max_length=1000)
     error: str | None = Field(default=None, max_length=10_000)
     started_at: datetime | None = None
+    steps: list[RunStep] = Field(default_factory=list, max_length=50)
+    validation_report: ValidationReport | None = None
 
 
 class CredentialCreate(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -238,6 +238,16 @@ def list_runs(
     actor: Actor = Depends(current_actor),
 ) -> list[RunInfo]:
     return platform.training.list_runs(actor, project, limit)
+
+
+@router.get("/runs/{run_id}", openapi_extra=requires(Permission.READ))
+def get_run(
+    run_id: int = Path(ge=1, le=2**31 - 1),
+    platform: Platform = Depends(get_platform),
+    actor: Actor = Depends(current_actor),
+) -> RunInfo:
+    """One run's whole record: steps with rows in and out and durations, validation findings, error."""
+    return platform.runs.get(actor, run_id)
 
 
 def _checked_digest(digest: str) -> str:
