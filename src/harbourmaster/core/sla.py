@@ -39,6 +39,7 @@ NO_LATENCY_PATHS = ("feedback", "refused")  # refusals are counted as requests b
 # Windows, in seconds, and the two alerts of the workbook.
 WINDOWS: dict[str, int] = {"5m": 300, "30m": 1800, "1h": 3600, "6h": 21600}
 LATENCY_OBJECTIVE_BUDGET = 0.01  # p99: 1% of requests may be slower than the threshold
+MIN_BUDGET = 1e-6  # a zero budget: any bad event burns it (finite, so that every figure is plain JSON)
 RESET_TOLERANCE_SECONDS = 5.0  # a series whose start moved later than this restarted
 
 
@@ -211,13 +212,16 @@ def bad_events(objective: Objective, counts: Counts, sla: SlaConfig) -> tuple[fl
     return max(0.0, counts.timed - at_most(sla.p99_ms / 1000.0, counts)), counts.timed
 
 
+def budget_of(objective: Objective) -> float:
+    """The budget burn rates divide by: a zero budget (no bad event allowed) counts as one in a million."""
+    return max(objective.budget, MIN_BUDGET)
+
+
 def burn_rate(bad: float, total: float, budget: float) -> float | None:
-    """How many times faster than allowed the budget burns (None: no event; inf: any bad event on a zero budget)."""
+    """How many times faster than allowed the budget burns (None: no event in the window)."""
     if total <= 0:
         return None
-    if budget <= 0:
-        return math.inf if bad > 0 else 0.0
-    return (bad / total) / budget
+    return (bad / total) / max(budget, MIN_BUDGET)
 
 
 class WindowFigures(BaseModel):
@@ -334,9 +338,7 @@ def judge(alert: BurnAlert, windows: dict[str, WindowFigures], sla: SlaConfig) -
 
 
 def _times(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return "without limit (zero budget)" if math.isinf(value) else f"{value:.1f}x"
+    return "-" if value is None else f"{value:.1f}x"
 
 
 def assess(

@@ -26,6 +26,7 @@ from harbourmaster.core.sla import (
     NOT_PREDICTIONS,
     WINDOWS,
     bracket,
+    budget_of,
     objectives,
 )
 
@@ -102,7 +103,7 @@ def alerting_rules(environment: Environment) -> list[dict[str, Any]]:
     """The burn-rate alerts (and the low-throughput warning) of one environment's SLA."""
     name, sla = environment.name, environment.config.sla
     rules: list[dict[str, Any]] = []
-    for objective, budget, text in ((o.name, o.budget, o.text) for o in objectives(sla)):
+    for objective, budget, text in ((o.name, budget_of(o), o.text) for o in objectives(sla)):
         for alert in BURN_ALERTS:
             limit = f"{alert.factor:g} * {budget:g}"
             long = bad_ratio(objective, alert.long_window, name, sla.p99_ms)

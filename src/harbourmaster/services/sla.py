@@ -197,15 +197,8 @@ def _results(report: SlaReport) -> list[MonitorResult]:
     return results
 
 
-def _number(value: float | None) -> float | None:
-    """A value that every backend stores: infinity (a zero budget burnt) becomes a very large number."""
-    if value is None or math.isnan(value):
-        return None
-    return min(value, 1e12)
-
-
 def _finite(value: Any) -> Any:
-    """JSON details without infinity (PostgreSQL's JSON refuses it)."""
+    """JSON details without NaN (PostgreSQL's JSON refuses it; no figure should be NaN anyway)."""
     if isinstance(value, float):
         return _number(value)
     if isinstance(value, dict):
@@ -213,6 +206,10 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list):
         return [_finite(v) for v in value]
     return value
+
+
+def _number(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else value
 
 
 def _rate(value: float | None) -> str:

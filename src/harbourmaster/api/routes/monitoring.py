@@ -1,7 +1,9 @@
-"""Monitoring routes: drift reports of a deployment and their stored time series. Each calls one service.
+"""Monitoring routes: drift reports of a deployment and their stored time series, and its SLA figures.
+Each calls one service.
 
 A drift report reads the environment's prediction log, so it needs ``read`` on that
-environment like the log itself (a prod drift report is a prod read, audited).
+environment like the log itself (a prod drift report is a prod read, audited); so does an
+SLA read.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from harbourmaster.api.deps import current_actor, get_platform
 from harbourmaster.api.permissions import requires
 from harbourmaster.core.drift import DriftReport
 from harbourmaster.core.permissions import Permission
+from harbourmaster.core.sla import SlaReport
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.drift import DriftResultInfo
 from harbourmaster.services.platform import Platform
@@ -70,3 +73,15 @@ def drift_history(
 ) -> list[DriftResultInfo]:
     """Stored drift results of a deployment, newest first (``feature=__dataset__``: the verdicts)."""
     return platform.drift.history(actor, project, environment, feature=feature, since=since, limit=limit)
+
+
+@router.get("/sla/{project}/{environment}", tags=["monitoring"], openapi_extra=READ_ENVIRONMENT)
+def sla_report(
+    project: str,
+    environment: str,
+    platform: Platform = Depends(get_platform),
+    actor: Actor = Depends(current_actor),
+) -> SlaReport:
+    """A deployment's throughput, latency, error and fallback rates over 5m/30m/1h/6h against its
+    environment's SLA, with the burn rates and the fast/slow burn alerts' state."""
+    return platform.sla.report(actor, project, environment)
