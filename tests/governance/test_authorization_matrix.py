@@ -268,6 +268,7 @@ EXAMPLES: dict[tuple[str, str], list[Example]] = {
     ("GET", "/api/v1/predictions/{project}/{environment}"): [_dep("dev"), _dep("prod")],
     ("POST", "/api/v1/drift/{project}/{environment}"): [_dep("dev", window="1h"), _dep("prod", window="1h")],
     ("GET", "/api/v1/drift/{project}/{environment}/history"): [_dep("dev"), _dep("prod")],
+    ("GET", "/api/v1/sla/{project}/{environment}"): [_dep("dev"), _dep("prod")],
     ("GET", "/api/v1/alerts"): [lambda _p, _s, _u: Request(params={"all": True})],
     ("GET", "/api/v1/alerts/{alert_id}"): [_prepare_alert],
     ("GET", "/api/v1/alerts/{alert_id}/deliveries"): [_prepare_alert],
