@@ -106,7 +106,7 @@ class Sample:
 
 def increase(samples: Sequence[Sample], start: float, end: float) -> tuple[Counts, float]:
     """The counters' increase of one series (one replica, one project) over ``(start, end]``, and the
-    seconds the series covers of that window.
+    seconds that increase spans (from the baseline to the newest sample: the divisor of a rate).
 
     The baseline is the newest sample at or before ``start``; a series that started inside
     the window counts from zero; one whose first sample in the window is all we know counts
@@ -119,7 +119,7 @@ def increase(samples: Sequence[Sample], start: float, end: float) -> tuple[Count
     before = [s for s in ordered if s.at <= start]
     inside = [s for s in ordered if s.at > start]
     if before:
-        base, base_at = before[-1], start
+        base, base_at = before[-1], before[-1].at  # the increase spans from it: rates divide by that span
     elif ordered[0].started >= start:
         base, base_at = Sample(ordered[0].started, ordered[0].started, ZERO), ordered[0].started
     else:
@@ -136,7 +136,7 @@ def increase(samples: Sequence[Sample], start: float, end: float) -> tuple[Count
 
 
 def window_counts(series: Iterable[Sequence[Sample]], start: float, end: float) -> tuple[Counts, float]:
-    """The increase over ``(start, end]`` summed over series (replicas), and the longest span covered."""
+    """The increase over ``(start, end]`` summed over series (replicas), and the longest span it covers."""
     total, covered = ZERO, 0.0
     for samples in series:
         counts, seconds = increase(samples, start, end)
@@ -229,7 +229,7 @@ class WindowFigures(BaseModel):
 
     window: str
     seconds: int
-    covered_seconds: float  # how much of the window the replicas' samples cover
+    covered_seconds: float  # the span the counted increase covers (the samples' times; about the window)
     requests: float
     throughput: float | None  # requests per second over the covered span
     p50_ms: float | None
