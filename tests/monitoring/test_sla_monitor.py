@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy import select
-from tests.governance.helpers import USERS, actor
+from tests.governance.helpers import create_users, live_server
 from tests.monitoring.helpers import OWNER, PROJECT, register_and_deploy
 from tests.served import any_record
 
+from harbourmaster.client import Client
 from harbourmaster.core.sla import LATENCY_BUCKETS, Counts
 from harbourmaster.services.platform import Platform
 from harbourmaster.serving.server import ServerThread
@@ -87,14 +88,17 @@ def test_the_monitor_raises_the_fast_burn_alert_from_stored_samples(platform: Pl
         ("sla.throughput", "updated"),
     }
 
-    # A person's read: the same figures; when the environment is guarded, the read is audited.
-    for name, (roles, _) in USERS.items():
-        platform.identity.create_user(OWNER, name, roles)
+    # A person's read over HTTP with the SDK: the same figures; when the environment is guarded, audited.
+    tokens = create_users(platform)
     platform.environments.configure(
         OWNER, "dev", {"guarded": True, "sla": {"p99_ms": 100, "error_rate": 0.001, "min_rps": 50}}
     )
-    report = platform.sla.report(actor(platform, "vera"), PROJECT, "dev")
+    with live_server(platform) as live, Client(live.url, token=tokens["vera"]) as sdk:
+        report = sdk.sla(PROJECT, "dev")
+        rules = sdk.prometheus_rules("dev")
     assert report.window("1h").error_rate == stored["error-rate"].value and report.alerts[0].firing
+    assert report.alerts[0].objectives == ["errors"] and report.sla.error_rate == 0.001
+    assert 'environment="dev"' in rules and "(14.4 * 0.001)" in rules and "environment: 'dev'" in rules
     with platform.db.reader() as session:
         audited = session.scalars(select(AuditEventRow.actor).where(AuditEventRow.action == "sla.read")).all()
     assert audited == ["vera"]
