@@ -192,6 +192,8 @@ def test_the_heartbeat_block_is_checked_before_it_is_believed() -> None:
     assert heartbeat_traffic(None) is None
     assert heartbeat_traffic({**good, "bounds": [1, 2]}) is None  # another histogram: not comparable
     assert heartbeat_traffic({**good, "uptime": -1}) is None
+    assert heartbeat_traffic({**good, "uptime": 1e300}) is None  # would overflow a datetime
+    assert heartbeat_traffic({**good, "uptime": True}) is None
     bad_projects = {
         "": good["projects"]["churn"],
         "x" * 65: good["projects"]["churn"],

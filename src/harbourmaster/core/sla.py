@@ -40,7 +40,10 @@ NO_LATENCY_PATHS = ("feedback", "refused")  # refusals are counted as requests b
 WINDOWS: dict[str, int] = {"5m": 300, "30m": 1800, "1h": 3600, "6h": 21600}
 LATENCY_OBJECTIVE_BUDGET = 0.01  # p99: 1% of requests may be slower than the threshold
 MIN_BUDGET = 1e-6  # a zero budget: any bad event burns it (finite, so that every figure is plain JSON)
-RESET_TOLERANCE_SECONDS = 5.0  # a series whose start moved later than this restarted
+RESET_TOLERANCE_SECONDS = 5.0
+MAX_UPTIME = (
+    100 * 365 * 86400.0
+)  # seconds: a heartbeat claiming more is not believed  # a series whose start moved later than this restarted
 
 
 @dataclass(frozen=True)
@@ -373,7 +376,7 @@ def heartbeat_traffic(raw: object, limit: int = 1000) -> tuple[float, dict[str, 
     if not isinstance(raw, dict) or not isinstance(raw.get("projects"), dict):
         return None
     uptime = raw.get("uptime")
-    if not _number(uptime) or uptime < 0 or list(raw.get("bounds") or []) != list(LATENCY_BUCKETS):
+    if not _number(uptime) or not 0 <= uptime <= MAX_UPTIME or list(raw.get("bounds") or []) != list(LATENCY_BUCKETS):
         return None
     projects: dict[str, Counts] = {}
     for project, values in list(raw["projects"].items())[:limit]:
