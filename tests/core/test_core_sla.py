@@ -197,6 +197,8 @@ def test_the_heartbeat_block_is_checked_before_it_is_believed() -> None:
     bad_projects = {
         "": good["projects"]["churn"],
         "x" * 65: good["projects"]["churn"],
+        "nul\u0000": good["projects"]["churn"],  # PostgreSQL would refuse it
+        "Upper Case": good["projects"]["churn"],
         "neg": {**good["projects"]["churn"], "errors": -1},
         "nan": {**good["projects"]["churn"], "requests": float("nan")},
         "short": {**good["projects"]["churn"], "buckets": [1]},

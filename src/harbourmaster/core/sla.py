@@ -29,6 +29,7 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from harbourmaster.core.environments import SlaConfig
+from harbourmaster.core.project_spec import PROJECT_NAME_PATTERN
 
 # Upper bounds (seconds) of the replicas' latency histogram (serving/metrics.py uses these).
 LATENCY_BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0)
@@ -372,7 +373,8 @@ def assess(
 
 def heartbeat_traffic(raw: object, limit: int = 1000) -> tuple[float, dict[str, Counts]] | None:
     """A heartbeat's ``traffic`` block as (uptime seconds, counts per project); None when it is absent,
-    malformed or from a replica whose histogram has other bounds (nothing to compare it with)."""
+    malformed or from a replica whose histogram has other bounds (nothing to compare it with). Entries
+    that are not a project name with non-negative finite counters are left out."""
     if not isinstance(raw, dict) or not isinstance(raw.get("projects"), dict):
         return None
     uptime = raw.get("uptime")
@@ -380,7 +382,7 @@ def heartbeat_traffic(raw: object, limit: int = 1000) -> tuple[float, dict[str, 
         return None
     projects: dict[str, Counts] = {}
     for project, values in list(raw["projects"].items())[:limit]:
-        if not isinstance(project, str) or not 0 < len(project) <= 64 or not isinstance(values, dict):
+        if not isinstance(project, str) or not PROJECT_NAME_PATTERN.fullmatch(project) or not isinstance(values, dict):
             continue
         numbers = [values.get(key) for key in ("requests", "errors", "fallbacks", "timed", "latency_sum")]
         buckets = values.get("buckets")
