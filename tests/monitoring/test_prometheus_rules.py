@@ -6,14 +6,11 @@ the same series."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from harbourmaster.core.environments import SlaConfig, default_environments
@@ -21,20 +18,9 @@ from harbourmaster.core.sla import LATENCY_BUCKETS, Counts, Sample, assess
 from harbourmaster.core.sla_rules import ALERT_NAMES, UNROUTED, alerting_rules, rule_groups, to_yaml
 from harbourmaster.serving.metrics import ServingMetrics
 from harbourmaster.store.prediction_log import UNROUTED as LOG_UNROUTED
+from monitoring.helpers import promtool
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
 MINUTES = 420  # 7 h of samples, one a minute
-
-
-def promtool() -> str:
-    """promtool's path; skips (on a laptop) or fails (CI=true) when Debian's prometheus package is missing."""
-    found = shutil.which("promtool")
-    if found is None:
-        reason = "promtool is not installed (apt-get install prometheus; scripts/test installs it)"
-        if IN_CI:
-            pytest.fail(f"CI=true but {reason}")
-        pytest.skip(reason)
-    return found
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

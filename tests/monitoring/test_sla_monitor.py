@@ -5,45 +5,27 @@ fast burn alert (critical, naming the deployment) but not the slow one; reads fo
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import httpx
 from sqlalchemy import select
-from tests.governance.helpers import create_users, live_server
-from tests.monitoring.helpers import OWNER, PROJECT, register_and_deploy
-from tests.served import any_record
 
+from governance.helpers import create_users, live_server
 from harbourmaster.client import Client
-from harbourmaster.core.sla import LATENCY_BUCKETS, Counts
+from harbourmaster.core.sla import LATENCY_BUCKETS
 from harbourmaster.services.platform import Platform
 from harbourmaster.serving.server import ServerThread
-from harbourmaster.store import traffic_samples
 from harbourmaster.store.tables import AuditEventRow, MonitorResultRow, TrafficSampleRow
+from monitoring.helpers import OWNER, PROJECT, register_and_deploy, store_burst
+from served import any_record
 
 SUBJECT = f"{PROJECT}/dev"
-
-
-def _fast(total: float) -> tuple[float, ...]:
-    return tuple(0.0 if bound < 0.005 else total for bound in LATENCY_BUCKETS)  # all within 5 ms
-
-
-def _store_burst(platform: Platform, now: datetime) -> None:
-    """7 h of one replica's samples, one a minute: 582 answers and, in the last hour only, 18 errors a minute."""
-    started = now - timedelta(minutes=421)
-    answered = errors = 0.0
-    with platform.db.transaction() as session:
-        for minute in range(420, -1, -1):
-            if minute < 420:
-                answered += 582
-                errors += 18 if minute < 60 else 0
-            counts = Counts(answered + errors, errors, 0.0, answered + errors, 0.0, _fast(answered + errors))
-            traffic_samples.add(session, "r1", "dev", started, now - timedelta(minutes=minute), {PROJECT: counts})
 
 
 def test_the_monitor_raises_the_fast_burn_alert_from_stored_samples(platform: Platform) -> None:
     register_and_deploy(platform)
     platform.environments.configure(OWNER, "dev", {"sla": {"p99_ms": 100, "error_rate": 0.001, "min_rps": 50}})
-    _store_burst(platform, datetime.now(UTC))
+    store_burst(platform, datetime.now(UTC))
 
     run = platform.monitoring.run_once()
     [sla_run] = [r for r in run.runs if r.monitor == "sla"]
