@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from governance.helpers import create_users, live_server
 from harbourmaster.client import Client
+from harbourmaster.core.alerts import Severity, Verdict
 from harbourmaster.core.sla import LATENCY_BUCKETS
 from harbourmaster.services.platform import Platform
 from harbourmaster.serving.server import ServerThread
@@ -69,6 +70,12 @@ def test_the_monitor_raises_the_fast_burn_alert_from_stored_samples(platform: Pl
         ("sla.fast-burn", "updated"),
         ("sla.throughput", "updated"),
     }
+
+    # An alert about a deployment that is gone (its project or environment removed) resolves at the next run.
+    gone = Verdict("sla.fast-burn", "gone/dev", True, Severity.CRITICAL, "burning", project="gone", monitor="sla")
+    platform.alerts.apply([gone])
+    after = platform.monitoring.run_once()
+    assert ("sla.fast-burn", "gone/dev", "resolved") in {(c.rule, c.subject, c.change) for c in after.changes}
 
     # A person's read over HTTP with the SDK: the same figures; when the environment is guarded, audited.
     tokens = create_users(platform)
