@@ -1,11 +1,16 @@
 """The SDK's alert and monitoring methods (mixed into ``harbourmaster.Client``): alerts and their
-acknowledgement and silencing, notifiers (admins), and running the monitors once."""
+acknowledgement and silencing, notifiers (admins), running the monitors once, deployments' SLA
+figures and the Prometheus rules of the environments' SLAs."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from harbourmaster.core.environments import Environment
+from harbourmaster.core.sla import SlaReport
+from harbourmaster.core.sla_rules import rule_groups, to_yaml
+from harbourmaster.errors import NotFoundError
 from harbourmaster.services.alerts import AlertInfo
 from harbourmaster.services.log_maintenance import CompactionInfo, Expired
 from harbourmaster.services.monitoring import MonitorRunInfo, RunReport
@@ -52,6 +57,25 @@ class MonitoringMethods:
             body = {"seconds": duration.total_seconds()}
             return AlertInfo.model_validate(self._remote.post(f"/alerts/{alert_id}/silence", json=body))
         return self._platform.alerts.silence(self.actor, alert_id, duration)
+
+    def sla(self, project: str, environment: str) -> SlaReport:
+        """A deployment's figures over 5m/30m/1h/6h against its environment's SLA, and its burn alerts."""
+        if self._remote:
+            return SlaReport.model_validate(self._remote.get(f"/sla/{project}/{environment}"))
+        return self._platform.sla.report(self.actor, project, environment)
+
+    def prometheus_rules(self, environment: str | None = None) -> str:
+        """Prometheus rules (YAML) expressing the environments' SLAs (``environment``: only its alerts)."""
+        environments: list[Environment] = self.environments()  # type: ignore[attr-defined]
+        if environment is not None:
+            chosen = [env for env in environments if env.name == environment]
+            if not chosen:
+                raise NotFoundError(
+                    f"environment {environment!r} does not exist",
+                    f"use one of: {', '.join(env.name for env in environments)}",
+                )
+            environments = chosen
+        return to_yaml(rule_groups(environments))
 
     def run_monitors(self) -> RunReport:
         """Run every monitor once (on the server with ``url``) and deliver due notifications."""

@@ -110,6 +110,7 @@ BAD: dict[str, list[str]] = {
     "kind": ["carrier-pigeon"],
     "webhook": ["ftp://example.com/hook", "not a url", "https://", "http://hooks.example.com:abc/x", "http://h:99999/"],
     "min_severity": ["apocalyptic"],
+    "output_file": ["no-folder/rules.yml"],
 }
 
 # Parameters where any value is acceptable (free text, flags), or (--host) where only binding would tell.

@@ -279,6 +279,7 @@ EXAMPLES: dict[tuple[str, str], list[Example]] = {
         lambda _p, _s, _u: Request(path={"project": PROJECT, "version": 3, "environment": "prod"}, json={})
     ],
     ("GET", "/api/v1/evidence/{project}"): [lambda _p, _s, _u: Request(path={"project": PROJECT})],
+    ("GET", "/api/v1/sla/{project}/{environment}"): [_dep("dev"), _dep("prod")],
     ("GET", "/api/v1/alerts"): [lambda _p, _s, _u: Request(params={"all": True})],
     ("GET", "/api/v1/alerts/{alert_id}"): [_prepare_alert],
     ("GET", "/api/v1/alerts/{alert_id}/deliveries"): [_prepare_alert],

@@ -1,22 +1,28 @@
-"""A small deployed version and a prediction log written in the replicas' own layout, for drift tests."""
+"""A small deployed version and a prediction log written in the replicas' own layout, for drift tests;
+replicas' traffic samples for SLA tests; promtool for the Prometheus-rule tests."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import pytest
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from harbourmaster.core.declared_schema import parse_declarations
+from harbourmaster.core.sla import LATENCY_BUCKETS, Counts
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.packaging import package_version
 from harbourmaster.services.platform import Platform
+from harbourmaster.store import traffic_samples
 from harbourmaster.store.prediction_log import write_predictions
 
 PROJECT = "loans"
@@ -161,3 +167,31 @@ def log_typed_rows(
         platform.artifacts.put_bytes(key, table_bytes(table))
         keys.append(key)
     return keys
+
+
+def _fast(total: float) -> tuple[float, ...]:
+    return tuple(0.0 if bound < 0.005 else total for bound in LATENCY_BUCKETS)  # all within 5 ms
+
+
+def store_burst(platform: Platform, now: datetime) -> None:
+    """7 h of one replica's samples, one a minute: 582 answers and, in the last hour only, 18 errors a minute."""
+    started = now - timedelta(minutes=421)
+    answered = errors = 0.0
+    with platform.db.transaction() as session:
+        for minute in range(420, -1, -1):
+            if minute < 420:
+                answered += 582
+                errors += 18 if minute < 60 else 0
+            counts = Counts(answered + errors, errors, 0.0, answered + errors, 0.0, _fast(answered + errors))
+            traffic_samples.add(session, "r1", "dev", started, now - timedelta(minutes=minute), {PROJECT: counts})
+
+
+def promtool() -> str:
+    """promtool's path; skips (on a laptop) or fails (CI=true) when Debian's prometheus package is missing."""
+    found = shutil.which("promtool")
+    if found is None:
+        reason = "promtool is not installed (apt-get install prometheus; scripts/test installs it)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but {reason}")
+        pytest.skip(reason)
+    return found

@@ -3,6 +3,8 @@
 - A NUL byte in a replica id, an environment or a project name answered 500 (DataError) on
   PostgreSQL, and the refusal of a foreign environment could not even be audited; the control plane's
   bounded-input middleware now refuses NUL bytes anywhere (4xx, audited).
+- A replica's heartbeat carries its traffic counters (the SLA monitor's samples): a hostile block is
+  bounded (1000 projects), malformed entries are left out, and the heartbeat itself still lands.
 - An honest prediction file larger than a JSON call (CaptureWriter batches up to 5,000 rows) must
   still be accepted: a guard against a request-size limit that forgets the data plane's upload route.
 """
@@ -16,10 +18,14 @@ import uuid
 import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
+from sqlalchemy import select
 
 from harbourmaster.api.app import create_app
+from harbourmaster.core.sla import LATENCY_BUCKETS
 from harbourmaster.services.platform import Platform
+from harbourmaster.services.replicas import MAX_PROJECTS_PER_BEAT
 from harbourmaster.store.prediction_log import PREDICTION_SCHEMA
+from harbourmaster.store.tables import TrafficSampleRow
 from loopback import serve_in_thread
 
 from .helpers import SYSTEM
@@ -85,3 +91,26 @@ def test_typed_prediction_files_are_stored_and_foreign_ones_refused(platform: Pl
         unnamed = upload(".parquet", table_bytes(table))
         assert unnamed.status_code == 422 and "typed columns" in unnamed.json()["error"]["message"], unnamed.text
     assert platform.artifacts.exists(key + ".v1.parquet")
+
+
+def test_a_hostile_traffic_block_in_a_heartbeat_is_bounded_and_never_a_5xx(platform: Platform) -> None:
+    good = {"requests": 1, "errors": 0, "fallbacks": 0, "timed": 1, "latency_sum": 0.1, "buckets": [1] * 13}
+    projects = {"deep": {"buckets": [[[]]]}, "big": {**good, "requests": 1e308}, "Not A Name": good}
+    projects.update({f"p{i}": good for i in range(MAX_PROJECTS_PER_BEAT + 500)})
+    traffic = {"uptime": 5, "bounds": list(LATENCY_BUCKETS), "projects": projects}
+    beats = [
+        {"traffic": traffic},
+        {"traffic": {**traffic, "uptime": 1e300}},  # would overflow a datetime: not believed
+        {"traffic": {"uptime": "soon", "bounds": "none", "projects": []}},
+        {"traffic": [1, 2, 3]},
+    ]
+    with serve_in_thread(create_app(platform)) as url, _replica(platform, url) as dev:
+        for index, details in enumerate(beats):
+            beat = {"replica": f"hostile-{index}", "host": "h", "pid": 1, "status": "stopped", "details": details}
+            answer = dev.post("/dataplane/dev/heartbeats", json=beat)
+            assert answer.status_code < 300, answer.text
+    with platform.db.reader() as session:
+        stored = session.scalars(select(TrafficSampleRow.project)).all()
+    # Only the first 1000 entries are read; of those, the malformed one and the bad name are left out.
+    assert len(stored) == MAX_PROJECTS_PER_BEAT - 2 and "big" in stored
+    assert not {"deep", "Not A Name"} & set(stored)

@@ -1,13 +1,16 @@
 """Monitoring commands: ``harbourmaster drift`` (a deployment's drift report or its stored time series),
-``harbourmaster quality`` (its model quality once ground truth arrives) and ``harbourmaster evidence``
-(drift and quality evidence about a version for the promotion gates of an environment).
+``harbourmaster quality`` (its model quality once ground truth arrives), ``harbourmaster evidence``
+(drift and quality evidence about a version for the promotion gates of an environment),
+``harbourmaster sla`` (its service levels against the environment's SLA) and ``harbourmaster
+prometheus-rules`` (the same SLAs as Prometheus alerting rules).
 
 Works embedded or against a control-plane server (``--url/--token``); either way the
-report is computed where the prediction log and the reference live, and stored.
+report is computed where the prediction log and the reference (or the traffic samples) live.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -16,6 +19,7 @@ from harbourmaster.cli import output
 from harbourmaster.cli.common import JsonOption, TokenOption, UrlOption, client
 from harbourmaster.core.drift import DriftReport, FeatureDrift, parse_method
 from harbourmaster.core.quality import QualityReport
+from harbourmaster.core.sla import SlaReport
 from harbourmaster.errors import InvalidInputError
 
 EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment (dev, test, prod ...).")]
@@ -258,6 +262,75 @@ def quality(
     version: Annotated[
         int | None, typer.Option(min=1, help="The rows this version answered (a challenger); default the champion.")
     ] = None,
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"
+
+
+def _burn(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def show_sla(report: SlaReport) -> None:
+    sla = report.sla.model_dump(exclude_none=True)
+    output.console.print(
+        f"{report.project} in {report.environment}: {report.replicas} replica(s) reported traffic in the last 6h; "
+        f"SLA {', '.join(f'{k}={v:g}' for k, v in sla.items()) or 'none set'}"
+    )
+    objectives = report.objectives
+    columns = ["window", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "fallbacks", "slow"]
+    columns += [f"burn {name}" for name in objectives]
+    rows = []
+    for w in report.windows:
+        rows.append(
+            (
+                w.window,
+                f"{w.requests:.0f}",
+                "-" if w.throughput is None else f"{w.throughput:.3g}",
+                _ms(w.p50_ms),
+                _ms(w.p95_ms),
+                _ms(w.p99_ms),
+                _share(w.error_rate),
+                _share(w.fallback_rate),
+                _share(w.slow_rate),
+                *(_burn(w.burn.get(name)) for name in objectives),
+            )
+        )
+    rows.append(
+        (
+            "SLA",
+            "",
+            f">= {report.sla.min_rps:g}" if report.sla.min_rps is not None else "-",
+            _ms(report.sla.p50_ms),
+            _ms(report.sla.p95_ms),
+            _ms(report.sla.p99_ms),
+            _share(report.sla.error_rate),
+            _share(report.sla.fallback_rate),
+            "<= 1.00%" if report.sla.p99_ms is not None else "-",
+            *("1.00x" for _ in objectives),
+        )
+    )
+    output.table(None, columns, rows)
+    for verdict in report.alerts:
+        state = f"FIRING ({verdict.severity})" if verdict.firing else "ok"
+        output.console.print(
+            f"{verdict.alert} burn ({verdict.factor:g}x over {verdict.long_window} and {verdict.short_window}): "
+            f"{state}: {verdict.summary}"
+        )
+    if not objectives:
+        output.console.print(
+            f"note: the SLA of {report.environment} has no objective with a budget (error_rate, p99_ms, "
+            f"fallback_rate): no burn alert; an admin sets one with harbourmaster environments configure "
+            f"{report.environment} --file {report.environment}.json"
+        )
+
+
+def sla(
+    project: str,
+    env: EnvOption = "dev",
     url: UrlOption = None,
     token: TokenOption = None,
     json: JsonOption = False,
@@ -302,6 +375,45 @@ def evidence(
     )
     output.console.print(f"evidence gates read it: harbourmaster promote {project} {version} --to {to} --check")
     return None
+    """Service levels of PROJECT's deployment in an environment: throughput, p50/p95/p99 latency, error,
+    fallback and slow-request rates over 5m, 30m, 1h and 6h against the environment's SLA, the error
+    budgets' burn rates, and the fast (14.4x over 1h and 5m) and slow (6x over 6h and 30m) burn alerts.
+
+    Computed from the counters the replicas send in their heartbeats (see docs/monitoring.md).
+    """
+    with client(url, token) as hm:
+        report = hm.sla(project, env)
+    if json:
+        return output.print_json(report)
+    show_sla(report)
+    return None
+
+
+def prometheus_rules(
+    env: Annotated[
+        str | None, typer.Option("--env", "-e", help="Only this environment's alerts (default: every one).")
+    ] = None,
+    output_file: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the rules to this file (default: standard output).")
+    ] = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Prometheus alerting rules (YAML) expressing the environments' SLAs, for a Prometheus that scrapes
+    the replicas' /metrics: the same burn-rate alerts as the SLA monitor. Check them with
+    `promtool check rules FILE`."""
+    with client(url, token) as hm:
+        text = hm.prometheus_rules(env)
+    if output_file is None:
+        print(text, end="")
+        return
+    try:
+        output_file.write_text(text)
+    except OSError as exc:
+        raise InvalidInputError(
+            f"cannot write {output_file}: {exc.strerror or exc}", "pass --output a writable file path"
+        ) from None
+    output.console.print(f"wrote {text.count('- alert:')} alerting rules to {output_file}")
 
 
 def register(app: typer.Typer) -> None:
@@ -309,3 +421,5 @@ def register(app: typer.Typer) -> None:
     app.command()(drift)
     app.command()(quality)
     app.command()(evidence)
+    app.command()(sla)
+    app.command("prometheus-rules")(prometheus_rules)

@@ -44,13 +44,22 @@ class ApprovalPolicy(BaseModel):
 
 
 class SlaConfig(BaseModel):
-    """Service levels a deployment in this environment must keep."""
+    """Service levels a deployment in this environment must keep (every one optional).
+
+    ``p99_ms``, ``error_rate`` and ``fallback_rate`` are objectives with an error budget
+    (1% of requests may be slower than ``p99_ms``; ``error_rate`` of them may fail;
+    ``fallback_rate`` of them may be answered by a fallback): the SLA monitor alerts on
+    how fast each budget burns (``core/sla.py``). ``p50_ms``, ``p95_ms`` and ``min_rps``
+    are figures the deployment is compared with.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     p50_ms: float | None = Field(default=None, gt=0)
+    p95_ms: float | None = Field(default=None, gt=0)
     p99_ms: float | None = Field(default=None, gt=0)
     error_rate: float | None = Field(default=None, ge=0, le=1)
+    fallback_rate: float | None = Field(default=None, ge=0, le=1)
     min_rps: float | None = Field(default=None, ge=0)
 
 

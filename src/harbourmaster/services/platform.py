@@ -29,6 +29,7 @@ from harbourmaster.services.registry import RegistryService
 from harbourmaster.services.replicas import ReplicaService
 from harbourmaster.services.runs import RunService
 from harbourmaster.services.scoring import ScoringService
+from harbourmaster.services.sla import SlaMonitor, SlaService
 from harbourmaster.services.training import TrainingService
 from harbourmaster.store.artifacts import ArtifactStore
 from harbourmaster.store.db import Database
@@ -138,9 +139,14 @@ class Platform:
         return NotifierService(self)
 
     @cached_property
+    def sla(self) -> SlaService:
+        return SlaService(self)
+
+    @cached_property
     def monitoring(self) -> MonitoringService:
         service = MonitoringService(self)
         service.register(PipelineRunMonitor())
+        service.register(SlaMonitor())
         return service
 
     def close(self) -> None:

@@ -1,5 +1,5 @@
-"""Serving replicas' heartbeats (who is alive, what each has loaded, its CPU and memory) and the
-people's read of what they logged."""
+"""Serving replicas' heartbeats (who is alive, what each has loaded, its CPU and memory, its traffic
+counters) and the people's read of what they logged."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from harbourmaster.core.permissions import Permission
+from harbourmaster.core.sla import WINDOWS, heartbeat_traffic
 from harbourmaster.errors import ConflictError
 from harbourmaster.schemas import ReplicaInfo
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.served import record_served
+from harbourmaster.store import traffic_samples
 from harbourmaster.store.tables import ReplicaRow
 
 if TYPE_CHECKING:
@@ -22,6 +24,9 @@ if TYPE_CHECKING:
 
 STALE_AFTER = timedelta(seconds=30)
 MAX_PROJECTS_PER_BEAT = 1000  # and versions per project: a heartbeat is bounded work
+SAMPLE_EVERY = timedelta(seconds=15)  # traffic samples kept per replica (a beat comes every 5 s)
+SAMPLE_RETENTION = timedelta(seconds=max(WINDOWS.values())) + timedelta(hours=1)
+PRUNE_EVERY = timedelta(minutes=5)
 
 
 def _info(row: ReplicaRow, now: datetime) -> ReplicaInfo:
@@ -49,6 +54,8 @@ class ReplicaService:
     def __init__(self, platform: Platform) -> None:
         self._platform = platform
         self._served: set[tuple[str, str, int]] = set()  # (environment, project, version) known to have served
+        self._sampled: dict[str, datetime] = {}  # replica -> when its last traffic sample was kept
+        self._pruned = datetime.min.replace(tzinfo=UTC)
 
     def heartbeat(
         self,
@@ -79,6 +86,31 @@ class ReplicaService:
             row.details = details or {}
             row.last_seen = now
             self._record_served(session, actor, replica_id, environment, (details or {}).get("answered"))
+            self._record_traffic(session, replica_id, environment, status, (details or {}).get("traffic"), now)
+
+    def _record_traffic(
+        self, session: Session, replica_id: str, environment: str, status: str, raw: Any, now: datetime
+    ) -> None:
+        """Keep the replica's cumulative counters as samples (one per ``SAMPLE_EVERY``, and its last one
+        when it stops), from which the SLA monitor computes window figures; prune old ones now and then."""
+        last = self._sampled.get(replica_id)
+        if status != "stopped" and last is not None and now - last < SAMPLE_EVERY:
+            return
+        traffic = heartbeat_traffic(raw, MAX_PROJECTS_PER_BEAT)
+        if traffic is None:
+            return
+        uptime, counts = traffic
+        traffic_samples.add(session, replica_id, environment, now - timedelta(seconds=uptime), now, counts)
+        if status == "stopped":
+            self._sampled.pop(replica_id, None)
+        else:
+            self._sampled[replica_id] = now
+        if now - self._pruned > PRUNE_EVERY:
+            self._pruned = now
+            traffic_samples.prune(session, now - SAMPLE_RETENTION)
+            for replica, when in list(self._sampled.items()):  # replicas gone without a goodbye
+                if now - when > SAMPLE_RETENTION:
+                    self._sampled.pop(replica, None)
 
     def _record_served(self, session: Session, actor: Actor, replica_id: str, environment: str, answered: Any) -> None:
         """The first answer of a version as champion in an environment, as an audited ``served`` deployment

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0)
+from harbourmaster.core.sla import FALLBACK_PATHS, LATENCY_BUCKETS, NO_LATENCY_PATHS, NOT_PREDICTIONS
+
+MAX_TRAFFIC_PROJECTS = 1000  # projects per heartbeat: a heartbeat stays bounded
 MICROBATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 
 
@@ -18,6 +21,7 @@ class ServingMetrics:
     def __init__(self, environment: str) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.environment = environment
+        self._born = time.monotonic()  # when every counter was zero
         self.requests = Counter(
             "harbourmaster_requests",
             "Requests to the prediction and feedback endpoints, answered or refused, by project, version, path "
@@ -167,6 +171,61 @@ class ServingMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def traffic(self, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Cumulative counters per project for the heartbeat (read off the request path, from the same
+        counters /metrics exposes): prediction requests, 5xx errors, fallback answers, and the latency
+        histogram of timed requests (counts per bucket bound, cumulative). Bounded in projects."""
+        projects: dict[str, dict[str, Any]] = {}
+
+        def entry(project: str) -> dict[str, Any] | None:
+            if not project or project in skip:
+                return None
+            found = projects.get(project)
+            if found is None and len(projects) < MAX_TRAFFIC_PROJECTS:
+                found = projects[project] = {
+                    "requests": 0,
+                    "errors": 0,
+                    "fallbacks": 0,
+                    "timed": 0,
+                    "latency_sum": 0.0,
+                    "buckets": [0] * len(LATENCY_BUCKETS),
+                }
+            return found
+
+        for family in self.requests.collect():
+            for sample in family.samples:
+                labels = sample.labels
+                if not sample.name.endswith("_total") or labels["path"] in NOT_PREDICTIONS:
+                    continue
+                counts = entry(labels["project"])
+                if counts is None:
+                    continue
+                counts["requests"] += int(sample.value)
+                if labels["status"].startswith("5"):
+                    counts["errors"] += int(sample.value)
+                if labels["path"] in FALLBACK_PATHS:
+                    counts["fallbacks"] += int(sample.value)
+        index = {bound: i for i, bound in enumerate(LATENCY_BUCKETS)}
+        for family in self.latency.collect():
+            for sample in family.samples:
+                labels = sample.labels
+                if labels["path"] in NO_LATENCY_PATHS:
+                    continue
+                counts = entry(labels["project"])
+                if counts is None:
+                    continue
+                if sample.name.endswith("_count"):
+                    counts["timed"] += int(sample.value)
+                elif sample.name.endswith("_sum"):
+                    counts["latency_sum"] += sample.value
+                elif sample.name.endswith("_bucket") and labels["le"] != "+Inf":
+                    counts["buckets"][index[float(labels["le"])]] += int(sample.value)
+        return {
+            "uptime": round(time.monotonic() - self._born, 3),
+            "bounds": list(LATENCY_BUCKETS),
+            "projects": projects,
+        }
 
 
 class _LaneCollector:

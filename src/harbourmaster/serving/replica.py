@@ -39,6 +39,7 @@ from harbourmaster.serving.loading import Loader
 from harbourmaster.serving.metrics import ServingMetrics
 from harbourmaster.serving.microbatch import Microbatcher
 from harbourmaster.serving.router import Link, ProjectRoute, RoutingTable, humility_for
+from harbourmaster.store.prediction_log import UNROUTED
 
 log = logging.getLogger("harbourmaster.serving")
 
@@ -428,6 +429,7 @@ class Replica:
                 "capture_spilled": self.capture.spilled,
                 "refused": self.refused(),
                 "answered": self.answered(),
+                "traffic": self.metrics.traffic(skip=(UNROUTED,)),
             },
         )
 

@@ -549,3 +549,25 @@ class GateEvidenceRow(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
     recorded_by: Mapped[str] = mapped_column(String(128), nullable=False)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class TrafficSampleRow(Base):
+    """A replica's cumulative counters for one project at one heartbeat (the SLA monitor's raw data):
+    window figures are differences between samples (``core/sla.py``)."""
+
+    __tablename__ = "traffic_samples"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    replica: Mapped[str] = mapped_column(String(64), nullable=False)
+    environment: Mapped[str] = mapped_column(String(64), nullable=False)
+    project: Mapped[str] = mapped_column(String(64), nullable=False)
+    sampled_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, index=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)  # when its counters were zero
+    requests: Mapped[float] = mapped_column(Float, nullable=False)
+    errors: Mapped[float] = mapped_column(Float, nullable=False)
+    fallbacks: Mapped[float] = mapped_column(Float, nullable=False)
+    timed: Mapped[float] = mapped_column(Float, nullable=False)
+    latency_sum: Mapped[float] = mapped_column(Float, nullable=False)
+    buckets: Mapped[list[float]] = mapped_column(JSON, nullable=False, default=list)
+
+    __table_args__ = (Index("ix_traffic_samples_series", "environment", "project", "sampled_at"),)

@@ -1,9 +1,9 @@
-"""Monitoring routes: drift and quality reports of a deployment and their stored series, and the
-evidence of promotion gates. Each calls one service.
+"""Monitoring routes: drift and quality reports of a deployment and their stored series, its SLA
+figures, and the evidence of promotion gates. Each calls one service.
 
 A drift or quality report reads the environment's prediction log, so it needs ``read`` on that
-environment like the log itself (a prod drift report is a prod read, audited); so does recording
-evidence for promotion into an environment (it measures that environment's window).
+environment like the log itself (a prod drift report is a prod read, audited); so does an SLA read,
+and recording evidence for promotion into an environment (it measures that environment's window).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from harbourmaster.api.permissions import requires
 from harbourmaster.core.drift import DriftReport
 from harbourmaster.core.permissions import Permission
 from harbourmaster.core.quality import QualityReport
+from harbourmaster.core.sla import SlaReport
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.drift import DriftResultInfo
 from harbourmaster.services.evidence import CHECKS, EvidenceInfo
@@ -139,3 +140,15 @@ def list_evidence(
 ) -> list[EvidenceInfo]:
     """Stored evidence of a project (of one version, for one environment), newest first."""
     return platform.evidence.list(actor, project, version=version, environment=environment)
+
+
+@router.get("/sla/{project}/{environment}", tags=["monitoring"], openapi_extra=READ_ENVIRONMENT)
+def sla_report(
+    project: str,
+    environment: str,
+    platform: Platform = Depends(get_platform),
+    actor: Actor = Depends(current_actor),
+) -> SlaReport:
+    """A deployment's throughput, latency, error and fallback rates over 5m/30m/1h/6h against its
+    environment's SLA, with the burn rates and the fast/slow burn alerts' state."""
+    return platform.sla.report(actor, project, environment)
