@@ -262,6 +262,52 @@ def quality(
     version: Annotated[
         int | None, typer.Option(min=1, help="The rows this version answered (a challenger); default the champion.")
     ] = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Model quality of PROJECT's deployment in an environment: the window's predictions joined to the ground
+    truth sent as feedback, scored (accuracy, F1, ROC AUC or RMSE, MAE, R2) against the held-out metrics.
+
+    Window, tolerance and the labelled rows needed default to the project's [monitoring.quality] settings.
+    """
+    with client(url, token) as hm:
+        report = hm.quality(project, env, window, version)
+    if json:
+        return output.print_json(report)
+    show_quality(report)
+    return None
+
+
+def evidence(
+    project: str,
+    version: str,
+    to: Annotated[str, typer.Option("--to", help="The environment the version is to be promoted into.")],
+    check: Annotated[list[str] | None, typer.Option(help="drift or quality (repeat; default both).")] = None,
+    window: Annotated[
+        str | None, typer.Option(help="The window of the environment's traffic (default: the project's).")
+    ] = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Record evidence about VERSION for promotion into an environment, against its champion there:
+    drift (the version's reference drifts less from the environment's current window than the champion's)
+    and quality (not worse than the champion beyond tolerance). Evidence gates read it; promote --check shows it.
+    """
+    with client(url, token) as hm:
+        items = hm.record_evidence(project, version, to, check or None, window)
+    if json:
+        return output.print_json(items)
+    output.table(
+        f"evidence about {project} v{items[0].version} for {to}" if items else None,
+        ("#", "check", "verdict", "summary", "reports"),
+        [(e.id, e.check, "PASSED" if e.passed else "FAILED", e.summary, ", ".join(e.reports)) for e in items],
+    )
+    output.console.print(f"evidence gates read it: harbourmaster promote {project} {version} --to {to} --check")
+    return None
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
@@ -335,46 +381,6 @@ def sla(
     token: TokenOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Model quality of PROJECT's deployment in an environment: the window's predictions joined to the ground
-    truth sent as feedback, scored (accuracy, F1, ROC AUC or RMSE, MAE, R2) against the held-out metrics.
-
-    Window, tolerance and the labelled rows needed default to the project's [monitoring.quality] settings.
-    """
-    with client(url, token) as hm:
-        report = hm.quality(project, env, window, version)
-    if json:
-        return output.print_json(report)
-    show_quality(report)
-    return None
-
-
-def evidence(
-    project: str,
-    version: str,
-    to: Annotated[str, typer.Option("--to", help="The environment the version is to be promoted into.")],
-    check: Annotated[list[str] | None, typer.Option(help="drift or quality (repeat; default both).")] = None,
-    window: Annotated[
-        str | None, typer.Option(help="The window of the environment's traffic (default: the project's).")
-    ] = None,
-    url: UrlOption = None,
-    token: TokenOption = None,
-    json: JsonOption = False,
-) -> None:
-    """Record evidence about VERSION for promotion into an environment, against its champion there:
-    drift (the version's reference drifts less from the environment's current window than the champion's)
-    and quality (not worse than the champion beyond tolerance). Evidence gates read it; promote --check shows it.
-    """
-    with client(url, token) as hm:
-        items = hm.record_evidence(project, version, to, check or None, window)
-    if json:
-        return output.print_json(items)
-    output.table(
-        f"evidence about {project} v{items[0].version} for {to}" if items else None,
-        ("#", "check", "verdict", "summary", "reports"),
-        [(e.id, e.check, "PASSED" if e.passed else "FAILED", e.summary, ", ".join(e.reports)) for e in items],
-    )
-    output.console.print(f"evidence gates read it: harbourmaster promote {project} {version} --to {to} --check")
-    return None
     """Service levels of PROJECT's deployment in an environment: throughput, p50/p95/p99 latency, error,
     fallback and slow-request rates over 5m, 30m, 1h and 6h against the environment's SLA, the error
     budgets' burn rates, and the fast (14.4x over 1h and 5m) and slow (6x over 6h and 30m) burn alerts.
