@@ -49,6 +49,8 @@ def test_demo_runs_and_reruns(tmp_path):
         assert "drift.dataset (warning) on breast-cancer/dev: breast-cancer: data drift" in done.stdout
         assert "mean radius" in done.stdout.split("data drift,", 1)[1].split("\n", 1)[0]
         assert "heartbeat-age    ok" in done.stdout and "capture-dropped  ok" in done.stdout
+        assert "service levels of breast-cancer in dev" in done.stdout and "SLA of dev: p99_ms 100" in done.stdout
+        assert "fast burn (14.4x over 1h and 5m): ok" in done.stdout
     # The second run added versions to the same registry rather than starting over (the first registers
     # v1-v3 in the sandbox; dana's version lives in the control plane's own store), says so, and its
     # headings name the versions it registers, not the first run's.

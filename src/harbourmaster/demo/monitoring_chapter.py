@@ -1,4 +1,5 @@
-"""The demo's monitoring chapter: production traffic drifts, the monitors say so, and show the replica's health.
+"""The demo's monitoring chapter: production traffic drifts, the monitors say so and show the replica's
+health, and the deployment's service levels are read against its SLA.
 
 A replica serves dev; first traffic like the training data, then traffic whose "mean"
 measurements grew by a quarter (a new scanner calibration, say). After each batch the
@@ -60,7 +61,8 @@ def run_monitoring_chapter(story: Any, settings: Settings, project: str, version
             _show_alerts(story, platform, report)
             _show_health(story, report)
         finally:
-            server.stop()
+            server.stop()  # its last heartbeat carries its final traffic counters
+        _show_sla(story, platform, project)
     finally:
         platform.close()
 
@@ -97,6 +99,31 @@ def _show_alerts(story: Any, platform: Platform, report: RunReport) -> None:
         for item in dataset.details.get("drifted_features", [])[:_SHOWN_FEATURES]:
             story.say(f"  {item['feature']:<24} {item['method']:<12} {item['score']:>6.1f}")
     story.say("`harbourmaster alerts` lists it; a server running the monitors sends it to its notifiers")
+
+
+def _show_sla(story: Any, platform: Platform, project: str) -> None:
+    """The deployment's service levels from the counters the replica sent in its heartbeats."""
+    report = platform.sla.report(Actor.system("demo"), project, "dev")
+    figures = report.window("5m")
+    sla = ", ".join(f"{name} {value:g}" for name, value in report.sla.model_dump(exclude_none=True).items())
+
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f} ms"
+
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1%}"
+
+    story.say(f"service levels of {project} in dev over the last 5 minutes (harbourmaster sla {project} --env dev):")
+    story.say(
+        f"  {figures.requests:.0f} requests, p50 {ms(figures.p50_ms)}, p95 {ms(figures.p95_ms)}, "
+        f"p99 {ms(figures.p99_ms)}, errors {share(figures.error_rate)}, fallbacks {share(figures.fallback_rate)}; "
+        f"SLA of dev: {sla or 'none'}"
+    )
+    for verdict in report.alerts:
+        state = "[red]FIRING[/]" if verdict.firing else "[green]ok[/]"
+        story.say(
+            f"  {verdict.alert} burn ({verdict.factor:g}x over {verdict.long_window} and {verdict.short_window}): {state}"
+        )
 
 
 def _show_health(story: Any, report: RunReport) -> None:
