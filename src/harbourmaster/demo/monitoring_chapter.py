@@ -121,9 +121,8 @@ def _show_sla(story: Any, platform: Platform, project: str) -> None:
     )
     for verdict in report.alerts:
         state = "[red]FIRING[/]" if verdict.firing else "[green]ok[/]"
-        story.say(
-            f"  {verdict.alert} burn ({verdict.factor:g}x over {verdict.long_window} and {verdict.short_window}): {state}"
-        )
+        windows = f"{verdict.factor:g}x over {verdict.long_window} and {verdict.short_window}"
+        story.say(f"  {verdict.alert} burn ({windows}): {state}")
 
 
 def _show_health(story: Any, report: RunReport) -> None:
