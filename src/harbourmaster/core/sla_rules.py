@@ -12,10 +12,10 @@ interpolation inside the bucket as the monitor (exact when ``p99_ms`` is a bucke
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
+import yaml
 from prometheus_client.utils import floatToGoString
 
 from harbourmaster.core.environments import Environment
@@ -153,39 +153,17 @@ def rule_groups(environments: Iterable[Environment]) -> dict[str, Any]:
     return {"groups": groups}
 
 
-def to_yaml(value: Any, indent: int = 0) -> str:
-    """YAML of plain dicts, lists, strings and numbers (block scalars for multi-line strings)."""
-    return "\n".join(_lines(value, indent)) + "\n"
+class _RulesDumper(yaml.SafeDumper):
+    """Multi-line strings (PromQL expressions, descriptions) as block scalars, as people write rule files."""
 
 
-def _scalar(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    if isinstance(value, int | float):
-        return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"  # single-quoted: PromQL's double quotes stay as they are
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
 
 
-def _lines(value: Any, indent: int) -> list[str]:
-    pad = " " * indent
-    lines: list[str] = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if isinstance(item, dict | list) and item:
-                lines.append(f"{pad}{key}:")
-                lines += _lines(item, indent + 2)
-            elif isinstance(item, str) and "\n" in item:
-                lines.append(f"{pad}{key}: |-")
-                lines += [f"{pad}  {line}" if line else "" for line in item.split("\n")]
-            else:
-                empty = "{}" if isinstance(item, dict) else "[]"
-                lines.append(f"{pad}{key}: {empty if isinstance(item, dict | list) else _scalar(item)}")
-        return lines
-    if isinstance(value, list):
-        for item in value:
-            nested = _lines(item, indent + 2)
-            if nested:
-                nested[0] = f"{pad}- {nested[0][indent + 2 :]}"
-            lines += nested
-        return lines
-    return [f"{pad}{_scalar(value)}"]
+_RulesDumper.add_representer(str, _text)
+
+
+def to_yaml(value: Any) -> str:
+    """YAML of plain dicts, lists, strings and numbers (block scalars for multi-line strings), keys in order."""
+    return yaml.dump(value, Dumper=_RulesDumper, sort_keys=False, allow_unicode=True, width=1_000_000)
