@@ -8,6 +8,11 @@ same class.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class HarbourmasterError(Exception):
     """Base of all deliberate errors."""
@@ -147,3 +152,11 @@ ERRORS_BY_CODE: dict[str, type[HarbourmasterError]] = {
         ConnectionFailedError,
     )
 }
+
+
+def validation_problems(exc: ValidationError, subject: str) -> str:
+    """A pydantic ``ValidationError`` as one line: ``field.path: what was wrong`` per error, joined by "; "
+    (``subject`` names an error about the whole value)."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or subject}: {error['msg'].lower()}" for error in exc.errors()
+    )

@@ -111,7 +111,7 @@ from harbourmaster.core.provenance import DEFAULT_MIN_EVALUATION_ROWS
 from harbourmaster.core.quality import QualitySettings
 from harbourmaster.core.run_checks import RunChecks, parse_run_checks
 from harbourmaster.core.schema import DTYPES
-from harbourmaster.errors import InvalidInputError, ProjectFileError
+from harbourmaster.errors import InvalidInputError, ProjectFileError, validation_problems
 
 __all__ = [
     "NAME_PATTERN",
@@ -339,10 +339,7 @@ class MonitoringSection(_Section):
         try:
             LogSettings.model_validate(value)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in error['loc']) or 'prediction_log'}: {error['msg'].lower()}"
-                for error in exc.errors()
-            )
+            problems = validation_problems(exc, "prediction_log")
             raise _SpecError(
                 f"[monitoring.prediction_log] {problems}",
                 "see docs/monitoring.md: retention_days = N (days, 1 to 36500)",
@@ -359,10 +356,7 @@ class MonitoringSection(_Section):
         except InvalidInputError as exc:
             raise _SpecError(exc.message, exc.hint or "") from None
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in error['loc']) or 'quality'}: {error['msg'].lower()}"
-                for error in exc.errors()
-            )
+            problems = validation_problems(exc, "quality")
             raise _SpecError(
                 problems, "see docs/monitoring.md: keys window, tolerance, min_labelled_rows, metrics"
             ) from None
@@ -397,9 +391,7 @@ def drift_settings(value: dict[str, Any]) -> DriftSettings:
     except InvalidInputError as exc:
         raise _SpecError(exc.message, exc.hint or "") from None
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or 'drift'}: {error['msg'].lower()}" for error in exc.errors()
-        )
+        problems = validation_problems(exc, "drift")
         raise _SpecError(
             problems,
             "see docs/monitoring.md: keys drift_share, sample_rows, window, method, threshold, features, prediction",

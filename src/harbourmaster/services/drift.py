@@ -36,7 +36,7 @@ from harbourmaster.core.drift_window import parse_window
 from harbourmaster.core.permissions import Permission
 from harbourmaster.core.profile import ReferenceProfile
 from harbourmaster.core.schema import InputSchema, OutputSchema
-from harbourmaster.errors import BundleIntegrityError, InvalidInputError, NotFoundError
+from harbourmaster.errors import BundleIntegrityError, InvalidInputError, NotFoundError, validation_problems
 from harbourmaster.services.actors import Actor
 from harbourmaster.store import drift_results
 from harbourmaster.store.prediction_log import PredictionLog
@@ -86,9 +86,7 @@ def settings_from(value: dict[str, Any] | DriftSettings | None) -> DriftSettings
     try:
         return DriftSettings.model_validate(value)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or 'options'}: {error['msg'].lower()}" for error in exc.errors()
-        )
+        problems = validation_problems(exc, "options")
         raise InvalidInputError(
             f"drift options: {problems}",
             "methods: ks, chisquare, z, wasserstein, jensenshannon, psi; thresholds > 0; drift_share in (0, 1]",

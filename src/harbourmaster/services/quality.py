@@ -23,7 +23,7 @@ from harbourmaster.core.drift_window import parse_window
 from harbourmaster.core.permissions import Permission
 from harbourmaster.core.quality import QualityReport, QualitySettings, class_key, compare_metrics, compute_quality
 from harbourmaster.core.schema import OutputSchema
-from harbourmaster.errors import InvalidInputError, NotFoundError
+from harbourmaster.errors import InvalidInputError, NotFoundError, validation_problems
 from harbourmaster.services.actors import Actor
 from harbourmaster.store.prediction_log import PredictionLog
 from harbourmaster.store.tables import DeploymentRow, GateEvidenceRow, ProjectRow, QualityReportRow
@@ -48,9 +48,7 @@ def quality_settings(value: dict[str, Any] | QualitySettings | None) -> QualityS
     except InvalidInputError:
         raise
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or 'quality'}: {error['msg'].lower()}" for error in exc.errors()
-        )
+        problems = validation_problems(exc, "quality")
         raise InvalidInputError(
             f"quality settings: {problems}",
             "keys: window (N rows, 30m/6h/1d, A..B), tolerance (0 < t <= 10, relative), min_labelled_rows (>= 1), "
