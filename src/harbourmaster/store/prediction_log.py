@@ -140,9 +140,9 @@ def _arrow_types() -> dict[str, pa.DataType]:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "prediction_schema()":
+    if name == "PREDICTION_SCHEMA":
         return prediction_schema()
-    if name == "feedback_schema()":
+    if name == "FEEDBACK_SCHEMA":
         return feedback_schema()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -796,10 +796,11 @@ def _conform(table: pa.Table, layout: dict[str, Any] | None) -> pa.Table:
     """The base columns with ``PREDICTION_SCHEMA``'s exact types (then the typed ones), the layout in metadata."""
     import pyarrow as pa
 
-    base = [table.column(name).cast(prediction_schema().field(name).type) for name in prediction_schema().names]
-    extra = [name for name in table.column_names if name not in prediction_schema().names]
+    schema = prediction_schema()
+    base = [table.column(name).cast(schema.field(name).type) for name in schema.names]
+    extra = [name for name in table.column_names if name not in schema.names]
     columns = base + [table.column(name) for name in extra]
-    fields = list(prediction_schema()) + [table.schema.field(name) for name in extra]
+    fields = list(schema) + [table.schema.field(name) for name in extra]
     metadata = {LAYOUT_METADATA: json.dumps(layout).encode()} if layout else None
     return pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=metadata))
 
