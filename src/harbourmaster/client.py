@@ -9,10 +9,9 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import pandas as pd
 
 from harbourmaster._client_monitoring import MonitoringMethods
 from harbourmaster._client_operations import DeploymentMethods, GovernanceMethods
@@ -62,6 +61,9 @@ from harbourmaster.services.registry import check_project_name
 from harbourmaster.services.training import build_training_bundle, project_settings_of, read_project_spec
 from harbourmaster.store.artifacts import ArtifactStore
 from harbourmaster.store.data_sources import DataSource
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 VersionRef = int | str
 
@@ -268,6 +270,8 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods, MonitoringMetho
         ``reference_sample_rows`` training rows (without the sensitive columns) are kept in the bundle
         for exact drift tests.
         """
+        import pandas as pd
+
         declarations = parse_declarations(schema)
         check_project_name(project)
         if not isinstance(training_data, pd.DataFrame):
@@ -507,6 +511,8 @@ def _datetime(value: str | None) -> datetime | None:
 def _split_target(
     frame: pd.DataFrame, target: str | pd.Series | None
 ) -> tuple[pd.DataFrame, pd.Series | None, str | None]:
+    import pandas as pd
+
     if target is None:
         return frame, None, None
     if isinstance(target, pd.Series):

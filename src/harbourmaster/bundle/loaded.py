@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from harbourmaster.bundle.manifest import BundleManifest
 from harbourmaster.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 
 class LoadedBundle:
@@ -42,10 +43,14 @@ class LoadedBundle:
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Predictions, one per row."""
+        import numpy as np
+
         return np.asarray(self.model.predict(self._select(frame)))
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray | None:
         """Class probabilities, or None when the model gives none."""
+        import numpy as np
+
         if self._proba is None:
             return None
         result = self._proba(self._select(frame))
@@ -54,6 +59,8 @@ class LoadedBundle:
     @property
     def classes(self) -> np.ndarray | None:
         """Class labels in probability-column order, when the model has them."""
+        import numpy as np
+
         classes = getattr(self.model, "classes_", None)
         return None if classes is None else np.asarray(classes)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -10,7 +10,9 @@ from rich.markup import escape
 from harbourmaster.bundle.libraries import LIBRARY_TYPES
 from harbourmaster.cli import output
 from harbourmaster.cli.common import JsonOption, TokenOption, UrlOption, client
-from harbourmaster.schemas import ProjectTrust, VersionInspection
+
+if TYPE_CHECKING:
+    from harbourmaster.schemas import ProjectTrust, VersionInspection
 
 _TYPE_NOTES = {
     "skops-default": "trusted by skops",

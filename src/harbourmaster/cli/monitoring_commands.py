@@ -11,16 +11,18 @@ report is computed where the prediction log and the reference (or the traffic sa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from harbourmaster.cli import output
 from harbourmaster.cli.common import JsonOption, TokenOption, UrlOption, client
-from harbourmaster.core.drift import DriftReport, FeatureDrift, parse_method
-from harbourmaster.core.quality import QualityReport
-from harbourmaster.core.sla import SlaReport
 from harbourmaster.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from harbourmaster.core.drift import DriftReport, FeatureDrift
+    from harbourmaster.core.quality import QualityReport
+    from harbourmaster.core.sla import SlaReport
 
 EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment (dev, test, prod ...).")]
 
@@ -49,6 +51,8 @@ def _threshold(value: str) -> float:
 
 def drift_options(methods: list[str], thresholds: list[str], drift_share: float | None) -> dict[str, Any]:
     """The command line's drift settings as a request's ``options``."""
+    from harbourmaster.core.drift import parse_method
+
     options: dict[str, Any] = {}
     method, feature_methods = _pairs(methods, "method")
     threshold, feature_thresholds = _pairs(thresholds, "threshold")

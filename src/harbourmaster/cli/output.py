@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -22,6 +21,8 @@ errors = Console(stderr=True, highlight=False)
 
 
 def to_jsonable(value: Any) -> Any:
+    from pydantic import BaseModel  # a command that has records to print has loaded pydantic already
+
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, list | tuple):

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from harbourmaster.core.declared_schema import ColumnDeclaration, suggest_column
 from harbourmaster.core.schema import InputSchema, dtype_of
 from harbourmaster.core.timestamps import ISO_DATE_PATTERN, parse_timestamp, timestamp_seconds
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "DataProblem",
@@ -70,6 +70,8 @@ def type_mismatches(values: pd.Series, dtype: str, seconds: pd.Series | None = N
     for ``integer``; true/false or 1/0 for ``boolean``; ISO 8601 dates for ``datetime`` (``seconds``:
     the column's ``date_seconds``, when already computed). Strings and categories hold anything.
     """
+    import pandas as pd
+
     present = values.notna()
     if dtype in ("integer", "float"):
         if pd.api.types.is_bool_dtype(values.dtype):
@@ -88,19 +90,21 @@ def type_mismatches(values: pd.Series, dtype: str, seconds: pd.Series | None = N
     return present & False
 
 
-_EPOCH = pd.Timestamp(0, tz="UTC").as_unit("us")
-
-
 def _since_epoch(stamps: pd.Series) -> pd.Series:
+    import pandas as pd
+
     if getattr(stamps.dtype, "tz", None) is None:
         stamps = stamps.dt.tz_localize("UTC")
     # In microseconds: years pandas parses at a coarser unit (0001-01-01) do not overflow nanoseconds.
-    return (stamps.dt.as_unit("us") - _EPOCH).dt.total_seconds()
+    return (stamps.dt.as_unit("us") - pd.Timestamp(0, tz="UTC").as_unit("us")).dt.total_seconds()
 
 
 def date_seconds(values: pd.Series) -> pd.Series:
     """Seconds since the epoch of each value that is a date (a datetime, or ISO 8601 text naming a real day;
     naive ones read as UTC), NaN for every other value. One parse of the whole column."""
+    import numpy as np
+    import pandas as pd
+
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         return _since_epoch(values).astype(float)
     if not (pd.api.types.is_string_dtype(values.dtype) or pd.api.types.is_object_dtype(values.dtype)):
@@ -137,6 +141,8 @@ def range_outsiders(
 ) -> pd.Series:
     """Mask of the values outside ``low .. high`` (seconds since the epoch for dates: ``seconds``, the
     column's ``date_seconds`` when already computed); nulls and values of another type are not outside."""
+    import pandas as pd
+
     if dtype == "datetime":
         numbers = date_seconds(values) if seconds is None else seconds
     else:

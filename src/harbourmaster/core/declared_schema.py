@@ -13,9 +13,8 @@ import difflib
 import math
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from harbourmaster.core.schema import (
@@ -26,6 +25,9 @@ from harbourmaster.core.schema import (
 )
 from harbourmaster.core.timestamps import parse_timestamp, timestamp_seconds
 from harbourmaster.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "DECLARABLE_ROLES",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["canonical_json", "frame_fingerprint", "sha256_bytes", "sha256_json"]
 
@@ -43,6 +44,8 @@ def frame_fingerprint(frame: pd.DataFrame) -> str:
     The index is ignored, so the same rows in the same order give the same
     fingerprint whatever their labels. Row order and column order matter.
     """
+    import pandas as pd
+
     digest = hashlib.sha256()
     header = [[str(name), str(dtype)] for name, dtype in frame.dtypes.items()]
     digest.update(canonical_json(header))

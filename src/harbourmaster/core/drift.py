@@ -30,10 +30,8 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from harbourmaster.core import drift_stats
@@ -46,6 +44,10 @@ from harbourmaster.core.profile import (
     bin_fractions_for,
 )
 from harbourmaster.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 __all__ = [
     "PREDICTION",
@@ -237,6 +239,9 @@ class Reference:
 
 def numeric_values(values: pd.Series) -> np.ndarray:
     """Finite values as float64 (anything else, including text that is no number, is missing)."""
+    import numpy as np
+    import pandas as pd
+
     if pd.api.types.is_float_dtype(values.dtype) or pd.api.types.is_integer_dtype(values.dtype):
         array = values.to_numpy(dtype="float64", na_value=np.nan)
     else:
@@ -246,6 +251,8 @@ def numeric_values(values: pd.Series) -> np.ndarray:
 
 def category_counts(values: pd.Series) -> pd.Series:
     """Counts of the non-null values as strings (booleans as ``True``/``False``, like the profile)."""
+    import pandas as pd
+
     if values.dtype == object:  # mixed Python objects: True and 1 are equal keys, so stringify first
         values = values.dropna().astype(str)
     counts = values.value_counts(dropna=True)
@@ -315,6 +322,9 @@ def _numeric_statistic(method: DriftMethod, ref: np.ndarray, cur: np.ndarray) ->
 
 
 def _counts_of_values(values: np.ndarray) -> pd.Series:
+    import numpy as np
+    import pandas as pd
+
     keys, counts = np.unique(values, return_counts=True)
     return pd.Series(counts, index=[repr(float(k)) for k in keys])
 
@@ -357,6 +367,8 @@ def _numeric_drift(
     profile: NumericProfile | CategoricalProfile | None,
     settings: FeatureDriftSettings,
 ) -> FeatureDrift:
+    import numpy as np
+
     cur = numeric_values(current)
     numeric_profile = profile if isinstance(profile, NumericProfile) else None
     ref = numeric_values(sample) if sample is not None else None
@@ -384,6 +396,8 @@ def _numeric_drift(
 
 
 def _numeric_default(ref: np.ndarray, cur: np.ndarray) -> DriftMethod:
+    import numpy as np
+
     ref_distinct = np.unique(ref)
     distinct = ref_distinct.size if ref_distinct.size > FEW_VALUES else np.union1d(ref_distinct, cur).size
     return default_method("numeric", ref.size, int(distinct))
@@ -400,6 +414,8 @@ def _range(ref: np.ndarray | None, profile: NumericProfile | None) -> tuple[floa
 def _numeric_from_profile(
     result: FeatureDrift, current: pd.Series, profile: NumericProfile | None, settings: FeatureDriftSettings
 ) -> FeatureDrift:
+    import numpy as np
+
     if profile is None or len(profile.bin_edges) < 2:
         return result.model_copy(update={"note": "the reference profile has no histogram of this feature"})
     method = settings.method or DriftMethod.JENSENSHANNON
@@ -427,6 +443,8 @@ def _categorical_drift(
     profile: NumericProfile | CategoricalProfile | None,
     settings: FeatureDriftSettings,
 ) -> FeatureDrift:
+    import pandas as pd
+
     cur_counts = category_counts(current)
     present = int(cur_counts.sum())
     categorical_profile = profile if isinstance(profile, CategoricalProfile) else None
@@ -474,6 +492,8 @@ def _categorical_drift(
 def _finish(
     result: FeatureDrift, method: DriftMethod, statistic: float, settings: FeatureDriftSettings
 ) -> FeatureDrift:
+    import numpy as np
+
     threshold = settings.threshold if settings.threshold is not None else method.default_threshold
     if not math.isfinite(statistic):
         statistic = 0.0 if method.is_pvalue else float(np.finfo("float64").max)
@@ -502,6 +522,8 @@ def compute_drift(
     ``current`` holds one column per reference feature (a missing column counts as all missing) and,
     when ``prediction_kind`` is given, the model's outputs in ``PREDICTION``.
     """
+    import pandas as pd
+
     features: list[FeatureDrift] = []
     for name, kind in reference.kinds.items():
         values = current[name] if name in current else pd.Series([None] * len(current), dtype="object")

@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import TYPE_CHECKING
 
-import numpy as np
-from scipy import stats
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "MIN_STD",
@@ -52,6 +53,8 @@ VALUE_BINS_UP_TO = 20  # a numeric reference with at most this many distinct val
 
 def ks_pvalue(reference: np.ndarray, current: np.ndarray) -> float:
     """Two-sided two-sample KS p-value; 1.0 when either side is empty."""
+    from scipy import stats
+
     if reference.size == 0 or current.size == 0:
         return 1.0
     with warnings.catch_warnings():  # "exact calculation unsuccessful, switching to asymp": scipy's choice
@@ -65,6 +68,8 @@ def wasserstein_normed(reference: np.ndarray, current: np.ndarray, reference_std
     The area between the two empirical CDFs (equally, between the quantile functions); 0.0 when either
     side is empty.
     """
+    import numpy as np
+
     if reference.size == 0 or current.size == 0:
         return 0.0
     std = float(np.std(reference)) if reference_std is None else reference_std
@@ -90,6 +95,9 @@ def chisquare_pvalue(reference_counts: np.ndarray, current_counts: np.ndarray) -
     A category the reference never saw but the current data has is infinitely unlikely under the
     reference: p = 0.0. One category in all (nothing to compare) or an empty side: p = 1.0.
     """
+    import numpy as np
+    from scipy import stats
+
     ref = np.asarray(reference_counts, dtype="float64")
     cur = np.asarray(current_counts, dtype="float64")
     n_ref, n_cur = ref.sum(), cur.sum()
@@ -110,6 +118,9 @@ def z_pvalue(reference_counts: np.ndarray, current_counts: np.ndarray) -> float:
 
     1.0 when either side is empty or both sides hold one and the same value (no variance).
     """
+    import numpy as np
+    from scipy import stats
+
     ref = np.asarray(reference_counts, dtype="float64")
     cur = np.asarray(current_counts, dtype="float64")
     n1, n2 = ref.sum(), cur.sum()
@@ -126,6 +137,8 @@ def z_pvalue(reference_counts: np.ndarray, current_counts: np.ndarray) -> float:
 
 def jensenshannon_distance(reference_fractions: np.ndarray, current_fractions: np.ndarray) -> float:
     """Jensen-Shannon distance (natural log) of two aligned fraction vectors; 0.0 if either is all zero."""
+    import numpy as np
+
     p = np.asarray(reference_fractions, dtype="float64")
     q = np.asarray(current_fractions, dtype="float64")
     if p.sum() <= 0 or q.sum() <= 0:
@@ -138,12 +151,16 @@ def jensenshannon_distance(reference_fractions: np.ndarray, current_fractions: n
 
 
 def _kl(p: np.ndarray, m: np.ndarray) -> float:
+    import numpy as np
+
     mask = p > 0
     return float(np.sum(p[mask] * np.log(p[mask] / m[mask])))
 
 
 def fill_empty(fractions: np.ndarray) -> np.ndarray:
     """Empty bins get 0.0001, or a millionth of the smallest non-empty bin when that is 0.0001 or less."""
+    import numpy as np
+
     filled = np.asarray(fractions, dtype="float64").copy()
     nonzero = filled[filled != 0]
     if nonzero.size == 0:
@@ -155,6 +172,8 @@ def fill_empty(fractions: np.ndarray) -> np.ndarray:
 
 def psi(reference_fractions: np.ndarray, current_fractions: np.ndarray) -> float:
     """Population stability index, empty bins filled (see ``fill_empty``); 0.0 if either side is empty."""
+    import numpy as np
+
     ref = np.asarray(reference_fractions, dtype="float64")
     cur = np.asarray(current_fractions, dtype="float64")
     if ref.sum() <= 0 or cur.sum() <= 0:
@@ -165,6 +184,8 @@ def psi(reference_fractions: np.ndarray, current_fractions: np.ndarray) -> float
 
 def sturges_edges(reference: np.ndarray, current: np.ndarray) -> np.ndarray:
     """Equal-width bin edges over both samples' range, Sturges' count (numpy's ``bins="sturges"``)."""
+    import numpy as np
+
     size = reference.size + current.size
     low = float(min(reference.min(), current.min()))
     high = float(max(reference.max(), current.max()))
@@ -176,6 +197,8 @@ def sturges_edges(reference: np.ndarray, current: np.ndarray) -> np.ndarray:
 
 def binned_fractions(reference: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Fractions of both numeric samples per bin (Sturges' bins, or one bin per value; see module docs)."""
+    import numpy as np
+
     if reference.size == 0 or current.size == 0:
         return np.zeros(1), np.zeros(1)
     ref_values = np.unique(reference)
@@ -191,11 +214,15 @@ def binned_fractions(reference: np.ndarray, current: np.ndarray) -> tuple[np.nda
 
 
 def _value_counts(values: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     return np.bincount(np.searchsorted(keys, values), minlength=keys.size)
 
 
 def category_fractions(reference_counts: np.ndarray, current_counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Aligned category counts as fractions of each side's total (zeros for an empty side)."""
+    import numpy as np
+
     ref = np.asarray(reference_counts, dtype="float64")
     cur = np.asarray(current_counts, dtype="float64")
     return (ref / ref.sum() if ref.sum() else ref), (cur / cur.sum() if cur.sum() else cur)

@@ -28,13 +28,13 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
-
-import numpy as np
-import pandas as pd
-from sklearn import metrics as skm
+from typing import TYPE_CHECKING, Any
 
 from harbourmaster.errors import EntrypointError, InvalidInputError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 __all__ = [
     "CLASSIFICATION_METRICS",
@@ -81,6 +81,8 @@ def default_metrics(task: str) -> list[str]:
 
 
 def _sklearn_scorer_names() -> set[str]:
+    from sklearn import metrics as skm
+
     return set(skm.get_scorer_names())
 
 
@@ -124,6 +126,8 @@ class _Predictions:
 
     @property
     def labels(self) -> np.ndarray:
+        import numpy as np
+
         if self._labels is None:
             try:
                 self._labels = np.asarray(self.estimator.predict(self.features))
@@ -136,6 +140,8 @@ class _Predictions:
 
     @property
     def proba(self) -> np.ndarray:
+        import numpy as np
+
         if self._proba is None:
             if not callable(getattr(self.estimator, "predict_proba", None)):
                 raise InvalidInputError(
@@ -154,6 +160,8 @@ class _Predictions:
 
 
 def _classes(estimator: Any, target: pd.Series, preds: _Predictions) -> np.ndarray:
+    import numpy as np
+
     classes = getattr(estimator, "classes_", None)
     if classes is None:
         steps = getattr(estimator, "steps", None)
@@ -171,6 +179,9 @@ def _averaged(func: Callable[..., float], y: np.ndarray, preds: _Predictions, cl
 
 
 def _friendly(name: str, y: np.ndarray, preds: _Predictions, estimator: Any) -> float:
+    import pandas as pd
+    from sklearn import metrics as skm
+
     if name == "accuracy":
         return float(skm.accuracy_score(y, preds.labels))
     if name == "balanced_accuracy":
@@ -205,6 +216,9 @@ def evaluate(estimator: Any, features: pd.DataFrame, target: pd.Series, names: S
     target, or a metric that comes out undefined), and ``EntrypointError`` when the
     model itself fails to predict.
     """
+    import numpy as np
+    from sklearn import metrics as skm
+
     checked = validate_metric_names(names)
     if len(features) != len(target):
         raise InvalidInputError(

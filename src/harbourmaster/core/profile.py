@@ -29,14 +29,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import numpy as np
-import pandas as pd
 from pydantic import BaseModel, Field
 
 from harbourmaster.core.timestamps import epoch_seconds
 from harbourmaster.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 __all__ = [
     "OTHER_KEY",
@@ -112,6 +114,8 @@ def _finite(value: float) -> float | None:
 
 def is_numeric_feature(values: pd.Series) -> bool:
     """True if ``values`` is profiled as numeric (not boolean, object or category)."""
+    import pandas as pd
+
     dtype = values.dtype
     if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(dtype):
         return False
@@ -124,6 +128,9 @@ def is_numeric_feature(values: pd.Series) -> bool:
 
 def _as_float_array(values: pd.Series) -> np.ndarray:
     """Non-null, finite values of a numeric/datetime series as float64."""
+    import numpy as np
+    import pandas as pd
+
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         if getattr(values.dtype, "tz", None) is not None:
             values = values.dt.tz_convert("UTC").dt.tz_localize(None)
@@ -139,11 +146,15 @@ def _as_float_array(values: pd.Series) -> np.ndarray:
 
 def _stringify(values: pd.Series) -> pd.Series:
     """Non-null values as strings (the keys used in categorical profiles)."""
+    import pandas as pd
+
     values = values.astype(object) if isinstance(values.dtype, pd.CategoricalDtype) else values
     return values.dropna().map(str).astype(object)
 
 
 def _bin_edges(array: np.ndarray, bins: int) -> list[float]:
+    import numpy as np
+
     distinct = np.unique(array)
     if distinct.size == 1:
         return [float(distinct[0]), float(distinct[0])]
@@ -156,6 +167,8 @@ def _bin_edges(array: np.ndarray, bins: int) -> list[float]:
 
 def _bin_counts(array: np.ndarray, edges: list[float]) -> np.ndarray:
     """Count values per bin; out-of-range values go to the first or last bin."""
+    import numpy as np
+
     n_bins = len(edges) - 1
     if n_bins <= 0:
         return np.zeros(0, dtype="int64")
@@ -172,6 +185,8 @@ def _fractions(counts: np.ndarray) -> list[float]:
 
 
 def _numeric_profile(values: pd.Series, bins: int) -> NumericProfile:
+    import numpy as np
+
     rows = len(values)
     array = _as_float_array(values)
     count = int(array.size)
@@ -284,6 +299,8 @@ def synthetic_row(profile: ReferenceProfile, dtypes: Mapping[str, Any] | None = 
     category of each categorical one, ``None`` for a sensitive or all-null feature. It is what a version
     warms up on; no training record is kept. ``dtypes`` (column -> pandas dtype) gives integer, boolean
     and datetime columns values of their own type."""
+    import pandas as pd
+
     dtypes = dtypes or {}
     row: dict[str, Any] = {}
     for name, feature in profile.features.items():
@@ -300,6 +317,8 @@ def synthetic_row(profile: ReferenceProfile, dtypes: Mapping[str, Any] | None = 
 
 
 def _typed_number(value: float | None, dtype: Any) -> Any:
+    import pandas as pd
+
     if value is None or dtype is None:
         return value
     if pd.api.types.is_bool_dtype(dtype):
@@ -320,6 +339,8 @@ def bin_fractions_for(values: pd.Series, profile: NumericProfile) -> list[float]
     when there is no non-null value, and ``[]`` when the profile has no bins
     (an all-null training column).
     """
+    import pandas as pd
+
     n_bins = len(profile.bin_edges) - 1
     if n_bins <= 0:
         return []

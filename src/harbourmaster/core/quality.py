@@ -17,15 +17,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sklearn import metrics as skm
 
 from harbourmaster.core.drift_window import parse_window
 from harbourmaster.core.metrics import lower_is_better
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "CLASSIFICATION",
@@ -119,6 +119,8 @@ class QualityReport(BaseModel):
 def class_key(value: Any) -> str | None:
     """A label as the text key of its class, whatever way it was written: ``1``, ``1.0``, ``"1"`` all
     give ``"1"``; JSON ``true`` and Python ``True`` give ``"True"``. None (missing) stays None."""
+    import numpy as np
+
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     if isinstance(value, bool):
@@ -174,6 +176,10 @@ def compute_quality(
     """Metrics of the labelled rows of ``frame`` (columns ``prediction``, ``truth``, and for a binary
     classifier ``probability``: the positive class's), the number of rows used, and notes on any metric
     left undefined. Rows whose truth is missing, or names no class of ``classes``, are not used."""
+    import numpy as np
+    import pandas as pd
+    from sklearn import metrics as skm
+
     notes: list[str] = []
     if task == "regression":
         prediction = pd.to_numeric(frame["prediction"], errors="coerce")

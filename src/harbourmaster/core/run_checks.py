@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harbourmaster.core.data_checks import (
@@ -39,6 +37,10 @@ from harbourmaster.core.data_checks import (
 from harbourmaster.core.profile import NumericProfile, ReferenceProfile
 from harbourmaster.core.schema import ColumnSchema, InputSchema, to_python
 from harbourmaster.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 __all__ = [
     "CHECKS",
@@ -225,6 +227,8 @@ def _share(count: int, rows: int) -> float | None:
 
 def _shown(values: pd.Series, mask: pd.Series, withheld: bool) -> tuple[list[Any], str]:
     """A few offending values (JSON-safe) and the row of the first (1 = the first data row)."""
+    import numpy as np
+
     positions = np.flatnonzero(mask.to_numpy())
     first = f"first at row {positions[0] + 1}" if positions.size else ""
     if withheld:
@@ -235,6 +239,8 @@ def _shown(values: pd.Series, mask: pd.Series, withheld: bool) -> tuple[list[Any
 
 
 def _bound(value: float | None, dtype: str) -> str:
+    import pandas as pd
+
     if value is None:
         return "(none)"
     if dtype == "datetime":
@@ -264,6 +270,9 @@ def validate_frame(
     against: str = "the version",
 ) -> FrameValidation:
     """Check ``frame`` column by column against ``schema`` (and ``profile``'s training ranges)."""
+    import numpy as np
+    import pandas as pd
+
     rows = len(frame)
     findings: list[Finding] = row_count_findings(rows, checks)
     set_aside = np.zeros(rows, dtype=bool)

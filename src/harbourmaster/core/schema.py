@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import pandas as pd
 from pydantic import BaseModel
-from sklearn.base import is_classifier, is_regressor
 
 from harbourmaster.core.timestamps import epoch_seconds, looks_like_dates
 from harbourmaster.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "ColumnSchema",
@@ -114,6 +114,9 @@ class SchemaChange(BaseModel):
 
 def to_python(value: Any) -> Any:
     """Convert a numpy/pandas scalar to a plain JSON-safe Python value (NaN -> None)."""
+    import numpy as np
+    import pandas as pd
+
     if value is None or value is pd.NA or value is pd.NaT:
         return None
     if isinstance(value, np.generic):
@@ -137,6 +140,8 @@ def _sorted_values(values: list[Scalar]) -> list[Scalar]:
 
 def dtype_of(values: pd.Series) -> Dtype:
     """Map a pandas series to the schema dtype vocabulary."""
+    import pandas as pd
+
     dtype = values.dtype
     if isinstance(dtype, pd.CategoricalDtype):
         return "category"
@@ -159,6 +164,8 @@ def dtype_of(values: pd.Series) -> Dtype:
 
 def _distinct_values(values: pd.Series, max_categories: int) -> list[Scalar] | None:
     """Distinct non-null values as Python scalars, or None if there are too many."""
+    import pandas as pd
+
     if isinstance(values.dtype, pd.CategoricalDtype):
         declared = [to_python(v) for v in values.cat.categories]
         if len(declared) > max_categories:
@@ -174,6 +181,9 @@ def _distinct_values(values: pd.Series, max_categories: int) -> list[Scalar] | N
 
 def _numeric_range(values: pd.Series) -> tuple[float | None, float | None]:
     """Finite minimum and maximum of a numeric series (None if no finite value)."""
+    import numpy as np
+    import pandas as pd
+
     array = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     finite = array[np.isfinite(array)]
     if finite.size == 0:
@@ -259,6 +269,8 @@ def _safe_check(check: Any, estimator: Any) -> bool:
 
 
 def _classes_of(estimator: Any) -> list[Scalar] | None:
+    import numpy as np
+
     for candidate in (estimator, _final_step(estimator)):
         classes = getattr(candidate, "classes_", None)
         if classes is None:
@@ -271,6 +283,9 @@ def _classes_of(estimator: Any) -> list[Scalar] | None:
 
 
 def _predictions_dtype(predictions: Any) -> str:
+    import numpy as np
+    import pandas as pd
+
     if isinstance(predictions, pd.DataFrame):
         if predictions.shape[1] == 1:
             return dtype_of(predictions.iloc[:, 0])
@@ -288,6 +303,8 @@ def infer_output_schema(estimator: Any, predictions: Any) -> OutputSchema:
     or is a scikit-learn classifier; regression for scikit-learn regressors;
     ``other`` otherwise.
     """
+    from sklearn.base import is_classifier, is_regressor
+
     classes = _classes_of(estimator)
     final = _final_step(estimator)
     if classes is not None or _safe_check(is_classifier, estimator) or _safe_check(is_classifier, final):

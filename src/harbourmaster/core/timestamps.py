@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 __all__ = ["ISO_DATE_PATTERN", "epoch_seconds", "looks_like_dates", "parse_timestamp", "timestamp_seconds"]
 
@@ -48,6 +49,9 @@ def timestamp_seconds(value: datetime) -> float:
 
 def epoch_seconds(values: pd.Series) -> np.ndarray:
     """Finite seconds since the epoch of the dates in ``values`` (datetime64 or ISO text; others dropped)."""
+    import numpy as np
+    import pandas as pd
+
     if not pd.api.types.is_datetime64_any_dtype(values.dtype):
         parsed = values.map(lambda v: parse_timestamp(v) is not None).astype(bool)
         values = pd.to_datetime(values.where(parsed), format="ISO8601", utc=True, errors="coerce")

@@ -6,11 +6,12 @@ import math
 from datetime import UTC, datetime
 from itertools import chain
 from operator import countOf, itemgetter
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from harbourmaster.core.timestamps import parse_timestamp, timestamp_seconds
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _MISSING = object()
 _NUMERIC = ("integer", "float")
@@ -134,6 +135,8 @@ class Validator:
         numpy check instead of a Python loop per field). None means "not sure": run ``check`` (which names
         every problem, or finds the records valid after all, e.g. a null in a nullable field).
         """
+        import numpy as np
+
         getter, kinds = self._getter, self._kinds
         if getter is None or not records:
             return None

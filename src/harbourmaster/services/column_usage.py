@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 __all__ = ["USAGE_MAX_COLUMNS", "USAGE_SAMPLE_ROWS", "unread_columns"]
 
@@ -24,6 +25,8 @@ USAGE_MAX_COLUMNS = 256
 
 
 def _answers(model: Any, frame: pd.DataFrame) -> list[np.ndarray]:
+    import numpy as np
+
     answers = [np.asarray(model.predict(frame))]
     proba = getattr(model, "predict_proba", None)
     if callable(proba):
@@ -32,6 +35,8 @@ def _answers(model: Any, frame: pd.DataFrame) -> list[np.ndarray]:
 
 
 def _same(left: list[np.ndarray], right: list[np.ndarray]) -> bool:
+    import numpy as np
+
     if len(left) != len(right):
         return False
     for a, b in zip(left, right, strict=True):
@@ -46,6 +51,9 @@ def _same(left: list[np.ndarray], right: list[np.ndarray]) -> bool:
 
 
 def _variants(frame: pd.DataFrame, name: str) -> Iterable[pd.DataFrame]:
+    import numpy as np
+    import pandas as pd
+
     shifted = frame.copy()
     rolled = pd.Series(np.roll(frame[name].to_numpy(dtype=object), 1), index=frame.index)
     try:

@@ -20,9 +20,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -43,10 +40,12 @@ from harbourmaster.errors import (
 from harbourmaster.schemas import DeploymentState, RunInfo
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.deployments import deployment_state
-from harbourmaster.store.prediction_log import PREDICTION_SCHEMA, UNROUTED
+from harbourmaster.store.prediction_log import UNROUTED, prediction_schema
 from harbourmaster.store.tables import DeploymentRow, ProjectRow, ReplicaCredentialRow
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from harbourmaster.services.platform import Platform
 
 REPLICA_TOKEN_PREFIX = "hmr_"
@@ -55,7 +54,6 @@ MAX_PREDICTION_DECODED_BYTES = 256 * 1024 * 1024  # once decompressed and decode
 MAX_PREDICTION_ROWS = 2_000_000
 MAX_TYPED_COLUMNS = 4096
 TYPED_PREFIXES = (INPUT_PREFIX, PREDICTION_COLUMN, PROBABILITY_PREFIX)
-TYPED_TYPES = (pa.int64(), pa.float64(), pa.bool_(), pa.string())
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
 # predictions/env=<env>/project=<project>/date=<YYYY-MM-DD>/<spool segment name>[.v<version>].parquet, nothing else
 _PREDICTION_KEY = re.compile(
@@ -403,17 +401,21 @@ class DataPlaneService:
 
 def _check_schema(schema: pa.Schema, version: int | None) -> None:
     """The prediction-log columns, then (in a typed file only) typed columns of plain types and known names."""
+    import pyarrow as pa
+
     hint = "send what CaptureWriter writes"
-    base = pa.schema(list(schema)[: len(PREDICTION_SCHEMA)])
-    if not base.equals(PREDICTION_SCHEMA, check_metadata=False):
+    expected = prediction_schema()
+    base = pa.schema(list(schema)[: len(expected)])
+    if not base.equals(expected, check_metadata=False):
         raise InvalidInputError("the prediction file does not have the prediction-log schema", hint)
-    extra = list(schema)[len(PREDICTION_SCHEMA) :]
+    extra = list(schema)[len(expected) :]
+    typed_types = (pa.int64(), pa.float64(), pa.bool_(), pa.string())
     if extra and version is None:
         raise InvalidInputError("a prediction file without a version in its name has typed columns", hint)
     if len(extra) > MAX_TYPED_COLUMNS:
         raise InvalidInputError(f"the prediction file has {len(extra)} typed columns", f"at most {MAX_TYPED_COLUMNS}")
     for column in extra:
-        if not column.name.startswith(TYPED_PREFIXES) or column.type not in TYPED_TYPES:
+        if not column.name.startswith(TYPED_PREFIXES) or column.type not in typed_types:
             raise InvalidInputError(
                 f"the prediction file has an unexpected column {column.name[:100]!r} of type {column.type}",
                 f"typed columns are in_<field>, out_prediction or out_proba_<class>; {hint}",
@@ -426,6 +428,9 @@ def _check_prediction_file(data: bytes, environment: str, project: str, version:
     Sizes are checked before anything is decoded in full: a few kilobytes of Parquet (one long value
     repeated through its dictionary, or a page that compresses a thousandfold) can decode to gigabytes.
     """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     hint = "send what CaptureWriter writes"
     try:
         parquet = pq.ParquetFile(io.BytesIO(data))
@@ -463,6 +468,9 @@ def _check_prediction_file(data: bytes, environment: str, project: str, version:
 
 def _decoded_bytes(table: pa.Table) -> int:
     """What the table takes once its dictionary-encoded columns are expanded."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     total = 0
     for column in table.columns:
         for chunk in column.chunks:

@@ -16,9 +16,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 
@@ -43,6 +40,8 @@ from harbourmaster.store.prediction_log import PredictionLog
 from harbourmaster.store.tables import DeploymentRow, DriftResultRow, ProjectRow
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from harbourmaster.services.platform import Platform
 
 _LOG_TYPES = {
@@ -249,6 +248,8 @@ class DriftService:
 
     def _reference(self, digest: str, input_schema: InputSchema) -> Reference:
         """The served version's profile and sample, each verified against the bundle digest."""
+        import pyarrow.parquet as pq
+
         store = self._platform.artifacts
         manifest = read_manifest(store, digest)
         try:
@@ -304,12 +305,17 @@ def _output_type(schema: OutputSchema, kind: Kind) -> str:
 
 
 def _epoch_seconds(values: pd.Series) -> pd.Series:
+    import numpy as np
+    import pandas as pd
+
     stamps = pd.to_datetime(values, errors="coerce", utc=True)
     seconds = (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
     return seconds.astype("float64").where(stamps.notna(), np.nan)
 
 
 def _instant(value: Any) -> datetime | None:
+    import pandas as pd
+
     if value is None or pd.isna(value):
         return None
     return pd.Timestamp(value).to_pydatetime().astimezone(UTC)

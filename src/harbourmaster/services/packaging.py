@@ -11,15 +11,10 @@ import math
 import platform as python_platform
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
-
-import numpy as np
-import pandas as pd
-import sklearn
+from typing import TYPE_CHECKING, Any
 
 from harbourmaster import __version__
 from harbourmaster.bundle.builder import Bundle, build_bundle
-from harbourmaster.bundle.engine import choose_engine
 from harbourmaster.bundle.formats import TrustPolicy
 from harbourmaster.core.declared_schema import ColumnDeclaration, apply_declarations
 from harbourmaster.core.digest import frame_fingerprint
@@ -29,6 +24,9 @@ from harbourmaster.core.schema import InputSchema, infer_input_schema, infer_out
 from harbourmaster.errors import EntrypointError, InvalidInputError
 from harbourmaster.services.column_usage import unread_columns
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 OUTPUT_SAMPLE_ROWS = 1000
 REFERENCE_SAMPLE_ROWS = 5000  # default size of the reference sample kept for exact drift tests
 REFERENCE_SAMPLE_SEED = 0
@@ -36,6 +34,9 @@ REFERENCE_SAMPLE_SEED = 0
 
 def json_safe(value: Any) -> Any:
     """Python scalars for numpy/pandas ones; None for NaN and NaT."""
+    import numpy as np
+    import pandas as pd
+
     if isinstance(value, dict):
         return {str(key): json_safe(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
@@ -64,6 +65,8 @@ def describe_params(params: dict[str, Any]) -> dict[str, Any]:
 
 def describe_value(value: Any, depth: int = 0) -> Any:
     """One parameter as JSON: estimators as their class and parameters, callables as module:name."""
+    import numpy as np
+
     if isinstance(value, str | int | float | bool) or value is None or isinstance(value, np.generic):
         return json_safe(value)
     if depth > 8:  # deeper nesting than any real pipeline: name it rather than recurse without end
@@ -90,6 +93,10 @@ def _qualified_name(thing: Any) -> str:
 
 
 def runtime_versions() -> dict[str, str]:
+    import numpy as np
+    import pandas as pd
+    import sklearn
+
     return {
         "python": python_platform.python_version(),
         "scikit-learn": sklearn.__version__,
@@ -133,6 +140,8 @@ def package_version(
     columns the fitted pipeline does not read (and whose role is not declared) become ``ignored`` and
     optional. Only feature columns are profiled (drift and the humility rule look at nothing else).
     """
+    from harbourmaster.bundle.engine import choose_engine
+
     declarations = dict(schema or {})
     predictor = _onnx_predictor(model) if format == "onnx" else model
     if features.empty:
@@ -203,6 +212,8 @@ def package_version(
 
 def _profile_frame(features: pd.DataFrame, schema: InputSchema) -> pd.DataFrame:
     """The feature columns as profiled: dates written as text become datetimes (profiled as a range)."""
+    import pandas as pd
+
     names = schema.features
     if not names:
         raise InvalidInputError(
@@ -222,6 +233,8 @@ def _profile_frame(features: pd.DataFrame, schema: InputSchema) -> pd.DataFrame:
 def reference_sample_bytes(predictor: Any, features: pd.DataFrame, sensitive: Sequence[str], rows: int) -> bytes | None:
     """Parquet bytes of a reproducible sample of ``features`` (without ``sensitive`` columns) and the
     pipeline's predictions on it (column ``__prediction__``); None when ``rows`` is 0."""
+    import numpy as np
+
     if rows < 0:
         raise InvalidInputError(f"reference sample of {rows} rows", "use 0 (no sample) or more rows")
     if rows == 0:

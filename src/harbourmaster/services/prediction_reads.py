@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import duckdb
-import pandas as pd
-
 from harbourmaster.core.permissions import Permission
 from harbourmaster.errors import InvalidInputError
 from harbourmaster.services.actors import Actor
 from harbourmaster.store.prediction_log import UNROUTED, PredictionLog
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from harbourmaster.services.platform import Platform
 
 
@@ -27,6 +26,8 @@ class PredictionReadService:
     ) -> tuple[pd.DataFrame, int]:
         """The newest ``limit`` rows (or the answer to ``sql`` over the views predictions and feedback),
         and the number of logged rows. Reads of a guarded environment's log are audited."""
+        import duckdb
+
         self._platform.access.require(actor, Permission.READ, environment=environment, target=project)
         self._platform.environments.get(environment)  # a typo is named, not an empty log
         log = PredictionLog(self._platform.artifacts)

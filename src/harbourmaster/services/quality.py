@@ -14,7 +14,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from pydantic import ValidationError
 from sqlalchemy import delete, select
 
@@ -29,6 +28,7 @@ from harbourmaster.store.prediction_log import PredictionLog
 from harbourmaster.store.tables import DeploymentRow, GateEvidenceRow, ProjectRow, QualityReportRow
 
 if TYPE_CHECKING:
+    pass
     from harbourmaster.services.monitoring import MonitorContext
     from harbourmaster.services.platform import Platform
 
@@ -369,6 +369,8 @@ def _task_of(output: OutputSchema) -> str:
 
 
 def _instant(value: Any) -> datetime | None:
+    import pandas as pd
+
     if value is None or pd.isna(value):
         return None
     return pd.Timestamp(value).to_pydatetime().astimezone(UTC)

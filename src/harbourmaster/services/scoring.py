@@ -6,11 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-
 from harbourmaster.bundle.loaded import LoadedBundle
-from harbourmaster.bundle.predictor import Predictor
 from harbourmaster.core.fallback import DeploymentOptions
 from harbourmaster.core.permissions import Permission
 from harbourmaster.core.profile import ReferenceProfile
@@ -26,6 +22,10 @@ from harbourmaster.services.training import run_info
 from harbourmaster.store.tables import RunRow
 
 if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from harbourmaster.bundle.predictor import Predictor
     from harbourmaster.services.platform import Platform
 
 
@@ -33,6 +33,8 @@ SCORE_CHUNK_ROWS = 10_000  # rows per predict call in batch scoring: progress pe
 
 
 def _read(path: Path, schema: InputSchema | None = None) -> pd.DataFrame:
+    import pandas as pd
+
     if path.suffix.lower() == ".parquet":
         return pd.read_parquet(path)
     if path.suffix.lower() == ".csv":
@@ -43,6 +45,8 @@ def _read(path: Path, schema: InputSchema | None = None) -> pd.DataFrame:
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    import numpy as np
+
     clean = frame.astype(object).where(frame.notna(), None)
     records = clean.to_dict(orient="records")
     for record in records:
@@ -93,6 +97,10 @@ def score_file(
     ``[monitoring.runs]``): an error finding stops the run (``InvalidRunInputError``); rows with a warning
     the model cannot take are set aside. Rows are predicted in chunks of ``SCORE_CHUNK_ROWS``, each reported
     to ``progress``; each step goes to ``trace``."""
+    import numpy as np
+
+    from harbourmaster.bundle.predictor import Predictor
+
     trace = trace or RunTrace()
     checks = checks or RunChecks()
     schema = InputSchema.model_validate(bundle.manifest.input_schema)
@@ -150,6 +158,8 @@ def _predict_in_chunks(
     predictor: Predictor, records: list[dict[str, Any]], progress: Progress
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Predict ``records`` chunk by chunk (rows are scored independently), reporting the rows done."""
+    import numpy as np
+
     total = len(records)
     progress.stage(f"scoring with v{predictor.number}")
     labels: list[np.ndarray] = []

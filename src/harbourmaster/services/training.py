@@ -15,13 +15,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-from sklearn.exceptions import NotFittedError
-from sklearn.model_selection import train_test_split
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer
-from sklearn.utils.validation import check_is_fitted
-
 from harbourmaster.bundle.builder import Bundle
 from harbourmaster.bundle.code import (
     code_modules,
@@ -61,6 +54,8 @@ from harbourmaster.store.data_sources import DataSource, load_frame
 from harbourmaster.store.tables import RunRow
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from harbourmaster.services.platform import Platform
 
 PROJECT_FILE = "harbourmaster.toml"
@@ -125,6 +120,9 @@ def _required_positional(function: Callable[..., Any]) -> int:
 
 
 def _is_fitted(estimator: Any) -> bool:
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
     try:
         check_is_fitted(estimator)
     except (NotFittedError, TypeError):
@@ -145,6 +143,9 @@ def fit_pipeline(
     platform fits; ``train(frame)`` or ``train(X, y)`` returns a fitted one.
     The preparation step, if any, becomes the first step of the pipeline.
     """
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
     reference = spec.pipeline.train
     params = dict(spec.pipeline.params)
     prepare_step = FunctionTransformer(prepare_function, validate=False) if prepare_function else None
@@ -447,6 +448,8 @@ def build_training_bundle(
     ``trace`` receives each step (rows in and out, timings) and the verdict of the data checks, with
     the row-count bounds of ``[monitoring.runs]``.
     """
+    from sklearn.model_selection import train_test_split
+
     trace = trace or RunTrace()
     source = data or data_source_of(spec)
     progress.stage(f"reading {source.describe()}")
@@ -586,6 +589,8 @@ def training_validation(problems: list[Any], rows: int, checks: RunChecks, again
 
 
 def _looks_like_classification(target: pd.Series) -> bool:
+    import pandas as pd
+
     if (
         pd.api.types.is_object_dtype(target.dtype)
         or pd.api.types.is_string_dtype(target.dtype)  # pandas >= 3 reads text as the str dtype

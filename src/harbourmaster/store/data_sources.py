@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from harbourmaster.errors import DataSourceError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TABULAR_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -59,6 +62,8 @@ def load_frame(source: DataSource, base_dir: Path | None = None) -> pd.DataFrame
 
 
 def _load_file(location: str) -> pd.DataFrame:
+    import pandas as pd
+
     suffix = Path(location.split("?")[0]).suffix.lower()
     kind = TABULAR_SUFFIXES.get(suffix)
     if kind is None:
@@ -84,6 +89,8 @@ def _load_file(location: str) -> pd.DataFrame:
 
 
 def _load_query(url: str, query: str) -> pd.DataFrame:
+    import pandas as pd
+
     try:
         engine = create_engine(url)
     except (ArgumentError, NoSuchModuleError) as exc:

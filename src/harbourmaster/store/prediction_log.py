@@ -37,13 +37,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
-
-import duckdb
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from harbourmaster.core.log_layout import (
     INPUT_PREFIX,
@@ -56,43 +51,62 @@ from harbourmaster.core.log_layout import (
 )
 from harbourmaster.store.artifacts import ArtifactStore
 
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
+    import pyarrow as pa
+
 log = logging.getLogger("harbourmaster.prediction_log")
 
 # The project partition of requests naming a project a replica does not serve (never a caller's name).
 UNROUTED = "_unrouted"
 
-PREDICTION_SCHEMA = pa.schema(
-    [
-        ("request_id", pa.string()),
-        ("row", pa.int32()),
-        ("ts", pa.timestamp("us", tz="UTC")),
-        ("environment", pa.string()),
-        ("project", pa.string()),
-        ("version", pa.int32()),
-        ("path", pa.string()),
-        ("reason", pa.string()),
-        ("status", pa.int16()),
-        ("latency_ms", pa.float64()),
-        ("inputs", pa.string()),
-        ("output", pa.string()),
-        ("probabilities", pa.string()),
-        ("shadow_version", pa.int32()),
-        ("shadow_output", pa.string()),
-        ("replica", pa.string()),
-    ]
-)
 
-FEEDBACK_SCHEMA = pa.schema(
-    [
-        ("request_id", pa.string()),
-        ("row", pa.int32()),
-        ("ts", pa.timestamp("us", tz="UTC")),
-        ("environment", pa.string()),
-        ("project", pa.string()),
-        ("value", pa.string()),
-        ("actor", pa.string()),
-    ]
-)
+# The Arrow schemas are built on first use, so importing this module does not load pyarrow (the CLI
+# imports it through the services). ``PREDICTION_SCHEMA`` and ``FEEDBACK_SCHEMA`` remain module attributes.
+@cache
+def prediction_schema() -> pa.Schema:
+    """The base columns of every prediction file (``PREDICTION_SCHEMA``)."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("request_id", pa.string()),
+            ("row", pa.int32()),
+            ("ts", pa.timestamp("us", tz="UTC")),
+            ("environment", pa.string()),
+            ("project", pa.string()),
+            ("version", pa.int32()),
+            ("path", pa.string()),
+            ("reason", pa.string()),
+            ("status", pa.int16()),
+            ("latency_ms", pa.float64()),
+            ("inputs", pa.string()),
+            ("output", pa.string()),
+            ("probabilities", pa.string()),
+            ("shadow_version", pa.int32()),
+            ("shadow_output", pa.string()),
+            ("replica", pa.string()),
+        ]
+    )
+
+
+@cache
+def feedback_schema() -> pa.Schema:
+    """The columns of every feedback file (``FEEDBACK_SCHEMA``)."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("request_id", pa.string()),
+            ("row", pa.int32()),
+            ("ts", pa.timestamp("us", tz="UTC")),
+            ("environment", pa.string()),
+            ("project", pa.string()),
+            ("value", pa.string()),
+            ("actor", pa.string()),
+        ]
+    )
 
 
 def partition(kind: str, environment: str, project: str, day: date | None = None) -> str:
@@ -102,13 +116,6 @@ def partition(kind: str, environment: str, project: str, day: date | None = None
 
 
 LAYOUT_METADATA = b"harbourmaster.log"
-_ARROW: dict[str, pa.DataType] = {
-    "int64": pa.int64(),
-    "float64": pa.float64(),
-    "bool": pa.bool_(),
-    "string": pa.string(),
-    "json": pa.string(),
-}
 _KEY_VERSION = re.compile(r"\.v(\d{1,9})\.parquet$")
 _JOURNAL = "_compaction-"
 _COMPACTED = re.compile(r"/c(\d{2})-[0-9a-f]{16}(\.v\d{1,9})?\.parquet$")
@@ -116,11 +123,34 @@ _COMPACTED = re.compile(r"/c(\d{2})-[0-9a-f]{16}(\.v\d{1,9})?\.parquet$")
 
 def arrow_type(kind: Kind) -> pa.DataType:
     """The Arrow type of a column kind (a ``json`` column is text)."""
-    return _ARROW[kind]
+    return _arrow_types()[kind]
+
+
+@cache
+def _arrow_types() -> dict[str, pa.DataType]:
+    import pyarrow as pa
+
+    return {
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "bool": pa.bool_(),
+        "string": pa.string(),
+        "json": pa.string(),
+    }
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PREDICTION_SCHEMA":
+        return prediction_schema()
+    if name == "FEEDBACK_SCHEMA":
+        return feedback_schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def layout_fields(layout: LogLayout) -> list[pa.Field]:
     """The typed columns of a layout, after ``PREDICTION_SCHEMA``'s: inputs, prediction, probabilities."""
+    import pyarrow as pa
+
     fields = [pa.field(input_column(name), arrow_type(kind)) for name, kind in layout.inputs]
     if layout.prediction is not None:
         fields.append(pa.field(PREDICTION_COLUMN, arrow_type(layout.prediction)))
@@ -148,12 +178,18 @@ def prediction_key(environment: str, project: str, day: date, name: str, version
 
 def table_bytes(table: pa.Table) -> bytes:
     """A table as zstd-compressed Parquet."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     return sink.getvalue().to_pybytes()
 
 
 def _write(store: ArtifactStore, kind: str, schema: pa.Schema, rows: list[dict[str, Any]]) -> list[str]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     groups: dict[tuple[str, str, date], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         groups[(row["environment"], row["project"], row["ts"].astimezone(UTC).date())].append(row)
@@ -170,12 +206,12 @@ def _write(store: ArtifactStore, kind: str, schema: pa.Schema, rows: list[dict[s
 
 def write_predictions(store: ArtifactStore, rows: list[dict[str, Any]]) -> list[str]:
     """Append prediction rows (dicts with PREDICTION_SCHEMA's keys); one file per partition."""
-    return _write(store, "predictions", PREDICTION_SCHEMA, rows) if rows else []
+    return _write(store, "predictions", prediction_schema(), rows) if rows else []
 
 
 def write_feedback(store: ArtifactStore, rows: list[dict[str, Any]]) -> list[str]:
     """Append ground-truth rows (dicts with FEEDBACK_SCHEMA's keys)."""
-    return _write(store, "feedback", FEEDBACK_SCHEMA, rows) if rows else []
+    return _write(store, "feedback", feedback_schema(), rows) if rows else []
 
 
 class PredictionLog:
@@ -200,6 +236,8 @@ class PredictionLog:
         return _visible(self.store, keys, journals) if journals else keys
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
+        import duckdb
+
         connection = duckdb.connect()
         if not self.store.url.startswith(("file://", "/")) and "://" in self.store.url:
             connection.register_filesystem(self.store.filesystem)
@@ -221,6 +259,9 @@ class PredictionLog:
 
     def _layout(self, key: str) -> dict[str, Any]:
         """The layout a typed file's metadata records ({} when it has none)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         try:
             with self.store.filesystem.open(self.store.path(key), "rb") as handle:
                 metadata = pq.read_schema(handle).metadata or {}
@@ -237,7 +278,7 @@ class PredictionLog:
             groups[key_version(key)].append(key)
         parts = []
         for version, members in sorted(groups.items(), key=lambda item: -1 if item[0] is None else item[0]):
-            source = self._source(members, PREDICTION_SCHEMA)
+            source = self._source(members, prediction_schema())
             if version is None:
                 parts.append(f"SELECT * FROM {source}")
                 continue
@@ -245,7 +286,7 @@ class PredictionLog:
             kinds = dict(self._layout(members[-1]).get("inputs") or {})
             parts.append(f"SELECT * REPLACE ({_json_columns(columns, kinds)}) FROM {source}")
         if not parts:
-            return f"SELECT * FROM {_empty(PREDICTION_SCHEMA)}"
+            return f"SELECT * FROM {_empty(prediction_schema())}"
         return " UNION ALL BY NAME ".join(f"({part})" for part in parts)
 
     def query(
@@ -255,7 +296,7 @@ class PredictionLog:
         connection = self._connect()
         try:
             predictions = self._predictions_view(connection, self.files("predictions", environment, project))
-            feedback = self._source(self.files("feedback", environment, project), FEEDBACK_SCHEMA)
+            feedback = self._source(self.files("feedback", environment, project), feedback_schema())
             connection.execute(f"CREATE VIEW predictions AS {predictions}")
             connection.execute(f"CREATE VIEW feedback AS SELECT * FROM {feedback}")
             return connection.execute(sql, params or []).df()
@@ -269,7 +310,7 @@ class PredictionLog:
 
     def recent(self, environment: str, project: str, limit: int = 20) -> pd.DataFrame:
         """The latest prediction rows, newest first (the columns of ``PREDICTION_SCHEMA``)."""
-        names = ", ".join(_identifier(name) for name in PREDICTION_SCHEMA.names)
+        names = ", ".join(_identifier(name) for name in prediction_schema().names)
         return self.query(
             f"SELECT {names} FROM predictions ORDER BY ts DESC, row LIMIT ?", environment, project, [int(limit)]
         )
@@ -316,7 +357,7 @@ class PredictionLog:
             parts: list[str] = []
             values: list[Any] = []
             if typed:
-                source = self._source(typed, PREDICTION_SCHEMA)
+                source = self._source(typed, prediction_schema())
                 present = {row[0] for row in connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
                 kinds = dict(self._layout(typed[-1]).get("inputs") or {})
                 selected = [
@@ -332,12 +373,12 @@ class PredictionLog:
                 values += params + ([int(last_rows)] if last_rows is not None else [])
             json_keys = typed + legacy
             if json_keys:
-                source = self._source(json_keys, PREDICTION_SCHEMA)
+                source = self._source(json_keys, prediction_schema())
                 typed_output = bool(typed) and PREDICTION_COLUMN in present
                 parts.append(_json_window(source, columns, output, where, limit, typed_output))
                 values += params + ([int(last_rows)] if last_rows is not None else [])
             if not parts:
-                parts.append(_json_window(_empty(PREDICTION_SCHEMA), columns, output, where, limit))
+                parts.append(_json_window(_empty(prediction_schema()), columns, output, where, limit))
                 values += params + ([int(last_rows)] if last_rows is not None else [])
             sql = " UNION ALL ".join(f"({part})" for part in parts)
             if last_rows is not None and len(parts) > 1:
@@ -401,7 +442,7 @@ class PredictionLog:
         try:
             # typed files' output and probabilities are rebuilt as the JSON text the query reads
             predictions = self._predictions_view(connection, self._window_files(environment, project, start, end))
-            feedback = self._source(self.files("feedback", environment, project), FEEDBACK_SCHEMA)
+            feedback = self._source(self.files("feedback", environment, project), feedback_schema())
             connection.execute(f"CREATE VIEW predictions AS {predictions}")
             connection.execute(f"CREATE VIEW feedback AS SELECT * FROM {feedback}")
             return connection.execute(sql, params).df()
@@ -552,6 +593,8 @@ def _typed_output(kind: str) -> str:
 
 
 def _duck_type(arrow_type: pa.DataType) -> str:
+    import pyarrow as pa
+
     if pa.types.is_timestamp(arrow_type):
         return "TIMESTAMPTZ"
     if pa.types.is_int16(arrow_type):
@@ -631,6 +674,9 @@ def _first_ts(store: ArtifactStore, key: str) -> datetime | None:
 
 def _read_first_ts(store: ArtifactStore, key: str) -> datetime | None:
     """The earliest ``ts`` of a file, from its footer statistics (its rows when it has none)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
     with store.filesystem.open(store.path(key), "rb") as handle:
         parquet = pq.ParquetFile(handle)
         meta = parquet.metadata
@@ -651,6 +697,8 @@ def _read_first_ts(store: ArtifactStore, key: str) -> datetime | None:
 
 
 def _rows(store: ArtifactStore, key: str) -> int:
+    import pyarrow.parquet as pq
+
     with store.filesystem.open(store.path(key), "rb") as handle:
         return int(pq.read_metadata(handle).num_rows)
 
@@ -719,7 +767,7 @@ def _compact_group(
     reader = PredictionLog(store)
     connection = reader._connect()
     try:
-        source = reader._source(inputs, PREDICTION_SCHEMA)
+        source = reader._source(inputs, prediction_schema())
         order = "ts, request_id, row, replica, path, status"
         table = connection.sql(
             f"SELECT * EXCLUDE (_k) FROM (SELECT *, row_number() OVER (PARTITION BY {', '.join(_DEDUP_KEY)} "
@@ -746,10 +794,13 @@ def _compact_group(
 
 def _conform(table: pa.Table, layout: dict[str, Any] | None) -> pa.Table:
     """The base columns with ``PREDICTION_SCHEMA``'s exact types (then the typed ones), the layout in metadata."""
-    base = [table.column(name).cast(PREDICTION_SCHEMA.field(name).type) for name in PREDICTION_SCHEMA.names]
-    extra = [name for name in table.column_names if name not in PREDICTION_SCHEMA.names]
+    import pyarrow as pa
+
+    schema = prediction_schema()
+    base = [table.column(name).cast(schema.field(name).type) for name in schema.names]
+    extra = [name for name in table.column_names if name not in schema.names]
     columns = base + [table.column(name) for name in extra]
-    fields = list(PREDICTION_SCHEMA) + [table.schema.field(name) for name in extra]
+    fields = list(schema) + [table.schema.field(name) for name in extra]
     metadata = {LAYOUT_METADATA: json.dumps(layout).encode()} if layout else None
     return pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=metadata))
 
