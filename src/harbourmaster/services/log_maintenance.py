@@ -79,11 +79,14 @@ class PredictionLogService:
         finally:
             os.close(fd)
 
-    def _environments(self, actor: Actor, environment: str | None) -> list[str]:
+    def _environments(self, actor: Actor, environment: str | None, project: str | None) -> list[str]:
         names = [environment] if environment else [env.name for env in self._platform.environments.list()]
         for name in names:
             self._platform.environments.get(name)  # a typo is named
             self._platform.access.require(actor, Permission.DEPLOY, environment=name, target="prediction-log")
+        if project is not None:
+            with self._platform.db.reader() as session:
+                self._platform.registry.project_row(session, project)  # a typo is named, not a silent no-op
         return names
 
     def compact(
@@ -97,7 +100,7 @@ class PredictionLogService:
     ) -> CompactionInfo:
         """Merge the small files of every closed hour (of one environment and project, when given)."""
         total = CompactionInfo()
-        names = self._environments(actor, environment)
+        names = self._environments(actor, environment, project)
         with self._exclusive():
             for name in names:
                 report = compact(self._platform.artifacts, environment=name, project=project, now=now, grace=grace)
@@ -137,7 +140,7 @@ class PredictionLogService:
         """Remove the days older than each project's retention (audited: what went, and under which setting)."""
         now = now or datetime.now(UTC)
         expired: list[Expired] = []
-        names = self._environments(actor, environment)
+        names = self._environments(actor, environment, project)
         with self._exclusive():
             for name in names:
                 for logged in projects(self._platform.artifacts, name):
