@@ -12,12 +12,13 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from loopback import free_port
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TOUR_HEADING = "## A five-minute tour"
@@ -52,12 +53,6 @@ def tour_script(lines: list[str]) -> str:
         ]
     out.append("echo TOUR-DONE")
     return "\n".join(out) + "\n"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _run(command: str, cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -98,9 +93,9 @@ def test_readme_tour_runs_line_by_line_after_the_demo(tmp_path: Path) -> None:
     env.update(
         HOME=str(home),
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",  # the activated virtual environment
-        SERVE_PORT=str(_free_port()),
-        CONTROL_PORT=str(_free_port()),
-        TEST_PORT=str(_free_port()),
+        SERVE_PORT=str(free_port()),
+        CONTROL_PORT=str(free_port()),
+        TEST_PORT=str(free_port()),
         NO_COLOR="1",
         COLUMNS="200",
     )

@@ -8,7 +8,6 @@ through boto3, behind the platform's back.
 from __future__ import annotations
 
 import importlib
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from harbourmaster.errors import BundleIntegrityError, NotFoundError
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.platform import Platform
 from harbourmaster.store.artifacts import ArtifactStore
+from loopback import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -45,16 +45,10 @@ PREFIX = "hm"
 STARTUP_SECONDS = 30
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """moto's S3 server on a free local port, for the whole module."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("moto") / "server.log"
     with log.open("wb") as output:
         server = subprocess.Popen(
