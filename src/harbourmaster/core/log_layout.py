@@ -30,12 +30,17 @@ __all__ = [
     "INPUT_PREFIX",
     "PREDICTION_COLUMN",
     "PROBABILITY_PREFIX",
+    "UNROUTED",
     "Kind",
     "LogLayout",
     "LogSettings",
     "input_column",
     "probability_column",
 ]
+
+# The project partition (and metrics label) of requests naming a project a replica does not serve: never a
+# caller's name, and no deployment.
+UNROUTED = "_unrouted"
 
 Kind = Literal["int64", "float64", "bool", "string", "json"]
 INPUT_PREFIX = "in_"

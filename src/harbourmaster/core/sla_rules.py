@@ -19,6 +19,7 @@ import yaml
 from prometheus_client.utils import floatToGoString
 
 from harbourmaster.core.environments import Environment
+from harbourmaster.core.log_layout import UNROUTED
 from harbourmaster.core.sla import (
     BURN_ALERTS,
     FALLBACK_PATHS,
@@ -32,7 +33,6 @@ from harbourmaster.core.sla import (
 
 REQUESTS = "harbourmaster_requests_total"
 LATENCY = "harbourmaster_request_latency_seconds"
-UNROUTED = "_unrouted"  # the label of requests to unknown projects (store/prediction_log.py): no deployment
 ALERT_NAMES = {"fast": "HarbourmasterSLOFastBurn", "slow": "HarbourmasterSLOSlowBurn"}
 LOW_THROUGHPUT = "HarbourmasterSLOLowThroughput"
 BY = "sum by (environment, project)"

@@ -27,7 +27,7 @@ from sqlalchemy.orm import selectinload
 from harbourmaster.bundle.builder import Bundle
 from harbourmaster.bundle.storage import read_bundle_files
 from harbourmaster.core.environments import Environment
-from harbourmaster.core.log_layout import INPUT_PREFIX, PREDICTION_COLUMN, PROBABILITY_PREFIX
+from harbourmaster.core.log_layout import INPUT_PREFIX, PREDICTION_COLUMN, PROBABILITY_PREFIX, UNROUTED
 from harbourmaster.core.permissions import Permission
 from harbourmaster.errors import (
     ERRORS_BY_CODE,
@@ -40,7 +40,7 @@ from harbourmaster.errors import (
 from harbourmaster.schemas import DeploymentState, RunInfo
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.deployments import deployment_state
-from harbourmaster.store.prediction_log import UNROUTED, prediction_schema
+from harbourmaster.store.prediction_log import prediction_schema
 from harbourmaster.store.tables import DeploymentRow, ProjectRow, ReplicaCredentialRow
 
 if TYPE_CHECKING:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from harbourmaster.core.log_layout import UNROUTED
 from harbourmaster.core.permissions import Permission
 from harbourmaster.errors import InvalidInputError
 from harbourmaster.services.actors import Actor
-from harbourmaster.store.prediction_log import UNROUTED, PredictionLog
+from harbourmaster.store.prediction_log import PredictionLog
 
 if TYPE_CHECKING:
     import pandas as pd

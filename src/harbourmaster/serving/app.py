@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from harbourmaster.bundle.predictor import Batch
+from harbourmaster.core.log_layout import UNROUTED
 from harbourmaster.errors import HarbourmasterError
 from harbourmaster.services.feedback import parse_feedback
 from harbourmaster.serving.capture import Captured, now_us
@@ -29,7 +30,6 @@ from harbourmaster.serving.guard import RefusalTally, TokenGuard
 from harbourmaster.serving.lanes import Saturated
 from harbourmaster.serving.replica import Replica
 from harbourmaster.serving.router import ModelUnavailable, Outcome, ProjectRoute, pick_side, run_chain
-from harbourmaster.store.prediction_log import UNROUTED
 
 log = logging.getLogger("harbourmaster.serving")
 

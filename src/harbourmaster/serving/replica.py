@@ -28,7 +28,7 @@ import psutil
 from harbourmaster.bundle.code import project_imports
 from harbourmaster.bundle.predictor import Predictor
 from harbourmaster.core.fallback import DeploymentOptions, FallbackConfig
-from harbourmaster.core.log_layout import LogLayout
+from harbourmaster.core.log_layout import UNROUTED, LogLayout
 from harbourmaster.core.validation import Validator
 from harbourmaster.errors import HarbourmasterError
 from harbourmaster.schemas import DeploymentState, VersionPointer
@@ -39,7 +39,6 @@ from harbourmaster.serving.loading import Loader
 from harbourmaster.serving.metrics import ServingMetrics
 from harbourmaster.serving.microbatch import Microbatcher
 from harbourmaster.serving.router import Link, ProjectRoute, RoutingTable, humility_for
-from harbourmaster.store.prediction_log import UNROUTED
 
 log = logging.getLogger("harbourmaster.serving")
 

@@ -58,9 +58,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("harbourmaster.prediction_log")
 
-# The project partition of requests naming a project a replica does not serve (never a caller's name).
-UNROUTED = "_unrouted"
-
 
 # The Arrow schemas are built on first use, so importing this module does not load pyarrow (the CLI
 # imports it through the services). ``PREDICTION_SCHEMA`` and ``FEEDBACK_SCHEMA`` remain module attributes.
