@@ -8,10 +8,12 @@ same class.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from pydantic import ValidationError
+    from pydantic import BaseModel, ValidationError
+
+    ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class HarbourmasterError(Exception):
@@ -160,3 +162,19 @@ def validation_problems(exc: ValidationError, subject: str) -> str:
     return "; ".join(
         f"{'.'.join(str(part) for part in error['loc']) or subject}: {error['msg'].lower()}" for error in exc.errors()
     )
+
+
+def parse_settings(model: type[ModelT], value: Any, subject: str, hint: str, *, prefix: str = "") -> ModelT:
+    """``value`` (a mapping, an instance, or ``None`` for the defaults) as ``model``; otherwise an
+    ``InvalidInputError`` naming each bad key (``prefix`` + the problems) with ``hint``. An
+    ``InvalidInputError`` raised by one of the model's own validators keeps its message."""
+    from pydantic import ValidationError
+
+    if value is None:
+        return model()
+    if isinstance(value, model):
+        return value
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise InvalidInputError(prefix + validation_problems(exc, subject), hint) from None

@@ -99,7 +99,7 @@ from __future__ import annotations
 import difflib
 import keyword
 import re
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -111,7 +111,7 @@ from harbourmaster.core.provenance import DEFAULT_MIN_EVALUATION_ROWS
 from harbourmaster.core.quality import QualitySettings
 from harbourmaster.core.run_checks import RunChecks, parse_run_checks
 from harbourmaster.core.schema import DTYPES
-from harbourmaster.errors import InvalidInputError, ProjectFileError, validation_problems
+from harbourmaster.errors import InvalidInputError, ProjectFileError, parse_settings
 
 __all__ = [
     "NAME_PATTERN",
@@ -133,6 +133,7 @@ PROJECT_NAME_PATTERN: re.Pattern[str] = _NAME_RE
 """Compiled pattern of valid project (and environment) names."""
 _DATA_SUFFIXES = (".csv", ".parquet", ".pq")
 _ENTRYPOINT_HINT = 'write it as "module:function", e.g. "train:train_model"'
+ModelT = TypeVar("ModelT", bound=BaseModel)
 _NAME_HINT = "use lowercase letters, digits, '-' and '_', starting with a letter or digit (at most 63 characters)"
 
 
@@ -333,33 +334,18 @@ class MonitoringSection(_Section):
     runs: dict[str, Any] = Field(default_factory=dict)
     prediction_log: dict[str, Any] = Field(default_factory=dict)
 
+    quality: dict[str, Any] = Field(default_factory=dict)
+
     @field_validator("prediction_log")
     @classmethod
     def _valid_log(cls, value: dict[str, Any]) -> dict[str, Any]:
-        try:
-            LogSettings.model_validate(value)
-        except ValidationError as exc:
-            problems = validation_problems(exc, "prediction_log")
-            raise _SpecError(
-                f"[monitoring.prediction_log] {problems}",
-                "see docs/monitoring.md: retention_days = N (days, 1 to 36500)",
-            ) from None
+        _section(LogSettings, value, "prediction_log", "retention_days = N (days, 1 to 36500)")
         return value
-
-    quality: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("quality")
     @classmethod
     def _valid_quality(cls, value: dict[str, Any]) -> dict[str, Any]:
-        try:
-            QualitySettings.model_validate(value)
-        except InvalidInputError as exc:
-            raise _SpecError(exc.message, exc.hint or "") from None
-        except ValidationError as exc:
-            problems = validation_problems(exc, "quality")
-            raise _SpecError(
-                problems, "see docs/monitoring.md: keys window, tolerance, min_labelled_rows, metrics"
-            ) from None
+        _section(QualitySettings, value, "quality", "keys window, tolerance, min_labelled_rows, metrics")
         return value
 
     @field_validator("drift")
@@ -386,16 +372,17 @@ class MonitoringSection(_Section):
 
 def drift_settings(value: dict[str, Any]) -> DriftSettings:
     """``[monitoring.drift]`` as ``DriftSettings``; a ``_SpecError`` naming each bad key otherwise."""
+    return _section(
+        DriftSettings, value, "drift", "keys drift_share, sample_rows, window, method, threshold, features, prediction"
+    )
+
+
+def _section(model: type[ModelT], value: dict[str, Any], name: str, keys: str) -> ModelT:
+    """``[monitoring.<name>]`` as ``model``; a ``_SpecError`` (which pydantic reports at the section) otherwise."""
     try:
-        return DriftSettings.model_validate(value)
+        return parse_settings(model, value, name, f"see docs/monitoring.md: {keys}")
     except InvalidInputError as exc:
         raise _SpecError(exc.message, exc.hint or "") from None
-    except ValidationError as exc:
-        problems = validation_problems(exc, "drift")
-        raise _SpecError(
-            problems,
-            "see docs/monitoring.md: keys drift_share, sample_rows, window, method, threshold, features, prediction",
-        ) from None
 
 
 class ProjectSpec(_Section):

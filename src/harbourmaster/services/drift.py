@@ -33,7 +33,7 @@ from harbourmaster.core.drift_window import parse_window
 from harbourmaster.core.permissions import Permission
 from harbourmaster.core.profile import ReferenceProfile
 from harbourmaster.core.schema import InputSchema, OutputSchema
-from harbourmaster.errors import BundleIntegrityError, InvalidInputError, NotFoundError, validation_problems
+from harbourmaster.errors import BundleIntegrityError, InvalidInputError, NotFoundError, parse_settings
 from harbourmaster.services.actors import Actor
 from harbourmaster.store import drift_results
 from harbourmaster.store.prediction_log import PredictionLog
@@ -78,18 +78,13 @@ class DriftResultInfo(BaseModel):
 
 def settings_from(value: dict[str, Any] | DriftSettings | None) -> DriftSettings:
     """Request options as ``DriftSettings``; an ``InvalidInputError`` naming each bad option."""
-    if value is None:
-        return DriftSettings()
-    if isinstance(value, DriftSettings):
-        return value
-    try:
-        return DriftSettings.model_validate(value)
-    except ValidationError as exc:
-        problems = validation_problems(exc, "options")
-        raise InvalidInputError(
-            f"drift options: {problems}",
-            "methods: ks, chisquare, z, wasserstein, jensenshannon, psi; thresholds > 0; drift_share in (0, 1]",
-        ) from None
+    return parse_settings(
+        DriftSettings,
+        value,
+        "options",
+        "methods: ks, chisquare, z, wasserstein, jensenshannon, psi; thresholds > 0; drift_share in (0, 1]",
+        prefix="drift options: ",
+    )
 
 
 class DriftService:

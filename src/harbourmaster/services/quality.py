@@ -14,7 +14,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
 from sqlalchemy import delete, select
 
 from harbourmaster.core.alerts import MonitorResult, Rule, Status, StatusRule
@@ -22,7 +21,7 @@ from harbourmaster.core.drift_window import parse_window
 from harbourmaster.core.permissions import Permission
 from harbourmaster.core.quality import QualityReport, QualitySettings, class_key, compare_metrics, compute_quality
 from harbourmaster.core.schema import OutputSchema
-from harbourmaster.errors import InvalidInputError, NotFoundError, validation_problems
+from harbourmaster.errors import NotFoundError, parse_settings
 from harbourmaster.services.actors import Actor
 from harbourmaster.store.prediction_log import PredictionLog
 from harbourmaster.store.tables import DeploymentRow, GateEvidenceRow, ProjectRow, QualityReportRow
@@ -35,25 +34,15 @@ if TYPE_CHECKING:
 MONITOR = "model_quality"
 REPORT_RETENTION = timedelta(days=30)  # the monitor stores a report per deployment and run
 log = logging.getLogger("harbourmaster.monitoring")
+QUALITY_KEYS = (
+    "keys: window (N rows, 30m/6h/1d, A..B), tolerance (0 < t <= 10, relative), min_labelled_rows (>= 1), "
+    "metrics (accuracy, f1, roc_auc, rmse, mae, r2)"
+)
 
 
 def quality_settings(value: dict[str, Any] | QualitySettings | None) -> QualitySettings:
     """``[monitoring.quality]`` (or request options) as ``QualitySettings``; a clear error naming each bad key."""
-    if value is None:
-        return QualitySettings()
-    if isinstance(value, QualitySettings):
-        return value
-    try:
-        return QualitySettings.model_validate(value)
-    except InvalidInputError:
-        raise
-    except ValidationError as exc:
-        problems = validation_problems(exc, "quality")
-        raise InvalidInputError(
-            f"quality settings: {problems}",
-            "keys: window (N rows, 30m/6h/1d, A..B), tolerance (0 < t <= 10, relative), min_labelled_rows (>= 1), "
-            "metrics (accuracy, f1, roc_auc, rmse, mae, r2)",
-        ) from None
+    return parse_settings(QualitySettings, value, "quality", QUALITY_KEYS, prefix="quality settings: ")
 
 
 class QualityService:
