@@ -90,6 +90,18 @@ class DeploymentService:
             )
         return states
 
+    def with_champion(self) -> list[tuple[str, str]]:
+        """(project, environment) of every deployment that has a champion, in name order: what the
+        monitors watch. No actor: only the platform's own schedulers call it."""
+        with self._platform.db.reader() as session:
+            rows = session.execute(
+                select(ProjectRow.name, DeploymentRow.environment)
+                .join(ProjectRow, ProjectRow.id == DeploymentRow.project_id)
+                .where(DeploymentRow.champion_version_id.is_not(None))
+                .order_by(ProjectRow.name, DeploymentRow.environment)
+            ).all()
+        return [(project, environment) for project, environment in rows]
+
     def revisions(self, environment: str) -> dict[str, int]:
         """Project -> revision for one environment: the cheap poll replicas make."""
         with self._platform.db.reader() as session:

@@ -20,7 +20,7 @@ from harbourmaster.core.drift import DriftReport, FeatureDrift
 from harbourmaster.core.drift_window import window_phrase
 from harbourmaster.errors import HarbourmasterError
 from harbourmaster.services.actors import Actor
-from harbourmaster.store.tables import DeploymentRow, MonitorResultRow, ProjectRow
+from harbourmaster.store.tables import MonitorResultRow
 
 if TYPE_CHECKING:
     from harbourmaster.services.monitoring import MonitorContext
@@ -67,13 +67,8 @@ class DriftMonitor:
     def _due(context: MonitorContext) -> list[tuple[str, str]]:
         """Deployments with a champion whose last drift measurement is older than the cadence."""
         since = context.now - timedelta(seconds=context.settings.drift_every)
+        deployments = context.platform.deployments.with_champion()
         with context.platform.db.reader() as session:
-            deployments = session.execute(
-                select(ProjectRow.name, DeploymentRow.environment)
-                .join(ProjectRow, DeploymentRow.project_id == ProjectRow.id)
-                .where(DeploymentRow.champion_version_id.is_not(None))
-                .order_by(ProjectRow.name, DeploymentRow.environment)
-            ).all()
             recent = set(
                 session.scalars(
                     select(MonitorResultRow.subject)

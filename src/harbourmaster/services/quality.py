@@ -230,13 +230,7 @@ class QualityMonitor:
 
     def measure(self, context: MonitorContext) -> list[MonitorResult]:
         platform = context.platform
-        with platform.db.reader() as session:
-            deployed = session.execute(
-                select(ProjectRow.name, DeploymentRow.environment)
-                .join(DeploymentRow, DeploymentRow.project_id == ProjectRow.id)
-                .where(DeploymentRow.champion_version_id.is_not(None))
-                .order_by(ProjectRow.name, DeploymentRow.environment)
-            ).all()
+        deployed = platform.deployments.with_champion()
         platform.quality.prune(context.now - REPORT_RETENTION)
         prediction_log = PredictionLog(platform.artifacts)
         results: list[MonitorResult] = []

@@ -74,13 +74,8 @@ class SlaService:
     def assess_all(self, now: datetime) -> list[SlaReport]:
         """Every deployment with a champion, against its environment's SLA (the monitor's pass)."""
         slas = {env.name: env.config.sla for env in self._platform.environments.list()}
+        deployments = self._platform.deployments.with_champion()
         with self._platform.db.reader() as session:
-            deployments = session.execute(
-                select(ProjectRow.name, DeploymentRow.environment)
-                .join(ProjectRow, ProjectRow.id == DeploymentRow.project_id)
-                .where(DeploymentRow.champion_version_id.is_not(None))
-                .order_by(ProjectRow.name, DeploymentRow.environment)
-            ).all()
             found = traffic_samples.series(session, now - LOOKBACK)
         return [
             assess(project, environment, slas[environment], list(found.get((project, environment), {}).values()), now)
