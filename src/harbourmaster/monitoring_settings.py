@@ -23,6 +23,7 @@ class MonitoringSettings:
     replica_memory_warning_mb: float = 0.0  # 0: no memory threshold (RSS is still measured)
     capture_pending_warning: float = 100_000.0  # rows answered but not yet in the prediction log
     drift_every: float = 900.0  # seconds between two drift reports of one deployment by the monitor
+    run_stalled_after: float = 21_600.0  # seconds a run may stay "running" before its process is presumed dead
     notify_timeout: float = 5.0  # seconds a webhook may take to answer
     notify_attempts: int = 5  # then the delivery is recorded as failed
     notify_backoff: float = 2.0  # seconds before the first retry, doubled each time (capped at 10 minutes)
@@ -60,6 +61,7 @@ class MonitoringSettings:
                 "HARBOURMASTER_CAPTURE_PENDING_WARNING", cls.capture_pending_warning, 1, 1e12
             ),
             drift_every=number("HARBOURMASTER_DRIFT_EVERY", cls.drift_every, 0, 7 * 86_400),
+            run_stalled_after=number("HARBOURMASTER_RUN_STALLED_AFTER", cls.run_stalled_after, 1, 30 * 86_400),
             notify_timeout=number("HARBOURMASTER_NOTIFY_TIMEOUT", cls.notify_timeout, 0.1, 300),
             notify_attempts=int(number("HARBOURMASTER_NOTIFY_ATTEMPTS", cls.notify_attempts, 1, 100)),
             notify_backoff=number("HARBOURMASTER_NOTIFY_BACKOFF", cls.notify_backoff, 0, 3600),

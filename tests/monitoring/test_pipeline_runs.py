@@ -235,3 +235,32 @@ def test_bad_run_settings_are_named_with_the_fix(runs: dict, said: str) -> None:
     with pytest.raises(InvalidInputError) as again:  # the same words where stored settings are read
         parse_run_checks(runs)
     assert said in again.value.message
+
+
+def test_a_run_left_running_by_a_dead_process_warns_until_a_newer_run_starts(platform: Platform) -> None:
+    """A training process killed mid-run leaves its run "running" for ever: past the stalled limit the
+    monitor warns, naming the run and how to look at it; a newer run of the pipeline resolves it."""
+    from datetime import UTC, datetime, timedelta
+
+    subject = "runs:orders/train"
+
+    def stalled() -> list[AlertRow]:
+        with platform.db.reader() as session:
+            return list(session.scalars(select(AlertRow).where(AlertRow.rule == "pipeline.run-stalled")))
+
+    # What a killed process leaves: a run that started seven hours ago and never ended.
+    dead = platform.training._start_run(ACTOR, "orders", None, started_at=datetime.now(UTC) - timedelta(hours=7))
+    young = platform.training._start_run(ACTOR, "fresh", None)  # running for a second: not stalled
+    report = platform.monitoring.run_once()
+    assert {(c.rule, c.subject, c.change) for c in report.changes if c.subject.startswith("runs:")} == {
+        ("pipeline.run-stalled", subject, "firing")
+    }
+    (alert,) = stalled()
+    assert (alert.severity, alert.evidence, alert.project) == ("warning", f"run:{dead}", "orders")
+    assert "running for 7.0 h" in alert.summary and f"harbourmaster runs show {dead}" in alert.summary
+    assert young != dead
+
+    # Someone starts the pipeline again: the dead run is no longer the newest, and the alert resolves.
+    platform.training._start_run(ACTOR, "orders", None)
+    platform.monitoring.run_once()
+    assert [(row.subject, row.status) for row in stalled()] == [(subject, "resolved")]

@@ -1,9 +1,11 @@
 """The pipeline-runs monitor: the newest finished run of each pipeline (a project's training, or its
 batch scoring in one environment ...) raises an alert when it failed or when its input data was invalid,
-and the next good run of that pipeline resolves it."""
+and the next good run of that pipeline resolves it. A run still "running" long after it started (its
+process died without recording an end) raises a warning until a newer run starts or it ends."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
@@ -32,6 +34,7 @@ class PipelineRunMonitor:
     rules: tuple[Rule, ...] = (
         StatusRule("pipeline.run-failed", MONITOR, "status"),
         StatusRule("pipeline.input-invalid", MONITOR, "validation"),
+        StatusRule("pipeline.run-stalled", MONITOR, "stalled"),
     )
 
     def measure(self, context: MonitorContext) -> list[MonitorResult]:
@@ -40,8 +43,12 @@ class PipelineRunMonitor:
             .where(RunRow.status != "running")
             .group_by(RunRow.project, RunRow.kind, RunRow.environment)
         )
+        latest = select(func.max(RunRow.id)).group_by(RunRow.project, RunRow.kind, RunRow.environment)
         with context.platform.db.reader() as session:
             rows = session.scalars(select(RunRow).where(RunRow.id.in_(newest)).order_by(RunRow.id)).all()
+            running = session.scalars(
+                select(RunRow).where(RunRow.id.in_(latest), RunRow.status == "running").order_by(RunRow.id)
+            ).all()
             alerted = set(
                 session.scalars(
                     select(AlertRow.subject).where(AlertRow.open_key.is_not(None), AlertRow.monitor == MONITOR)
@@ -53,6 +60,26 @@ class PipelineRunMonitor:
             for result in self._judge(row, subject):
                 if result.status != Status.OK or subject in alerted:
                     results.append(result)
+        stalled_after = timedelta(seconds=context.settings.run_stalled_after)
+        stalled = {row.id: row for row in running if context.now - row.started_at > stalled_after}
+        for row in rows + [row for row in running if row.id not in stalled]:
+            subject = pipeline_subject(row.project, row.kind, row.environment)
+            if subject in alerted:  # a stalled run that ended, or a newer run that started, resolves it
+                results.append(
+                    _stalled(row, subject, Status.OK, f"{row.kind} run {row.id} of {row.project} {row.status}")
+                )
+        for row in stalled.values():
+            hours = (context.now - row.started_at).total_seconds() / 3600
+            results.append(
+                _stalled(
+                    row,
+                    pipeline_subject(row.project, row.kind, row.environment),
+                    Status.WARNING,
+                    f"{row.kind} run {row.id} of {row.project} has been running for {hours:.1f} h "
+                    f"(since {row.started_at:%Y-%m-%d %H:%M} UTC): its process may have died without recording an "
+                    f"end; look at `harbourmaster runs show {row.id}`, and start the pipeline again if it is gone",
+                )
+            )
         return results
 
     @staticmethod
@@ -94,3 +121,18 @@ class PipelineRunMonitor:
                 else f"{what}: input data {verdict}",
             ),
         ]
+
+
+def _stalled(row: RunRow, subject: str, status: Status, summary: str) -> MonitorResult:
+    return MonitorResult(
+        MONITOR,
+        "stalled",
+        subject,
+        status,
+        summary,
+        value=float(row.id),
+        project=row.project,
+        environment=row.environment,
+        evidence=f"run:{row.id}",
+        details={"run": row.id, "kind": row.kind, "status": row.status, "started_at": row.started_at.isoformat()},
+    )
