@@ -380,11 +380,16 @@ def test_every_status_is_counted_and_refusals_are_logged(world: dict, monkeypatc
         answer = client.request(method, target, content=body, headers={"X-Request-ID": request_id})
         assert answer.status_code == status, (request_id, answer.text[:200])
         assert answer.json()["request_id"] == request_id and answer.json()["error"]
+    feedback = client.post(f"/v1/projects/{PROJECT}/feedback", content=b"{not json")
+    assert feedback.status_code == 400 and feedback.json()["error"]
     after = counts()
     for request_id, (_m, _t, _b, status, _reason, project) in calls.items():
         path = "unavailable" if status == 503 else "refused"
         key = (project, path, str(status))
         assert after.get(key, 0) - before.get(key, 0) == 1, (request_id, key)
+    # Refused feedback is counted as feedback, so the SLA's prediction requests do not include it.
+    key = (PROJECT, "feedback", "400")
+    assert after.get(key, 0) - before.get(key, 0) == 1
 
     log = PredictionLog(platform.artifacts)
     deadline = time.monotonic() + 20

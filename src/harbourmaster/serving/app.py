@@ -239,7 +239,7 @@ class ServingApp:
         project = parts[2]
         if project not in self.replica.table.routes and project not in self.replica.failures:
             project = UNROUTED  # a name chosen by the caller is neither a label nor a partition
-        self.replica.metrics.refused(project, status, elapsed)
+        self.replica.metrics.refused(project, status, elapsed, path="feedback" if endpoint == "feedback" else "refused")
         if endpoint != "feedback":
             self.replica.capture.submit(
                 Captured(now_us(), request_id, project, None, "refused", code, status, elapsed * 1000.0, [], None, None)

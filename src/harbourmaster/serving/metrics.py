@@ -139,9 +139,10 @@ class ServingMetrics:
         child[0].inc()
         child[1].observe(seconds)
 
-    def refused(self, project: str, status: int, seconds: float) -> None:
-        """Count one refused request (a 4xx, or a 5xx of the replica itself) on a project's endpoints."""
-        self.observe(project, "none", "refused", status, seconds)
+    def refused(self, project: str, status: int, seconds: float, *, path: str = "refused") -> None:
+        """Count one refused request (a 4xx, or a 5xx of the replica itself) on a project's endpoints;
+        ``path="feedback"`` for refused feedback, which is not a prediction request for the SLA."""
+        self.observe(project, "none", path, status, seconds)
 
     def fallback(self, project: str, source: str, reason: str, target: str) -> None:
         self.fallbacks.labels(self.environment, project, source, reason, target).inc()
