@@ -7,6 +7,7 @@ the settings' bad input are also tested alone (no registration: fast)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,8 @@ def test_runs_record_steps_and_findings_and_the_monitor_alerts(
     assert shown.code == 0 and shown.crash is None, shown.err
     for text in ("validate", "failed", "categories", "channel", "column 'items': 2 value(s) not of type integer"):
         assert text in shown.out, shown.out
+    as_json = invoke(["runs", "--json", "show", str(invalid.id)])  # options may come before the subcommand
+    assert as_json.code == 0 and json.loads(as_json.out)["id"] == invalid.id, as_json.err
     missing = invoke(["runs", "show", "9999"])
     assert missing.code == 1 and "no run 9999" in missing.err
 

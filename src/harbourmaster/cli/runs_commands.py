@@ -21,12 +21,31 @@ class _RunsGroup(TyperGroup):
     takes its options after the project, as a plain command does."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        first = self._first_word(ctx, args)
+        if first is not None and args[first] in self.commands:  # `runs --json show 7` is `runs show 7 --json`
+            args = args[first:] + args[:first]
         if args and args[0] in self.commands:
             rest = super().parse_args(ctx, ["-", *args])  # the placeholder fills PROJECT; cleared below
             ctx.params["project"] = None
             return rest
         ctx.allow_interspersed_args = True
         return super().parse_args(ctx, args)
+
+    def _first_word(self, ctx: click.Context, args: list[str]) -> int | None:
+        """The index of the first argument that is neither an option nor an option's value."""
+        valued = {
+            name
+            for param in self.get_params(ctx)
+            if isinstance(param, click.Option) and not param.is_flag
+            for name in param.opts
+        }
+        index = 0
+        while index < len(args):
+            arg = args[index]
+            if not arg.startswith("-"):
+                return index
+            index += 2 if arg in valued else 1
+        return None
 
 
 runs_app = typer.Typer(
