@@ -251,3 +251,34 @@ def test_over_http_a_pending_step_is_202_and_the_sdk_raises_it(gov):
         assert root2.duty_requests() == []
         with pytest.raises(ConfirmationRequiredError, match="to make eve2 approver needs a second admin"):
             Client(url=live.url, token=live.tokens["root"]).create_user("eve2", ["approver"])
+
+
+def test_one_admin_alone_cannot_disable_or_demote_the_other_admin_or_an_approver(gov):
+    """Else one admin disables the other and is left holding every power alone."""
+    root, root2 = actor(gov, "root"), actor(gov, "root2")
+    with pytest.raises(ConfirmationRequiredError) as raised:
+        gov.identity.set_disabled(root, "root2", True)
+    assert "to disable root2 (admin) needs a second admin" in raised.value.message
+    with gov.db.reader() as session:
+        assert session.scalar(select(UserRow.disabled).where(UserRow.name == "root2")) is False
+    # The subject cannot confirm their own removal either: with two admins, a third (or break glass) decides.
+    with pytest.raises(PermissionDeniedError, match="is for root2"):
+        gov.duties.decide(root2, pending_id(raised), confirm=True)
+
+    with pytest.raises(ConfirmationRequiredError, match="take admin away from root2"):
+        gov.identity.set_roles(root, "root2", ["viewer"])
+    with gov.db.reader() as session:
+        assert session.scalar(select(UserRow.roles).where(UserRow.name == "root2")) == ["admin"]
+
+    # An approver disabled by one admin would stop countering that admin's promotions: a second admin confirms.
+    with pytest.raises(ConfirmationRequiredError) as raised:
+        gov.identity.set_disabled(root, "abe", True)
+    decision = gov.duties.decide(root2, pending_id(raised), confirm=True)
+    assert decision.user is not None and decision.user.disabled
+    [disabled] = audit(gov, "user.disable")
+    assert disabled.actor == "root2" and disabled.details["requested_by"] == "root"
+
+    # What is not sensitive goes ahead at once: disabling a viewer, or oneself; demoting oneself.
+    assert gov.identity.set_disabled(root, "vera", True).disabled
+    assert gov.identity.set_roles(root2, "root2", ["admin", "viewer"]).roles == ["admin", "viewer"]
+    assert gov.identity.set_disabled(root2, "root2", True).disabled

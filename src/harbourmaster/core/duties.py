@@ -29,9 +29,7 @@ MAX_TOKEN_CHAIN = 32  # a token minted by a token minted by ...: deeper chains a
 class SensitiveStep:
     """One administration step that separation of duties covers."""
 
-    action: (
-        str  # user.create | user.roles | user.enable | grant.add | token.create | duties.mode | environment.configure
-    )
+    action: str  # user.create|roles|enable|disable, grant.add, token.create, duties.mode, environment.configure
     target: str  # the user it concerns (or "platform", or "environment:NAME")
     summary: str  # said to people: "make abe an approver"
     benefits_actor: bool  # the acting admin would gain the power themselves
@@ -44,11 +42,23 @@ def check_mode(mode: str) -> str:
 
 
 def role_step(actor: str, action: str, user: str, old_roles: set[str], new_roles: set[str]) -> SensitiveStep | None:
-    """Creating a user, or changing their roles, is sensitive when it hands out admin or approver."""
+    """Creating a user, or changing their roles, is sensitive when it hands out admin or approver, or takes
+    either away from somebody else (one admin must not be able to leave themselves as the only one)."""
     added = sorted((new_roles - old_roles) & PRIVILEGED_ROLES)
-    if not added:
+    removed = sorted((old_roles - new_roles) & PRIVILEGED_ROLES) if user != actor else []
+    if added:
+        return SensitiveStep(action, user, f"make {user} {' and '.join(added)}", benefits_actor=user == actor)
+    if removed:
+        return SensitiveStep(action, user, f"take {' and '.join(removed)} away from {user}", benefits_actor=False)
+    return None
+
+
+def disable_step(actor: str, user: str, roles: set[str], disabled: bool) -> SensitiveStep | None:
+    """Disabling another admin or approver removes a second pair of eyes: sensitive (disabling oneself is not)."""
+    privileged = sorted(roles & PRIVILEGED_ROLES)
+    if disabled or not privileged or user == actor:
         return None
-    return SensitiveStep(action, user, f"make {user} {' and '.join(added)}", benefits_actor=user == actor)
+    return SensitiveStep("user.disable", user, f"disable {user} ({' and '.join(privileged)})", benefits_actor=False)
 
 
 def enable_step(actor: str, user: str, roles: set[str], disabled: bool) -> SensitiveStep | None:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from harbourmaster.core.duties import (
     MAX_TOKEN_CHAIN,
+    disable_step,
     enable_step,
     grant_step,
     max_token_seconds,
@@ -176,12 +177,14 @@ class IdentityService:
 
     def set_disabled(self, actor: Actor, name: str, disabled: bool) -> UserInfo:
         self._platform.access.require(actor, Permission.ADMINISTER, target=f"user:{name}")
-        if not disabled:
-            with self._platform.db.reader() as session:
-                row = self._user(session, name)
+        with self._platform.db.reader() as session:
+            row = self._user(session, name)
+            if disabled:
+                step = disable_step(actor.name, name, set(row.roles), row.disabled)
+            else:
                 step = enable_step(actor.name, name, set(row.roles), row.disabled)
-            if step is not None:
-                self._platform.duties.guard(actor, step, {"name": name})
+        if step is not None:
+            self._platform.duties.guard(actor, step, {"name": name})
         with self._platform.db.transaction() as session:
             return self._set_disabled_in(session, actor, name, disabled)
 
@@ -363,6 +366,8 @@ class IdentityService:
             return {"user": self._set_roles_in(session, actor, payload["name"], payload["roles"], **details)}
         if request.action == "user.enable":
             return {"user": self._set_disabled_in(session, actor, payload["name"], False, **details)}
+        if request.action == "user.disable":
+            return {"user": self._set_disabled_in(session, actor, payload["name"], True, **details)}
         if request.action == "grant.add":
             user = self._grant_in(
                 session, actor, payload["name"], payload["environment"], payload["permission"], **details
