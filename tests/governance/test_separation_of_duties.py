@@ -9,6 +9,7 @@ tokens die with the token that minted them and obey a per-role maximum lifetime.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -251,6 +252,20 @@ def test_over_http_a_pending_step_is_202_and_the_sdk_raises_it(gov):
         assert root2.duty_requests() == []
         with pytest.raises(ConfirmationRequiredError, match="to make eve2 approver needs a second admin"):
             Client(url=live.url, token=live.tokens["root"]).create_user("eve2", ["approver"])
+
+        # A replica credential of prod (its bundles, its prediction log): one admin asks, another confirms
+        # and receives the secret once; dev's is minted at once.
+        root = Client(url=live.url, token=live.tokens["root"])
+        assert root.create_replica_credential("dev", "web").secret.startswith("hmr_")
+        with pytest.raises(ConfirmationRequiredError, match="replica credential for guarded environment prod") as asked:
+            root.create_replica_credential("prod", "web", expires_in_days=1)
+        assert [c.environment for c in root2.replica_credentials()] == ["dev"]
+        decision = root2.decide_request(pending_id(asked))
+        assert decision.credential is not None and decision.credential.environment == "prod"
+        replica = gov.dataplane.authenticate(hashlib.sha256(decision.credential.secret.encode()).hexdigest())
+        assert (replica.kind, replica.environment) == ("replica", "prod")
+        [minted] = audit(gov, "replica-credential.create")[-1:]
+        assert (minted.actor, minted.environment, minted.details["requested_by"]) == ("root2", "prod", "root")
 
 
 def test_one_admin_alone_cannot_disable_or_demote_the_other_admin_or_an_approver(gov):

@@ -357,12 +357,20 @@ def _decide(request_id: int, confirm: bool, url: str | None, token: str | None, 
     if json:
         return output.print_json(decision)
     request = decision.request
-    # When the step minted a token, stdout carries the secret alone (as `tokens create`), for `$(...)`.
-    said = output.console if decision.token is None else output.errors
+    # When the step minted a secret, stdout carries it alone (as `tokens create`), for `$(...)`.
+    minted = decision.token is not None or decision.credential is not None
+    said = output.errors if minted else output.console
     said.print(f"Request {request.id} ({request.summary}, asked by {request.requested_by}): {request.status}.")
     if decision.token is not None:
         output.errors.print(f"Token {decision.token.id} for {decision.token.user}. Shown only now; hand it over:")
         print(decision.token.token)
+    if decision.credential is not None:
+        credential = decision.credential
+        output.errors.print(
+            f"Replica credential {credential.id} for {credential.environment}. Shown only now; give it to the "
+            "replicas (serve --url with HARBOURMASTER_TOKEN):"
+        )
+        print(credential.secret)
 
 
 @users_app.command("confirm")

@@ -29,7 +29,7 @@ MAX_TOKEN_CHAIN = 32  # a token minted by a token minted by ...: deeper chains a
 class SensitiveStep:
     """One administration step that separation of duties covers."""
 
-    action: str  # user.create|roles|enable|disable, grant.add, token.create, duties.mode, environment.configure
+    action: str  # user.create|roles|enable|disable, grant.add, token.create, replica-credential.create, ...
     target: str  # the user it concerns (or "platform", or "environment:NAME")
     summary: str  # said to people: "make abe an approver"
     benefits_actor: bool  # the acting admin would gain the power themselves
@@ -76,6 +76,18 @@ def grant_step(actor: str, user: str, environment: str, permission: str, guarded
     if not guarded:
         return None
     return SensitiveStep("grant.add", user, f"grant {user} {permission} on {environment}", benefits_actor=user == actor)
+
+
+def credential_step(environment: str, guarded: bool) -> SensitiveStep | None:
+    """A replica credential of a guarded environment downloads its bundles and writes its prediction log."""
+    if not guarded:
+        return None
+    return SensitiveStep(
+        "replica-credential.create",
+        f"environment:{environment}",
+        f"mint a replica credential for guarded environment {environment}",
+        benefits_actor=False,
+    )
 
 
 def token_step(actor: str, user: str) -> SensitiveStep | None:

@@ -26,6 +26,7 @@ from sqlalchemy.orm import selectinload
 
 from harbourmaster.bundle.builder import Bundle
 from harbourmaster.bundle.storage import read_bundle_files
+from harbourmaster.core.duties import credential_step
 from harbourmaster.core.environments import Environment
 from harbourmaster.core.log_layout import INPUT_PREFIX, PREDICTION_COLUMN, PROBABILITY_PREFIX, UNROUTED
 from harbourmaster.core.permissions import Permission
@@ -45,6 +46,7 @@ from harbourmaster.store.tables import DeploymentRow, ProjectRow, ReplicaCredent
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from sqlalchemy.orm import Session
 
     from harbourmaster.services.platform import Platform
 
@@ -156,29 +158,43 @@ class DataPlaneService:
             raise InvalidInputError(f"{name!r} is not a valid credential name", "letters, digits, '.', '_', '@', '-'")
         if expires_in is not None and expires_in.total_seconds() <= 0:
             raise InvalidInputError("a credential's lifetime must be positive", "e.g. --expires-in 90d")
+        with self._platform.db.reader() as session:
+            self._platform.environments.row(session, environment)  # an unknown environment fails with a hint
+        step = credential_step(environment, self._platform.access.is_guarded(environment))
+        if step is not None:  # prod's bundles and prediction log: a second admin confirms (or it is refused)
+            payload = {"environment": environment, "name": name}
+            if expires_in is not None:
+                payload["expires_in_seconds"] = expires_in.total_seconds()
+            self._platform.duties.guard(actor, step, payload)
+        with self._platform.db.transaction() as session:
+            return self.create_credential_in(session, actor, environment, name, expires_in)
+
+    def create_credential_in(
+        self, session: Session, actor: Actor, environment: str, name: str, expires_in: timedelta | None, **details: Any
+    ) -> IssuedReplicaCredential:
+        """Mint the credential in ``session`` (also how a confirmed duty request carries it out)."""
         secret = REPLICA_TOKEN_PREFIX + secrets.token_urlsafe(32)
         expires_at = datetime.now(UTC) + expires_in if expires_in else None
-        with self._platform.db.transaction() as session:
-            self._platform.environments.row(session, environment)  # an unknown environment fails with a hint
-            row = ReplicaCredentialRow(
-                environment=environment,
-                name=name,
-                token_hash=hashlib.sha256(secret.encode()).hexdigest(),  # as identity.hash_token
-                prefix=secret[:8],
-                created_by=actor.name,
-                expires_at=expires_at,
-            )
-            session.add(row)
-            session.flush()
-            self._platform.audit.record(
-                session,
-                actor,
-                "replica-credential.create",
-                f"replica-credential:{row.id}",
-                environment=environment,
-                after={"name": name, "expires_at": expires_at.isoformat() if expires_at else None},
-            )
-            return IssuedReplicaCredential(row.id, environment, name, secret, expires_at)
+        row = ReplicaCredentialRow(
+            environment=environment,
+            name=name,
+            token_hash=hashlib.sha256(secret.encode()).hexdigest(),  # as identity.hash_token
+            prefix=secret[:8],
+            created_by=actor.name,
+            expires_at=expires_at,
+        )
+        session.add(row)
+        session.flush()
+        self._platform.audit.record(
+            session,
+            actor,
+            "replica-credential.create",
+            f"replica-credential:{row.id}",
+            environment=environment,
+            after={"name": name, "expires_at": expires_at.isoformat() if expires_at else None},
+            details=details or None,
+        )
+        return IssuedReplicaCredential(row.id, environment, name, secret, expires_at)
 
     def list_credentials(self, actor: Actor, environment: str | None = None) -> list[ReplicaCredentialInfo]:
         self._platform.access.require(actor, Permission.ADMINISTER, target="replica-credentials")

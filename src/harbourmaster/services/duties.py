@@ -36,6 +36,7 @@ from harbourmaster.errors import (
     PermissionDeniedError,
 )
 from harbourmaster.services.actors import Actor
+from harbourmaster.services.dataplane import IssuedReplicaCredential
 from harbourmaster.services.identity import UserInfo
 from harbourmaster.services.sandbox import EMBEDDED_KINDS
 from harbourmaster.store.tables import DutyRequestRow, PlatformSettingRow
@@ -83,6 +84,7 @@ class DutyDecision(BaseModel):
     token: MintedToken | None = None
     settings: DutySettings | None = None
     environment: Environment | None = None
+    credential: IssuedReplicaCredential | None = None  # ``secret`` shown this once, to the confirming admin
 
 
 def _info(row: DutyRequestRow, now: datetime) -> DutyRequestInfo:
@@ -324,6 +326,7 @@ class DutyService:
                     token=token,
                     settings=result.get("settings"),
                     environment=result.get("environment"),
+                    credential=result.get("credential"),
                 )
 
         self._platform.audit.record_alone(

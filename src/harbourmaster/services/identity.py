@@ -390,6 +390,17 @@ class IdentityService:
                 session, actor, payload["name"], payload["config"], payload.get("position"), **details
             )
             return {"environment": environment}
+        if request.action == "replica-credential.create":
+            seconds = payload.get("expires_in_seconds")
+            credential = self._platform.dataplane.create_credential_in(
+                session,
+                actor,
+                payload["environment"],
+                payload["name"],
+                timedelta(seconds=seconds) if seconds else None,
+                **details,
+            )
+            return {"credential": credential}
         if request.action == "duties.mode":
             return {"settings": self._platform.duties.apply_mode_in(session, actor, payload["mode"], request.id)}
         raise InvalidInputError(f"request {request.id} has an unknown action {request.action!r}", "reject it")
