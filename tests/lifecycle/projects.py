@@ -96,7 +96,7 @@ def log_traffic(
             "reason": None,
             "status": 200,
             "latency_ms": 1.0,
-            "inputs": json.dumps({"x1": float(record.x1), "x2": float(record.x2)}),
+            "inputs": json.dumps({"x1": _plain(record.x1), "x2": _plain(record.x2)}),
             "output": json.dumps(1),
             "probabilities": None,
             "shadow_version": None,
@@ -111,3 +111,7 @@ def log_traffic(
         truth = [(ids[i], 0, int(data["y"].iloc[i])) for i in range(count)]
         platform.feedback.record(SYSTEM, PROJECT, environment, truth)
     return ids
+
+
+def _plain(value: object) -> object:
+    return value.item() if hasattr(value, "item") else value
