@@ -459,3 +459,7 @@ log_commands.register(app)
 from harbourmaster.cli import runs_commands  # noqa: E402
 
 runs_commands.register(app)
+
+from harbourmaster.cli import lifecycle_commands  # noqa: E402
+
+lifecycle_commands.register(app)
