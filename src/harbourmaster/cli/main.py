@@ -459,3 +459,7 @@ log_commands.register(app)
 from harbourmaster.cli import runs_commands  # noqa: E402
 
 runs_commands.register(app)
+
+from harbourmaster.cli import loadtest_commands  # noqa: E402
+
+loadtest_commands.register(app)

@@ -11,6 +11,8 @@ for one target environment, stored with a verdict, a summary and links to the re
   at registration are. It passes when no shared metric of the candidate is worse than the champion's
   by more than the project's ``[monitoring.quality] tolerance`` (relative).
 
+- ``loadtest``: recorded by ``harbourmaster loadtest`` (``services/loadtest.py``), not by ``record``.
+
 With no champion in the target environment there is nothing to compare with: both checks pass and say
 so. The ``evidence`` gate (``core/gates.py``) reads the newest record of each check for the digest.
 """
@@ -37,7 +39,13 @@ from harbourmaster.store.tables import DeploymentRow, GateEvidenceRow, VersionRo
 if TYPE_CHECKING:
     from harbourmaster.services.platform import Platform
 
-CHECKS: tuple[str, ...] = ("drift", "quality")
+CHECKS: tuple[str, ...] = (
+    "drift",
+    "quality",
+    "loadtest",
+)
+# Checks recorded by a command of their own (not computed by ``record``): the command that records each.
+RECORDED_ELSEWHERE: dict[str, str] = {"loadtest": "harbourmaster loadtest PROJECT VERSION --env ENV"}
 
 
 class EvidenceInfo(BaseModel):
@@ -87,11 +95,17 @@ class EvidenceService:
         self._platform.environments.get(environment)
         if window is not None:
             parse_window(window)  # a bad window is refused before anything is measured
-        wanted = list(dict.fromkeys(checks or CHECKS))
+        wanted = list(dict.fromkeys(checks or [check for check in CHECKS if check not in RECORDED_ELSEWHERE]))
         unknown = [check for check in wanted if check not in CHECKS]
         if unknown:
             raise InvalidInputError(
                 f"unknown evidence check(s): {', '.join(map(repr, unknown))}", f"checks: {', '.join(CHECKS)}"
+            )
+        elsewhere = [check for check in wanted if check in RECORDED_ELSEWHERE]
+        if elsewhere:
+            raise InvalidInputError(
+                f"the {elsewhere[0]} evidence is recorded by running it, not computed here",
+                f"run: {RECORDED_ELSEWHERE[elsewhere[0]]}",
             )
         with self._platform.db.reader() as session:
             candidate = self._platform.registry.version_row(session, project, version)
