@@ -8,8 +8,9 @@ captured none, the figures of a finished run and its verdict against an environm
   percentiles include the time a request waited behind a stalled server. Requests with no answer count as
   errors, with no latency; ``max_ms`` is the slowest answer.
 - Verdict: passed when p99 is within the SLA's ``p99_ms`` and the error rate within its ``error_rate``
-  (and the fallback rate within ``fallback_rate``) at the rate, and the generator kept its schedule (a
-  generator that could not send on time measured itself, not the server, so the run proves nothing).
+  (and the fallback rate within ``fallback_rate``) at the rate. A generator that could not send on time
+  (``late_sends``) charged its own lateness to the server, since latency runs from the intended time: a
+  pass stands (the server did better than measured), a failure is flagged as possibly the generator's.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ MAX_RATE = 50_000.0
 MAX_DURATION = 600.0
 MAX_REQUESTS = 1_000_000  # rate x duration
 LATE_MS = 10.0  # a send this much after its time is late
-MAX_LATE_SHARE = 0.01  # more late sends than this: the generator was saturated, the run proves nothing
+MAX_LATE_SHARE = 0.01  # more late sends than this: the generator was saturated (said in the verdict)
 SLOWEST_KEPT = 20  # of the slowest requests, kept in the result (when they were due, how long they took)
 
 
@@ -255,13 +256,6 @@ def judge(result: LoadTestFigures, sla: SlaConfig, environment: str) -> tuple[bo
     """(passed, reasons): each objective of the SLA checked at the rate, and the generator's own schedule."""
     reasons: list[str] = []
     passed = True
-    if result.requests and result.late_sends > MAX_LATE_SHARE * result.requests:
-        passed = False
-        reasons.append(
-            f"the load generator could not keep its schedule ({result.late_sends} of {result.requests} sends "
-            f"more than {LATE_MS:g} ms late; worst {result.max_send_lag_ms:.0f} ms): the run measured the "
-            "generator, not the server; lower --rate or run it on a less busy machine"
-        )
     p99 = result.p99_ms if result.p99_ms is not None else math.inf
     if sla.p99_ms is not None:
         if p99 > sla.p99_ms:
@@ -290,7 +284,25 @@ def judge(result: LoadTestFigures, sla: SlaConfig, environment: str) -> tuple[bo
         reasons.append("no request was answered successfully")
     if sla.p99_ms is None and sla.error_rate is None:
         reasons.append(f"the SLA of {environment} sets neither p99_ms nor error_rate: nothing else to hold it to")
+    if saturated(result):
+        # Late sends are charged to the server (latency runs from the intended time): a pass stands, a
+        # failure may be the generator's own.
+        reasons.append(
+            f"the load generator sent {result.late_sends} of {result.requests} requests more than {LATE_MS:g} ms "
+            f"late (worst {result.max_send_lag_ms:.0f} ms), charged to the server"
+            + (
+                ""
+                if passed
+                else ": the failure may be this machine's, not the server's; run it again on a less busy "
+                "machine or at a lower --rate"
+            )
+        )
     return passed, reasons
+
+
+def saturated(result: LoadTestFigures) -> bool:
+    """Whether the generator missed its schedule on more than ``MAX_LATE_SHARE`` of the requests."""
+    return bool(result.requests) and result.late_sends > MAX_LATE_SHARE * result.requests
 
 
 def _ms(value: float | None) -> str:

@@ -31,6 +31,7 @@ from harbourmaster.core.loadtest import (
     judge,
     peak_rate,
     sample_records,
+    saturated,
     typed_value,
 )
 from harbourmaster.core.permissions import Permission
@@ -144,6 +145,7 @@ class LoadTestService:
             **result.model_dump(),
             "passed": passed,
             "reasons": reasons,
+            "generator_saturated": saturated(result),
             "rate_rule": rule,
             "peak_rate": peak,
             "headroom": headroom if rate is None else None,
