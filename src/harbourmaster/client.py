@@ -420,11 +420,14 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods, MonitoringMetho
         headroom: float = DEFAULT_HEADROOM,
         floor: float = DEFAULT_FLOOR,
         connections: int | None = None,
+        to: str | None = None,
     ) -> EvidenceInfo:
         """Load-test a version serving as champion on a replica of ``environment`` at a fixed open-loop rate
-        (default: production's peak x ``headroom``, at least ``floor``) and store the ``loadtest`` evidence
-        (see docs/lifecycle.md). Lasts about ``duration`` seconds."""
+        (default: production's peak x ``headroom``, at least ``floor``), judged against the SLA of ``to``
+        (default: the environment after ``environment``), and store the ``loadtest`` evidence for promotion
+        into ``to`` (see docs/monitoring.md). Lasts about ``duration`` seconds."""
         options: dict[str, Any] = {
+            "to": to,
             "rate": rate,
             "duration": duration,
             "headroom": headroom,

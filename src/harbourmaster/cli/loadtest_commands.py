@@ -29,17 +29,30 @@ def loadtest(
     connections: Annotated[
         int | None, typer.Option(help="Connections to the replica (default: from the rate).")
     ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(help="The environment VERSION is to be promoted into: its SLA, its evidence (default: the next)."),
+    ] = None,
     url: UrlOption = None,
     token: TokenOption = None,
     json: JsonOption = False,
 ) -> None:
     """Load-test VERSION, the champion of an environment (test by default): replay production's captured
     requests (or records sampled from its reference profile) at a fixed arrival rate, latency measured
-    from each request's intended send time; passed when p99 and the error rate are within the SLA.
-    Recorded as evidence "loadtest" for promotion gates."""
+    from each request's intended send time; passed when p99 and the error rate are within the SLA of the
+    environment it is to be promoted into (--to, default the next: prod). Recorded there as evidence
+    "loadtest" for its promotion gates."""
     with client(url, token) as hm:
         item = hm.load_test(
-            project, version, env, rate=rate, duration=duration, headroom=headroom, floor=floor, connections=connections
+            project,
+            version,
+            env,
+            rate=rate,
+            duration=duration,
+            headroom=headroom,
+            floor=floor,
+            connections=connections,
+            to=to,
         )
     if json:
         return output.print_json(item)
@@ -49,7 +62,7 @@ def loadtest(
         return "-" if d.get(key) is None else f"{d[key]:.1f}"
 
     output.table(
-        f"load test of {project} v{item.version} on {env} ({d['replica']})",
+        f"load test of {project} v{item.version} on {env} ({d['replica']}), for {item.environment}",
         ("rate req/s", "requests", "answered req/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors", "late sends"),
         [
             (

@@ -1,6 +1,7 @@
 """Load tests: offer a version, serving as champion on a replica of an environment (``test``), a fixed
-open-loop arrival rate for a while, and record whether it held the environment's SLA as the evidence
-check ``loadtest`` (what an ``evidence`` gate with ``check = "loadtest"`` reads).
+open-loop arrival rate for a while, and record whether it held the SLA of the environment it is to be
+promoted into (``prod``: the next one by default) as the evidence check ``loadtest`` for promotion there
+(what an ``evidence`` gate with ``check = "loadtest"`` on that environment reads).
 
 What is sent: the inputs of the production environment's recent requests (its prediction log, rows its
 champion answered), replayed in turn; without any, records sampled from the version's reference profile.
@@ -75,19 +76,26 @@ class LoadTestService:
         headroom: float = DEFAULT_HEADROOM,
         floor: float = DEFAULT_FLOOR,
         connections: int | None = None,
+        to: str | None = None,
         token: str | None = None,
     ) -> EvidenceInfo:
-        """Load-test ``version`` of ``project`` on a live replica of ``environment`` where it is the champion;
-        store and return the ``loadtest`` evidence (its details hold every figure). ``token``: sent to a
-        guarded environment's replica (the caller's own, with ``predict`` there)."""
+        """Load-test ``version`` of ``project`` on a live replica of ``environment`` where it is the champion,
+        judged against the SLA of ``to``, the environment it is to be promoted into (default: the one after
+        ``environment``, or itself when last); store and return the ``loadtest`` evidence for promotion into
+        ``to`` (its details hold every figure). ``token``: sent to a guarded environment's replica (the
+        caller's own, with ``predict`` there)."""
         problems = check_options(rate, duration, headroom, floor)
         if connections is not None and not 1 <= connections <= MAX_CONNECTIONS:
             problems.append(f"--connections {connections}: give 1 to {MAX_CONNECTIONS}")
         if problems:
-            raise InvalidInputError("; ".join(problems), "e.g. --rate 100 --duration 10 (see docs/lifecycle.md)")
+            raise InvalidInputError(
+                "; ".join(problems), "e.g. --rate 100 --duration 10 (see docs/monitoring.md, Load tests)"
+            )
         platforms = self._platform
         platforms.access.require(actor, Permission.DEPLOY, environment=environment, target=project)
-        target = platforms.environments.get(environment)
+        platforms.environments.get(environment)
+        target = platforms.environments.get(to) if to else platforms.environments.next_after(environment)
+        target = target or platforms.environments.get(environment)
         production = max(platforms.environments.list(), key=lambda env: env.position).name
         platforms.access.require(actor, Permission.READ, environment=production, target=project)
         with platforms.db.reader() as session:
@@ -135,9 +143,10 @@ class LoadTestService:
             run.max_dispatch_lag_ms,
             run.connections_used,
         )
-        passed, reasons = judge(result, target.config.sla, environment)
+        passed, reasons = judge(result, target.config.sla, target.name)
         summary = (
-            f"v{number} {'held' if passed else 'did not hold'} {offered:g} req/s for {duration:g} s on {environment}: "
+            f"v{number} {'held' if passed else 'did not hold'} {offered:g} req/s for {duration:g} s on a replica "
+            f"of {environment}: "
             f"{'; '.join(reasons)} (p50 {_ms(result.p50_ms)}, p95 {_ms(result.p95_ms)}, "
             f"{result.throughput:.0f} answered req/s; rate: {rule}; requests: {source})"
         )
@@ -151,6 +160,7 @@ class LoadTestService:
             "headroom": headroom if rate is None else None,
             "requests_source": source,
             "replica": url,
+            "tested_in": environment,
             "sla": target.config.sla.model_dump(exclude_none=True),
             "connection_errors": run.errors,
         }
@@ -159,7 +169,7 @@ class LoadTestService:
                 project=project,
                 version=number,
                 digest=digest,
-                environment=environment,
+                environment=target.name,
                 check=CHECK,
                 passed=passed,
                 summary=summary,
@@ -178,6 +188,7 @@ class LoadTestService:
                 environment=environment,
                 details={
                     "digest": digest,
+                    "for": target.name,
                     "passed": passed,
                     "rate": offered,
                     "duration": duration,

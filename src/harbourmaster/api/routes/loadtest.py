@@ -25,6 +25,9 @@ class LoadTestRequest(BaseModel):
     headroom: float = Field(default=DEFAULT_HEADROOM, description="Factor on production's observed peak rate.")
     floor: float = Field(default=DEFAULT_FLOOR, description=f"Lowest default rate (at most {MAX_RATE:g}).")
     connections: int | None = Field(default=None, description="Connections to the replica (default from the rate).")
+    to: str | None = Field(
+        default=None, max_length=64, description="Promotion target: its SLA, its evidence (default: the next one)."
+    )
 
 
 @router.post(
@@ -55,5 +58,6 @@ async def run_load_test(
         headroom=body.headroom,
         floor=body.floor,
         connections=body.connections,
+        to=body.to,
         token=token,  # a guarded environment's replica wants the caller's own predict grant
     )
