@@ -18,6 +18,7 @@ from harbourmaster.services.evidence import EvidenceService
 from harbourmaster.services.feedback import FeedbackService
 from harbourmaster.services.history import HistoryService
 from harbourmaster.services.identity import IdentityService
+from harbourmaster.services.loadtest import LoadTestService
 from harbourmaster.services.log_maintenance import PredictionLogService
 from harbourmaster.services.monitoring import MonitoringService
 from harbourmaster.services.notifiers import NotifierService
@@ -126,6 +127,10 @@ class Platform:
     @cached_property
     def evidence(self) -> EvidenceService:
         return EvidenceService(self)
+
+    @cached_property
+    def loadtest(self) -> LoadTestService:
+        return LoadTestService(self)
 
     @cached_property
     def quality(self) -> QualityService:
