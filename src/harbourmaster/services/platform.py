@@ -27,6 +27,7 @@ from harbourmaster.services.promotions import PromotionService
 from harbourmaster.services.quality import QualityService
 from harbourmaster.services.registry import RegistryService
 from harbourmaster.services.replicas import ReplicaService
+from harbourmaster.services.rollouts import RolloutService
 from harbourmaster.services.runs import RunService
 from harbourmaster.services.scoring import ScoringService
 from harbourmaster.services.sla import SlaMonitor, SlaService
@@ -148,6 +149,10 @@ class Platform:
         service.register(PipelineRunMonitor())
         service.register(SlaMonitor())
         return service
+
+    @cached_property
+    def rollouts(self) -> RolloutService:
+        return RolloutService(self)
 
     def close(self) -> None:
         self.db.dispose()
