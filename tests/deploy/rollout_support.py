@@ -43,6 +43,7 @@ class Load:
     fault: float | None = None  # x1 value of the faulty records (RAISE or SLOW), or None
     fault_share: int = 0  # one record in this many carries the fault
     threads: int = 4
+    pause: float = 0.0  # seconds each thread waits between two requests (bounds the rate)
     max_requests: int = 4000
     max_seconds: float = 40.0
     statuses: Counter[int] = field(default_factory=Counter)
@@ -81,6 +82,8 @@ class Load:
                     with self._lock:
                         self.failures.append(f"{type(exc).__name__}: {exc}")
                     continue
+                if self.pause:
+                    time.sleep(self.pause)
                 with self._lock:
                     self.statuses[answer.status_code] += 1
                     if answer.status_code == 200:
@@ -95,13 +98,14 @@ class Load:
         return self
 
 
-def wait_for(check: Callable[[], object], timeout: float, what: str, every: float = 0.2) -> object:
+def wait_for(check: Callable[[], object], timeout: float, what: str | Callable[[], str], every: float = 0.2) -> object:
+    """Poll ``check`` until it is true; past ``timeout`` fail, saying ``what`` (a callable: evaluated then)."""
     deadline = time.monotonic() + timeout
     while True:
         found = check()
         if found:
             return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what() if callable(what) else what}"
         time.sleep(every)
 
 

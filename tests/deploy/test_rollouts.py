@@ -48,7 +48,7 @@ def _run_until_over(platform: Platform, rollout_id: int, timeout: float) -> str:
         wait_for(
             lambda: platform.rollouts.get(SYSTEM, rollout_id).state not in ("running", "paused"),
             timeout,
-            f"the rollout to finish: {platform.rollouts.get(SYSTEM, rollout_id)}",
+            lambda: f"the rollout to finish: {platform.rollouts.get(SYSTEM, rollout_id)}",
         )
     finally:
         controller.stop()
