@@ -16,8 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.conftest import make_settings
-from tests.deploy.rollout_support import SYSTEM, Load, moody_in_prod, wait_for
-from tests.deploy.test_rollouts import FAST
+from tests.deploy.rollout_support import FAST, SYSTEM, Load, moody_in_prod, wait_for
 from tests.serving.projects import MOODY
 
 from harbourmaster.services.platform import Platform
