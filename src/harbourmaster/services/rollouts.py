@@ -129,6 +129,11 @@ class RolloutService:
                 f"promote the first version with --strategy immediate: harbourmaster promote {project} "
                 f"{to_version} --to {environment}",
             )
+        if from_version == to_version:
+            raise ConflictError(
+                f"v{to_version} is already the champion of {project} in {environment}",
+                "roll out another version, or leave it as it is",
+            )
         key = f"{project}/{environment}"
         if session.scalar(select(RolloutRow.id).where(RolloutRow.active_key == key)) is not None:
             raise ConflictError(
