@@ -160,6 +160,7 @@ class Platform:
     def retraining(self) -> RetrainService:
         return RetrainService(self)
 
+    @cached_property
     def rollouts(self) -> RolloutService:
         return RolloutService(self)
 
