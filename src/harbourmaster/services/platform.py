@@ -22,6 +22,7 @@ from harbourmaster.services.loadtest import LoadTestService
 from harbourmaster.services.log_maintenance import PredictionLogService
 from harbourmaster.services.monitoring import MonitoringService
 from harbourmaster.services.notifiers import NotifierService
+from harbourmaster.services.overview import OverviewService
 from harbourmaster.services.pipeline_runs import PipelineRunMonitor
 from harbourmaster.services.prediction_reads import PredictionReadService
 from harbourmaster.services.promotions import PromotionService
@@ -163,6 +164,10 @@ class Platform:
     @cached_property
     def rollouts(self) -> RolloutService:
         return RolloutService(self)
+
+    @cached_property
+    def overview(self) -> OverviewService:
+        return OverviewService(self)
 
     def close(self) -> None:
         self.db.dispose()
