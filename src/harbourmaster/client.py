@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from harbourmaster._client_lifecycle import LifecycleMethods
 from harbourmaster._client_monitoring import MonitoringMethods
 from harbourmaster._client_operations import DeploymentMethods, GovernanceMethods
 from harbourmaster._client_trust import TrustMethods
@@ -69,7 +70,7 @@ if TYPE_CHECKING:
 VersionRef = int | str
 
 
-class Client(DeploymentMethods, GovernanceMethods, TrustMethods, MonitoringMethods):
+class Client(DeploymentMethods, GovernanceMethods, TrustMethods, MonitoringMethods, LifecycleMethods):
     """Register, inspect and load versions, embedded or against a server.
 
     >>> client = Client()                                   # ./.harbourmaster

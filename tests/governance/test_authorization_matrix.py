@@ -113,6 +113,95 @@ def _dataplane(environment: str, **request: Any) -> Example:
     return example
 
 
+def _labelled(environment: str) -> Example:
+    """One more answered request of the seed project in ``environment``, with its ground truth."""
+
+    def example(platform: Platform, seed: Seed, _user: str) -> Request:
+        from datetime import UTC, datetime
+
+        from harbourmaster.store.prediction_log import write_feedback, write_predictions
+        from served import any_record
+
+        request_id, now = seed.unique("labelled"), datetime.now(UTC)
+        record = {"request_id": request_id, "row": 0, "ts": now, "environment": environment, "project": PROJECT}
+        write_predictions(
+            platform.artifacts,
+            [
+                {
+                    **record,
+                    **dict.fromkeys(("reason", "probabilities", "shadow_version", "shadow_output")),
+                    "version": 1,
+                    "path": "champion",
+                    "status": 200,
+                    "latency_ms": 1.0,
+                    "inputs": json.dumps(any_record(platform, PROJECT, 1)),
+                    "output": "0",
+                    "replica": "r1",
+                }
+            ],
+        )
+        write_feedback(platform.artifacts, [{**record, "value": "0", "actor": "tests"}])
+        return Request(path={"project": PROJECT, "environment": environment}, json={})
+
+    return example
+
+
+_RETRAINED: dict[int, Any] = {}
+
+
+def _retrained(platform: Platform) -> tuple[str, Any]:
+    """A project (``shifty``) with a champion in dev, a version retrained on its production rows, and labelled
+    rows since that version's held-out boundary; returns the project and the boundary."""
+    from datetime import UTC, datetime, timedelta
+
+    from sklearn.linear_model import LogisticRegression
+
+    from harbourmaster.services.packaging import package_version
+    from lifecycle.projects import PROJECT as SHIFTY
+    from lifecycle.projects import frame, log_traffic
+
+    if id(platform) not in _RETRAINED:
+        data = frame(120, seed=1)
+        features = data[["x1", "x2"]]
+        model = LogisticRegression().fit(features, data["y"])
+        boundary = datetime.now(UTC) - timedelta(minutes=30)
+        for lineage in ({}, {"retrain": {"holdout": {"from": boundary.isoformat()}}}):
+            bundle = package_version(
+                model, features=features, target=data["y"], metrics={}, lineage=lineage, created_by="tests"
+            )
+            platform.registry.register_bundle(SYSTEM, SHIFTY, bundle)
+        platform.deployments.deploy(SYSTEM, SHIFTY, 1, "dev")
+        log_traffic(platform, data.head(20), version=1, environment="dev")
+        _RETRAINED[id(platform)] = boundary
+    return SHIFTY, _RETRAINED[id(platform)]
+
+
+def _scored(platform: Platform) -> tuple[str, dict[str, Any]]:
+    project, boundary = _retrained(platform)
+    rows = platform.retraining.production_rows(SYSTEM, project, "dev", since=boundary, purpose="evaluate").rows
+    zeros = [0] * len(rows)
+    return project, {
+        "champion": 1,
+        "request_ids": [r.request_id for r in rows],
+        "rows": [r.row for r in rows],
+        "candidate": zeros,
+        "champion_predictions": zeros,
+    }
+
+
+def _evaluation(platform: Platform, _seed: Seed, _user: str) -> Request:
+    project, body = _scored(platform)
+    return Request(path={"project": project, "version": 2, "environment": "dev"}, json=body)
+
+
+def _challenger_report(platform: Platform, _seed: Seed, _user: str) -> Request:
+    from harbourmaster.services.retraining import ScoredRows
+
+    project, body = _scored(platform)
+    result = platform.retraining.record_challenger(SYSTEM, project, 2, "dev", ScoredRows.model_validate(body))
+    return Request(path={"report_id": result.report.id})
+
+
 HEARTBEAT = {"replica": "matrix-1", "host": "h", "pid": 1}
 SCORE_RUN = {"project": PROJECT, "version": 1, "status": "succeeded", "rows_in": 1, "rows_out": 1}
 PREDICTION_KEY = "predictions/env=dev/project=breast-cancer/date=2026-01-01/" + "a" * 32 + ".parquet"
@@ -320,6 +409,10 @@ EXAMPLES: dict[tuple[str, str], list[Example]] = {
     ("GET", "/api/v1/notifiers"): [lambda _p, _s, _u: Request()],
     ("POST", "/api/v1/notifiers"): [lambda _p, s, _u: Request(json={"name": s.unique("journal"), "kind": "log"})],
     ("DELETE", "/api/v1/notifiers/{name}"): [_prepare_notifier],
+    ("POST", "/api/v1/retrain/{project}/{environment}/rows"): [_labelled("dev"), _labelled("prod")],
+    ("POST", "/api/v1/evaluations/{project}/{environment}/rows"): [_labelled("dev"), _labelled("prod")],
+    ("POST", "/api/v1/evaluations/{project}/{version}/{environment}"): [_evaluation],
+    ("GET", "/api/v1/challenger-reports/{report_id}"): [_challenger_report],
 }
 
 

@@ -11,7 +11,7 @@ from harbourmaster import __version__
 from harbourmaster.api.bounds import install_bounds
 from harbourmaster.api.deps import install_authentication
 from harbourmaster.api.errors import install_error_handlers
-from harbourmaster.api.routes import alerts, dataplane, duties, governance, health, monitoring, registry
+from harbourmaster.api.routes import alerts, dataplane, duties, governance, health, lifecycle, monitoring, registry
 from harbourmaster.api.routes import loadtest as loadtest_routes
 from harbourmaster.services.platform import Platform
 
@@ -51,4 +51,5 @@ def create_app(platform: Platform | None = None, *, run_monitors: bool = False) 
     app.include_router(monitoring.router)
     app.include_router(alerts.router)
     app.include_router(loadtest_routes.router)
+    app.include_router(lifecycle.router)
     return app

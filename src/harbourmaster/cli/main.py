@@ -463,3 +463,7 @@ runs_commands.register(app)
 from harbourmaster.cli import loadtest_commands  # noqa: E402
 
 loadtest_commands.register(app)
+
+from harbourmaster.cli import lifecycle_commands  # noqa: E402
+
+lifecycle_commands.register(app)

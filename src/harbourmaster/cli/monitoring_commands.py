@@ -287,7 +287,9 @@ def evidence(
     project: str,
     version: str,
     to: Annotated[str, typer.Option("--to", help="The environment the version is to be promoted into.")],
-    check: Annotated[list[str] | None, typer.Option(help="drift or quality (repeat; default both).")] = None,
+    check: Annotated[
+        list[str] | None, typer.Option(help="drift, quality or drift_fixed (repeat; default drift and quality).")
+    ] = None,
     window: Annotated[
         str | None, typer.Option(help="The window of the environment's traffic (default: the project's).")
     ] = None,

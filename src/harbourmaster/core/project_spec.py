@@ -398,6 +398,14 @@ def drift_settings(value: dict[str, Any]) -> DriftSettings:
         ) from None
 
 
+class RetrainSection(_Section):
+    """``[retrain]``: retraining on production data (``harbourmaster retrain``) and its challenger evaluation."""
+
+    min_rows: int = Field(default=50, ge=1)  # labelled production rows needed to retrain at all
+    holdout: float = Field(default=0.2, gt=0.0, lt=0.9)  # newest share of them held out as the evaluation set
+    alpha: float = Field(default=0.05, gt=0.0, lt=0.5)  # significance of the paired test: a tie is not a win
+
+
 class ProjectSpec(_Section):
     """The whole project file."""
 
@@ -409,6 +417,7 @@ class ProjectSpec(_Section):
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
     serialization: SerializationSection = Field(default_factory=SerializationSection)
     monitoring: MonitoringSection = Field(default_factory=MonitoringSection)
+    retrain: RetrainSection = Field(default_factory=RetrainSection)
     environments: dict[str, dict[str, Any]] = Field(default_factory=dict)
     schema_: dict[str, ColumnDeclaration] = Field(default_factory=dict, alias="schema")
 
@@ -461,6 +470,7 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "evaluation": EvaluationSection,
     "serialization": SerializationSection,
     "monitoring": MonitoringSection,
+    "retrain": RetrainSection,
 }
 _MISSING_HINTS: dict[tuple[str, ...], str] = {
     ("project", "name"): 'add name = "<project-name>" under [project]',

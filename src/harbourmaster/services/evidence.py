@@ -12,6 +12,11 @@ for one target environment, stored with a verdict, a summary and links to the re
   by more than the project's ``[monitoring.quality] tolerance`` (relative).
 
 - ``loadtest``: recorded by ``harbourmaster loadtest`` (``services/loadtest.py``), not by ``record``.
+- ``drift_fixed``: the same window against both references, feature by feature (``core/retraining.py``):
+  passes when no feature drifts newly against the candidate's reference and at least one that drifted
+  against the champion's no longer does (or none drifted at all).
+- ``beats_champion``: measured by scoring both versions on the held-out labelled production rows, which
+  runs model code, so it is recorded by ``harbourmaster evaluate`` (``services/retraining.py``), not here.
 
 With no champion in the target environment there is nothing to compare with: both checks pass and say
 so. The ``evidence`` gate (``core/gates.py``) reads the newest record of each check for the digest.
@@ -39,13 +44,14 @@ from harbourmaster.store.tables import DeploymentRow, GateEvidenceRow, VersionRo
 if TYPE_CHECKING:
     from harbourmaster.services.platform import Platform
 
-CHECKS: tuple[str, ...] = (
-    "drift",
-    "quality",
-    "loadtest",
-)
-# Checks recorded by a command of their own (not computed by ``record``): the command that records each.
-RECORDED_ELSEWHERE: dict[str, str] = {"loadtest": "harbourmaster loadtest PROJECT VERSION --env ENV"}
+CHECKS: tuple[str, ...] = ("drift", "quality", "loadtest", "beats_champion", "drift_fixed")
+DEFAULT_CHECKS: tuple[str, ...] = ("drift", "quality")  # what ``record`` measures when no check is named
+# Checks recorded by a command of their own (a load test, or scoring model code in the CLI/job process);
+# ``record`` refuses them and names the command.
+MEASURED_ELSEWHERE: dict[str, str] = {
+    "loadtest": "harbourmaster loadtest {project} {version} --env ENV",
+    "beats_champion": "harbourmaster evaluate {project} {version} --env {environment}",
+}
 
 
 class EvidenceInfo(BaseModel):
@@ -88,24 +94,26 @@ class EvidenceService:
         checks: list[str] | None = None,
         window: str | None = None,
     ) -> list[EvidenceInfo]:
-        """Compute the ``checks`` (default: every one) of ``version`` against the champion of ``environment``
+        """Compute the ``checks`` (default: ``DEFAULT_CHECKS``) of ``version`` against the champion of ``environment``
         over ``window`` (default: the project's drift / quality window) and store them. Reads the
         environment's prediction log, so it needs ``read`` there (audited for a guarded environment)."""
         self._platform.access.require(actor, Permission.READ, environment=environment, target=project)
         self._platform.environments.get(environment)
         if window is not None:
             parse_window(window)  # a bad window is refused before anything is measured
-        wanted = list(dict.fromkeys(checks or [check for check in CHECKS if check not in RECORDED_ELSEWHERE]))
+        wanted = list(dict.fromkeys(checks or DEFAULT_CHECKS))
         unknown = [check for check in wanted if check not in CHECKS]
         if unknown:
             raise InvalidInputError(
                 f"unknown evidence check(s): {', '.join(map(repr, unknown))}", f"checks: {', '.join(CHECKS)}"
             )
-        elsewhere = [check for check in wanted if check in RECORDED_ELSEWHERE]
+        elsewhere = [check for check in wanted if check in MEASURED_ELSEWHERE]
         if elsewhere:
+            how = MEASURED_ELSEWHERE[elsewhere[0]].format(project=project, version=version, environment=environment)
             raise InvalidInputError(
-                f"the {elsewhere[0]} evidence is recorded by running it, not computed here",
-                f"run: {RECORDED_ELSEWHERE[elsewhere[0]]}",
+                f"the {elsewhere[0]} evidence is recorded by running it (a load test, or model code the "
+                "control plane never runs), not computed here",
+                f"record it with: {how}",
             )
         with self._platform.db.reader() as session:
             candidate = self._platform.registry.version_row(session, project, version)
@@ -129,6 +137,8 @@ class EvidenceService:
                 verdicts[check] = _Verdict(passed=True, summary=f"v{number} is the champion of {environment}")
             elif check == "drift":
                 verdicts[check] = self._drift(actor, project, environment, number, theirs.number, window)
+            elif check == "drift_fixed":
+                verdicts[check] = self._drift_fixed(actor, project, environment, number, theirs.number, window)
             else:
                 verdicts[check] = self._quality(project, environment, (number, metrics, source), theirs, window)
         with self._platform.db.transaction() as session:
@@ -209,7 +219,84 @@ class EvidenceService:
                 )
             return newest
 
+    def store_verdict(
+        self,
+        actor: Actor,
+        project: str,
+        version: VersionRef,
+        environment: str,
+        check: str,
+        *,
+        passed: bool,
+        summary: str,
+        reports: list[str],
+        details: dict[str, Any],
+    ) -> EvidenceInfo:
+        """Store one verdict measured by another service (e.g. ``beats_champion``), audited like ``record``."""
+        if check not in CHECKS:
+            raise InvalidInputError(f"unknown evidence check {check!r}", f"checks: {', '.join(CHECKS)}")
+        self._platform.access.require(actor, Permission.READ, environment=environment, target=project)
+        with self._platform.db.reader() as session:
+            candidate = self._platform.registry.version_row(session, project, version)
+            number, digest = candidate.number, candidate.digest
+        with self._platform.db.transaction() as session:
+            row = GateEvidenceRow(
+                project=project,
+                version=number,
+                digest=digest,
+                environment=environment,
+                check=check,
+                passed=passed,
+                summary=summary,
+                reports=reports,
+                details=details,
+                recorded_by=actor.name,
+                recorded_at=datetime.now(UTC),
+            )
+            session.add(row)
+            session.flush()
+            self._platform.audit.record(
+                session,
+                actor,
+                "evidence.record",
+                f"{project}:v{number}",
+                environment=environment,
+                details={"digest": digest, "checks": {check: passed}, "evidence": [row.id]},
+            )
+            return EvidenceInfo.model_validate(row, from_attributes=True)
+
     # -- checks ----------------------------------------------------------------------
+
+    def _drift_fixed(
+        self, actor: Actor, project: str, environment: str, number: int, champion: int, window: str | None
+    ) -> _Verdict:
+        from harbourmaster.core.retraining import compare_drift
+
+        drift = self._platform.drift
+        theirs = drift.report(actor, project, environment, window=window)
+        try:
+            mine = drift.report(actor, project, environment, window=window, reference_version=number)
+        except BundleIntegrityError as exc:
+            return _Verdict(
+                passed=False,
+                summary=f"v{number}'s drift cannot be measured: {exc.message}",
+                reports=[f"drift-report:{theirs.id}"],
+            )
+        links = [f"drift-report:{mine.id}", f"drift-report:{theirs.id}"]
+        if theirs.rows == 0:
+            return _Verdict(
+                passed=False,
+                summary=f"the window {theirs.window} of {environment} holds no answer of champion v{champion}: "
+                "nothing to measure the drift on (wait for traffic, or choose a wider window)",
+                reports=links,
+            )
+        comparison = compare_drift(mine, theirs)
+        return _Verdict(
+            passed=comparison.passed,
+            summary=comparison.summary,
+            reports=links,
+            details={"window": theirs.window, "rows": theirs.rows, "comparison": comparison.model_dump(mode="json")},
+        )
 
     def _drift(
         self, actor: Actor, project: str, environment: str, number: int, champion: int, window: str | None

@@ -28,6 +28,7 @@ from harbourmaster.services.promotions import PromotionService
 from harbourmaster.services.quality import QualityService
 from harbourmaster.services.registry import RegistryService
 from harbourmaster.services.replicas import ReplicaService
+from harbourmaster.services.retraining import RetrainService
 from harbourmaster.services.runs import RunService
 from harbourmaster.services.scoring import ScoringService
 from harbourmaster.services.sla import SlaMonitor, SlaService
@@ -153,6 +154,10 @@ class Platform:
         service.register(PipelineRunMonitor())
         service.register(SlaMonitor())
         return service
+
+    @cached_property
+    def retraining(self) -> RetrainService:
+        return RetrainService(self)
 
     def close(self) -> None:
         self.db.dispose()

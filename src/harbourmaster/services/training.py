@@ -214,16 +214,29 @@ class TrainingService:
         data: DataSource | None = None,
         description: str = "",
         progress: Progress = SILENT,
+        retrain: dict[str, Any] | None = None,
+        previous_schema: dict[str, Any] | None = None,
     ) -> TrainResult:
-        """Train from a project folder and register the new version, recording a run (stages to ``progress``)."""
+        """Train from a project folder and register the new version, recording a run (stages to ``progress``).
+
+        ``retrain``: this is a retraining on production data (``services/retraining.py``): the run is of kind
+        ``retrain`` in that record's ``environment``, and the record is the version's ``retrain`` lineage.
+        ``previous_schema``: the input schema undeclared columns are checked against (default: the latest
+        version's)."""
         project_dir = Path(project_dir).absolute()
         spec = read_project_spec(project_dir)
         self._platform.access.require(actor, Permission.REGISTER, target=spec.project.name)
-        run_id = self._start_run(actor, spec.project.name, project_dir)
+        run_id = self._start_run(
+            actor,
+            spec.project.name,
+            project_dir,
+            kind="retrain" if retrain else "train",
+            environment=(retrain or {}).get("environment"),
+        )
         trace = RunTrace()
         try:
             parent = self._latest_number(actor, spec.project.name)
-            previous = (
+            previous = previous_schema or (
                 self._platform.registry.get_version(actor, spec.project.name, parent).input_schema
                 if parent is not None
                 else None
@@ -245,6 +258,7 @@ class TrainingService:
                 progress=progress,
                 previous_schema=previous,
                 trace=trace,
+                retrain=retrain,
             )
             progress.stage("registering the version")
             with trace.step("register"):
@@ -286,7 +300,18 @@ class TrainingService:
             started = datetime.now(UTC) - timedelta(seconds=float(duration))
         summary = dict(summary)
         trace = reported_trace(summary.pop("steps", None), summary.pop("validation", None))
-        run_id = self._start_run(actor, project, None, started_at=started)
+        retrain = summary.get("retrain") if isinstance(summary.get("retrain"), dict) else None
+        environment = retrain.get("environment") if retrain else None
+        if environment is not None:
+            self._platform.environments.get(str(environment))  # a run names an environment that exists
+        run_id = self._start_run(
+            actor,
+            project,
+            None,
+            started_at=started,
+            kind="retrain" if retrain else "train",
+            environment=str(environment) if environment is not None else None,
+        )
         return self._finish_run(
             actor,
             run_id,
@@ -320,13 +345,21 @@ class TrainingService:
             return None
 
     def _start_run(
-        self, actor: Actor, project: str, project_dir: Path | None, *, started_at: datetime | None = None
+        self,
+        actor: Actor,
+        project: str,
+        project_dir: Path | None,
+        *,
+        started_at: datetime | None = None,
+        kind: str = "train",
+        environment: str | None = None,
     ) -> int:
         with self._platform.db.transaction() as session:
             row = RunRow(
                 started_at=started_at or datetime.now(UTC),
                 project=project,
-                kind="train",
+                kind=kind,
+                environment=environment,
                 status="running",
                 created_by=actor.name,
                 details={"project_dir": str(project_dir)} if project_dir else {},
@@ -423,7 +456,11 @@ def project_settings_of(spec: ProjectSpec) -> dict[str, Any]:
     Not ``[serialization] trusted_types``: what a model file may contain is an admin
     setting (``harbourmaster trust``), which an upload cannot change.
     """
-    return {"environments": spec.environments, "monitoring": spec.monitoring.model_dump()}
+    return {
+        "environments": spec.environments,
+        "monitoring": spec.monitoring.model_dump(),
+        "retrain": spec.retrain.model_dump(),
+    }
 
 
 def build_training_bundle(
@@ -438,6 +475,7 @@ def build_training_bundle(
     progress: Progress = SILENT,
     previous_schema: dict[str, Any] | None = None,
     trace: RunTrace | None = None,
+    retrain: dict[str, Any] | None = None,
 ) -> tuple[Bundle, dict[str, Any]]:
     """Load data, check it, fit, evaluate on the held-out split and build the bundle (no store writes).
 
@@ -446,7 +484,8 @@ def build_training_bundle(
     ``policy``: what the fitted pipeline may contain, as registration will check it (the platform's and the
     project's admin-set types); by default ``settings`` plus the project file's ``trusted_types``.
     ``trace`` receives each step (rows in and out, timings) and the verdict of the data checks, with
-    the row-count bounds of ``[monitoring.runs]``.
+    the row-count bounds of ``[monitoring.runs]``. ``retrain``: the record of a retraining on production
+    data, kept as the ``retrain`` lineage of the version and in the summary.
     """
     from sklearn.model_selection import train_test_split
 
@@ -533,7 +572,7 @@ def build_training_bundle(
             step.rows_out = len(x_test)
         lineage = {
             "data": {
-                "source": source.describe(),
+                "source": (retrain or {}).get("source") or source.describe(),
                 "training_rows": len(x_train),
                 "holdout_rows": len(x_test),
             },
@@ -552,6 +591,8 @@ def build_training_bundle(
                 "rows": len(x_test),
             },
         }
+        if retrain:
+            lineage["retrain"] = retrain
         progress.stage("packaging the bundle")
         with trace.step("package", len(features)):
             bundle = package_version(
@@ -577,8 +618,10 @@ def build_training_bundle(
         "training_rows": len(x_train),
         "holdout_rows": len(x_test),
         "metrics": metrics,
-        "source": source.describe(),
+        "source": (retrain or {}).get("source") or source.describe(),
     }
+    if retrain:
+        summary["retrain"] = retrain
     return bundle, summary
 
 
