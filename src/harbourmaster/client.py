@@ -16,6 +16,7 @@ import httpx
 from harbourmaster._client_lifecycle import LifecycleMethods
 from harbourmaster._client_monitoring import MonitoringMethods
 from harbourmaster._client_operations import DeploymentMethods, GovernanceMethods
+from harbourmaster._client_rollouts import RolloutMethods
 from harbourmaster._client_trust import TrustMethods
 from harbourmaster.bundle.builder import Bundle
 from harbourmaster.bundle.code import (
@@ -70,7 +71,7 @@ if TYPE_CHECKING:
 VersionRef = int | str
 
 
-class Client(DeploymentMethods, GovernanceMethods, TrustMethods, MonitoringMethods, LifecycleMethods):
+class Client(DeploymentMethods, GovernanceMethods, TrustMethods, MonitoringMethods, LifecycleMethods, RolloutMethods):
     """Register, inspect and load versions, embedded or against a server.
 
     >>> client = Client()                                   # ./.harbourmaster

@@ -452,6 +452,10 @@ from harbourmaster.cli import alerts_commands  # noqa: E402
 
 alerts_commands.register(app)
 
+from harbourmaster.cli import rollout_commands  # noqa: E402
+
+rollout_commands.register(app)
+
 from harbourmaster.cli import log_commands  # noqa: E402
 
 log_commands.register(app)

@@ -29,6 +29,7 @@ from harbourmaster.services.quality import QualityService
 from harbourmaster.services.registry import RegistryService
 from harbourmaster.services.replicas import ReplicaService
 from harbourmaster.services.retraining import RetrainService
+from harbourmaster.services.rollouts import RolloutService
 from harbourmaster.services.runs import RunService
 from harbourmaster.services.scoring import ScoringService
 from harbourmaster.services.sla import SlaMonitor, SlaService
@@ -158,6 +159,10 @@ class Platform:
     @cached_property
     def retraining(self) -> RetrainService:
         return RetrainService(self)
+
+    @cached_property
+    def rollouts(self) -> RolloutService:
+        return RolloutService(self)
 
     def close(self) -> None:
         self.db.dispose()
