@@ -471,3 +471,7 @@ loadtest_commands.register(app)
 from harbourmaster.cli import lifecycle_commands  # noqa: E402
 
 lifecycle_commands.register(app)
+
+from harbourmaster.cli import cases_commands  # noqa: E402
+
+cases_commands.register(app)
