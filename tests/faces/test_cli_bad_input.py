@@ -86,6 +86,8 @@ BAD: dict[str, list[str]] = {
     "credential_id": ["999", "first"],
     "max_lifetime": ["later"],
     "expires_in_days": ["week", "0"],
+    "last": ["many", "0"],
+    "mix_training": ["half", "2"],
     "expires_in": ["later", "0m", "5 fortnights"],
     "format": ["xml"],
     "out": ["no-folder/out.txt"],

@@ -65,11 +65,9 @@ def require_labelled_rows(labelled: int, minimum: int, where: str) -> None:
 def split_recent(frame: pd.DataFrame, holdout: float, *, ts: str = "ts") -> tuple[pd.DataFrame, pd.DataFrame]:
     """(training rows, held-out rows): the newest ``holdout`` share of ``frame`` by ``ts`` held out, every
     row logged at the boundary instant or later with them. Raises when either side would be empty."""
-    import math as _math
-
     ordered = frame.sort_values([ts, "request_id", "row"], kind="stable").reset_index(drop=True)
     count = len(ordered)
-    held = max(1, _math.ceil(count * holdout))
+    held = max(1, math.ceil(count * holdout))
     if held >= count:
         raise DataProblemError(
             f"cannot hold out {holdout:.0%} of {count} labelled row(s) and still train on some",
