@@ -25,6 +25,7 @@ from cli_inprocess import invoke
 from conftest import make_settings
 from governance.helpers import actor, create_users, live_server
 from harbourmaster.client import Client
+from harbourmaster.core.rollout_rules import rollout_plan
 from harbourmaster.errors import PermissionDeniedError
 from harbourmaster.lifecycle_worker import work
 from harbourmaster.services.cases import FAILED_RULE, CaseInfo
@@ -168,18 +169,25 @@ def test_a_drift_alert_opens_one_case_and_the_worker_takes_it_to_the_sign_off(
         assert any(p.version == retrained and p.environment == "prod" for p in pending)
         assert platform.deployments.get(SYSTEM, PROJECT, "prod").champion.number == champion  # people decide
 
-        # People sign off and promote: the next monitor pass links the promotion and closes the case.
+        # People sign off and start a canary: the next monitor pass links the promotion and its rollout; the
+        # case closes when the rollout ends (here a person stops it; the rollout tests cover the canary itself).
         serve_champion(platform, PROJECT, "test")
         for approver in ("abe", "amy"):
             platform.approvals.decide(actor(platform, approver), PROJECT, retrained, "prod", "approve")
-        promotion = platform.promotions.promote(actor(platform, "olga"), PROJECT, retrained, "prod")
+        olga = actor(platform, "olga")
+        canary = rollout_plan("canary", bake=600)
+        promotion = platform.promotions.promote(olga, PROJECT, retrained, "prod", rollout=canary)
         platform.monitoring.run_once()
         case = platform.cases.get(SYSTEM, case.id)
-        assert (case.state, case.outcome, case.promotion_id) == ("done", "promoted", promotion.id)
+        assert (case.state, case.promotion_id, case.rollout_id) == ("rolling_out", promotion.id, promotion.rollout_id)
+        platform.rollouts.abort(olga, promotion.rollout_id, "the test ends here")
+        platform.cases.follow()
+        case = platform.cases.get(SYSTEM, case.id)
+        assert (case.state, case.outcome) == ("done", "aborted") and case.closed_at is not None
 
         actions = _actions(platform, "case.")
         assert actions[:3] == ["case.open", "case.claim", "case.step.retrain"], actions
-        assert actions[-1] == "case.promoted" and "case.step.approval" in actions
+        assert actions[-2:] == ["case.promoted", "case.done"] and "case.step.approval" in actions
         assert platform.audit.verify(actor(platform, "audrey")).ok
     finally:
         if replica is not None:
