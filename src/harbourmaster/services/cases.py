@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from harbourmaster.core.alerts import Severity, Verdict
 from harbourmaster.core.cases import (
     ACTIVE,
+    OPENING_CHANGES,
     check_step,
     opens_case,
     policy_of,
@@ -84,6 +85,8 @@ class CaseService:
         moment = now or datetime.now(UTC)
         opened: list[CaseInfo] = []
         for change in changes:
+            if change.change not in OPENING_CHANGES:
+                continue  # a still-firing alert's update, or a resolution: never a new case
             try:
                 case = self._open_one(change, moment)
             except IntegrityError:
