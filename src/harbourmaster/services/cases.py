@@ -235,6 +235,8 @@ class CaseService:
         if active:
             query = query.where(LifecycleCaseRow.state.in_(ACTIVE))
         with self._platform.db.reader() as session:
+            if project and session.scalar(select(ProjectRow.id).where(ProjectRow.name == project)) is None:
+                raise NotFoundError(f"project {project!r} does not exist", "list projects with: harbourmaster projects")
             items = [_info(row) for row in session.scalars(query)]
         self._platform.access.audit_guarded_read(actor, "cases.read", "cases", (c.environment for c in items))
         return items
