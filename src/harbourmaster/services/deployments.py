@@ -90,6 +90,11 @@ class DeploymentService:
             )
         return states
 
+    def state_in(self, session: Session, project: str, environment: str) -> DeploymentState | None:
+        """The desired state read in the caller's transaction (None: not deployed); no permission check."""
+        row = self._row(session, project, environment)
+        return deployment_state(row) if row is not None else None
+
     def revisions(self, environment: str) -> dict[str, int]:
         """Project -> revision for one environment: the cheap poll replicas make."""
         with self._platform.db.reader() as session:

@@ -298,6 +298,14 @@ class RolloutService:
             row = self._row(session, rollout_id, lock=True)
             if row.state != "running":
                 return None  # another control plane (or a person) moved it meanwhile
+            changed = self._changed_outside(session, row)
+            if changed is not None:  # someone deployed or cleared the challenger by hand: the rollout is over
+                self._finish(session, row, "aborted", changed, now)
+                self._platform.audit.record(
+                    session, actor, "rollout.abort", f"{row.project}:v{row.to_version}",
+                    environment=row.environment, details={"rollout_id": row.id, "reason": changed},
+                )  # fmt: skip
+                return rollout_info(row)
             started = _utc(row.step_started_at)
             elapsed = (now - started).total_seconds()
             decision = self._decide(session, row, started, now, elapsed)
@@ -370,6 +378,18 @@ class RolloutService:
         elif info.state == "completed":
             self._platform.alerts.apply([Verdict(ALERT_RULE, f"{info.project}/{info.environment}", False)], now)
         return info
+
+    def _changed_outside(self, session: Session, row: RolloutRow) -> str | None:
+        """Why the deployment no longer is what the rollout put in place (None: it still is)."""
+        state = self._platform.deployments.state_in(session, row.project, row.environment)
+        champion = state.champion.number if state and state.champion else None
+        challenger = state.challenger.version.number if state and state.challenger else None
+        if champion == row.from_version and challenger == row.to_version:
+            return None
+        return (
+            f"the deployment was changed outside the rollout (champion v{champion}, challenger "
+            f"{f'v{challenger}' if challenger else 'none'}): stopped without touching it"
+        )
 
     def _decide(self, session: Session, row: RolloutRow, started: datetime, now: datetime, elapsed: float) -> Decision:
         min_requests = int(row.options.get("min_requests") or MIN_REQUESTS)
