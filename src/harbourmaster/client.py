@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from harbourmaster._client_cases import CaseMethods
 from harbourmaster._client_lifecycle import LifecycleMethods
 from harbourmaster._client_monitoring import MonitoringMethods
 from harbourmaster._client_operations import DeploymentMethods, GovernanceMethods
@@ -71,7 +72,9 @@ if TYPE_CHECKING:
 VersionRef = int | str
 
 
-class Client(DeploymentMethods, GovernanceMethods, TrustMethods, MonitoringMethods, LifecycleMethods, RolloutMethods):
+class Client(
+    DeploymentMethods, GovernanceMethods, TrustMethods, MonitoringMethods, LifecycleMethods, RolloutMethods, CaseMethods
+):
     """Register, inspect and load versions, embedded or against a server.
 
     >>> client = Client()                                   # ./.harbourmaster

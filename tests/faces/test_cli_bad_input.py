@@ -42,6 +42,8 @@ GOOD: dict[str, str] = {
     "run_id": "1",
     "for_": "1h",
     "kind": "webhook",
+    "case_id": "1",
+    "reason": "the sweep",
 }
 
 # Bad values by parameter name: each one is wrong in a way the command must name.
@@ -118,6 +120,8 @@ BAD: dict[str, list[str]] = {
     "headroom": ["lots", "0"],
     "floor": ["low", "0"],
     "connections": ["many", "0"],
+    "case_id": ["999", "first"],
+    "poll": ["soon", "0"],
 }
 
 # Parameters where any value is acceptable (free text, flags), or (--host) where only binding would tell.
@@ -143,6 +147,8 @@ FREE_TEXT = {
     "history",
     "once",
     "no_failover",
+    "reason",
+    "active",
 }
 
 

@@ -12,6 +12,7 @@ from harbourmaster.api.bounds import install_bounds
 from harbourmaster.api.deps import install_authentication
 from harbourmaster.api.errors import install_error_handlers
 from harbourmaster.api.routes import alerts, dataplane, duties, governance, health, lifecycle, monitoring, registry
+from harbourmaster.api.routes import cases as case_routes
 from harbourmaster.api.routes import loadtest as loadtest_routes
 from harbourmaster.api.routes import rollouts as rollout_routes
 from harbourmaster.console.app import install_console
@@ -58,5 +59,6 @@ def create_app(platform: Platform | None = None, *, run_monitors: bool = False) 
     app.include_router(lifecycle.router)
     app.include_router(loadtest_routes.router)
     app.include_router(rollout_routes.router)
+    app.include_router(case_routes.router)
     install_console(app)  # the web console under /console (after the error handlers: it wraps them)
     return app

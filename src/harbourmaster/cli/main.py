@@ -471,3 +471,7 @@ lifecycle_commands.register(app)
 from harbourmaster.cli import loadtest_commands  # noqa: E402
 
 loadtest_commands.register(app)
+
+from harbourmaster.cli import cases_commands  # noqa: E402
+
+cases_commands.register(app)

@@ -9,6 +9,7 @@ from harbourmaster.services.access import AccessService
 from harbourmaster.services.alerts import AlertService
 from harbourmaster.services.approvals import ApprovalService
 from harbourmaster.services.audit import AuditService
+from harbourmaster.services.cases import CaseService
 from harbourmaster.services.dataplane import DataPlaneService
 from harbourmaster.services.deployments import DeploymentService
 from harbourmaster.services.drift import DriftService
@@ -168,6 +169,10 @@ class Platform:
     @cached_property
     def overview(self) -> OverviewService:
         return OverviewService(self)
+
+    @cached_property
+    def cases(self) -> CaseService:
+        return CaseService(self)
 
     def close(self) -> None:
         self.db.dispose()

@@ -602,3 +602,30 @@ class RolloutRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class LifecycleCaseRow(Base):
+    """One lifecycle case (``core/cases.py``): from the alert that opened it, through the steps a worker
+    ran (each with its links: run, version, evidence, promotions), to the rollout that ended it."""
+
+    __tablename__ = "lifecycle_cases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    environment: Mapped[str] = mapped_column(String(64), nullable=False)
+    state: Mapped[str] = mapped_column(String(24), nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    trigger: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    policy: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    steps: Mapped[list[Any]] = mapped_column(JSON, nullable=False, default=list)
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the retrained version
+    promotion_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # production's promotion
+    rollout_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(24), nullable=True)  # the rollout's end
+    claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # "project/environment" while the case is active (one active case per deployment), NULL once over
+    active_key: Mapped[str | None] = mapped_column(String(140), nullable=True, unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
