@@ -43,6 +43,7 @@ GOOD: dict[str, str] = {
     "for_": "1h",
     "kind": "webhook",
     "case_id": "1",
+    "rollout_id": "1",
     "reason": "the sweep",
 }
 
@@ -116,6 +117,13 @@ BAD: dict[str, list[str]] = {
     "min_severity": ["apocalyptic"],
     "output_file": ["no-folder/rules.yml"],
     "rate": ["fast", "0"],
+    "strategy": ["rolling"],
+    "steps": ["5,fifty", "50,25", "0"],
+    "bake": ["soon", "-1m"],
+    "shadow_for": ["long"],
+    "decide": ["maybe"],
+    "min_requests": ["few", "0"],
+    "rollout_id": ["999", "first"],
     "duration": ["long", "-1"],
     "headroom": ["lots", "0"],
     "floor": ["low", "0"],
