@@ -90,6 +90,10 @@ class DeploymentService:
             )
         return states
 
+    def state_in(self, session: Session, project: str, environment: str) -> DeploymentState:
+        """The desired state, read in the caller's session (the caller checked access and audits its read)."""
+        return deployment_state(self._existing(session, project, environment))
+
     def revisions(self, environment: str) -> dict[str, int]:
         """Project -> revision for one environment: the cheap poll replicas make."""
         with self._platform.db.reader() as session:

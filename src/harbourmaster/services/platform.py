@@ -10,8 +10,10 @@ from harbourmaster.services.alerts import AlertService
 from harbourmaster.services.approvals import ApprovalService
 from harbourmaster.services.audit import AuditService
 from harbourmaster.services.dataplane import DataPlaneService
+from harbourmaster.services.deployment_status import DeploymentStatusService
 from harbourmaster.services.deployments import DeploymentService
 from harbourmaster.services.drift import DriftService
+from harbourmaster.services.drift_view import DriftViewService
 from harbourmaster.services.duties import DutyService
 from harbourmaster.services.environments import EnvironmentService
 from harbourmaster.services.evidence import EvidenceService
@@ -148,6 +150,14 @@ class Platform:
         service.register(PipelineRunMonitor())
         service.register(SlaMonitor())
         return service
+
+    @cached_property
+    def deployment_status(self) -> DeploymentStatusService:
+        return DeploymentStatusService(self)
+
+    @cached_property
+    def drift_view(self) -> DriftViewService:
+        return DriftViewService(self)
 
     def close(self) -> None:
         self.db.dispose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from harbourmaster.core.drift import DriftReport, FeatureDrift
@@ -44,6 +44,7 @@ def _row(report: DriftReport, drift: FeatureDrift, kind: str) -> DriftResultRow:
             "current_values": drift.current_values,
             "quality": drift.quality.model_dump(),
             "note": drift.note,
+            "distribution": drift.distribution.model_dump() if drift.distribution else None,
         },
     )
 
@@ -102,3 +103,21 @@ def measured_features(session: Session, project: str, environment: str) -> list[
         .distinct()
     )
     return sorted(session.scalars(query))
+
+
+def recent_reports(session: Session, project: str, environment: str, reports: int = 30) -> list[DriftResultRow]:
+    """Every row of a deployment's newest ``reports`` reports, newest report first."""
+    newest = (
+        select(DriftResultRow.report_id, func.max(DriftResultRow.computed_at).label("at"))
+        .where(DriftResultRow.project == project, DriftResultRow.environment == environment)
+        .group_by(DriftResultRow.report_id)
+        .order_by(func.max(DriftResultRow.computed_at).desc())
+        .limit(reports)
+        .subquery()
+    )
+    query = (
+        select(DriftResultRow)
+        .join(newest, newest.c.report_id == DriftResultRow.report_id)
+        .order_by(DriftResultRow.computed_at.desc(), DriftResultRow.id)
+    )
+    return list(session.scalars(query))
