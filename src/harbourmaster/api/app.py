@@ -12,6 +12,7 @@ from harbourmaster.api.bounds import install_bounds
 from harbourmaster.api.deps import install_authentication
 from harbourmaster.api.errors import install_error_handlers
 from harbourmaster.api.routes import alerts, dataplane, duties, governance, health, monitoring, registry
+from harbourmaster.console.app import install_console
 from harbourmaster.services.platform import Platform
 
 
@@ -49,4 +50,5 @@ def create_app(platform: Platform | None = None, *, run_monitors: bool = False) 
     app.include_router(dataplane.router)
     app.include_router(monitoring.router)
     app.include_router(alerts.router)
+    install_console(app)  # the web console under /console (after the error handlers: it wraps them)
     return app

@@ -23,6 +23,7 @@ from harbourmaster.services.identity import IdentityService
 from harbourmaster.services.log_maintenance import PredictionLogService
 from harbourmaster.services.monitoring import MonitoringService
 from harbourmaster.services.notifiers import NotifierService
+from harbourmaster.services.overview import OverviewService
 from harbourmaster.services.pipeline_runs import PipelineRunMonitor
 from harbourmaster.services.prediction_reads import PredictionReadService
 from harbourmaster.services.promotions import PromotionService
@@ -150,6 +151,10 @@ class Platform:
         service.register(PipelineRunMonitor())
         service.register(SlaMonitor())
         return service
+
+    @cached_property
+    def overview(self) -> OverviewService:
+        return OverviewService(self)
 
     @cached_property
     def deployment_status(self) -> DeploymentStatusService:
