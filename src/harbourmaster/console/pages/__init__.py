@@ -8,13 +8,19 @@ from types import ModuleType
 from harbourmaster.console.pages import (
     approvals,
     audit,
+    deployment,
+    drift,
     overview,
     project,
+    runs,
 )
 
 PAGES: tuple[ModuleType, ...] = (
     overview,
     project,
+    deployment,
+    drift,
+    runs,
     approvals,
     audit,
 )
