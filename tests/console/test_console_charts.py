@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from console.browser import PROJECT, Browser, ConsoleSite
 
 pytestmark = pytest.mark.slow
@@ -202,11 +203,19 @@ def test_drift_page_ranks_features_and_draws_distributions(browser: Browser, cha
     browser.login("ada")
     browser.open(f"/console/drift/{PROJECT}/dev")
     rows = browser.find_all("#features tbody tr")
-    assert len(rows) >= 30
-    first = [row.text.split("\n")[0] for row in rows[:3]]
-    drifted = {f.feature for f in chart_data["after"].features if f.drifted}
-    assert drifted and any(name in first[0] for name in drifted), f"the most drifted feature leads: {first}"
-    assert "data drift" in browser.text("#verdict") or "no data drift" in browser.text("#verdict")
+    assert len(rows) >= 30  # the demo's 30 features (and the prediction, when measured)
+    features = [row for row in rows if "(prediction)" not in row.text]
+    scores = [float(row.find_element("css selector", "td:nth-child(6)").text) for row in features]
+    verdicts = [row.find_element("css selector", "td:nth-child(7)").text for row in features]
+    # Most drifted first: the drifted ones, then by score. (The newest report may be the server's own drift
+    # monitor's rather than the fixture's second one, so the order is checked, not one feature's name.)
+    drifted = [v == "drifted" for v in verdicts]
+    assert drifted == sorted(drifted, reverse=True), verdicts
+    split = drifted.count(True)
+    for group in (scores[:split], scores[split:]):
+        assert group == sorted(group, reverse=True), scores
+    assert chart_data["after"].drifted_features, "the shifted batch drifted"
+    assert "report(s) shown" in browser.text("#verdict")
     for canvas in ("chart-dataset", "chart-scores", "dist-0"):
         assert _painted(browser, canvas) > 500, f"{canvas} drew nothing"
     _full_screenshot(browser, "drift")

@@ -85,12 +85,12 @@ class DriftViewService:
         reports = max(1, min(int(reports), MAX_REPORTS))
         with self._platform.db.reader() as session:
             self._platform.registry.project_row(session, project)  # an unknown project is named
-            rows = drift_results.recent_reports(session, project, environment, reports)
-        return _overview(project, environment, rows)
+            series, latest = drift_results.recent_reports(session, project, environment, reports)
+        return _overview(project, environment, series, latest)
 
 
-def _overview(project: str, environment: str, rows: list[DriftResultRow]) -> DriftOverview:
-    if not rows:
+def _overview(project: str, environment: str, series: list[Any], latest: list[DriftResultRow]) -> DriftOverview:
+    if not series:
         return DriftOverview(
             project=project,
             environment=environment,
@@ -103,11 +103,9 @@ def _overview(project: str, environment: str, rows: list[DriftResultRow]) -> Dri
             dataset=[],
             reports=0,
         )
-    newest = rows[0].report_id  # rows come newest report first
     history: dict[str, list[FeaturePoint]] = {}
     dataset: list[DatasetPoint] = []
-    latest: dict[str, DriftResultRow] = {}
-    for row in reversed(rows):  # oldest first
+    for row in reversed(series):  # oldest first
         if row.kind == "dataset":
             dataset.append(_dataset_point(row))
             continue
@@ -120,26 +118,24 @@ def _overview(project: str, environment: str, rows: list[DriftResultRow]) -> Dri
                 drifted=row.drifted,
             )
         )
-        if row.report_id == newest:
-            latest[row.feature] = row
-    features = [_feature(row, history.get(name, [])) for name, row in latest.items()]
+    features = [_feature(row, history.get(row.feature, [])) for row in latest if row.kind != "dataset"]
     features.sort(key=lambda f: (f.kind != "feature", not f.drifted, -f.score, f.feature))
-    head = rows[0]
+    head = series[0]
     return DriftOverview(
         project=project,
         environment=environment,
-        latest=dataset[-1] if dataset and dataset[-1].report_id == newest else None,
+        latest=dataset[-1] if dataset and dataset[-1].report_id == head.report_id else None,
         version=head.version,
         window=head.window,
         window_start=head.window_start,
         window_end=head.window_end,
         features=features,
         dataset=dataset,
-        reports=len({row.report_id for row in rows}),
+        reports=len({row.report_id for row in series}),
     )
 
 
-def _dataset_point(row: DriftResultRow) -> DatasetPoint:
+def _dataset_point(row: Any) -> DatasetPoint:
     return DatasetPoint(
         computed_at=row.computed_at,
         report_id=row.report_id,

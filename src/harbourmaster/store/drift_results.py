@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -105,19 +106,42 @@ def measured_features(session: Session, project: str, environment: str) -> list[
     return sorted(session.scalars(query))
 
 
-def recent_reports(session: Session, project: str, environment: str, reports: int = 30) -> list[DriftResultRow]:
-    """Every row of a deployment's newest ``reports`` reports, newest report first."""
+def recent_reports(
+    session: Session, project: str, environment: str, reports: int = 30
+) -> tuple[list[Any], list[DriftResultRow]]:
+    """A deployment's newest ``reports`` reports: every row's figures without details (the series), newest
+    report first, and the newest report's whole rows (with details: distributions, quality, notes)."""
+    r = DriftResultRow
     newest = (
-        select(DriftResultRow.report_id, func.max(DriftResultRow.computed_at).label("at"))
-        .where(DriftResultRow.project == project, DriftResultRow.environment == environment)
-        .group_by(DriftResultRow.report_id)
-        .order_by(func.max(DriftResultRow.computed_at).desc())
+        select(r.report_id, func.max(r.computed_at).label("at"))
+        .where(r.project == project, r.environment == environment)
+        .group_by(r.report_id)
+        .order_by(func.max(r.computed_at).desc())
         .limit(reports)
         .subquery()
     )
-    query = (
-        select(DriftResultRow)
-        .join(newest, newest.c.report_id == DriftResultRow.report_id)
-        .order_by(DriftResultRow.computed_at.desc(), DriftResultRow.id)
+    series = list(
+        session.execute(
+            select(
+                r.report_id,
+                r.computed_at,
+                r.feature,
+                r.kind,
+                r.statistic,
+                r.threshold,
+                r.drifted,
+                r.score,
+                r.rows,
+                r.version,
+                r.window,
+                r.window_start,
+                r.window_end,
+            )
+            .join(newest, newest.c.report_id == r.report_id)
+            .order_by(r.computed_at.desc(), r.id)
+        )
     )
-    return list(session.scalars(query))
+    if not series:
+        return [], []
+    latest = list(session.scalars(select(r).where(r.report_id == series[0].report_id).order_by(r.id)))
+    return series, latest

@@ -1,5 +1,7 @@
 // Draws the charts a console page embeds as JSON: <script type="application/json" data-chart="CANVAS_ID">
-// holding a Chart.js configuration (built by console/charts.py). Redraws after an htmx swap (live parts).
+// holding a Chart.js configuration (built by console/charts.py). Redraws after an htmx swap settles (live parts);
+// a fragment htmx swaps in carries its JSON in <template data-chart> instead, since htmx (allowScriptTags
+// off) drops script elements from swapped content.
 // The tables next to each chart hold the same figures, so a page still reads without this script.
 (function () {
   "use strict";
@@ -8,7 +10,7 @@
     if (typeof window.Chart === "undefined") {
       return;
     }
-    var nodes = root.querySelectorAll('script[type="application/json"][data-chart]');
+    var nodes = root.querySelectorAll('script[type="application/json"][data-chart], template[data-chart]');
     Array.prototype.forEach.call(nodes, function (node) {
       var canvas = document.getElementById(node.getAttribute("data-chart"));
       if (!canvas) {
@@ -16,7 +18,7 @@
       }
       var config;
       try {
-        config = JSON.parse(node.textContent);
+        config = JSON.parse(node.content ? node.content.textContent : node.textContent);
       } catch (error) {
         canvas.setAttribute("data-chart-error", "bad data");
         return;
@@ -37,7 +39,9 @@
   } else {
     draw(document);
   }
-  document.addEventListener("htmx:afterSwap", function (event) {
+  // After settling, not swapping: while it settles htmx gives the new elements the old ones' attributes
+  // (same ids), then restores theirs, which resets a canvas drawn in between.
+  document.addEventListener("htmx:afterSettle", function (event) {
     draw(event.target);
   });
 })();
