@@ -8,8 +8,10 @@ resets handled exactly as the SLA windows handle them (``core/sla.py``: ``window
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from operator import attrgetter
 
 from pydantic import BaseModel
 
@@ -48,10 +50,17 @@ def timeline(
     step = step_for(span_seconds, step_seconds)
     last = end.timestamp()
     count = max(1, int(span_seconds // step))
+    ordered = [sorted(samples, key=attrgetter("at")) for samples in series]
+    times = [[s.at for s in samples] for samples in ordered]
     points = []
     for i in range(count, 0, -1):
         stop = last - (i - 1) * step
-        counts, covered = window_counts(series, stop - step, stop)
+        # Each series cut once here by bisection (window_counts would cut the whole series per interval).
+        cut = [
+            samples[max(0, bisect_right(ats, stop - step) - 1) : bisect_right(ats, stop)]
+            for samples, ats in zip(ordered, times, strict=True)
+        ]
+        counts, covered = window_counts(cut, stop - step, stop)
         shown = figures("interval", int(step), counts, covered, sla)
         points.append(
             TrafficPoint(

@@ -464,8 +464,8 @@ class PredictionLog:
 
     def outcomes(self, environment: str, project: str, start: datetime) -> list[tuple[str, str | None, int, int]]:
         """Requests logged since ``start`` counted by (path, reason, status), most first: how a deployment's
-        requests were answered (fallbacks and refusals with their reason). Reads the base columns only,
-        of the day partitions that can hold such rows."""
+        requests were answered (fallbacks and refusals with their reason). A request counts once, by its
+        first row; only the base columns of the day partitions that can hold such rows are read."""
         keys = self._window_files(environment, project, start, None)
         if not keys:
             return []
@@ -473,8 +473,8 @@ class PredictionLog:
         try:
             source = self._source(keys, prediction_schema())
             rows = connection.execute(
-                f"SELECT path, reason, status, count(DISTINCT request_id) AS n FROM {source}"
-                " WHERE ts > ? GROUP BY path, reason, status ORDER BY n DESC, path, reason, status",
+                f"SELECT path, reason, status, count(*) AS n FROM {source}"
+                " WHERE ts > ? AND row = 0 GROUP BY path, reason, status ORDER BY n DESC, path, reason, status",
                 [start],
             ).fetchall()
         finally:
