@@ -18,6 +18,7 @@ max milliseconds, bytes. The chain's full verification (``POST /console/audit/ch
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import sys
@@ -215,6 +216,11 @@ def main() -> None:
     parser.add_argument("--audit", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(
+        f"{args.versions:,} versions, {args.audit:,} audit entries, {args.rounds} rounds per page; "
+        f"{os.cpu_count()} CPUs, load average {load} at the start\n"
+    )
     print("| backend | page | p50 ms | p95 ms | max ms | bytes |")
     print("|---|---|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as home:

@@ -107,6 +107,7 @@ def test_a_viewer_gets_no_button_and_forged_posts_are_refused(browser: Browser, 
     browser.login("vera")
     browser.open("/console/approvals")
     assert not browser.find_all("#approvals-table button"), "a viewer sees the queue, with no button"
+    assert not browser.find_all("header nav a[href='/console/audit']"), "no link to a page the viewer may not read"
     assert "vera has no approve permission (viewer)" in browser.text("#approvals-table")
     browser.screenshot("approvals-viewer")
     browser.open("/console/audit")

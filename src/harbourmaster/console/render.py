@@ -75,11 +75,16 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
 
     session = getattr(request.state, "console_session", None)
     actor = getattr(request.state, "console_actor", None)
+    access = request.app.state.platform.access
+
+    def allowed(permission: Any) -> bool:
+        return actor is not None and access.allows(actor, permission)
+
     html = ENVIRONMENT.get_template(template).render(
         request=request,
         actor=actor,
         csrf=session.csrf if session is not None else "",
-        nav=navigation(),
+        nav=navigation(allowed),
         path=request.url.path,
         **context,
     )

@@ -35,7 +35,7 @@ class OverviewCell(BaseModel):
     sla_status: str | None = None  # worst of the latest SLA results; None: never measured
     sla_summary: str = ""
     fallback_rate: float | None = None
-    drift_status: str | None = None  # "drifted" | "ok" | None (never measured)
+    drift_status: str | None = None  # "drifted" | "ok" | "no data" (empty window) | None (never measured)
     drift_summary: str = ""
     drift_at: datetime | None = None
     open_alerts: int = 0
@@ -122,7 +122,7 @@ class OverviewService:
                         sla_status=worst.status if worst else None,
                         sla_summary=worst.summary if worst and worst.status != "ok" else "",
                         fallback_rate=fallback,
-                        drift_status=None if drifted is None else ("drifted" if drifted.drifted else "ok"),
+                        drift_status=_drift_status(drifted),
                         drift_summary=_drift_summary(drifted),
                         drift_at=drifted.computed_at if drifted else None,
                         open_alerts=alerts.get(key, 0),
@@ -156,7 +156,17 @@ class OverviewService:
         ]
 
 
+def _drift_status(row: DriftResultRow | None) -> str | None:
+    if row is None:
+        return None
+    if row.rows == 0:  # measured on an empty window: no verdict either way
+        return "no data"
+    return "drifted" if row.drifted else "ok"
+
+
 def _drift_summary(row: DriftResultRow | None) -> str:
     if row is None:
         return ""
+    if row.rows == 0:
+        return f"no prediction in the window ({row.window})"
     return f"{row.statistic or 0:.0%} of features drifted (threshold {row.threshold or 0:.0%})"

@@ -1,8 +1,12 @@
 """The console's pages, in navigation order. Adding a page: one module here (``router``, ``NAV``), one
-line below, its templates; nothing else changes."""
+line below, its templates; nothing else changes.
+
+A page module may also set ``PERMISSION`` (a ``core.permissions.Permission``): its navigation link is
+then shown only to those who hold it (the page itself still relies on its services' checks)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import ModuleType
 
 from harbourmaster.console.pages import (
@@ -14,6 +18,7 @@ from harbourmaster.console.pages import (
     project,
     runs,
 )
+from harbourmaster.core.permissions import Permission
 
 PAGES: tuple[ModuleType, ...] = (
     overview,
@@ -26,6 +31,10 @@ PAGES: tuple[ModuleType, ...] = (
 )
 
 
-def navigation() -> list[tuple[str, str]]:
-    """(label, path under /console) of the pages that appear in the navigation bar."""
-    return [page.NAV for page in PAGES if page.NAV is not None]
+def navigation(allowed: Callable[[Permission], bool] = lambda _permission: True) -> list[tuple[str, str]]:
+    """(label, path under /console) of the pages in the navigation bar that ``allowed`` lets the reader use."""
+    return [
+        page.NAV
+        for page in PAGES
+        if page.NAV is not None and (getattr(page, "PERMISSION", None) is None or allowed(page.PERMISSION))
+    ]

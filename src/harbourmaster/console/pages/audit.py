@@ -14,10 +14,12 @@ from harbourmaster.console.paging import page_window, pager
 from harbourmaster.console.render import render
 from harbourmaster.console.session import form_actor, platform_of, session_actor
 from harbourmaster.core.limits import MAX_KEY, MAX_NAME
+from harbourmaster.core.permissions import Permission
 from harbourmaster.services.actors import Actor
 
 router = APIRouter()
 NAV: tuple[str, str] | None = ("Audit", "/audit")
+PERMISSION = Permission.AUDIT  # the link shows to auditors and admins only
 OUTCOMES = ("allowed", "denied", "failed")
 
 
