@@ -101,8 +101,15 @@ def bar_chart(
     options = _options(y_title, legend=False)
     if horizontal:
         options["indexAxis"] = "y"
-        options["scales"] = {"x": {"min": 0, "title": {"display": True, "text": y_title}}, "y": {}}
+        # Every bar labelled (Chart.js would skip labels when they crowd); the page sizes the box per bar.
+        x_axis = {"min": 0, "title": {"display": True, "text": y_title}}
+        options["scales"] = {"x": x_axis, "y": {"ticks": {"autoSkip": False}}}
     return {"type": "bar", "data": {"labels": list(labels), "datasets": [dataset]}, "options": options}
+
+
+def bars_height(bars: int) -> int:
+    """Pixels for a horizontal bar chart of ``bars`` bars: room for each label, and the axis."""
+    return 60 + 26 * max(1, bars)
 
 
 def bin_labels(edges: Sequence[float]) -> list[str]:

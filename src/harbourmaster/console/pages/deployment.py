@@ -98,6 +98,7 @@ def context(status: DeploymentStatus) -> dict[str, Any]:
         "chart_throughput": throughput,
         "chart_rates": rates,
         "chart_outcomes": outcomes,
+        "outcomes_height": charts.bars_height(len(status.outcomes or [])),
         "labels": labels,
     }
 

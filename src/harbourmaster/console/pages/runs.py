@@ -53,7 +53,13 @@ async def runs(
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
 async def run(request: Request, run_id: int, actor: Actor = Depends(session_actor)) -> HTMLResponse:
     found = await run_in_threadpool(platform_of(request).runs.get, actor, run_id)
-    return render(request, "run.html", run=found, chart_steps=_steps_chart(found) if found.steps else None)
+    return render(
+        request,
+        "run.html",
+        run=found,
+        chart_steps=_steps_chart(found) if found.steps else None,
+        steps_height=charts.bars_height(len(found.steps)),
+    )
 
 
 def _runs_chart(runs: list[RunInfo]) -> dict[str, Any] | None:
