@@ -35,6 +35,8 @@ from sqlalchemy import create_engine, insert, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 
+from charts_fill import chart_pages, fill_charts  # the deployment, drift and runs pages' data
+
 from harbourmaster.api.app import create_app
 from harbourmaster.config import Settings
 from harbourmaster.core.audit_chain import entry_hash, sign
@@ -95,6 +97,7 @@ def fill(platform: Platform, versions: int, audit_entries: int) -> dict[str, str
     config.approvals.required = [ApprovalRequirement(role="approver", count=1)]
     platform.environments.configure(SYSTEM, "test", config.model_dump(mode="json"))
     append_audit(platform, audit_entries)
+    fill_charts(platform, PROJECT, "dev")
     return tokens
 
 
@@ -179,6 +182,7 @@ def measure(label: str, settings: Settings, versions: int, audit_entries: int, r
         ("root", "/console/audit?action=version.approve&environment=prod"),
         ("root", "/console/audit?by=vera&outcome=denied&offset=1000"),
         ("root", "/console/audit?target=v999"),
+        *(("root", path) for path in chart_pages(PROJECT, "dev")),
     ]
     rows = []
     with serve_in_thread(create_app(platform)) as url:

@@ -12,14 +12,20 @@ from types import ModuleType
 from harbourmaster.console.pages import (
     approvals,
     audit,
+    deployment,
+    drift,
     overview,
     project,
+    runs,
 )
 from harbourmaster.core.permissions import Permission
 
 PAGES: tuple[ModuleType, ...] = (
     overview,
     project,
+    deployment,
+    drift,
+    runs,
     approvals,
     audit,
 )
