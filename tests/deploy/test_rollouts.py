@@ -30,6 +30,11 @@ def test_a_canary_under_load_completes_with_no_failed_request_and_no_restart(moo
     try:
         wait_for(lambda: load.sent > 50, 20, "traffic")
         rollout_id = start_canary(platform, versions["bad"], steps="20,60,100", bake=1.5, min_requests=30)
+        # The console's overview and deployment page show the rollout while it runs.
+        [cell] = [c for c in platform.overview.overview(SYSTEM).cells if (c.project, c.environment) == (MOODY, "prod")]
+        assert cell.rollout is not None and cell.rollout.startswith("canary step 1 of 3 (20%)"), cell.rollout
+        progress = platform.deployment_status.status(SYSTEM, MOODY, "prod", outcomes=False).rollout
+        assert (progress.source, progress.steps) == (f"rollout {rollout_id}", [20.0, 60.0, 100.0]), progress
         assert run_until_over(platform, rollout_id, 40) == "completed", platform.rollouts.get(SYSTEM, rollout_id).reason
     finally:
         load.stop()
@@ -52,7 +57,7 @@ def test_a_canary_under_load_completes_with_no_failed_request_and_no_restart(moo
             e.action == "served" and e.champion == versions["bad"]
             for e in platform.deployments.history(SYSTEM, MOODY, "prod")
         ),
-        10,
+        30,  # heartbeats carry it; a loaded machine delays them
         "the new champion's served event",
     )
     assert platform.audit.verify(SYSTEM).ok

@@ -21,6 +21,7 @@ from harbourmaster.core.sla import FALLBACK_PATHS, SlaReport, assess
 from harbourmaster.core.sla_timeline import TrafficPoint, timeline
 from harbourmaster.schemas import DeploymentState
 from harbourmaster.services.actors import Actor
+from harbourmaster.services.rollouts import RolloutInfo, RolloutService, rollout_stage
 from harbourmaster.services.sla import LOOKBACK
 from harbourmaster.store import traffic_samples
 from harbourmaster.store.prediction_log import PredictionLog
@@ -46,8 +47,8 @@ class TrafficSplit(BaseModel):
 
 
 class RolloutProgress(BaseModel):
-    """ROLLOUT SLOT: how far a challenger has come. Today it is the canary's weight (set by hand with
-    ``harbourmaster challenger``); the rollout service (built separately) fills ``stage``/``steps``."""
+    """How far a challenger has come: an active rollout's stage and plan, or the canary weight set by hand
+    (``harbourmaster challenger``)."""
 
     active: bool
     weight: float  # percent of traffic the challenger answers now
@@ -132,6 +133,7 @@ class DeploymentStatusService:
         span_seconds, step = SPANS[span]
         with self._platform.db.reader() as session:
             state = self._platform.deployments.state_in(session, project, environment, required=True)
+            rollout = RolloutService.active_in(session, project).get((project, environment))
             since = now - max(LOOKBACK, timedelta(seconds=span_seconds) + timedelta(minutes=15))
             found = traffic_samples.series(session, since, environment, project)
         per_replica = dict(found.get((project, environment), {}))
@@ -150,7 +152,7 @@ class DeploymentStatusService:
             environment=environment,
             state=state,
             split=_split(state),
-            rollout=rollout_progress(state),
+            rollout=rollout_progress(state, rollout),
             sla=sla,
             report=report,
             span=span,
@@ -239,9 +241,18 @@ def _split(state: DeploymentState) -> TrafficSplit:
     )
 
 
-def rollout_progress(state: DeploymentState) -> RolloutProgress:
-    """The rollout slot as the deployment's challenger shows it today."""
+def rollout_progress(state: DeploymentState, rollout: RolloutInfo | None = None) -> RolloutProgress:
+    """How far the challenger has come: the active rollout's plan and step, or the challenger set by hand."""
     challenger = state.challenger
+    weight = challenger.weight if challenger is not None and challenger.mode == "canary" else 0.0
+    if rollout is not None:
+        return RolloutProgress(
+            active=True,
+            weight=weight,
+            stage=rollout_stage(rollout) + (f": {rollout.reason}" if rollout.reason else ""),
+            steps=rollout.steps if rollout.strategy == "canary" else [],
+            source=f"rollout {rollout.id}",
+        )
     if challenger is None:
         return RolloutProgress(active=False, weight=0.0, stage="none")
     if challenger.mode == "shadow":

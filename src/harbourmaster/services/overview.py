@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from harbourmaster.core.permissions import Permission
 from harbourmaster.schemas import ChallengerState, DeploymentState, PendingApproval, VersionPointer
 from harbourmaster.services.actors import Actor
+from harbourmaster.services.rollouts import RolloutService, rollout_stage
 from harbourmaster.store.tables import AlertRow, DriftResultRow, MonitorResultRow
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ class OverviewCell(BaseModel):
     environment: str
     champion: VersionPointer | None = None
     challenger: ChallengerState | None = None
-    rollout: str | None = None  # slot: a rollout's state once a rollout service exists (issue: rollouts)
+    rollout: str | None = None  # the active rollout in a few words (services/rollouts.rollout_stage)
     sla_status: str | None = None  # worst of the latest SLA results; None: never measured
     sla_summary: str = ""
     fallback_rate: float | None = None
@@ -103,6 +104,7 @@ class OverviewService:
                     select(AlertRow.project, AlertRow.environment).where(AlertRow.status == "firing")
                 )
             )
+            rollouts = RolloutService.active_in(session)
         waiting = Counter((item.project, item.environment) for item in mine)
         cells = []
         for project in projects:
@@ -119,6 +121,7 @@ class OverviewService:
                         environment=env.name,
                         champion=state.champion if state else None,
                         challenger=state.challenger if state else None,
+                        rollout=rollout_stage(rollouts[key]) if key in rollouts else None,
                         sla_status=worst.status if worst else None,
                         sla_summary=worst.summary if worst and worst.status != "ok" else "",
                         fallback_rate=fallback,

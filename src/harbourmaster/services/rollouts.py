@@ -213,6 +213,15 @@ class RolloutService:
         return self._person(actor, rollout_id, "abort", reason)
 
     @staticmethod
+    def active_in(session: Session, project: str | None = None) -> dict[tuple[str, str], RolloutInfo]:
+        """The running or paused rollout of each deployment (of ``project``), read in the caller's session
+        (the caller checked access)."""
+        query = select(RolloutRow).where(RolloutRow.state.in_(ACTIVE))
+        if project is not None:
+            query = query.where(RolloutRow.project == project)
+        return {(row.project, row.environment): rollout_info(row) for row in session.scalars(query)}
+
+    @staticmethod
     def active_id(session: Session, project: str, environment: str) -> int | None:
         """The deployment's running or paused rollout, if any."""
         return session.scalar(select(RolloutRow.id).where(RolloutRow.active_key == f"{project}/{environment}"))
@@ -530,3 +539,12 @@ def tick_seconds(env: Any) -> float:
     if not 0 <= value <= 3600:
         raise InvalidInputError(f"{TICK_VAR}={raw!r} is not a number of seconds from 0 to 3600", f"e.g. {TICK_VAR}=5")
     return value
+
+
+def rollout_stage(info: RolloutInfo) -> str:
+    """A rollout in a few words: ``canary step 2 of 4 (25%), running``, ``shadow, paused``."""
+    if info.strategy == "canary" and info.steps:
+        where = f"canary step {info.step + 1} of {len(info.steps)} ({(info.weight or 0):g}%)"
+    else:
+        where = info.strategy
+    return f"{where}, {info.state}"
