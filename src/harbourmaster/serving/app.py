@@ -345,7 +345,7 @@ class ServingApp:
         except ModelUnavailable as exc:
             elapsed = time.perf_counter() - started
             replica.metrics.observe(project, "none", "unavailable", 503, elapsed)
-            self._capture(route, batch, None, request_id, elapsed, 503, exc)
+            self._capture(route, batch, None, request_id, elapsed, 503, exc, plain=matrix is not None)
             hint = "configure a failover version or fallback rules: harbourmaster fallback --help"
             if exc.saturated:
                 hint = f"retry later, or raise the project's concurrency limits ({CONCURRENCY_HINT})"
@@ -383,9 +383,9 @@ class ServingApp:
             payload.setdefault(payload_key, {}).update({"reason": outcome.reason, "detail": outcome.detail})
         # Spooled before the answer leaves (at least once); a shadowed request is spooled when its shadow answers.
         if route.challenger is not None and route.challenger_mode == "shadow":
-            self._shadow(route, batch, outcome, request_id, elapsed)
+            self._shadow(route, batch, outcome, request_id, elapsed, matrix is not None)
         else:
-            self._capture(route, batch, outcome, request_id, elapsed, 200, None)
+            self._capture(route, batch, outcome, request_id, elapsed, 200, None, plain=matrix is not None)
         replica.metrics.observe(project, version if version is not None else "rules", outcome.path, 200, elapsed)
         if outcome.path == "champion" and version is not None:
             replica.count_answer(project, version)
@@ -401,8 +401,13 @@ class ServingApp:
         status: int,
         failure: ModelUnavailable | None,
         shadow: tuple[int, list[Any] | None] | None = None,
+        *,
+        plain: bool = False,
     ) -> None:
-        """Spool the request and queue it (one line and one tuple; Arrow happens in the writer thread)."""
+        """Spool the request and queue it (one line and one tuple; Arrow happens in the writer thread).
+
+        ``plain``: the batch's matrix is the records' values exactly (validated in one pass), so the writer
+        may log the inputs from it."""
         if status == 200:
             self._remember(request_id, len(batch.records))
         self.replica.capture.submit(
@@ -420,17 +425,22 @@ class ServingApp:
                 outcome.probabilities if outcome else None,
                 shadow[0] if shadow else None,
                 shadow[1] if shadow else None,
+                batch.matrix if plain else None,
+                batch.columns if plain else None,
             )
         )
 
-    def _shadow(self, route: ProjectRoute, batch: Batch, outcome: Outcome, request_id: str, elapsed: float) -> None:
+    def _shadow(
+        self, route: ProjectRoute, batch: Batch, outcome: Outcome, request_id: str, elapsed: float, plain: bool
+    ) -> None:
         """The challenger scores a copy in its own lane after the answer left; both are logged together."""
-        task = asyncio.get_running_loop().create_task(self._shadow_call(route, batch, outcome, request_id, elapsed))
+        call = self._shadow_call(route, batch, outcome, request_id, elapsed, plain)
+        task = asyncio.get_running_loop().create_task(call)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
     async def _shadow_call(
-        self, route: ProjectRoute, batch: Batch, outcome: Outcome, request_id: str, elapsed: float
+        self, route: ProjectRoute, batch: Batch, outcome: Outcome, request_id: str, elapsed: float, plain: bool
     ) -> None:
         challenger, metrics = route.challenger, self.replica.metrics
         assert challenger is not None
@@ -443,13 +453,14 @@ class ServingApp:
             answers = challenger.predictor.answers(labels, proba)[0]
         except Saturated:  # the challenger's lane is full: the champion's answer is logged alone
             metrics.shadow_dropped.inc()
-            self._capture(route, batch, outcome, request_id, elapsed, 200, None)
+            self._capture(route, batch, outcome, request_id, elapsed, 200, None, plain=plain)
             return
         except Exception as exc:
             number = challenger.predictor.number
             log.warning("%s: shadow v%s failed on request %s: %r", route.project, number, request_id, exc)
             metrics.shadow_failed(route.project)
-        self._capture(route, batch, outcome, request_id, elapsed, 200, None, (challenger.predictor.number, answers))
+        shadow = (challenger.predictor.number, answers)
+        self._capture(route, batch, outcome, request_id, elapsed, 200, None, shadow, plain=plain)
 
     async def drain(self, timeout: float) -> None:
         """Wait (bounded) for background work (shadow copies) so that it is logged before the replica stops."""
