@@ -6,7 +6,7 @@ import numpy as np
 import orjson
 
 from harbourmaster.core.log_layout import LogLayout
-from harbourmaster.serving.capture import SPOOLED_FIELDS, Captured, _record_batch
+from harbourmaster.serving.capture import SPOOLED_FIELDS, Captured, _record_batch, spool_line
 
 NAMES = ["a", "b", "c"]
 LAYOUT = LogLayout(1, tuple((name, "float64") for name in NAMES), "int64", ("0", "1"))
@@ -42,3 +42,14 @@ def test_the_matrix_never_reaches_the_spool_line() -> None:
     entry = captured(0, 2, matrix=True)
     line = orjson.loads(orjson.dumps(entry[:SPOOLED_FIELDS], option=orjson.OPT_SERIALIZE_NUMPY))
     assert len(line) == SPOOLED_FIELDS and Captured(*line).records == entry.records and Captured(*line).matrix is None
+
+
+def test_a_spool_line_with_the_clients_bytes_replays_as_the_encoded_one() -> None:
+    body = b'{"a": 1.5,"b":-2e3, "c":0.1}'  # the client's spacing and number spelling
+    record = orjson.loads(body)
+    entry = Captured(1, "r", "p", 1, "champion", None, 200, 1.0, [record], [1], [{"0": 0.5, "1": 0.5}])
+    encoded = spool_line(entry)
+    sent = spool_line(entry._replace(records_json=b"[" + body + b"]"))
+    assert sent != encoded and sent.endswith(b"\n") and sent.count(b"\n") == 1
+    assert orjson.loads(sent) == orjson.loads(encoded)
+    assert Captured(*orjson.loads(sent)) == entry

@@ -92,6 +92,8 @@ class Captured(NamedTuple):
     # that the writer builds the typed input columns from it instead of converting a dict per row.
     matrix: np.ndarray | None = None
     columns: list[str] | None = None
+    # In memory only: ``records`` as the JSON text the client sent (one line), spooled as is (not re-encoded).
+    records_json: bytes | None = None
 
 
 SPOOLED_FIELDS = 13  # the fields of a spool line: a Captured without its in-memory matrix
@@ -99,6 +101,15 @@ SPOOLED_FIELDS = 13  # the fields of a spool line: a Captured without its in-mem
 
 def now_us() -> int:
     return time.time_ns() // 1000
+
+
+def spool_line(entry: Captured) -> bytes:
+    """The spool's line of ``entry``: its first ``SPOOLED_FIELDS`` as JSON (the records as the client sent
+    them when ``records_json`` has them: not encoded again), and a newline. TypeError: not encodable."""
+    if entry.records_json is None:
+        return orjson.dumps(entry[:SPOOLED_FIELDS], option=_NUMPY) + b"\n"
+    before, after = orjson.dumps(entry[:8]), orjson.dumps(entry[9:SPOOLED_FIELDS], option=_NUMPY)
+    return b"".join((before[:-1], b",", entry.records_json, b",", after[1:], b"\n"))
 
 
 def _json(value: Any) -> str:
@@ -178,7 +189,7 @@ class CaptureWriter:
         """Spool one request and queue it (never blocks on I/O beyond one append; never raises)."""
         rows = _rows(entry)
         try:
-            line = orjson.dumps(entry[:SPOOLED_FIELDS], option=_NUMPY) + b"\n"
+            line = spool_line(entry)
         except TypeError as exc:  # a value orjson cannot encode: counted, never raised to the caller
             log.error("prediction log: request %s could not be encoded: %s", entry.request_id, exc)
             self._drop(rows)
