@@ -97,8 +97,9 @@ class CoalescingTransport:
 
     uvicorn writes a response's head and its body separately: two ``send`` system calls and, with
     TCP_NODELAY, two segments per answer. Writes are collected and handed to the real transport once,
-    by a callback queued at the first one (same turn of the loop, so no answer waits); ``close`` sends
-    what is pending first. Everything else is the real transport's.
+    when the response is complete (``flush``, called by the protocol), else by a callback queued at the
+    first write (the next turn of the loop: a streamed body, a HEAD answer); ``close`` sends what is
+    pending first. Everything else is the real transport's.
     """
 
     __slots__ = ("_loop", "_pending", "_transport")
@@ -111,14 +112,15 @@ class CoalescingTransport:
     def write(self, data: bytes) -> None:
         pending = self._pending
         if not pending:
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self.flush)
         pending.append(data)
 
     def writelines(self, chunks: Any) -> None:
         for chunk in chunks:
             self.write(chunk)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Hand what was written so far to the real transport."""
         pending = self._pending
         if not pending:
             return
@@ -131,11 +133,11 @@ class CoalescingTransport:
         return int(self._transport.get_write_buffer_size()) + sum(map(len, self._pending))
 
     def write_eof(self) -> None:
-        self._flush()
+        self.flush()
         self._transport.write_eof()
 
     def close(self) -> None:
-        self._flush()
+        self.flush()
         self._transport.close()
 
     def __getattr__(self, name: str) -> Any:
@@ -160,6 +162,10 @@ try:
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
             _set_nodelay(transport)
             super().connection_made(CoalescingTransport(transport, self.loop))
+
+        def on_response_complete(self) -> None:
+            self.transport.flush()  # the whole answer is written: send it now, in one write
+            super().on_response_complete()
 
     HTTP_PROTOCOL: type = HttpToolsNoDelay
 except ImportError:  # httptools missing: the pure-Python parser
