@@ -50,6 +50,13 @@ def test_a_canary_under_load_completes_with_no_failed_request_and_no_restart(moo
     assert actions.count("rollout.step") == 2 and actions[done - 1] == "deployment.promote"
     # The new champion answers (the replica's heartbeat records that as an audited "served" event): wait for
     # that entry, so that the chain is verified as a whole rather than while the heartbeat writes to it.
+    # First the replica must have loaded the completed revision: until then v-bad answers as the 100 % challenger,
+    # which is not serving as champion.
+    wait_for(
+        lambda: (route := replica.replica.table.routes.get(MOODY)) is not None and route.revision >= state.revision,
+        30,
+        "the replica to load the completed rollout's revision",
+    )
     answer = httpx.post(f"{replica.url}/v1/projects/{MOODY}/predict", json={"x1": 2.0, "x2": 3.0}, timeout=30)
     assert answer.status_code == 200 and answer.json()["version"] == versions["bad"], answer.text
     wait_for(

@@ -21,9 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select
+from tests.conftest import make_settings
 
 from cli_inprocess import invoke
-from conftest import make_settings
 from governance.helpers import actor, create_users, live_server
 from harbourmaster.client import Client
 from harbourmaster.core.rollout_rules import rollout_plan
