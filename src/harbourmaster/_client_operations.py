@@ -180,15 +180,30 @@ class GovernanceMethods:
     actor: Actor
 
     def promote(
-        self, project: str, version: VersionRef, to: str, *, challenger: dict[str, Any] | None = None
+        self,
+        project: str,
+        version: VersionRef,
+        to: str,
+        *,
+        challenger: dict[str, Any] | None = None,
+        rollout: dict[str, Any] | None = None,
     ) -> PromotionInfo:
-        """Move a version into environment ``to`` through all its gates (as champion, or as a challenger)."""
+        """Move a version into environment ``to`` through all its gates (as champion, or as a challenger).
+
+        ``rollout``: how, e.g. ``{"strategy": "canary", "steps": [5, 25, 50, 100], "bake": "10m"}`` or
+        ``{"strategy": "shadow", "shadow_for": "30m", "decide": "manual"}`` (``core.rollout_rules.rollout_plan``).
+        """
         if self._remote:
             body: dict[str, Any] = {"project": project, "version": version, "to": to}
             if challenger:
                 body["challenger"] = {"version": version, **challenger}
+            if rollout:
+                body["rollout"] = rollout
             return PromotionInfo.model_validate(self._remote.post("/promotions", json=body))
-        return self._platform.promotions.promote(self.actor, project, version, to, challenger=challenger)
+        from harbourmaster.core.rollout_rules import rollout_plan
+
+        plan = rollout_plan(**rollout) if rollout else None
+        return self._platform.promotions.promote(self.actor, project, version, to, challenger=challenger, rollout=plan)
 
     def check_promotion(self, project: str, version: VersionRef, to: str) -> list[GateResult]:
         if self._remote:

@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from harbourmaster._client_cases import CaseMethods
 from harbourmaster._client_lifecycle import LifecycleMethods
 from harbourmaster._client_monitoring import MonitoringMethods
 from harbourmaster._client_operations import DeploymentMethods, GovernanceMethods
+from harbourmaster._client_rollouts import RolloutMethods
 from harbourmaster._client_trust import TrustMethods
 from harbourmaster.bundle.builder import Bundle
 from harbourmaster.bundle.code import (
@@ -32,6 +34,7 @@ from harbourmaster.core.data_checks import check_training_data
 from harbourmaster.core.data_checks import describe as describe_problems
 from harbourmaster.core.declared_schema import declared_target, parse_declarations
 from harbourmaster.core.drift import DriftReport
+from harbourmaster.core.loadtest import DEFAULT_DURATION, DEFAULT_FLOOR, DEFAULT_HEADROOM
 from harbourmaster.core.metrics import evaluate, validate_metric_names
 from harbourmaster.core.progress import SILENT, Progress
 from harbourmaster.core.quality import QualityReport
@@ -69,7 +72,9 @@ if TYPE_CHECKING:
 VersionRef = int | str
 
 
-class Client(DeploymentMethods, GovernanceMethods, TrustMethods, MonitoringMethods, LifecycleMethods):
+class Client(
+    DeploymentMethods, GovernanceMethods, TrustMethods, MonitoringMethods, LifecycleMethods, RolloutMethods, CaseMethods
+):
     """Register, inspect and load versions, embedded or against a server.
 
     >>> client = Client()                                   # ./.harbourmaster
@@ -408,6 +413,38 @@ class Client(DeploymentMethods, GovernanceMethods, TrustMethods, MonitoringMetho
             items = self._remote.post(f"/evidence/{project}/{version}/{environment}", json=body)
             return [EvidenceInfo.model_validate(item) for item in items]
         return self._platform.evidence.record(self.actor, project, version, environment, checks=checks, window=window)
+
+    def load_test(
+        self,
+        project: str,
+        version: int | str,
+        environment: str,
+        *,
+        rate: float | None = None,
+        duration: float = DEFAULT_DURATION,
+        headroom: float = DEFAULT_HEADROOM,
+        floor: float = DEFAULT_FLOOR,
+        connections: int | None = None,
+        to: str | None = None,
+    ) -> EvidenceInfo:
+        """Load-test a version serving as champion on a replica of ``environment`` at a fixed open-loop rate
+        (default: production's peak x ``headroom``, at least ``floor``), judged against the SLA of ``to``
+        (default: the environment after ``environment``), and store the ``loadtest`` evidence for promotion
+        into ``to`` (see docs/monitoring.md). Lasts about ``duration`` seconds."""
+        options: dict[str, Any] = {
+            "to": to,
+            "rate": rate,
+            "duration": duration,
+            "headroom": headroom,
+            "floor": floor,
+            "connections": connections,
+        }
+        if self._remote:
+            item = self._remote.post(
+                f"/loadtest/{project}/{version}/{environment}", json=options, timeout=duration + 120.0
+            )
+            return EvidenceInfo.model_validate(item)
+        return self._platform.loadtest.run(self.actor, project, version, environment, **options)
 
     def evidence(
         self, project: str, version: int | str | None = None, environment: str | None = None

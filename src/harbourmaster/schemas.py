@@ -231,6 +231,7 @@ class PromotionInfo(BaseModel):
     gates: list[GateResult]
     actor: str
     created_at: datetime
+    rollout_id: int | None = None  # the progressive rollout this promotion started (canary, shadow)
 
 
 class PendingApproval(BaseModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from harbourmaster.core.permissions import Permission, is_allowed
 from harbourmaster.errors import ConfirmationRequiredError
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.platform import Platform
+from harbourmaster.serving.server import ServerThread
 from harbourmaster.store.tables import AuditEventRow
 from served import serve_champion
 
@@ -243,6 +245,31 @@ def _prepare_notifier(platform: Platform, seed: Seed, user: str) -> Request:
 
 
 # (METHOD, path template) -> example requests; each must succeed (2xx) for a caller who is allowed.
+_REPLICAS: list[ServerThread] = []  # replicas examples started, stopped after each test
+
+
+@pytest.fixture(autouse=True)
+def _stop_replicas() -> Any:
+    yield
+    while _REPLICAS:
+        _REPLICAS.pop().stop()
+
+
+def _prepare_load_test(platform: Platform, _seed: Seed, _user: str) -> Request:
+    """A replica of test serving v1 (started once per test), for a load test of a few requests."""
+    if not _REPLICAS:
+        _REPLICAS.append(ServerThread(platform, "test").start())
+        deadline = time.monotonic() + 60
+        while not any(
+            r.address == _REPLICAS[0].url and (r.loaded.get(PROJECT) or {}).get("champion", {}).get("version") == 1
+            for r in platform.replicas.list(SYSTEM, "test")
+        ):
+            assert time.monotonic() < deadline, "the replica of test did not report v1"
+            time.sleep(0.1)
+    body = {"rate": 20, "duration": 0.2, "to": "test"}
+    return Request(path={"project": PROJECT, "version": 1, "environment": "test"}, json=body)
+
+
 EXAMPLES: dict[tuple[str, str], list[Example]] = {
     ("GET", "/health"): [lambda _p, _s, _u: Request()],
     ("GET", "/api/v1/projects"): [lambda _p, _s, _u: Request()],
@@ -368,6 +395,7 @@ EXAMPLES: dict[tuple[str, str], list[Example]] = {
         lambda _p, _s, _u: Request(path={"project": PROJECT, "version": 3, "environment": "prod"}, json={})
     ],
     ("GET", "/api/v1/evidence/{project}"): [lambda _p, _s, _u: Request(path={"project": PROJECT})],
+    ("POST", "/api/v1/loadtest/{project}/{version}/{environment}"): [_prepare_load_test],
     ("GET", "/api/v1/sla/{project}/{environment}"): [_dep("dev"), _dep("prod")],
     ("GET", "/api/v1/alerts"): [lambda _p, _s, _u: Request(params={"all": True})],
     ("GET", "/api/v1/alerts/{alert_id}"): [_prepare_alert],

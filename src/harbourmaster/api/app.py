@@ -12,6 +12,9 @@ from harbourmaster.api.bounds import install_bounds
 from harbourmaster.api.deps import install_authentication
 from harbourmaster.api.errors import install_error_handlers
 from harbourmaster.api.routes import alerts, dataplane, duties, governance, health, lifecycle, monitoring, registry
+from harbourmaster.api.routes import cases as case_routes
+from harbourmaster.api.routes import loadtest as loadtest_routes
+from harbourmaster.api.routes import rollouts as rollout_routes
 from harbourmaster.services.platform import Platform
 
 
@@ -26,9 +29,12 @@ def create_app(platform: Platform | None = None, *, run_monitors: bool = False) 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         scheduler = platform.monitoring.start() if run_monitors else None
+        controller = platform.rollouts.start_controller() if run_monitors else None
         try:
             yield
         finally:
+            if controller is not None:
+                controller.stop()
             if scheduler is not None:
                 scheduler.stop()
 
@@ -49,5 +55,8 @@ def create_app(platform: Platform | None = None, *, run_monitors: bool = False) 
     app.include_router(dataplane.router)
     app.include_router(monitoring.router)
     app.include_router(alerts.router)
+    app.include_router(loadtest_routes.router)
     app.include_router(lifecycle.router)
+    app.include_router(rollout_routes.router)
+    app.include_router(case_routes.router)
     return app

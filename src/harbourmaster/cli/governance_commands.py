@@ -61,6 +61,17 @@ def promote(
     canary: Annotated[float | None, typer.Option(help="Enter as a canary challenger with this % of traffic.")] = None,
     shadow: Annotated[bool, typer.Option(help="Enter as a shadow challenger.")] = False,
     check: Annotated[bool, typer.Option("--check", help="Only show the gates' verdicts.")] = False,
+    strategy: Annotated[
+        str, typer.Option(help="immediate, blue-green (old champion kept warm as failover), canary or shadow.")
+    ] = "immediate",
+    steps: Annotated[str | None, typer.Option(help="Canary weights in percent (default 5,25,50,100).")] = None,
+    bake: Annotated[str | None, typer.Option(help="Bake time per canary step, e.g. 10m (default 10m).")] = None,
+    shadow_for: Annotated[str | None, typer.Option(help="How long a shadow mirrors traffic (default 30m).")] = None,
+    decide: Annotated[str, typer.Option(help="After a shadow: auto (complete if it agrees) or manual.")] = "auto",
+    sticky_key: Annotated[str | None, typer.Option(help="Record field pinning a caller to one canary side.")] = None,
+    min_requests: Annotated[
+        int | None, typer.Option(help="Challenger requests a step needs before a verdict (default 50).")
+    ] = None,
     url: UrlOption = None,
     token: TokenOption = None,
     json: JsonOption = False,
@@ -68,7 +79,8 @@ def promote(
     """Move a version into the next environment, through every gate there.
 
     With --check nothing moves: the gates' verdicts are printed, and the exit code is 1 when one fails
-    (so a script or CI step can stop there).
+    (so a script or CI step can stop there). With --strategy canary or shadow the gates are passed
+    first, then the control plane's rollout controller carries the rollout on (harbourmaster rollouts).
     """
     with client(url, token) as hm:
         if check:
@@ -89,11 +101,31 @@ def promote(
         challenger = None
         if canary is not None or shadow:
             challenger = {"mode": "shadow" if shadow else "canary", "weight": canary or 0.0}
-        result = hm.promote(project, version, to, challenger=challenger)
+        rollout = None
+        if strategy != "immediate":
+            from harbourmaster.core.rollout_rules import rollout_plan
+
+            rollout = {
+                "strategy": strategy,
+                "steps": [float(s) for s in rollout_plan(strategy, steps=steps)["steps"]] or None,
+                "bake": bake,
+                "shadow_for": shadow_for,
+                "sticky_key": sticky_key,
+                "decide": decide,
+                "min_requests": min_requests,
+            }  # checked here first, so a typo is named before anything is sent
+            rollout_plan(**rollout)
+        result = hm.promote(project, version, to, challenger=challenger, rollout=rollout)
     if json:
         return output.print_json(result)
     _print_gates(result.gates)
     role = f" as {challenger['mode']} challenger" if challenger else ""
+    if result.rollout_id is not None:
+        output.console.print(
+            f"[green]Promoted {project} v{result.version} to {result.to_environment}: {strategy} rollout "
+            f"{result.rollout_id} started[/] (follow it: harbourmaster rollouts show {result.rollout_id})"
+        )
+        return
     output.console.print(f"[green]Promoted {project} v{result.version} to {result.to_environment}{role}.[/]")
 
 

@@ -452,6 +452,10 @@ from harbourmaster.cli import alerts_commands  # noqa: E402
 
 alerts_commands.register(app)
 
+from harbourmaster.cli import rollout_commands  # noqa: E402
+
+rollout_commands.register(app)
+
 from harbourmaster.cli import log_commands  # noqa: E402
 
 log_commands.register(app)
@@ -460,6 +464,14 @@ from harbourmaster.cli import runs_commands  # noqa: E402
 
 runs_commands.register(app)
 
+from harbourmaster.cli import loadtest_commands  # noqa: E402
+
+loadtest_commands.register(app)
+
 from harbourmaster.cli import lifecycle_commands  # noqa: E402
 
 lifecycle_commands.register(app)
+
+from harbourmaster.cli import cases_commands  # noqa: E402
+
+cases_commands.register(app)

@@ -105,6 +105,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harbourmaster.core.declared_schema import DECLARABLE_ROLES, ColumnDeclaration
 from harbourmaster.core.drift import DriftSettings
+from harbourmaster.core.drift_window import parse_window
 from harbourmaster.core.log_layout import LogSettings
 from harbourmaster.core.metrics import validate_metric_names
 from harbourmaster.core.provenance import DEFAULT_MIN_EVALUATION_ROWS
@@ -393,6 +394,48 @@ class RetrainSection(_Section):
     alpha: float = Field(default=0.05, gt=0.0, lt=0.5)  # significance of the paired test: a tie is not a win
 
 
+class AutomationSection(_Section):
+    """``[lifecycle.automation]``: what happens, unasked, when a drift or quality alert fires in production
+    (``docs/lifecycle.md``, Automation). Opt-in: nothing happens unless ``enabled``."""
+
+    enabled: bool = False
+    alerts: list[str] = Field(default_factory=lambda: ["drift.dataset", "model_quality.drop"], min_length=1)
+    environment: str = "prod"  # the watched environment: its alerts open cases, its data retrains
+    window: str | None = None  # the production rows retrained on: "7d", "48h" or "500rows" (default: all)
+    mix_training: float = Field(default=0.0, ge=0.0, le=1.0)  # share of the original training source added
+    test_environment: str = "test"  # where the retrained version is load-tested
+    loadtest_rate: float | None = Field(default=None, gt=0)  # req/s (default: production's peak x headroom)
+    loadtest_duration: float = Field(default=10.0, gt=0, le=600)
+    cooldown_hours: float = Field(default=6.0, ge=0)  # after a case opens, no other for the same deployment
+    serve_wait_seconds: float = Field(default=300.0, ge=0, le=86400)  # for a replica to take a promoted version
+
+    @field_validator("window")
+    @classmethod
+    def _valid_window(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_window(value)
+            except InvalidInputError as exc:
+                raise _SpecError(
+                    f"[lifecycle.automation] window = {value!r} is not a window",
+                    'use a duration ("7d", "48h") or a row count ("500rows"); leave it out for every row',
+                ) from exc
+        return value
+
+    @field_validator("environment", "test_environment")
+    @classmethod
+    def _valid_environment(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise _SpecError(f"{value!r} is not a valid environment name", _NAME_HINT)
+        return value
+
+
+class LifecycleSection(_Section):
+    """``[lifecycle]``: the model's life after deployment; ``[lifecycle.automation]`` is its one table."""
+
+    automation: AutomationSection = Field(default_factory=AutomationSection)
+
+
 class ProjectSpec(_Section):
     """The whole project file."""
 
@@ -405,6 +448,7 @@ class ProjectSpec(_Section):
     serialization: SerializationSection = Field(default_factory=SerializationSection)
     monitoring: MonitoringSection = Field(default_factory=MonitoringSection)
     retrain: RetrainSection = Field(default_factory=RetrainSection)
+    lifecycle: LifecycleSection = Field(default_factory=LifecycleSection)
     environments: dict[str, dict[str, Any]] = Field(default_factory=dict)
     schema_: dict[str, ColumnDeclaration] = Field(default_factory=dict, alias="schema")
 
@@ -458,6 +502,7 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "serialization": SerializationSection,
     "monitoring": MonitoringSection,
     "retrain": RetrainSection,
+    "lifecycle": LifecycleSection,
 }
 _MISSING_HINTS: dict[tuple[str, ...], str] = {
     ("project", "name"): 'add name = "<project-name>" under [project]',

@@ -382,15 +382,46 @@ def heartbeat_traffic(raw: object, limit: int = 1000) -> tuple[float, dict[str, 
         return None
     projects: dict[str, Counts] = {}
     for project, values in list(raw["projects"].items())[:limit]:
-        if not isinstance(project, str) or not PROJECT_NAME_PATTERN.fullmatch(project) or not isinstance(values, dict):
+        if not isinstance(project, str) or not PROJECT_NAME_PATTERN.fullmatch(project):
             continue
-        numbers = [values.get(key) for key in ("requests", "errors", "fallbacks", "timed", "latency_sum")]
-        buckets = values.get("buckets")
-        if not isinstance(buckets, list) or len(buckets) != len(LATENCY_BUCKETS):
-            continue
-        if all(_number(v) and v >= 0 for v in [*numbers, *buckets]):
-            projects[project] = Counts(*(float(v) for v in numbers), buckets=tuple(float(b) for b in buckets))
+        counts = _counts_of(values)
+        if counts is not None:
+            projects[project] = counts
     return float(uptime), projects
+
+
+CANARY_SIDES = ("champion", "challenger")
+
+
+def heartbeat_sides(raw: object, limit: int = 1000) -> dict[tuple[str, str], Counts]:
+    """A heartbeat's per-side counters of canary deployments: (project, side) -> counts. What is not
+    well formed is left out (an older replica sends none: the rollout controller then sees no traffic)."""
+    if heartbeat_traffic(raw, limit) is None:
+        return {}
+    sides = raw.get("sides") if isinstance(raw, dict) else None
+    found: dict[tuple[str, str], Counts] = {}
+    if not isinstance(sides, dict):
+        return found
+    for project, by_side in list(sides.items())[:limit]:
+        if not isinstance(project, str) or not PROJECT_NAME_PATTERN.fullmatch(project) or not isinstance(by_side, dict):
+            continue
+        for side in CANARY_SIDES:
+            counts = _counts_of(by_side.get(side))
+            if counts is not None:
+                found[(project, side)] = counts
+    return found
+
+
+def _counts_of(values: object) -> Counts | None:
+    if not isinstance(values, dict):
+        return None
+    numbers = [values.get(key) for key in ("requests", "errors", "fallbacks", "timed", "latency_sum")]
+    buckets = values.get("buckets")
+    if not isinstance(buckets, list) or len(buckets) != len(LATENCY_BUCKETS):
+        return None
+    if all(_number(v) and v >= 0 for v in [*numbers, *buckets]):
+        return Counts(*(float(v) for v in numbers), buckets=tuple(float(b) for b in buckets))  # type: ignore[arg-type]
+    return None
 
 
 def _number(value: object) -> bool:

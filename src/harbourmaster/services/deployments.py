@@ -214,12 +214,14 @@ class DeploymentService:
 
         return self._change(actor, project, environment, "set-challenger", change, None, session, must_exist=True)
 
-    def clear_challenger(self, actor: Actor, project: str, environment: str) -> DeploymentState:
+    def clear_challenger(
+        self, actor: Actor, project: str, environment: str, *, session: Session | None = None
+    ) -> DeploymentState:
         def change(_session: Session, row: DeploymentRow) -> None:
             row.challenger_version = None
             row.challenger = {}
 
-        return self._change(actor, project, environment, "clear-challenger", change, None, None, must_exist=True)
+        return self._change(actor, project, environment, "clear-challenger", change, None, session, must_exist=True)
 
     def set_fallback(
         self,
@@ -231,6 +233,7 @@ class DeploymentService:
         fallback: dict[str, Any] | None = None,
         clear_failover: bool = False,
         replace: bool = False,
+        session: Session | None = None,
     ) -> DeploymentState:
         """Change the fallback chain: the failover version, then the rules of last resort.
 
@@ -257,7 +260,7 @@ class DeploymentService:
             self._require_fallback_fits(merged, row.champion, row.failover, row.project.name, environment)
             row.fallback = merged
 
-        return self._change(actor, project, environment, "set-fallback", change, None, None, must_exist=True)
+        return self._change(actor, project, environment, "set-fallback", change, None, session, must_exist=True)
 
     def set_options(self, actor: Actor, project: str, environment: str, options: dict[str, Any]) -> DeploymentState:
         """Serving options (unknown-field policy, latency budget, micro-batching ...)."""
@@ -273,10 +276,18 @@ class DeploymentService:
     def rollback(
         self, actor: Actor, project: str, environment: str, to_version: VersionRef | None = None
     ) -> DeploymentState:
-        """Put back the previous champion (or a named earlier one) with no restart."""
+        """Put back the previous champion (or a named earlier one) with no restart, and stop any rollout.
+
+        During a rollout (the challenger not yet champion) and without ``to_version``, the champion
+        stays and the rollout's challenger is removed: that is what "back" means then.
+        """
+        self._platform.access.require(actor, Permission.DEPLOY, environment=environment, target=project)
         with self._platform.db.reader() as session:
             current = self._existing(session, project, environment)
             current_number = current.champion.number if current.champion else None
+            rolling = self._platform.rollouts.active_id(session, project, environment)
+            if to_version is None and rolling is not None:
+                to_version = current_number
             if to_version is None:
                 earlier = session.scalars(
                     select(DeploymentEventRow.champion)
@@ -293,9 +304,19 @@ class DeploymentService:
                         f"deploy a version explicitly: harbourmaster deploy {project} VERSION --env {environment}",
                     )
                 to_version = target
-        return self.deploy(
-            actor, project, to_version, environment, action="rollback", details={"from_version": current_number}
-        )
+        with self._platform.db.transaction() as session:
+            stopped = self._platform.rollouts.stop_active(
+                session, actor, project, environment, f"stopped by a rollback by {actor.name}"
+            )
+            details: dict[str, Any] = {"from_version": current_number}
+            if stopped is not None:
+                details["rollout_id"] = stopped
+            state = self.deploy(
+                actor, project, to_version, environment, action="rollback", details=details, session=session
+            )
+            if state.challenger is not None and stopped is not None:
+                state = self.clear_challenger(actor, project, environment, session=session)
+            return state
 
     # -- internals --------------------------------------------------------------
 

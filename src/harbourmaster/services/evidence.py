@@ -11,6 +11,7 @@ for one target environment, stored with a verdict, a summary and links to the re
   at registration are. It passes when no shared metric of the candidate is worse than the champion's
   by more than the project's ``[monitoring.quality] tolerance`` (relative).
 
+- ``loadtest``: recorded by ``harbourmaster loadtest`` (``services/loadtest.py``), not by ``record``.
 - ``drift_fixed``: the same window against both references, feature by feature (``core/retraining.py``):
   passes when no feature drifts newly against the candidate's reference and at least one that drifted
   against the champion's no longer does (or none drifted at all).
@@ -43,10 +44,12 @@ from harbourmaster.store.tables import DeploymentRow, GateEvidenceRow, VersionRo
 if TYPE_CHECKING:
     from harbourmaster.services.platform import Platform
 
-CHECKS: tuple[str, ...] = ("drift", "quality", "beats_champion", "drift_fixed")
+CHECKS: tuple[str, ...] = ("drift", "quality", "loadtest", "beats_champion", "drift_fixed")
 DEFAULT_CHECKS: tuple[str, ...] = ("drift", "quality")  # what ``record`` measures when no check is named
-# Checks whose measurement runs model code, so happens in the CLI/job process; ``record`` refuses them.
+# Checks recorded by a command of their own (a load test, or scoring model code in the CLI/job process);
+# ``record`` refuses them and names the command.
 MEASURED_ELSEWHERE: dict[str, str] = {
+    "loadtest": "harbourmaster loadtest {project} {version} --env ENV",
     "beats_champion": "harbourmaster evaluate {project} {version} --env {environment}",
 }
 
@@ -108,8 +111,8 @@ class EvidenceService:
         if elsewhere:
             how = MEASURED_ELSEWHERE[elsewhere[0]].format(project=project, version=version, environment=environment)
             raise InvalidInputError(
-                f"the {elsewhere[0]} evidence scores the versions on production rows (model code), which the "
-                "control plane never runs",
+                f"the {elsewhere[0]} evidence is recorded by running it (a load test, or model code the "
+                "control plane never runs), not computed here",
                 f"record it with: {how}",
             )
         with self._platform.db.reader() as session:

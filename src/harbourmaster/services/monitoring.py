@@ -136,6 +136,7 @@ class MonitoringService:
                 if run.status == "succeeded":
                     verdicts.extend(self._judge(monitor, measured))
             changes = self._platform.alerts.apply(verdicts, context.now) if verdicts else []
+            self._lifecycle_cases(changes, context.now)
             self._prune(context.now)
         delivered = self._platform.notifiers.deliver_due() if deliver else 0
         return RunReport(
@@ -208,6 +209,14 @@ class MonitoringService:
             except Exception:
                 log.exception("rule %s of monitor %s failed", rule.name, monitor.name)
         return verdicts
+
+    def _lifecycle_cases(self, changes: list[AppliedChange], now: datetime) -> None:
+        """Alerts a project's automation policy names open lifecycle cases; waiting cases are followed."""
+        try:
+            self._platform.cases.open_from_alerts(changes, now)
+            self._platform.cases.follow(now)
+        except Exception:  # the monitors' pass stands; the next pass tries again
+            log.exception("lifecycle cases could not be opened or followed")
 
     def _prune(self, now: datetime) -> None:
         try:

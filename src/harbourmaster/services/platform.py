@@ -9,6 +9,7 @@ from harbourmaster.services.access import AccessService
 from harbourmaster.services.alerts import AlertService
 from harbourmaster.services.approvals import ApprovalService
 from harbourmaster.services.audit import AuditService
+from harbourmaster.services.cases import CaseService
 from harbourmaster.services.dataplane import DataPlaneService
 from harbourmaster.services.deployments import DeploymentService
 from harbourmaster.services.drift import DriftService
@@ -18,6 +19,7 @@ from harbourmaster.services.evidence import EvidenceService
 from harbourmaster.services.feedback import FeedbackService
 from harbourmaster.services.history import HistoryService
 from harbourmaster.services.identity import IdentityService
+from harbourmaster.services.loadtest import LoadTestService
 from harbourmaster.services.log_maintenance import PredictionLogService
 from harbourmaster.services.monitoring import MonitoringService
 from harbourmaster.services.notifiers import NotifierService
@@ -28,6 +30,7 @@ from harbourmaster.services.quality import QualityService
 from harbourmaster.services.registry import RegistryService
 from harbourmaster.services.replicas import ReplicaService
 from harbourmaster.services.retraining import RetrainService
+from harbourmaster.services.rollouts import RolloutService
 from harbourmaster.services.runs import RunService
 from harbourmaster.services.scoring import ScoringService
 from harbourmaster.services.sla import SlaMonitor, SlaService
@@ -128,6 +131,10 @@ class Platform:
         return EvidenceService(self)
 
     @cached_property
+    def loadtest(self) -> LoadTestService:
+        return LoadTestService(self)
+
+    @cached_property
     def quality(self) -> QualityService:
         return QualityService(self)
 
@@ -153,6 +160,14 @@ class Platform:
     @cached_property
     def retraining(self) -> RetrainService:
         return RetrainService(self)
+
+    @cached_property
+    def rollouts(self) -> RolloutService:
+        return RolloutService(self)
+
+    @cached_property
+    def cases(self) -> CaseService:
+        return CaseService(self)
 
     def close(self) -> None:
         self.db.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from harbourmaster.core.log_layout import UNROUTED
@@ -55,3 +56,20 @@ class PredictionReadService:
                 details={"rows": len(frame), "sql": sql[:1000] if sql else None},
             )
         return frame, count
+
+    def shadow_agreement(
+        self, project: str, environment: str, version: int, start: datetime, end: datetime
+    ) -> tuple[int, int, int]:
+        """For the rollout controller (no person's read): rows a shadow ``version`` was asked about in
+        ``[start, end)``, as (compared: both answers logged, agreed: the same answer, errors: no shadow answer)."""
+        log = PredictionLog(self._platform.artifacts)
+        frame = log.query(
+            "SELECT count(shadow_output) AS compared, count(*) FILTER (WHERE shadow_output = output) AS agreed, "
+            "count(*) FILTER (WHERE shadow_output IS NULL) AS errors FROM predictions "
+            "WHERE shadow_version = ? AND ts >= ? AND ts < ? AND status = 200",
+            environment,
+            project,
+            [int(version), start, end],
+        )
+        row = frame.iloc[0]
+        return int(row["compared"]), int(row["agreed"]), int(row["errors"])

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from harbourmaster.core.environments import Environment, GateConfig
 from harbourmaster.core.gates import GateContext, GateVerdict, evaluate_gates
 from harbourmaster.core.permissions import Permission
-from harbourmaster.errors import NotFoundError, PromotionRefusedError
+from harbourmaster.errors import InvalidInputError, NotFoundError, PromotionRefusedError
 from harbourmaster.schemas import GateResult, PromotionInfo, VersionDetail
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.approvals import candidate_of
@@ -86,8 +86,19 @@ class PromotionService:
         to_environment: str,
         *,
         challenger: dict[str, Any] | None = None,
+        rollout: dict[str, Any] | None = None,
     ) -> PromotionInfo:
-        """Move a version into ``to_environment`` (as champion, or as a challenger)."""
+        """Move a version into ``to_environment`` (as champion, or as a challenger).
+
+        ``rollout`` (``core.rollout_rules.rollout_plan``) chooses how: ``immediate`` (the default),
+        ``blue-green`` (immediate, the old champion kept warm as the failover), or a progressive
+        ``canary`` / ``shadow`` rollout the rollout controller carries on (``services/rollouts.py``).
+        """
+        strategy = (rollout or {}).get("strategy", "immediate")
+        if challenger and strategy != "immediate":
+            raise InvalidInputError(
+                "a challenger promotion and a rollout strategy were both given", "give --canary/--shadow or --strategy"
+            )
         self._platform.access.require(actor, Permission.DEPLOY, environment=to_environment, target=project)
         detail = self._platform.registry.get_version(actor, project, version)
         target, previous = self._target(to_environment)
@@ -107,7 +118,22 @@ class PromotionService:
             )
             session.add(row)
             session.flush()
-            if passed:
+            rollout_id = None
+            if passed and rollout and strategy in ("canary", "shadow"):
+                rollout_id = self._platform.rollouts.start(
+                    session,
+                    actor,
+                    project=project,
+                    environment=target.name,
+                    from_version=before,
+                    to_version=detail.number,
+                    strategy=strategy,
+                    steps=list(rollout["steps"]),
+                    bake_seconds=float(rollout["bake_seconds"]),
+                    options=dict(rollout.get("options") or {}),
+                    promotion_id=row.id,
+                ).id
+            elif passed:
                 if challenger:
                     self._platform.deployments.set_challenger(
                         actor, project, target.name, detail.number, session=session, via_promotion=True, **challenger
@@ -122,6 +148,10 @@ class PromotionService:
                         details={"promotion_id": row.id},
                         session=session,
                     )
+                    if strategy == "blue-green" and before is not None and before != detail.number:
+                        self._platform.deployments.set_fallback(
+                            actor, project, target.name, failover=before, session=session
+                        )
             row.audit_seq = self._platform.audit.record(
                 session,
                 actor,
@@ -130,14 +160,17 @@ class PromotionService:
                 outcome="allowed" if passed else "denied",
                 environment=target.name,
                 before={"champion": before},
-                after={"champion": detail.number} if passed and not challenger else None,
+                after={"champion": detail.number} if passed and not challenger and not rollout_id else None,
                 details={
                     "promotion_id": row.id,
                     "as_challenger": challenger,
+                    "strategy": strategy,
+                    "rollout_id": rollout_id,
                     "failed_gates": [v.gate for v in verdicts if not v.passed],
                 },
             )
             info = promotion_info(row)
+            info.rollout_id = rollout_id
         if not passed:
             failed = [v for v in verdicts if not v.passed]
             lines = "; ".join(f"{v.gate}: {v.reason}" for v in failed)

@@ -3,6 +3,7 @@ counters) and the people's read of what they logged."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -11,8 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from harbourmaster.core.permissions import Permission
-from harbourmaster.core.sla import WINDOWS, heartbeat_traffic
-from harbourmaster.errors import ConflictError
+from harbourmaster.core.sla import CANARY_SIDES, WINDOWS, heartbeat_sides, heartbeat_traffic
+from harbourmaster.errors import ConflictError, InvalidInputError
 from harbourmaster.schemas import ReplicaInfo
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.served import record_served
@@ -25,6 +26,23 @@ if TYPE_CHECKING:
 STALE_AFTER = timedelta(seconds=30)
 MAX_PROJECTS_PER_BEAT = 1000  # and versions per project: a heartbeat is bounded work
 SAMPLE_EVERY = timedelta(seconds=15)  # traffic samples kept per replica (a beat comes every 5 s)
+# Shorter sampling (down to every beat) for rollouts with bake times of seconds, and tests.
+SAMPLE_VAR = "HARBOURMASTER_TRAFFIC_SAMPLE_SECONDS"
+
+
+def sample_every(env: Any) -> timedelta:
+    raw = env.get(SAMPLE_VAR) or ""
+    try:
+        seconds = float(raw) if raw.strip() else SAMPLE_EVERY.total_seconds()
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 3600:
+        raise InvalidInputError(
+            f"{SAMPLE_VAR}={raw!r} is not a number of seconds from 0 to 3600", f"e.g. {SAMPLE_VAR}=15"
+        )
+    return timedelta(seconds=seconds)
+
+
 SAMPLE_RETENTION = timedelta(seconds=max(WINDOWS.values())) + timedelta(hours=1)
 PRUNE_EVERY = timedelta(minutes=5)
 
@@ -56,6 +74,7 @@ class ReplicaService:
         self._served: set[tuple[str, str, int]] = set()  # (environment, project, version) known to have served
         self._sampled: dict[str, datetime] = {}  # replica -> when its last traffic sample was kept
         self._pruned = datetime.min.replace(tzinfo=UTC)
+        self._sample_every = sample_every(os.environ)
 
     def heartbeat(
         self,
@@ -94,13 +113,19 @@ class ReplicaService:
         """Keep the replica's cumulative counters as samples (one per ``SAMPLE_EVERY``, and its last one
         when it stops), from which the SLA monitor computes window figures; prune old ones now and then."""
         last = self._sampled.get(replica_id)
-        if status != "stopped" and last is not None and now - last < SAMPLE_EVERY:
+        if status != "stopped" and last is not None and now - last < self._sample_every:
             return
         traffic = heartbeat_traffic(raw, MAX_PROJECTS_PER_BEAT)
         if traffic is None:
             return
         uptime, counts = traffic
-        traffic_samples.add(session, replica_id, environment, now - timedelta(seconds=uptime), now, counts)
+        started = now - timedelta(seconds=uptime)
+        traffic_samples.add(session, replica_id, environment, started, now, counts)
+        sides = heartbeat_sides(raw, MAX_PROJECTS_PER_BEAT)
+        for side in CANARY_SIDES:
+            of_side = {project: c for (project, name), c in sides.items() if name == side}
+            if of_side:
+                traffic_samples.add(session, replica_id, environment, started, now, of_side, side)
         if status == "stopped":
             self._sampled.pop(replica_id, None)
         else:

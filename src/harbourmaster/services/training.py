@@ -460,6 +460,7 @@ def project_settings_of(spec: ProjectSpec) -> dict[str, Any]:
         "environments": spec.environments,
         "monitoring": spec.monitoring.model_dump(),
         "retrain": spec.retrain.model_dump(),
+        "lifecycle": spec.lifecycle.model_dump(),
     }
 
 

@@ -345,6 +345,8 @@ class ServingApp:
         except ModelUnavailable as exc:
             elapsed = time.perf_counter() - started
             replica.metrics.observe(project, "none", "unavailable", 503, elapsed)
+            if route.challenger is not None and route.challenger_mode == "canary":
+                replica.metrics.canary(project, side, "failed")
             self._capture(route, batch, None, request_id, elapsed, 503, exc)
             hint = "configure a failover version or fallback rules: harbourmaster fallback --help"
             if exc.saturated:
@@ -387,6 +389,8 @@ class ServingApp:
         else:
             self._capture(route, batch, outcome, request_id, elapsed, 200, None)
         replica.metrics.observe(project, version if version is not None else "rules", outcome.path, 200, elapsed)
+        if route.challenger is not None and route.challenger_mode == "canary":
+            replica.metrics.canary(project, side, "answered" if outcome.path == side else "fallback")
         if outcome.path == "champion" and version is not None:
             replica.count_answer(project, version)
         await _send_json(send, 200, payload, headers)

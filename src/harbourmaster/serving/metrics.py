@@ -122,6 +122,13 @@ class ServingMetrics:
             ["environment", "project"],
             registry=self.registry,
         )
+        self.canary_requests = Counter(
+            "harbourmaster_canary_requests",
+            "Prediction requests of a project with a canary challenger, by the side the router picked and what "
+            "came of it (answered by that side's model, fallback: another link answered, failed: 503).",
+            ["environment", "project", "side", "result"],
+            registry=self.registry,
+        )
         self.lanes: Callable[[], list[tuple[str, str, int, int, int]]] = list
         self.registry.register(_LaneCollector(self))
         self._children: dict[tuple[Any, ...], Any] = {}
@@ -143,6 +150,14 @@ class ServingMetrics:
         """Count one refused request (a 4xx, or a 5xx of the replica itself) on a project's endpoints;
         ``path="feedback"`` for refused feedback, which is not a prediction request for the SLA."""
         self.observe(project, "none", path, status, seconds)
+
+    def canary(self, project: str, side: str, result: str) -> None:
+        """Count one request of a canary deployment on its side (the rollout controller compares the sides)."""
+        key = ("canary", project, side, result)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.canary_requests.labels(self.environment, project, side, result)
+        child.inc()
 
     def fallback(self, project: str, source: str, reason: str, target: str) -> None:
         self.fallbacks.labels(self.environment, project, source, reason, target).inc()
@@ -226,7 +241,53 @@ class ServingMetrics:
             "uptime": round(time.monotonic() - self._born, 3),
             "bounds": list(LATENCY_BUCKETS),
             "projects": projects,
+            "sides": self._sides(skip),
         }
+
+    def _sides(self, skip: tuple[str, ...]) -> dict[str, dict[str, dict[str, Any]]]:
+        """Per project with canary traffic, each side's counters: requests, errors (503s, and on the
+        challenger's side also the requests it left to the champion), fallbacks, and the latency
+        histogram of the requests that side's model answered."""
+        sides: dict[str, dict[str, dict[str, Any]]] = {}
+        for family in self.canary_requests.collect():
+            for sample in family.samples:
+                labels = sample.labels
+                project, side, result = labels["project"], labels["side"], labels["result"]
+                if not sample.name.endswith("_total") or project in skip:
+                    continue
+                if project not in sides and len(sides) >= MAX_TRAFFIC_PROJECTS:
+                    continue
+                counts = sides.setdefault(project, {}).setdefault(side, _zero_counts())
+                counts["requests"] += int(sample.value)
+                if result == "failed" or (result == "fallback" and side == "challenger"):
+                    counts["errors"] += int(sample.value)
+                if result == "fallback":
+                    counts["fallbacks"] += int(sample.value)
+        index = {bound: i for i, bound in enumerate(LATENCY_BUCKETS)}
+        for family in self.latency.collect():
+            for sample in family.samples:
+                labels = sample.labels
+                counts = sides.get(labels["project"], {}).get(labels["path"])
+                if counts is None:
+                    continue
+                if sample.name.endswith("_count"):
+                    counts["timed"] += int(sample.value)
+                elif sample.name.endswith("_sum"):
+                    counts["latency_sum"] += sample.value
+                elif sample.name.endswith("_bucket") and labels["le"] != "+Inf":
+                    counts["buckets"][index[float(labels["le"])]] += int(sample.value)
+        return sides
+
+
+def _zero_counts() -> dict[str, Any]:
+    return {
+        "requests": 0,
+        "errors": 0,
+        "fallbacks": 0,
+        "timed": 0,
+        "latency_sum": 0.0,
+        "buckets": [0] * len(LATENCY_BUCKETS),
+    }
 
 
 class _LaneCollector:

@@ -569,5 +569,63 @@ class TrafficSampleRow(Base):
     timed: Mapped[float] = mapped_column(Float, nullable=False)
     latency_sum: Mapped[float] = mapped_column(Float, nullable=False)
     buckets: Mapped[list[float]] = mapped_column(JSON, nullable=False, default=list)
+    # None: the whole project; "champion" / "challenger": that side of a canary (the rollout controller's data)
+    side: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
     __table_args__ = (Index("ix_traffic_samples_series", "environment", "project", "sampled_at"),)
+
+
+class RolloutRow(Base):
+    """A progressive rollout of a challenger in one environment (canary steps or a shadow period), and
+    where it stands: the rollout controller resumes from this row after a control-plane restart."""
+
+    __tablename__ = "rollouts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    environment: Mapped[str] = mapped_column(String(64), nullable=False)
+    from_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    to_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    strategy: Mapped[str] = mapped_column(String(16), nullable=False)  # canary | shadow
+    steps: Mapped[list[float]] = mapped_column(JSON, nullable=False, default=list)
+    bake_seconds: Mapped[float] = mapped_column(Float, nullable=False)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    step: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    step_started_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)  # running|paused|completed|rolled_back|aborted
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    events: Mapped[list[Any]] = mapped_column(JSON, nullable=False, default=list)
+    actor: Mapped[str] = mapped_column(String(128), nullable=False)
+    promotion_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # "project/environment" while running or paused (one active rollout per deployment), NULL once over
+    active_key: Mapped[str | None] = mapped_column(String(140), nullable=True, unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class LifecycleCaseRow(Base):
+    """One lifecycle case (``core/cases.py``): from the alert that opened it, through the steps a worker
+    ran (each with its links: run, version, evidence, promotions), to the rollout that ended it."""
+
+    __tablename__ = "lifecycle_cases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    environment: Mapped[str] = mapped_column(String(64), nullable=False)
+    state: Mapped[str] = mapped_column(String(24), nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    trigger: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    policy: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    steps: Mapped[list[Any]] = mapped_column(JSON, nullable=False, default=list)
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the retrained version
+    promotion_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # production's promotion
+    rollout_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(24), nullable=True)  # the rollout's end
+    claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # "project/environment" while the case is active (one active case per deployment), NULL once over
+    active_key: Mapped[str | None] = mapped_column(String(140), nullable=True, unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

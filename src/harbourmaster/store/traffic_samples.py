@@ -13,14 +13,21 @@ from harbourmaster.store.tables import TrafficSampleRow
 
 
 def add(
-    session: Session, replica: str, environment: str, started: datetime, at: datetime, counts: dict[str, Counts]
+    session: Session,
+    replica: str,
+    environment: str,
+    started: datetime,
+    at: datetime,
+    counts: dict[str, Counts],
+    side: str | None = None,
 ) -> None:
-    """One sample per project of one replica's heartbeat."""
+    """One sample per project of one replica's heartbeat (``side``: of one side of a canary)."""
     session.add_all(
         TrafficSampleRow(
             replica=replica,
             environment=environment,
             project=project,
+            side=side,
             sampled_at=at,
             started_at=started,
             requests=c.requests,
@@ -35,10 +42,16 @@ def add(
 
 
 def series(
-    session: Session, since: datetime, environment: str | None = None, project: str | None = None
+    session: Session,
+    since: datetime,
+    environment: str | None = None,
+    project: str | None = None,
+    side: str | None = None,
 ) -> dict[tuple[str, str], dict[str, list[Sample]]]:
-    """Samples taken after ``since``, per (project, environment), per replica, oldest first."""
+    """Samples taken after ``since``, per (project, environment), per replica, oldest first: the whole
+    projects' samples, or with ``side`` those of one side of their canaries."""
     query = select(TrafficSampleRow).where(TrafficSampleRow.sampled_at > since)
+    query = query.where(TrafficSampleRow.side.is_(None) if side is None else TrafficSampleRow.side == side)
     if environment is not None:
         query = query.where(TrafficSampleRow.environment == environment)
     if project is not None:

@@ -66,11 +66,24 @@ class OptionsRequest(BaseModel):
     options: dict[str, Any]
 
 
+class RolloutRequest(BaseModel):
+    """How a promotion rolls out (``core.rollout_rules.rollout_plan`` checks it)."""
+
+    strategy: str = Field(default="immediate", max_length=16)
+    steps: list[float] | None = Field(default=None, max_length=20)
+    bake: str | float | None = None
+    shadow_for: str | float | None = None
+    sticky_key: str | None = Field(default=None, max_length=128)
+    decide: str = Field(default="auto", max_length=16)
+    min_requests: int | None = Field(default=None, ge=1, le=10_000_000)
+
+
 class PromoteRequest(BaseModel):
     project: Name
     version: VersionRef
     to: Name
     challenger: ChallengerRequest | None = None
+    rollout: RolloutRequest | None = None
 
 
 class DecisionRequest(BaseModel):
@@ -302,8 +315,13 @@ def project_history(
 def promote(
     body: PromoteRequest, platform: Platform = Depends(get_platform), actor: Actor = Depends(current_actor)
 ) -> PromotionInfo:
+    from harbourmaster.core.rollout_rules import rollout_plan
+
     challenger = body.challenger.model_dump(exclude={"version"}) if body.challenger else None
-    return platform.promotions.promote(actor, body.project, body.version, body.to, challenger=challenger)
+    rollout = rollout_plan(**body.rollout.model_dump()) if body.rollout else None
+    return platform.promotions.promote(
+        actor, body.project, body.version, body.to, challenger=challenger, rollout=rollout
+    )
 
 
 @router.get("/promotions", tags=["governance"], openapi_extra=requires(Permission.READ))
