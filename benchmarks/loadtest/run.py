@@ -110,14 +110,16 @@ def measure(port: int, rate: float, duration: float, connections: int) -> dict:
     }
 
 
-async def _httpx_open_loop(url: str, rate: float, duration: float, connections: int) -> tuple[int, int, float, int]:
+async def _httpx_open_loop(
+    url: str, rate: float, duration: float, connections: int
+) -> tuple[int, int, float, int, int]:
     """The same open-loop schedule (queue + workers) driven by httpx.AsyncClient."""
     import httpx
 
     count = round(rate * duration)
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[int] = asyncio.Queue()
-    answered, late = [0], [0]
+    answered, late, errors = [0], [0], [0]
     start = loop.time() + 0.05
     last = [start]
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
@@ -126,7 +128,11 @@ async def _httpx_open_loop(url: str, rate: float, duration: float, connections: 
         async def worker() -> None:
             while True:
                 await queue.get()
-                response = await client.post(url, content=BODY, headers={"content-type": "application/json"})
+                try:
+                    response = await client.post(url, content=BODY, headers={"content-type": "application/json"})
+                except httpx.HTTPError:
+                    errors[0] += 1
+                    continue
                 if response.status_code == 200:
                     answered[0] += 1
                 last[0] = loop.time()
@@ -141,22 +147,30 @@ async def _httpx_open_loop(url: str, rate: float, duration: float, connections: 
                 late[0] += 1
             queue.put_nowait(i)
         deadline = loop.time() + 5
-        while answered[0] < count and loop.time() < deadline:
+        while answered[0] + errors[0] < count and loop.time() < deadline:
             await asyncio.sleep(0.01)
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
-    return count, answered[0], last[0] - start, late[0]
+    return count, answered[0], last[0] - start, late[0], errors[0]
 
 
 def httpx_measure(port: int, rate: float, duration: float, connections: int) -> dict:
     import uvloop
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        count, answered, elapsed, late = runner.run(
+        count, answered, elapsed, late, errors = runner.run(
             _httpx_open_loop(f"http://127.0.0.1:{port}/predict", rate, duration, connections)
         )
-    return {"rate": rate, "offered": count, "answered": answered, "throughput": answered / elapsed, "late": late}
+    throughput = answered / elapsed
+    return {
+        "rate": rate,
+        "offered": count,
+        "answered": answered,
+        "throughput": throughput,
+        "late": late,
+        "errors": errors,
+    }
 
 
 def wrk(port: int, duration: float) -> dict | None:
@@ -223,10 +237,13 @@ def main() -> None:
         )
     if client:
         print("\nThe same open-loop schedule driven by httpx.AsyncClient (same connections):\n")
-        print("| offered rate (req/s) | requests | answered | achieved req/s | late sends |")
-        print("|---:|---:|---:|---:|---:|")
+        print("| offered rate (req/s) | requests | answered | errors | achieved req/s | late sends |")
+        print("|---:|---:|---:|---:|---:|---:|")
         for r in client:
-            print(f"| {r['rate']:.0f} | {r['offered']} | {r['answered']} | {r['throughput']:.0f} | {r['late']} |")
+            print(
+                f"| {r['rate']:.0f} | {r['offered']} | {r['answered']} | {r['errors']} | {r['throughput']:.0f} "
+                f"| {r['late']} |"
+            )
     if ceiling:
         print(
             f"\nwrk (closed loop, 1 thread, 8 connections, {args.duration:g} s) against the same server: "

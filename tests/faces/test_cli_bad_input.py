@@ -113,6 +113,11 @@ BAD: dict[str, list[str]] = {
     "webhook": ["ftp://example.com/hook", "not a url", "https://", "http://hooks.example.com:abc/x", "http://h:99999/"],
     "min_severity": ["apocalyptic"],
     "output_file": ["no-folder/rules.yml"],
+    "rate": ["fast", "0"],
+    "duration": ["long", "-1"],
+    "headroom": ["lots", "0"],
+    "floor": ["low", "0"],
+    "connections": ["many", "0"],
 }
 
 # Parameters where any value is acceptable (free text, flags), or (--host) where only binding would tell.
