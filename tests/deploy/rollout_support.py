@@ -6,17 +6,26 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from tests.serving.projects import MOODY, RAISE, SLOW, train_moody
+import pytest
+from sqlalchemy import select
+from tests.conftest import make_settings
+from tests.serving.projects import MOODY, train_moody
 
+from harbourmaster.config import Settings
+from harbourmaster.core.rollout_rules import rollout_plan
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.platform import Platform
+from harbourmaster.serving.replica import ReplicaOptions
+from harbourmaster.serving.server import ServerThread
+from harbourmaster.store.tables import AuditEventRow
 
 SYSTEM = Actor.system("tests")
+FAST = ReplicaOptions(poll_seconds=0.2, heartbeat_seconds=0.25, capture_flush_seconds=0.3)
 PROD_CONFIG = {
     "guarded": False,  # predictions without tokens: the data plane's credentials are tested elsewhere
     "allow_skip": True,  # the champion and the challenger enter prod without serving in test first
@@ -43,6 +52,7 @@ class Load:
     fault: float | None = None  # x1 value of the faulty records (RAISE or SLOW), or None
     fault_share: int = 0  # one record in this many carries the fault
     threads: int = 4
+    pause: float = 0.0  # seconds each thread waits between two requests (bounds the rate)
     max_requests: int = 4000
     max_seconds: float = 40.0
     statuses: Counter[int] = field(default_factory=Counter)
@@ -81,6 +91,8 @@ class Load:
                     with self._lock:
                         self.failures.append(f"{type(exc).__name__}: {exc}")
                     continue
+                if self.pause:
+                    time.sleep(self.pause)
                 with self._lock:
                     self.statuses[answer.status_code] += 1
                     if answer.status_code == 200:
@@ -95,14 +107,50 @@ class Load:
         return self
 
 
-def wait_for(check: Callable[[], object], timeout: float, what: str, every: float = 0.2) -> object:
+def wait_for(check: Callable[[], object], timeout: float, what: str | Callable[[], str], every: float = 0.2) -> object:
+    """Poll ``check`` until it is true; past ``timeout`` fail, saying ``what`` (a callable: evaluated then)."""
     deadline = time.monotonic() + timeout
     while True:
         found = check()
         if found:
             return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what() if callable(what) else what}"
         time.sleep(every)
 
 
-__all__ = ["RAISE", "SLOW", "Load", "moody_in_prod", "wait_for"]
+@pytest.fixture
+def moody_prod(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Platform, dict[str, int], ServerThread]]:
+    monkeypatch.setenv("HARBOURMASTER_TRAFFIC_SAMPLE_SECONDS", "0")  # a sample per heartbeat
+    settings: Settings = make_settings(tmp_path / "home")
+    platform = Platform(settings)
+    versions = moody_in_prod(platform, tmp_path)
+    with ServerThread(platform, "prod", FAST) as replica:
+        wait_for(lambda: MOODY in replica.replica.table.routes, 60, "the replica to load moody")
+        yield platform, versions, replica
+    platform.close()
+
+
+def start_canary(platform: Platform, version: int, **plan: object) -> int:
+    info = platform.promotions.promote(SYSTEM, MOODY, version, "prod", rollout=rollout_plan("canary", **plan))
+    assert info.outcome == "promoted" and info.rollout_id is not None
+    return info.rollout_id
+
+
+def run_until_over(platform: Platform, rollout_id: int, timeout: float) -> str:
+    controller = platform.rollouts.start_controller(0.3)
+    try:
+        wait_for(
+            lambda: platform.rollouts.get(SYSTEM, rollout_id).state not in ("running", "paused"),
+            timeout,
+            lambda: f"the rollout to finish: {platform.rollouts.get(SYSTEM, rollout_id)}",
+        )
+    finally:
+        controller.stop()
+    return platform.rollouts.get(SYSTEM, rollout_id).state
+
+
+def audit_actions(platform: Platform) -> list[str]:
+    with platform.db.reader() as session:
+        return list(session.scalars(select(AuditEventRow.action).order_by(AuditEventRow.seq)))

@@ -4,70 +4,31 @@ each with an alert that says why; a rollback stops a rollout at once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy import select
-from tests.conftest import make_settings
-from tests.deploy.rollout_support import RAISE, SLOW, SYSTEM, Load, moody_in_prod, wait_for
-from tests.serving.projects import MOODY
+from tests.deploy.rollout_support import (
+    SYSTEM,
+    Load,
+    audit_actions,
+    run_until_over,
+    start_canary,
+    wait_for,
+)
+from tests.serving.projects import MOODY, RAISE, SLOW
 
-from harbourmaster.config import Settings
-from harbourmaster.core.rollout_rules import rollout_plan
-from harbourmaster.services.platform import Platform
-from harbourmaster.serving.replica import ReplicaOptions
-from harbourmaster.serving.server import ServerThread
-from harbourmaster.store.tables import AuditEventRow, DeploymentEventRow
+from harbourmaster.store.tables import DeploymentEventRow
 
 pytestmark = pytest.mark.slow
-FAST = ReplicaOptions(poll_seconds=0.2, heartbeat_seconds=0.25, capture_flush_seconds=0.3)
 
 
-@pytest.fixture
-def prod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Platform, dict[str, int], ServerThread]]:
-    monkeypatch.setenv("HARBOURMASTER_TRAFFIC_SAMPLE_SECONDS", "0")  # a sample per heartbeat
-    settings: Settings = make_settings(tmp_path / "home")
-    platform = Platform(settings)
-    versions = moody_in_prod(platform, tmp_path)
-    with ServerThread(platform, "prod", FAST) as replica:
-        wait_for(lambda: MOODY in replica.replica.table.routes, 60, "the replica to load moody")
-        yield platform, versions, replica
-    platform.close()
-
-
-def _start(platform: Platform, version: int, **plan: object) -> int:
-    info = platform.promotions.promote(SYSTEM, MOODY, version, "prod", rollout=rollout_plan("canary", **plan))
-    assert info.outcome == "promoted" and info.rollout_id is not None
-    return info.rollout_id
-
-
-def _run_until_over(platform: Platform, rollout_id: int, timeout: float) -> str:
-    controller = platform.rollouts.start_controller(0.3)
-    try:
-        wait_for(
-            lambda: platform.rollouts.get(SYSTEM, rollout_id).state not in ("running", "paused"),
-            timeout,
-            f"the rollout to finish: {platform.rollouts.get(SYSTEM, rollout_id)}",
-        )
-    finally:
-        controller.stop()
-    return platform.rollouts.get(SYSTEM, rollout_id).state
-
-
-def _audit_actions(platform: Platform) -> list[str]:
-    with platform.db.reader() as session:
-        return list(session.scalars(select(AuditEventRow.action).order_by(AuditEventRow.seq)))
-
-
-def test_a_canary_under_load_completes_with_no_failed_request_and_no_restart(prod) -> None:
-    platform, versions, replica = prod
+def test_a_canary_under_load_completes_with_no_failed_request_and_no_restart(moody_prod) -> None:
+    platform, versions, replica = moody_prod
     replica_id = replica.replica.id
     load = Load([replica.url], max_requests=3000, max_seconds=45).start()
     try:
         wait_for(lambda: load.sent > 50, 20, "traffic")
-        rollout_id = _start(platform, versions["bad"], steps="20,60,100", bake=1.5, min_requests=30)
-        assert _run_until_over(platform, rollout_id, 40) == "completed"
+        rollout_id = start_canary(platform, versions["bad"], steps="20,60,100", bake=1.5, min_requests=30)
+        assert run_until_over(platform, rollout_id, 40) == "completed"
     finally:
         load.stop()
     info = platform.rollouts.get(SYSTEM, rollout_id)
@@ -77,7 +38,7 @@ def test_a_canary_under_load_completes_with_no_failed_request_and_no_restart(pro
     assert state.champion.number == versions["bad"] and state.challenger is None
     assert [e["kind"] for e in info.events] == ["started", "advanced", "advanced", "completed"]
     assert replica.replica.id == replica_id and replica._thread.is_alive()  # the same replica all along
-    actions = _audit_actions(platform)
+    actions = audit_actions(platform)
     assert actions.count("rollout.step") == 2 and actions[-2:] == ["deployment.promote", "rollout.complete"]
     assert platform.audit.verify(SYSTEM).ok
 
@@ -87,12 +48,12 @@ def test_a_canary_under_load_completes_with_no_failed_request_and_no_restart(pro
     [(RAISE, "challenger error rate"), (SLOW, "challenger p99")],
     ids=["error-fault", "latency-fault"],
 )
-def test_a_faulty_challenger_is_rolled_back_with_an_alert_saying_why(prod, fault: float, why: str) -> None:
-    platform, versions, replica = prod
+def test_a_faulty_challenger_is_rolled_back_with_an_alert_saying_why(moody_prod, fault: float, why: str) -> None:
+    platform, versions, replica = moody_prod
     load = Load([replica.url], fault=fault, fault_share=5, max_requests=2000, max_seconds=40).start()
     try:
-        rollout_id = _start(platform, versions["bad"], steps="50,100", bake=30, min_requests=30)
-        assert _run_until_over(platform, rollout_id, 35) == "rolled_back"
+        rollout_id = start_canary(platform, versions["bad"], steps="50,100", bake=30, min_requests=30)
+        assert run_until_over(platform, rollout_id, 35) == "rolled_back"
     finally:
         load.stop()
     info = platform.rollouts.get(SYSTEM, rollout_id)
@@ -103,12 +64,12 @@ def test_a_faulty_challenger_is_rolled_back_with_an_alert_saying_why(prod, fault
     [alert] = [a for a in platform.alerts.list(SYSTEM) if a.rule == "rollout.rolled-back"]
     assert alert.status == "firing" and alert.severity == "critical" and why in alert.summary
     assert alert.evidence == f"rollout:{rollout_id}"
-    assert "rollout.rollback" in _audit_actions(platform)
+    assert "rollout.rollback" in audit_actions(platform)
 
 
-def test_rollback_to_a_version_stops_a_running_rollout_at_once(prod) -> None:
-    platform, versions, _replica = prod
-    rollout_id = _start(platform, versions["bad"], steps="10,100", bake=600)
+def test_rollback_to_a_version_stops_a_running_rollout_at_once(moody_prod) -> None:
+    platform, versions, _replica = moody_prod
+    rollout_id = start_canary(platform, versions["bad"], steps="10,100", bake=600)
     assert platform.deployments.get(SYSTEM, MOODY, "prod").challenger.weight == 10
     state = platform.deployments.rollback(SYSTEM, MOODY, "prod", versions["good"])
     assert state.champion.number == versions["good"] and state.challenger is None
@@ -119,8 +80,8 @@ def test_rollback_to_a_version_stops_a_running_rollout_at_once(prod) -> None:
         last = session.scalars(select(DeploymentEventRow).order_by(DeploymentEventRow.id.desc())).first()
     assert last.action in ("rollback", "clear-challenger")
     # A second rollout may start now that the first is over; a third at the same time is refused.
-    _start(platform, versions["bad"], steps="10,100", bake=600)
+    start_canary(platform, versions["bad"], steps="10,100", bake=600)
     from harbourmaster.errors import ConflictError
 
     with pytest.raises(ConflictError, match="already under way"):
-        _start(platform, versions["bad"], steps="10,100", bake=600)
+        start_canary(platform, versions["bad"], steps="10,100", bake=600)

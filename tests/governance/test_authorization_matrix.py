@@ -244,6 +244,25 @@ def _prepare_notifier(platform: Platform, seed: Seed, user: str) -> Request:
     return Request(path={"name": name})
 
 
+def _rollout(action: str | None, paused: bool = False) -> Example:
+    """A fresh canary rollout of v2 in dev (any earlier one aborted), paused if the action is a resume."""
+
+    def example(platform: Platform, seed: Seed, user: str) -> Request:
+        from harbourmaster.core.rollout_rules import rollout_plan
+
+        for active in platform.rollouts.list(SYSTEM, PROJECT, active=True):
+            platform.rollouts.abort(SYSTEM, active.id)
+        started = platform.promotions.promote(SYSTEM, PROJECT, 2, "dev", rollout=rollout_plan("canary", bake=600))
+        if paused:
+            platform.rollouts.pause(SYSTEM, started.rollout_id)
+        path: dict[str, Any] = {"rollout_id": started.rollout_id}
+        if action:
+            path["action"] = action
+        return Request(path=path, json={"reason": "matrix"})
+
+    return example
+
+
 # (METHOD, path template) -> example requests; each must succeed (2xx) for a caller who is allowed.
 _REPLICAS: list[ServerThread] = []  # replicas examples started, stopped after each test
 
@@ -413,6 +432,13 @@ EXAMPLES: dict[tuple[str, str], list[Example]] = {
     ("POST", "/api/v1/evaluations/{project}/{environment}/rows"): [_labelled("dev"), _labelled("prod")],
     ("POST", "/api/v1/evaluations/{project}/{version}/{environment}"): [_evaluation],
     ("GET", "/api/v1/challenger-reports/{report_id}"): [_challenger_report],
+    ("GET", "/api/v1/rollouts"): [lambda _p, _s, _u: Request(params={"project": PROJECT, "active": True})],
+    ("GET", "/api/v1/rollouts/{rollout_id}"): [_rollout(None)],
+    ("POST", "/api/v1/rollouts/{rollout_id}/{action}"): [
+        _rollout("pause"),
+        _rollout("resume", paused=True),
+        _rollout("abort"),
+    ],
 }
 
 

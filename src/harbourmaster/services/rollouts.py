@@ -298,7 +298,20 @@ class RolloutService:
             decision = self._decide(session, row, started, now, elapsed)
             if decision.action == "wait":
                 self._note(row, now, decision)
-                return None
+                if row.state != "paused":
+                    return None
+                # A shadow held for a person: audited, and the rollout waits for `rollouts resume` or `abort`.
+                row.updated_at = now
+                self._platform.audit.record(
+                    session,
+                    actor,
+                    "rollout.hold",
+                    f"{row.project}:v{row.to_version}",
+                    environment=row.environment,
+                    after={"state": row.state},
+                    details={"rollout_id": row.id, "reason": decision.reason},
+                )
+                return rollout_info(row)
             target = f"{row.project}:v{row.to_version}"
             if decision.action == "rollback":
                 self._platform.deployments.clear_challenger(actor, row.project, row.environment, session=session)
