@@ -174,7 +174,7 @@ def _loadtest(hm: Client, case: CaseInfo, state: dict[str, Any]) -> dict[str, An
     deadline = time.monotonic() + float(policy.get("serve_wait_seconds") or 0)
     while True:
         try:
-            evidence = hm.loadtest(
+            evidence = hm.load_test(
                 case.project,
                 version,
                 test,

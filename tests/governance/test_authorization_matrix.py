@@ -274,6 +274,22 @@ def _stop_replicas() -> Any:
         _REPLICAS.pop().stop()
 
 
+def _prepare_case(state: str, **json: Any) -> Example:
+    """A lifecycle case of the seed project in dev, in ``state`` (a fresh one per request)."""
+
+    def example(platform: Platform, _seed: Seed, _user: str) -> Request:
+        from harbourmaster.store.tables import LifecycleCaseRow
+
+        with platform.db.transaction() as session:
+            row = LifecycleCaseRow(project=PROJECT, environment="dev", state=state, trigger={}, policy={}, steps=[])
+            session.add(row)
+            session.flush()
+            case_id = row.id
+        return Request(path={"case_id": case_id}, json=json or None)
+
+    return example
+
+
 def _prepare_load_test(platform: Platform, _seed: Seed, _user: str) -> Request:
     """A replica of test serving v1 (started once per test), for a load test of a few requests."""
     if not _REPLICAS:
@@ -439,6 +455,13 @@ EXAMPLES: dict[tuple[str, str], list[Example]] = {
         _rollout("resume", paused=True),
         _rollout("abort"),
     ],
+    ("GET", "/api/v1/cases"): [lambda _p, _s, _u: Request(params={"project": PROJECT})],
+    ("GET", "/api/v1/cases/{case_id}"): [_prepare_case("open")],
+    ("POST", "/api/v1/cases/claim"): [lambda _p, _s, _u: Request(json={"worker": "matrix"})],
+    ("POST", "/api/v1/cases/{case_id}/steps"): [
+        _prepare_case("running", step="retrain", status="failed", error="the matrix's example")
+    ],
+    ("POST", "/api/v1/cases/{case_id}/close"): [_prepare_case("running", reason="the matrix's example")],
 }
 
 
