@@ -33,12 +33,21 @@ class DemoControlPlane:
         self.admin = admin
         self.second_admin = second_admin  # separation of duties: confirms what the first one hands out
         self.second_admin_token = ""
-        self.settings = Settings.from_env({"HARBOURMASTER_HOME": str(home)})
+        # The monitors judge drift at every pass (the demo runs them by hand, as `harbourmaster monitor --once`).
+        self.settings = Settings.from_env({"HARBOURMASTER_HOME": str(home), "HARBOURMASTER_DRIFT_EVERY": "0"})
         self.url = ""
         self.admin_token = ""
         self._platform: Platform | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def platform(self) -> Platform:
+        """The server's own platform (for what runs inside the control plane: its prediction log, its rollout
+        controller)."""
+        if self._platform is None:
+            raise RuntimeError("the demo's control plane is not running")
+        return self._platform
 
     @property
     def token_file(self) -> Path:
