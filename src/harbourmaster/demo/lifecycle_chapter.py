@@ -181,6 +181,10 @@ def run_lifecycle_chapter(
             raise RuntimeError("the drift alert did not fire in prod")
         shown = olga.alert(alert.alert_id)
         story.say(f"[bold]alert #{shown.id}[/] {shown.rule} ({shown.severity}) on {shown.subject}: {shown.summary}")
+        for other in report.changes:
+            if other.change == "firing" and other.alert_id != alert.alert_id and "prod" in other.subject:
+                also = olga.alert(other.alert_id)
+                story.say(f"alert #{also.id} {also.rule} ({also.severity}): {escape(also.summary)}")
         case = next(c for c in olga.cases(project) if c.trigger.get("alert_id") == alert.alert_id)
         story.say(
             f"the project opted in (\\[lifecycle.automation] in harbourmaster.toml): case {case.id} opened, "
@@ -222,7 +226,7 @@ def run_lifecycle_chapter(
         smoke = _Smoke([f"{replicas[e].url}/v1/projects/{project}/predict" for e in ("dev", "test")], features)
         smoke.start()
         try:
-            (case,) = work(olga, once=True, say=lambda line: story.say(f"  [dim]{escape(line.split(' {', 1)[0])}[/]"))
+            (case,) = work(olga, once=True, say=lambda line: _progress(story, line))
         finally:
             smoke.stop()
         if case.state != "waiting_signoff":
@@ -298,6 +302,12 @@ def _show_case(case_id: int, url: str, token: str) -> None:
     show(case_id, url=url, token=token, json=False)
 
 
+def _progress(story: Any, line: str) -> None:
+    """The worker's progress, one line per step done (its links are in the case, shown next)."""
+    if " done " in line or "opened by" in line:
+        story.say(f"  [dim]{escape(line.split(' {', 1)[0])}[/]")
+
+
 def _show_retrain(story: Any, hm: Client, project: str, version: int, summary: Summary) -> None:
     lineage = hm.version(project, version).lineage.get("retrain") or {}
     rows = lineage.get("rows") or {}
@@ -321,7 +331,7 @@ def _show_proof(story: Any, hm: Client, project: str, version: int, summary: Sum
     verdict = report.get("verdict", "beats" if beats.passed else "no")
     story.say(f"  verdict: [bold]{verdict}[/] the champion ({beats.summary})")
     comparison = fixed.details.get("comparison") or {}
-    story.say("drift of the current prod window, against each version's reference, feature by feature:")
+    story.say("drift of the current prod window against each version's reference (score: 1 = at the threshold):")
     for item in sorted(comparison.get("features", []), key=lambda f: -(f.get("champion_score") or 0))[:6]:
         story.say(
             f"  {item['feature']:<24} v{version} {_num(item['candidate_score'], 1):>6}   "
