@@ -3,6 +3,7 @@ HTTP API under uvicorn on a free loopback port, and tokens minted through it."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import threading
@@ -15,6 +16,7 @@ import uvicorn
 from harbourmaster.api.app import create_app
 from harbourmaster.config import Settings
 from harbourmaster.services.platform import Platform
+from harbourmaster.services.replicas import SAMPLE_VAR
 from harbourmaster.services.sandbox import init_store
 
 START_SECONDS = 20.0
@@ -61,6 +63,8 @@ class DemoControlPlane:
         self.second_admin_token = second.secret
         self.token_file.write_text(issued.secret + "\n")
         self.token_file.chmod(0o600)
+        # The lifecycle chapter's canary bakes for seconds: keep a traffic sample every second, not every 15 s.
+        os.environ.setdefault(SAMPLE_VAR, "1")
         self._platform = Platform(self.settings)
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

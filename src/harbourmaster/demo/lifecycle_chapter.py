@@ -35,7 +35,7 @@ from harbourmaster.store.prediction_log import PredictionLog
 DRIFTED_REQUESTS = 400
 SIZE_FACTOR = 0.6  # the new scanner's sizes, against the old one's
 SIZES = ("radius", "perimeter", "area")
-CANARY = {"strategy": "canary", "steps": [25, 50, 100], "bake": 2, "min_requests": 20}
+CANARY = {"strategy": "canary", "steps": [25, 50, 100], "bake": 2, "min_requests": 40}
 FAST = ReplicaOptions(poll_seconds=0.2, heartbeat_seconds=0.25, capture_flush_seconds=0.3)
 WAIT_SECONDS = 120.0
 LAPTOP_P99_MS = 500.0  # prod's latency SLA for a demo on a busy laptop (the load test and the canary judge by it)
