@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from harbourmaster.client import Client
 from harbourmaster.config import Settings
 from harbourmaster.demo.control_plane import DemoControlPlane
 from harbourmaster.lifecycle_worker import work
+from harbourmaster.services.duties import DutyDecision
 from harbourmaster.serving.control_plane import RemoteControlPlane
 from harbourmaster.serving.replica import ReplicaOptions
 from harbourmaster.serving.server import ServerThread
@@ -128,17 +130,18 @@ def run_lifecycle_chapter(
     story.step("Production drifts: a new scanner measures sizes 40% smaller")
     confirmed(lambda: root.create_user("clinic", ["operator"]))
     confirmed(lambda: root.grant("clinic", "prod", "predict"))
-    minted = confirmed(lambda: root.create_token("clinic", "demo", expires_in=_day()))
-    tokens["clinic"] = minted.token.token if hasattr(minted, "token") else minted.secret
-    prod_secret = confirmed(lambda: root.create_replica_credential("prod", "demo", expires_in_days=1))
-    prod_secret = prod_secret.credential.secret if hasattr(prod_secret, "credential") else prod_secret.secret
+    minted = confirmed(lambda: root.create_token("clinic", "demo", expires_in=timedelta(days=1)))
+    tokens["clinic"] = minted.token.token if isinstance(minted, DutyDecision) else minted.secret
+    # A replica credential for a guarded environment: root asks, sam confirms and receives the secret once.
+    issued = confirmed(lambda: root.create_replica_credential("prod", "demo", expires_in_days=1))
+    prod_secret = issued.credential.secret if isinstance(issued, DutyDecision) else issued.secret
     prod = next(env for env in root.environments() if env.name == "prod")
     config = prod.config.model_dump(mode="json")
     config["sla"] = {**(config.get("sla") or {}), "p99_ms": LAPTOP_P99_MS}
     confirmed(lambda: root.configure_environment("prod", config))
     story.say(
-        "root asks for a prod replica credential and a token for the clinic's app (predict grant on prod); "
-        "sam confirms both"
+        "root adds the clinic's app (a user with a predict grant on prod, and its token) and asks for a replica "
+        "credential of prod; sam, the second admin, confirms each"
     )
     story.say(
         f"prod's SLA asks p99 25 ms of a server of its own; on this shared machine root sets {LAPTOP_P99_MS:g} ms "
@@ -180,7 +183,9 @@ def run_lifecycle_chapter(
         if alert is None:
             raise RuntimeError("the drift alert did not fire in prod")
         shown = olga.alert(alert.alert_id)
-        story.say(f"[bold]alert #{shown.id}[/] {shown.rule} ({shown.severity}) on {shown.subject}: {shown.summary}")
+        story.say(
+            f"[bold]alert #{shown.id}[/] {shown.rule} ({shown.severity}) on {shown.subject}: {escape(shown.summary)}"
+        )
         for other in report.changes:
             if other.change == "firing" and other.alert_id != alert.alert_id and "prod" in other.subject:
                 also = olga.alert(other.alert_id)
@@ -464,9 +469,3 @@ def _until(check: Callable[[], bool], what: str) -> None:
 
 def _num(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _day() -> Any:
-    from datetime import timedelta
-
-    return timedelta(days=1)
