@@ -267,3 +267,26 @@ def test_project_name_pattern_export() -> None:
 
     assert PROJECT_NAME_PATTERN.fullmatch("churn-2")
     assert not PROJECT_NAME_PATTERN.fullmatch("Churn")
+
+
+def test_lifecycle_automation_is_opt_in_and_checked() -> None:
+    from harbourmaster.core.cases import policy_of
+    from harbourmaster.errors import ProjectFileError
+
+    base = {"project": {"name": "p"}, "data": {"source": "d.csv", "target": "y"}, "pipeline": {"train": "m:train"}}
+    plain = parse_project_spec(base, "harbourmaster.toml")
+    assert plain.lifecycle.automation.enabled is False
+    assert policy_of({"lifecycle": plain.lifecycle.model_dump()}) is None  # not opted in: no policy
+    table = {"enabled": True, "window": "500rows", "loadtest_rate": 30.0, "cooldown_hours": 1.0}
+    spec = parse_project_spec({**base, "lifecycle": {"automation": table}}, "harbourmaster.toml")
+    policy = policy_of({"lifecycle": spec.lifecycle.model_dump()})
+    assert policy is not None and policy.window == "500rows" and policy.loadtest_rate == 30.0
+    assert policy.alerts == ("drift.dataset", "model_quality.drop") and policy.environment == "prod"
+    for bad, words in (
+        ({"enabled": True, "window": "soon"}, "window"),
+        ({"enabled": True, "mix_training": 2.0}, "mix_training"),
+        ({"enabled": True, "surprise": 1}, "surprise"),
+    ):
+        with pytest.raises(ProjectFileError) as refused:
+            parse_project_spec({**base, "lifecycle": {"automation": bad}}, "harbourmaster.toml")
+        assert words in str(refused.value), str(refused.value)

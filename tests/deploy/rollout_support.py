@@ -31,7 +31,8 @@ PROD_CONFIG = {
     "allow_skip": True,  # the champion and the challenger enter prod without serving in test first
     "gates": [{"kind": "schema_compatible"}],
     "approvals": {"required": []},
-    "sla": {"p99_ms": 300, "error_rate": 0.05, "fallback_rate": 0.2},
+    # p99 lenient: a healthy canary on a loaded 2-core machine must not breach it (the latency test tightens it)
+    "sla": {"p99_ms": 5000, "error_rate": 0.05, "fallback_rate": 0.2},
 }
 
 

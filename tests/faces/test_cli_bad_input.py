@@ -42,6 +42,9 @@ GOOD: dict[str, str] = {
     "run_id": "1",
     "for_": "1h",
     "kind": "webhook",
+    "case_id": "1",
+    "rollout_id": "1",
+    "reason": "the sweep",
 }
 
 # Bad values by parameter name: each one is wrong in a way the command must name.
@@ -114,10 +117,19 @@ BAD: dict[str, list[str]] = {
     "min_severity": ["apocalyptic"],
     "output_file": ["no-folder/rules.yml"],
     "rate": ["fast", "0"],
+    "strategy": ["rolling"],
+    "steps": ["5,fifty", "50,25", "0"],
+    "bake": ["soon", "-1m"],
+    "shadow_for": ["long"],
+    "decide": ["maybe"],
+    "min_requests": ["few", "0"],
+    "rollout_id": ["999", "first"],
     "duration": ["long", "-1"],
     "headroom": ["lots", "0"],
     "floor": ["low", "0"],
     "connections": ["many", "0"],
+    "case_id": ["999", "first"],
+    "poll": ["soon", "0"],
 }
 
 # Parameters where any value is acceptable (free text, flags), or (--host) where only binding would tell.
@@ -143,6 +155,8 @@ FREE_TEXT = {
     "history",
     "once",
     "no_failover",
+    "reason",
+    "active",
 }
 
 

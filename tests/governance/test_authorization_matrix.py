@@ -448,13 +448,6 @@ EXAMPLES: dict[tuple[str, str], list[Example]] = {
     ("POST", "/api/v1/evaluations/{project}/{environment}/rows"): [_labelled("dev"), _labelled("prod")],
     ("POST", "/api/v1/evaluations/{project}/{version}/{environment}"): [_evaluation],
     ("GET", "/api/v1/challenger-reports/{report_id}"): [_challenger_report],
-    ("GET", "/api/v1/rollouts"): [lambda _p, _s, _u: Request(params={"project": PROJECT, "active": True})],
-    ("GET", "/api/v1/rollouts/{rollout_id}"): [_rollout(None)],
-    ("POST", "/api/v1/rollouts/{rollout_id}/{action}"): [
-        _rollout("pause"),
-        _rollout("resume", paused=True),
-        _rollout("abort"),
-    ],
     ("GET", "/api/v1/cases"): [lambda _p, _s, _u: Request(params={"project": PROJECT})],
     ("GET", "/api/v1/cases/{case_id}"): [_prepare_case("open")],
     ("POST", "/api/v1/cases/claim"): [lambda _p, _s, _u: Request(json={"worker": "matrix"})],
@@ -462,6 +455,13 @@ EXAMPLES: dict[tuple[str, str], list[Example]] = {
         _prepare_case("running", step="retrain", status="failed", error="the matrix's example")
     ],
     ("POST", "/api/v1/cases/{case_id}/close"): [_prepare_case("running", reason="the matrix's example")],
+    ("GET", "/api/v1/rollouts"): [lambda _p, _s, _u: Request(params={"project": PROJECT, "active": True})],
+    ("GET", "/api/v1/rollouts/{rollout_id}"): [_rollout(None)],
+    ("POST", "/api/v1/rollouts/{rollout_id}/{action}"): [
+        _rollout("pause"),
+        _rollout("resume", paused=True),
+        _rollout("abort"),
+    ],
 }
 
 

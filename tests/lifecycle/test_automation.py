@@ -1,10 +1,11 @@
 """The automation policy end to end on real parts: a drift alert in prod opens one case for an opted-in
-project (a second monitor pass opens no other; a project not opted in opens none); the lifecycle worker,
-from the CLI against a live control plane with the prod operator's token, retrains on production data,
-evaluates, promotes to test, load-tests on a real replica of test and asks for prod's sign-offs, every step
-linked on the case; the promotion people then make closes it; a failing step fails the case with the reason
-and an alert; every state change is in the audit chain, which verifies; a viewer cannot run the worker's
-writes; two workers never claim the same case (PostgreSQL)."""
+project (the storm of drift and quality alerts of one pass opens one, a second monitor pass opens no other; a
+project not opted in opens none); the lifecycle worker, from the CLI against a live control plane with the
+prod operator's token, retrains on production data, evaluates, promotes to test, load-tests on a real replica
+of test and asks for prod's sign-offs, every step linked on the case; the canary people then start is linked
+and its end closes the case; a failing step fails the case with the reason and an alert; every state change
+is in the audit chain, which verifies; a viewer cannot run the worker's writes; two workers at once run a
+case exactly once (PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from cli_inprocess import invoke
 from conftest import make_settings
 from governance.helpers import actor, create_users, live_server
 from harbourmaster.client import Client
+from harbourmaster.core.rollout_rules import rollout_plan
 from harbourmaster.errors import PermissionDeniedError
 from harbourmaster.lifecycle_worker import work
 from harbourmaster.services.cases import FAILED_RULE, CaseInfo
@@ -98,10 +100,12 @@ def _actions(platform: Platform, prefix: str) -> list[str]:
         return [row.action for row in rows]
 
 
-def _drift_alert(platform: Platform) -> None:
+def _drift_alert(platform: Platform) -> set[str]:
+    """One monitor pass over prod's drifted traffic; the rules of the alerts it opened in prod."""
     report = platform.monitoring.run_once()
-    fired = [c for c in report.changes if c.rule == "drift.dataset" and c.subject.endswith("prod")]
-    assert fired and fired[0].change == "firing", [c.model_dump() for c in report.changes]
+    fired = {c.rule for c in report.changes if c.change == "firing" and c.subject.endswith("prod")}
+    assert "drift.dataset" in fired, [c.model_dump() for c in report.changes]
+    return fired
 
 
 def test_a_drift_alert_opens_one_case_and_the_worker_takes_it_to_the_sign_off(
@@ -119,7 +123,7 @@ def test_a_drift_alert_opens_one_case_and_the_worker_takes_it_to_the_sign_off(
         _configure(platform, "prod", sla={"p99_ms": 2000, "error_rate": 0.0})
         champion = _drifting_prod(platform, write_project(tmp_path / "shifty", TOML + AUTOMATION))
 
-        _drift_alert(platform)
+        assert {"drift.dataset", "model_quality.drop"} <= _drift_alert(platform)  # both rules the policy names
         opened = platform.cases.list(SYSTEM)
         assert [(c.project, c.environment, c.state) for c in opened] == [(PROJECT, "prod", "open")]
         case = opened[0]
@@ -168,18 +172,25 @@ def test_a_drift_alert_opens_one_case_and_the_worker_takes_it_to_the_sign_off(
         assert any(p.version == retrained and p.environment == "prod" for p in pending)
         assert platform.deployments.get(SYSTEM, PROJECT, "prod").champion.number == champion  # people decide
 
-        # People sign off and promote: the next monitor pass links the promotion and closes the case.
+        # People sign off and start a canary: the next monitor pass links the promotion and its rollout; the
+        # case closes when the rollout ends (here a person stops it; the rollout tests cover the canary itself).
         serve_champion(platform, PROJECT, "test")
         for approver in ("abe", "amy"):
             platform.approvals.decide(actor(platform, approver), PROJECT, retrained, "prod", "approve")
-        promotion = platform.promotions.promote(actor(platform, "olga"), PROJECT, retrained, "prod")
+        olga = actor(platform, "olga")
+        canary = rollout_plan("canary", bake=600)
+        promotion = platform.promotions.promote(olga, PROJECT, retrained, "prod", rollout=canary)
         platform.monitoring.run_once()
         case = platform.cases.get(SYSTEM, case.id)
-        assert (case.state, case.outcome, case.promotion_id) == ("done", "promoted", promotion.id)
+        assert (case.state, case.promotion_id, case.rollout_id) == ("rolling_out", promotion.id, promotion.rollout_id)
+        platform.rollouts.abort(olga, promotion.rollout_id, "the test ends here")
+        platform.cases.follow()
+        case = platform.cases.get(SYSTEM, case.id)
+        assert (case.state, case.outcome) == ("done", "aborted") and case.closed_at is not None
 
         actions = _actions(platform, "case.")
         assert actions[:3] == ["case.open", "case.claim", "case.step.retrain"], actions
-        assert actions[-1] == "case.promoted" and "case.step.approval" in actions
+        assert actions[-2:] == ["case.promoted", "case.done"] and "case.step.approval" in actions
         assert platform.audit.verify(actor(platform, "audrey")).ok
     finally:
         if replica is not None:

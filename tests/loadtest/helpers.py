@@ -103,20 +103,21 @@ def replica_serving(
     process = serve_process(home, port, environment=environment)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            live = [
-                info
-                for info in platform.replicas.list(OWNER, environment)
-                if info.address == url and (info.loaded.get(STEADY) or {}).get("champion", {}).get("version") == number
-            ]
-            if live:
-                break
-            assert time.monotonic() < deadline, f"the replica of {environment} did not report v{number}"
-            time.sleep(0.1)
+        wait_for_replica(platform, environment, url, number, timeout)
         yield url
     finally:
         stop_process(process)
+
+
+def wait_for_replica(platform: Platform, environment: str, url: str, number: int, timeout: float = 60) -> None:
+    """Until the replica at ``url`` has reported (heartbeat) serving ``number`` as champion."""
+    deadline = time.monotonic() + timeout
+    while not any(
+        info.address == url and (info.loaded.get(STEADY) or {}).get("champion", {}).get("version") == number
+        for info in platform.replicas.list(OWNER, environment)
+    ):
+        assert time.monotonic() < deadline, f"the replica of {environment} at {url} did not report v{number}"
+        time.sleep(0.1)
 
 
 def admit(platform: Platform, number: int, environments: tuple[str, ...] = ("dev", "test")) -> None:

@@ -12,7 +12,16 @@ from pathlib import Path
 import pytest
 from tests.cli_inprocess import invoke
 from tests.conftest import make_settings
-from tests.loadtest.helpers import OWNER, STEADY, admit, capture, logged_inputs, replica_serving, train_steady
+from tests.loadtest.helpers import (
+    OWNER,
+    STEADY,
+    admit,
+    capture,
+    logged_inputs,
+    replica_serving,
+    train_steady,
+    wait_for_replica,
+)
 
 from harbourmaster.core.sla import LATENCY_BUCKETS, Counts
 from harbourmaster.errors import ConflictError, InvalidInputError, NotFoundError
@@ -158,3 +167,27 @@ def test_unknown_things_and_wrong_states_are_named(steady: tuple[Platform, dict[
     assert "harbourmaster serve --env test" in refused.value.hint
     with pytest.raises(InvalidInputError, match="recorded by running it"):
         platform.evidence.record(OWNER, STEADY, versions["fast"], "test", checks=["loadtest"])
+
+
+def test_through_a_control_plane_server_the_caller_is_recorded(steady: tuple[Platform, dict[str, int]]) -> None:
+    import json
+
+    from tests.loopback import serve_in_thread
+
+    from harbourmaster.api.app import create_app
+    from harbourmaster.serving.server import ServerThread
+
+    platform, versions = steady
+    fast = versions["fast"]
+    platform.deployments.deploy(OWNER, STEADY, fast, "test")
+    platform.identity.create_user(OWNER, "olive", ["operator"])
+    token = platform.identity.create_token(OWNER, "olive", "tests").secret
+    # Users make the store shared: a replica process would need a credential; this one is in-process.
+    with ServerThread(platform, "test") as replica, serve_in_thread(create_app(platform)) as url:
+        wait_for_replica(platform, "test", replica.url, fast)
+        argv = ["loadtest", STEADY, str(fast), "--rate", "20", "--duration", "0.5", "--url", url, "--token", token]
+        result = invoke([*argv, "--json"])
+    assert result.code == 0, result.out + result.err
+    item = json.loads(result.out)
+    assert item["recorded_by"] == "olive" and item["environment"] == "prod" and item["details"]["tested_in"] == "test"
+    assert item["details"]["requests"] == 10 and item["details"]["ok"] == 10

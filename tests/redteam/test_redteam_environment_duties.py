@@ -74,7 +74,11 @@ def test_one_admin_cannot_give_a_disabled_approver_their_sign_offs_back_alone(pl
     platform.identity.create_user(SYSTEM, "abe", ["approver"])
     platform.identity.create_user(SYSTEM, "vera", ["viewer"])
     with two_admins(platform) as outside, outside.http("a1") as a1, outside.http("a2") as a2:
-        assert a1.put("/users/abe/disabled", json={"disabled": True}).status_code == 200
+        # Disabling an approver is itself a second admin's decision (one admin must not silence a counter-signature).
+        disabling = pending_request(a1.put("/users/abe/disabled", json={"disabled": True}))
+        assert not _disabled(platform, "abe")
+        assert a2.post(f"/duty-requests/{disabling}/confirm").status_code == 200
+        assert _disabled(platform, "abe")
         request_id = pending_request(a1.put("/users/abe/disabled", json={"disabled": False}))
         assert _disabled(platform, "abe")
         confirmed = a2.post(f"/duty-requests/{request_id}/confirm")

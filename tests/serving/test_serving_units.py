@@ -126,6 +126,14 @@ def test_validator_whole_request_matrix_or_the_per_field_check() -> None:
     floats = Validator({"columns": [{"name": "a", "dtype": "float"}, {"name": "b", "dtype": "float"}]})
     assert floats.plain_matrix([{"a": 1.0, "b": float("inf")}]) is None
     assert floats.plain_matrix([{"a": 1.0, "b": 2}]) is None and floats.check([{"a": 1.0, "b": 2}]) == []
+    # finiteness: a sum that overflows is not a non-finite value; small and large requests decide alike
+    for rows in (1, 300):
+        huge = floats.plain_matrix([{"a": 1e308, "b": 1e308}] * rows)
+        assert huge is not None and huge.shape == (rows, 2)
+        for bad in (float("inf"), float("-inf"), float("nan")):
+            assert floats.plain_matrix([{"a": 1.0, "b": 2.0}] * (rows - 1) + [{"a": -1e308, "b": bad}]) is None
+    ints = Validator({"columns": [{"name": "k", "dtype": "integer"}]})
+    assert ints.plain_matrix([{"k": 10**300}, {"k": 10**300}]).tolist() == [[1e300], [1e300]]  # type: ignore[union-attr]
 
 
 def test_http_protocol_sets_tcp_nodelay_on_sockets_accepted_from_a_proto_0_listener() -> None:

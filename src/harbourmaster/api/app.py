@@ -15,6 +15,7 @@ from harbourmaster.api.routes import alerts, dataplane, duties, governance, heal
 from harbourmaster.api.routes import cases as case_routes
 from harbourmaster.api.routes import loadtest as loadtest_routes
 from harbourmaster.api.routes import rollouts as rollout_routes
+from harbourmaster.console.app import install_console
 from harbourmaster.services.platform import Platform
 
 
@@ -55,8 +56,9 @@ def create_app(platform: Platform | None = None, *, run_monitors: bool = False) 
     app.include_router(dataplane.router)
     app.include_router(monitoring.router)
     app.include_router(alerts.router)
-    app.include_router(loadtest_routes.router)
     app.include_router(lifecycle.router)
+    app.include_router(loadtest_routes.router)
     app.include_router(rollout_routes.router)
     app.include_router(case_routes.router)
+    install_console(app)  # the web console under /console (after the error handlers: it wraps them)
     return app

@@ -19,6 +19,7 @@ lifecycle_app = typer.Typer(help="The model lifecycle's automation (see docs/lif
 def register(app: typer.Typer) -> None:
     """Add ``cases`` and ``lifecycle`` to the ``harbourmaster`` app."""
     app.add_typer(cases_app, name="cases")
+    app.add_typer(cases_app, name="case", hidden=True)  # `harbourmaster case show ID` reads well too
     app.add_typer(lifecycle_app, name="lifecycle")
 
 

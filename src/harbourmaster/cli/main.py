@@ -464,13 +464,13 @@ from harbourmaster.cli import runs_commands  # noqa: E402
 
 runs_commands.register(app)
 
-from harbourmaster.cli import loadtest_commands  # noqa: E402
-
-loadtest_commands.register(app)
-
 from harbourmaster.cli import lifecycle_commands  # noqa: E402
 
 lifecycle_commands.register(app)
+
+from harbourmaster.cli import loadtest_commands  # noqa: E402
+
+loadtest_commands.register(app)
 
 from harbourmaster.cli import cases_commands  # noqa: E402
 

@@ -42,6 +42,7 @@ from harbourmaster.core.profile import (
     NumericProfile,
     ReferenceProfile,
     bin_fractions_for,
+    category_fractions_for,
 )
 from harbourmaster.errors import InvalidInputError
 
@@ -67,6 +68,7 @@ PREDICTION = "__prediction__"  # the name of the model's output in a report and 
 SMALL_REFERENCE_ROWS = 1000
 FEW_VALUES = 5  # a numeric feature with at most this many distinct values is tested as categorical
 MAX_UNSEEN_LISTED = 5
+MAX_DISTRIBUTION_CATEGORIES = 30  # categories kept in a report's distribution (the rest add up in "other")
 Kind = Literal["numeric", "categorical"]
 
 
@@ -174,6 +176,18 @@ class DataQuality(BaseModel):
     unseen_values: list[str] = Field(default_factory=list, description="The most frequent unseen categories.")
 
 
+class Distribution(BaseModel):
+    """Reference and current shares of one feature, for charts: numeric bins on the reference
+    profile's edges (``edges``: bins + 1 bounds; values outside the range in the end bins), or the
+    profile's categories and ``__other__`` (``labels``). Shares of the non-null values."""
+
+    kind: Kind
+    edges: list[float] = Field(default_factory=list)
+    labels: list[str] = Field(default_factory=list)
+    reference: list[float]
+    current: list[float]
+
+
 class FeatureDrift(BaseModel):
     """The drift of one feature (or of the prediction)."""
 
@@ -188,6 +202,7 @@ class FeatureDrift(BaseModel):
     current_values: int = 0
     quality: DataQuality = Field(default_factory=DataQuality)
     note: str | None = Field(default=None, description="Why no statistic was computed, or how it was.")
+    distribution: Distribution | None = Field(default=None, description="Reference vs current shares.")
 
 
 class DriftReport(BaseModel):
@@ -527,7 +542,8 @@ def compute_drift(
     features: list[FeatureDrift] = []
     for name, kind in reference.kinds.items():
         values = current[name] if name in current else pd.Series([None] * len(current), dtype="object")
-        features.append(feature_drift(name, kind, values, reference, settings.for_feature(name)))
+        drift = feature_drift(name, kind, values, reference, settings.for_feature(name))
+        features.append(drift.model_copy(update={"distribution": distribution(name, values, reference)}))
     measured = [f for f in features if f.statistic is not None]
     share = sum(f.drifted for f in measured) / len(measured) if measured else 0.0
     drifted = bool(measured) and share >= settings.drift_share
@@ -543,3 +559,32 @@ def compute_drift(
                 note="the version has no reference predictions (registered before reference samples)",
             )
     return rank(features), prediction, float(share), drifted
+
+
+def distribution(name: str, current: pd.Series, reference: Reference) -> Distribution | None:
+    """The feature's reference and current shares on the reference profile's bins or categories (None:
+    sensitive, or no usable profile). One binning pass over the window's values: cheap next to the test."""
+    profile = reference.profile.features.get(name)
+    if profile is None or profile.sensitive:
+        return None
+    if isinstance(profile, NumericProfile):
+        if len(profile.bin_edges) < 2:
+            return None
+        return Distribution(
+            kind="numeric",
+            edges=list(profile.bin_edges),
+            reference=list(profile.bin_fractions),
+            current=bin_fractions_for(current, profile),
+        )
+    kept = sorted(profile.frequencies.items(), key=lambda item: -item[1])[:MAX_DISTRIBUTION_CATEGORIES]
+    shares = category_fractions_for(current, profile)
+    labels = [key for key, _ in kept]
+    ref = [fraction for _, fraction in kept]
+    cur = [shares.get(key, 0.0) for key in labels]
+    ref_other = 1.0 - sum(ref)
+    cur_other = 1.0 - sum(cur) if sum(shares.values()) > 0 else 0.0
+    if ref_other > 1e-9 or cur_other > 1e-9:
+        labels.append(OTHER_KEY)
+        ref.append(max(0.0, ref_other))
+        cur.append(max(0.0, cur_other))
+    return Distribution(kind="categorical", labels=labels, reference=ref, current=cur)

@@ -157,7 +157,7 @@ class Validator:
             matrix = np.array(values, dtype=np.float64)
         except (OverflowError, ValueError, TypeError):
             return None
-        if not np.isfinite(matrix).all():  # NaN or inf in a float field (ints are finite once converted)
+        if not _all_finite(values, matrix):  # NaN or inf in a float field (ints are finite once converted)
             return None
         return matrix.reshape(len(records), width)
 
@@ -218,6 +218,23 @@ class Validator:
             return records
         nameset = self._nameset
         return [r if r.keys() == nameset else {k: r[k] for k in self._names if k in r} for r in records]
+
+
+SUM_CHECK_VALUES = 512  # up to this many values, a Python sum checks finiteness faster than numpy's call overhead
+
+
+def _all_finite(values: list[Any], matrix: np.ndarray) -> bool:
+    """Whether every value is finite. A finite sum proves it (NaN and inf propagate); only a sum that is not
+    (an overflow, or a value that is not finite) takes numpy's exact check, as large requests do."""
+    import numpy as np
+
+    if len(values) <= SUM_CHECK_VALUES:
+        try:
+            if math.isfinite(sum(values)):
+                return True
+        except OverflowError:  # an int sum too large for a float
+            pass
+    return bool(np.isfinite(matrix).all())
 
 
 def _outside(value: Any, dtype: str, low: float | None, high: float | None) -> str | None:

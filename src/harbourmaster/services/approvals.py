@@ -66,6 +66,11 @@ def approval_record(row: ApprovalRow, approver: ApproverStanding, registered_at:
     )
 
 
+def author_may_not_sign(actor: str, author: str) -> bool:
+    """The four-eyes rule: nobody signs off (or rejects) a version they made."""
+    return actor == author
+
+
 def _standing(user: UserRow | None) -> ApproverStanding:
     if user is None:
         return ApproverStanding(False, False, frozenset(), None, None)
@@ -93,7 +98,7 @@ class ApprovalService:
         self._platform.access.require(actor, Permission.APPROVE, environment=environment, target=f"{project}:{version}")
         detail = self._platform.registry.get_version(actor, project, version)
         env = self._platform.environments.get(environment)
-        if detail.created_by == actor.name:
+        if author_may_not_sign(actor.name, detail.created_by):
             self._platform.audit.record_alone(
                 actor,
                 f"version.{decision}",
@@ -136,6 +141,17 @@ class ApprovalService:
                 },
             )
             return approval_info(row)
+
+    def why_not(self, actor: Actor, author: str, environment: str) -> str | None:
+        """Why ``actor`` may not approve or reject a version by ``author`` for ``environment`` (None: they may).
+
+        The same rules as ``decide``, asked without acting (nothing is audited): faces use it to say why a
+        button is missing."""
+        if not self._platform.access.allows(actor, Permission.APPROVE, environment):
+            return f"{actor.name} has no approve permission ({', '.join(sorted(actor.roles)) or 'no role'})"
+        if author_may_not_sign(actor.name, author):
+            return f"{actor.name} is the author of this version and may not sign it off"
+        return None
 
     def for_version(self, project: str, digest: str, environment: str) -> list[ApprovalRow]:
         """The sign-offs of a digest for an environment that the audit chain vouches for (what gates count)."""

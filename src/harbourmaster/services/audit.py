@@ -343,6 +343,49 @@ class AuditService:
         selected = [entry for entry in self._entries() if since is None or _parse_at(entry["at"]) >= since]
         return selected[-limit:] if limit else selected
 
+    def search(
+        self,
+        actor: Actor,
+        *,
+        action: str | None = None,
+        by: str | None = None,
+        target: str | None = None,
+        environment: str | None = None,
+        outcome: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of entries, newest first, and how many match: ``action`` is a prefix (``version.``),
+        ``target`` a substring, the others exact; ``since``/``until`` bound the time. For the console."""
+        self._platform.access.require(actor, Permission.AUDIT, target="audit log")
+        conditions = []
+        if action:
+            conditions.append(AuditEventRow.action.startswith(action, autoescape=True))
+        if by:
+            conditions.append(AuditEventRow.actor == by)
+        if target:
+            conditions.append(AuditEventRow.target.contains(target, autoescape=True))
+        if environment:
+            conditions.append(AuditEventRow.environment == environment)
+        if outcome:
+            conditions.append(AuditEventRow.outcome == outcome)
+        if since is not None:  # ``at`` is ISO 8601 in UTC with microseconds: ordered as text
+            conditions.append(AuditEventRow.at >= since.astimezone(UTC).isoformat(timespec="microseconds"))
+        if until is not None:
+            conditions.append(AuditEventRow.at < until.astimezone(UTC).isoformat(timespec="microseconds"))
+        with self._platform.db.reader() as session:
+            total = session.scalar(select(func.count()).select_from(AuditEventRow).where(*conditions)) or 0
+            rows = session.scalars(
+                select(AuditEventRow)
+                .where(*conditions)
+                .order_by(AuditEventRow.seq.desc())
+                .offset(max(0, offset))
+                .limit(max(1, limit))
+            )
+            return [row_entry(row) for row in rows], total
+
     def export(self, actor: Actor, since: datetime | None = None, format: str = "jsonl") -> str:
         """Entries since a time with their signatures, plus a signed trailer (head, anchors, key id):
         verifiable offline with the public key alone."""

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from harbourmaster.core.alerts import Severity, Verdict
 from harbourmaster.core.cases import (
     ACTIVE,
+    OPENING_CHANGES,
     check_step,
     opens_case,
     policy_of,
@@ -84,6 +85,8 @@ class CaseService:
         moment = now or datetime.now(UTC)
         opened: list[CaseInfo] = []
         for change in changes:
+            if change.change not in OPENING_CHANGES:
+                continue  # a still-firing alert's update, or a resolution: never a new case
             try:
                 case = self._open_one(change, moment)
             except IntegrityError:
@@ -232,6 +235,8 @@ class CaseService:
         if active:
             query = query.where(LifecycleCaseRow.state.in_(ACTIVE))
         with self._platform.db.reader() as session:
+            if project and session.scalar(select(ProjectRow.id).where(ProjectRow.name == project)) is None:
+                raise NotFoundError(f"project {project!r} does not exist", "list projects with: harbourmaster projects")
             items = [_info(row) for row in session.scalars(query)]
         self._platform.access.audit_guarded_read(actor, "cases.read", "cases", (c.environment for c in items))
         return items

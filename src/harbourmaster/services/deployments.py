@@ -7,7 +7,7 @@ files. Every change bumps ``revision`` and appends a ``DeploymentEventRow``.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -101,6 +101,22 @@ class DeploymentService:
                 .order_by(ProjectRow.name, DeploymentRow.environment)
             ).all()
         return [(project, environment) for project, environment in rows]
+
+    @overload
+    def state_in(
+        self, session: Session, project: str, environment: str, *, required: Literal[True]
+    ) -> DeploymentState: ...
+    @overload
+    def state_in(
+        self, session: Session, project: str, environment: str, *, required: bool = False
+    ) -> DeploymentState | None: ...
+    def state_in(
+        self, session: Session, project: str, environment: str, *, required: bool = False
+    ) -> DeploymentState | None:
+        """The desired state read in the caller's session, no permission check (the caller checked access
+        and audits its read); not deployed: None, or with ``required`` a ``NotFoundError`` naming the fix."""
+        row = self._existing(session, project, environment) if required else self._row(session, project, environment)
+        return deployment_state(row) if row is not None else None
 
     def revisions(self, environment: str) -> dict[str, int]:
         """Project -> revision for one environment: the cheap poll replicas make."""

@@ -11,12 +11,12 @@ for one target environment, stored with a verdict, a summary and links to the re
   at registration are. It passes when no shared metric of the candidate is worse than the champion's
   by more than the project's ``[monitoring.quality] tolerance`` (relative).
 
-- ``loadtest``: recorded by ``harbourmaster loadtest`` (``services/loadtest.py``), not by ``record``.
 - ``drift_fixed``: the same window against both references, feature by feature (``core/retraining.py``):
   passes when no feature drifts newly against the candidate's reference and at least one that drifted
   against the champion's no longer does (or none drifted at all).
 - ``beats_champion``: measured by scoring both versions on the held-out labelled production rows, which
   runs model code, so it is recorded by ``harbourmaster evaluate`` (``services/retraining.py``), not here.
+- ``loadtest``: recorded by ``harbourmaster loadtest`` (``services/loadtest.py``), not by ``record``.
 
 With no champion in the target environment there is nothing to compare with: both checks pass and say
 so. The ``evidence`` gate (``core/gates.py``) reads the newest record of each check for the digest.
@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from harbourmaster.core.drift import DriftReport
 from harbourmaster.core.drift_window import parse_window
@@ -44,13 +45,19 @@ from harbourmaster.store.tables import DeploymentRow, GateEvidenceRow, VersionRo
 if TYPE_CHECKING:
     from harbourmaster.services.platform import Platform
 
-CHECKS: tuple[str, ...] = ("drift", "quality", "loadtest", "beats_champion", "drift_fixed")
+CHECKS: tuple[str, ...] = (
+    "drift",
+    "quality",
+    "beats_champion",
+    "drift_fixed",
+    "loadtest",
+)
 DEFAULT_CHECKS: tuple[str, ...] = ("drift", "quality")  # what ``record`` measures when no check is named
-# Checks recorded by a command of their own (a load test, or scoring model code in the CLI/job process);
-# ``record`` refuses them and names the command.
-MEASURED_ELSEWHERE: dict[str, str] = {
-    "loadtest": "harbourmaster loadtest {project} {version} --env ENV",
+# Checks recorded by a command of their own, because measuring them runs model code or sends load (never
+# in the control plane): the command that records each, which ``record`` names when asked for one.
+RECORDED_ELSEWHERE: dict[str, str] = {
     "beats_champion": "harbourmaster evaluate {project} {version} --env {environment}",
+    "loadtest": "harbourmaster loadtest {project} {version} --env test",
 }
 
 
@@ -71,7 +78,9 @@ class EvidenceInfo(BaseModel):
     recorded_at: datetime
 
 
-class _Verdict(BaseModel):
+class Verdict(BaseModel):
+    """One check's outcome, as stored."""
+
     passed: bool
     summary: str
     reports: list[str] = []
@@ -107,12 +116,12 @@ class EvidenceService:
             raise InvalidInputError(
                 f"unknown evidence check(s): {', '.join(map(repr, unknown))}", f"checks: {', '.join(CHECKS)}"
             )
-        elsewhere = [check for check in wanted if check in MEASURED_ELSEWHERE]
+        elsewhere = [check for check in wanted if check in RECORDED_ELSEWHERE]
         if elsewhere:
-            how = MEASURED_ELSEWHERE[elsewhere[0]].format(project=project, version=version, environment=environment)
+            how = RECORDED_ELSEWHERE[elsewhere[0]].format(project=project, version=version, environment=environment)
             raise InvalidInputError(
-                f"the {elsewhere[0]} evidence is recorded by running it (a load test, or model code the "
-                "control plane never runs), not computed here",
+                f"the {elsewhere[0]} evidence is recorded by running it (it scores production rows with the "
+                "versions' code, or sends load to a replica), which the control plane never does",
                 f"record it with: {how}",
             )
         with self._platform.db.reader() as session:
@@ -127,14 +136,14 @@ class EvidenceService:
             number, digest, metrics = candidate.number, candidate.digest, dict(candidate.metrics or {})
             source = candidate.metrics_source
             theirs = _Held(champion) if champion is not None else None
-        verdicts: dict[str, _Verdict] = {}
+        verdicts: dict[str, Verdict] = {}
         for check in wanted:
             if theirs is None:
-                verdicts[check] = _Verdict(
+                verdicts[check] = Verdict(
                     passed=True, summary=f"no champion in {environment}: nothing to compare v{number} with"
                 )
             elif theirs.number == number:
-                verdicts[check] = _Verdict(passed=True, summary=f"v{number} is the champion of {environment}")
+                verdicts[check] = Verdict(passed=True, summary=f"v{number} is the champion of {environment}")
             elif check == "drift":
                 verdicts[check] = self._drift(actor, project, environment, number, theirs.number, window)
             elif check == "drift_fixed":
@@ -142,24 +151,7 @@ class EvidenceService:
             else:
                 verdicts[check] = self._quality(project, environment, (number, metrics, source), theirs, window)
         with self._platform.db.transaction() as session:
-            rows = [
-                GateEvidenceRow(
-                    project=project,
-                    version=number,
-                    digest=digest,
-                    environment=environment,
-                    check=check,
-                    passed=verdict.passed,
-                    summary=verdict.summary,
-                    reports=verdict.reports,
-                    details=verdict.details,
-                    recorded_by=actor.name,
-                    recorded_at=datetime.now(UTC),
-                )
-                for check, verdict in verdicts.items()
-            ]
-            session.add_all(rows)
-            session.flush()
+            rows = add_evidence(session, actor, project, number, digest, environment, verdicts)
             self._platform.audit.record(
                 session,
                 actor,
@@ -239,22 +231,9 @@ class EvidenceService:
         with self._platform.db.reader() as session:
             candidate = self._platform.registry.version_row(session, project, version)
             number, digest = candidate.number, candidate.digest
+        verdict = Verdict(passed=passed, summary=summary, reports=reports, details=details)
         with self._platform.db.transaction() as session:
-            row = GateEvidenceRow(
-                project=project,
-                version=number,
-                digest=digest,
-                environment=environment,
-                check=check,
-                passed=passed,
-                summary=summary,
-                reports=reports,
-                details=details,
-                recorded_by=actor.name,
-                recorded_at=datetime.now(UTC),
-            )
-            session.add(row)
-            session.flush()
+            [row] = add_evidence(session, actor, project, number, digest, environment, {check: verdict})
             self._platform.audit.record(
                 session,
                 actor,
@@ -269,7 +248,7 @@ class EvidenceService:
 
     def _drift_fixed(
         self, actor: Actor, project: str, environment: str, number: int, champion: int, window: str | None
-    ) -> _Verdict:
+    ) -> Verdict:
         from harbourmaster.core.retraining import compare_drift
 
         drift = self._platform.drift
@@ -277,21 +256,21 @@ class EvidenceService:
         try:
             mine = drift.report(actor, project, environment, window=window, reference_version=number)
         except BundleIntegrityError as exc:
-            return _Verdict(
+            return Verdict(
                 passed=False,
                 summary=f"v{number}'s drift cannot be measured: {exc.message}",
                 reports=[f"drift-report:{theirs.id}"],
             )
         links = [f"drift-report:{mine.id}", f"drift-report:{theirs.id}"]
         if theirs.rows == 0:
-            return _Verdict(
+            return Verdict(
                 passed=False,
                 summary=f"the window {theirs.window} of {environment} holds no answer of champion v{champion}: "
                 "nothing to measure the drift on (wait for traffic, or choose a wider window)",
                 reports=links,
             )
         comparison = compare_drift(mine, theirs)
-        return _Verdict(
+        return Verdict(
             passed=comparison.passed,
             summary=comparison.summary,
             reports=links,
@@ -300,20 +279,20 @@ class EvidenceService:
 
     def _drift(
         self, actor: Actor, project: str, environment: str, number: int, champion: int, window: str | None
-    ) -> _Verdict:
+    ) -> Verdict:
         drift = self._platform.drift
         theirs = drift.report(actor, project, environment, window=window)
         try:
             mine = drift.report(actor, project, environment, window=window, reference_version=number)
         except BundleIntegrityError as exc:  # e.g. an older bundle without a reference profile
-            return _Verdict(
+            return Verdict(
                 passed=False,
                 summary=f"v{number}'s drift cannot be measured: {exc.message}",
                 reports=[f"drift-report:{theirs.id}"],
             )
         links = [f"drift-report:{mine.id}", f"drift-report:{theirs.id}"]
         if theirs.rows == 0:
-            return _Verdict(
+            return Verdict(
                 passed=False,
                 summary=f"the window {theirs.window} of {environment} holds no answer of champion v{champion}: "
                 "nothing to measure the drift on (wait for traffic, or choose a wider window)",
@@ -322,7 +301,7 @@ class EvidenceService:
         a, b = _drift_figures(mine), _drift_figures(theirs)
         passed = a[0] < b[0] or (a[0] == b[0] and a[1] <= b[1])
         verb = "drifts less than" if passed else "does not drift less than"
-        return _Verdict(
+        return Verdict(
             passed=passed,
             summary=f"v{number} {verb} champion v{champion} on {theirs.rows} rows of {environment} "
             f"({theirs.window}): {a[0]} drifted feature(s), mean score {a[1]:.3f}, against {b[0]}, {b[1]:.3f}",
@@ -342,7 +321,7 @@ class EvidenceService:
         candidate: tuple[int, dict[str, Any], str],
         champion: _Held,
         window: str | None,
-    ) -> _Verdict:
+    ) -> Verdict:
         number, held_out, source = candidate
         quality = self._platform.quality
         settings = quality.settings(project)
@@ -369,7 +348,7 @@ class EvidenceService:
             a = {k: v for k, v in a.items() if k in settings.metrics}
         shared = sorted(a.keys() & b.keys())
         if not shared:
-            return _Verdict(
+            return Verdict(
                 passed=False,
                 summary=f"no metric of v{number} to compare with champion v{champion.number} {basis}",
                 reports=links,
@@ -386,7 +365,7 @@ class EvidenceService:
             summary = (
                 f"v{number} is not worse than champion v{champion.number} beyond {tolerance:.0%} {basis}: {figures}"
             )
-        return _Verdict(
+        return Verdict(
             passed=not worse,
             summary=summary,
             reports=links,
@@ -410,3 +389,36 @@ def _drift_figures(report: DriftReport) -> tuple[int, float]:
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+def add_evidence(
+    session: Session,
+    actor: Actor,
+    project: str,
+    number: int,
+    digest: str,
+    environment: str,
+    verdicts: dict[str, Verdict],
+) -> list[GateEvidenceRow]:
+    """Add one evidence row per verdict of version ``number`` (``digest``) for ``environment`` to ``session``
+    (flushed, so the rows have ids); the caller audits it in the same transaction."""
+    now = datetime.now(UTC)
+    rows = [
+        GateEvidenceRow(
+            project=project,
+            version=number,
+            digest=digest,
+            environment=environment,
+            check=check,
+            passed=verdict.passed,
+            summary=verdict.summary,
+            reports=verdict.reports,
+            details=verdict.details,
+            recorded_by=actor.name,
+            recorded_at=now,
+        )
+        for check, verdict in verdicts.items()
+    ]
+    session.add_all(rows)
+    session.flush()
+    return rows

@@ -440,9 +440,14 @@ class IdentityService:
             )
         if token.startswith(REPLICA_TOKEN_PREFIX):  # a replica credential: one environment's data plane, no role
             return self._platform.dataplane.authenticate(hash_token(token), address)
+        return self.authenticate_hash(hash_token(token), address)
+
+    def authenticate_hash(self, token_hash: str, address: str | None = None) -> Actor:
+        """The actor of a person's token known by its SHA-256 only (the console's session keeps no token):
+        the same checks as ``authenticate``, so revocation, expiry and a disabled user end the session."""
         # A read: authentication never takes the write lock (only the coarse last-use stamp below writes).
         with self._platform.db.reader() as session:
-            row = session.scalar(select(TokenRow).where(TokenRow.token_hash == hash_token(token)))
+            row = session.scalar(select(TokenRow).where(TokenRow.token_hash == token_hash))
             now = datetime.now(UTC)
             if row is None:
                 raise AuthenticationError("the API token is not valid", "ask an admin for a token")

@@ -42,12 +42,12 @@ from harbourmaster.errors import ConflictError, InvalidInputError, NotFoundError
 from harbourmaster.loadgen import Plan, encode_post, run_open_loop
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.drift import _LOG_TYPES
-from harbourmaster.services.evidence import EvidenceInfo
+from harbourmaster.services.evidence import EvidenceInfo, Verdict, add_evidence
 from harbourmaster.services.registry import VersionRef
 from harbourmaster.services.sla import LOOKBACK
 from harbourmaster.store import traffic_samples
 from harbourmaster.store.prediction_log import PredictionLog
-from harbourmaster.store.tables import DeploymentRow, GateEvidenceRow
+from harbourmaster.store.tables import DeploymentRow
 
 if TYPE_CHECKING:
     from harbourmaster.services.platform import Platform
@@ -91,15 +91,15 @@ class LoadTestService:
             raise InvalidInputError(
                 "; ".join(problems), "e.g. --rate 100 --duration 10 (see docs/monitoring.md, Load tests)"
             )
-        platforms = self._platform
-        platforms.access.require(actor, Permission.DEPLOY, environment=environment, target=project)
-        platforms.environments.get(environment)
-        target = platforms.environments.get(to) if to else platforms.environments.next_after(environment)
-        target = target or platforms.environments.get(environment)
-        production = max(platforms.environments.list(), key=lambda env: env.position).name
-        platforms.access.require(actor, Permission.READ, environment=production, target=project)
-        with platforms.db.reader() as session:
-            row = platforms.registry.version_row(session, project, version)
+        platform = self._platform
+        platform.access.require(actor, Permission.DEPLOY, environment=environment, target=project)
+        platform.environments.get(environment)
+        target = platform.environments.get(to) if to else platform.environments.next_after(environment)
+        target = target or platform.environments.get(environment)
+        production = max(platform.environments.list(), key=lambda env: env.position).name
+        platform.access.require(actor, Permission.READ, environment=production, target=project)
+        with platform.db.reader() as session:
+            row = platform.registry.version_row(session, project, version)
             number, digest = row.number, row.digest
             schema = InputSchema.model_validate(row.input_schema)
             champion = self._champion(session, row.project_id, environment)
@@ -120,7 +120,14 @@ class LoadTestService:
             raise InvalidInputError("; ".join(problems), "give --rate and --duration explicitly")
         records, source = self._records(project, number, digest, schema, production, prod_champion)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        host, port, _ = encode_post(f"{url}/v1/projects/{project}/predict", b"{}", headers)
+        try:
+            host, port, _ = encode_post(f"{url}/v1/projects/{project}/predict", b"{}", headers)
+        except ValueError as exc:
+            raise ConflictError(
+                f"the replica of {environment} registered the address {url}, which the load generator cannot reach: "
+                f"{exc}",
+                "load-test a replica that serves plain HTTP (harbourmaster serve registers http://HOST:PORT)",
+            ) from None
         requests = [
             encode_post(f"{url}/v1/projects/{project}/predict", orjson.dumps(record), headers)[2] for record in records
         ]
@@ -164,23 +171,10 @@ class LoadTestService:
             "sla": target.config.sla.model_dump(exclude_none=True),
             "connection_errors": run.errors,
         }
-        with platforms.db.transaction() as session:
-            stored = GateEvidenceRow(
-                project=project,
-                version=number,
-                digest=digest,
-                environment=target.name,
-                check=CHECK,
-                passed=passed,
-                summary=summary,
-                reports=[],
-                details=details,
-                recorded_by=actor.name,
-                recorded_at=datetime.now(UTC),
-            )
-            session.add(stored)
-            session.flush()
-            platforms.audit.record(
+        verdict = Verdict(passed=passed, summary=summary, reports=[], details=details)
+        with platform.db.transaction() as session:
+            [stored] = add_evidence(session, actor, project, number, digest, target.name, {CHECK: verdict})
+            platform.audit.record(
                 session,
                 actor,
                 "loadtest.run",

@@ -11,8 +11,10 @@ from harbourmaster.services.approvals import ApprovalService
 from harbourmaster.services.audit import AuditService
 from harbourmaster.services.cases import CaseService
 from harbourmaster.services.dataplane import DataPlaneService
+from harbourmaster.services.deployment_status import DeploymentStatusService
 from harbourmaster.services.deployments import DeploymentService
 from harbourmaster.services.drift import DriftService
+from harbourmaster.services.drift_view import DriftViewService
 from harbourmaster.services.duties import DutyService
 from harbourmaster.services.environments import EnvironmentService
 from harbourmaster.services.evidence import EvidenceService
@@ -23,6 +25,7 @@ from harbourmaster.services.loadtest import LoadTestService
 from harbourmaster.services.log_maintenance import PredictionLogService
 from harbourmaster.services.monitoring import MonitoringService
 from harbourmaster.services.notifiers import NotifierService
+from harbourmaster.services.overview import OverviewService
 from harbourmaster.services.pipeline_runs import PipelineRunMonitor
 from harbourmaster.services.prediction_reads import PredictionReadService
 from harbourmaster.services.promotions import PromotionService
@@ -166,8 +169,20 @@ class Platform:
         return RolloutService(self)
 
     @cached_property
+    def overview(self) -> OverviewService:
+        return OverviewService(self)
+
+    @cached_property
     def cases(self) -> CaseService:
         return CaseService(self)
+
+    @cached_property
+    def deployment_status(self) -> DeploymentStatusService:
+        return DeploymentStatusService(self)
+
+    @cached_property
+    def drift_view(self) -> DriftViewService:
+        return DriftViewService(self)
 
     def close(self) -> None:
         self.db.dispose()

@@ -232,6 +232,24 @@ class RegistryService:
             ).all()
             return [version_summary(row) for row in rows]
 
+    def page_versions(
+        self, actor: Actor, project: str, offset: int = 0, limit: int = 50
+    ) -> tuple[list[VersionSummary], int]:
+        """One page of a project's versions, newest first, and how many it has (for long lists)."""
+        self._platform.access.require(actor, Permission.READ)
+        with self._platform.db.reader() as session:
+            project_row = self.project_row(session, project)
+            total = session.scalar(select(func.count(VersionRow.id)).where(VersionRow.project_id == project_row.id))
+            rows = session.scalars(
+                select(VersionRow)
+                .where(VersionRow.project_id == project_row.id)
+                .options(selectinload(VersionRow.tags))
+                .order_by(VersionRow.number.desc())
+                .offset(max(0, offset))
+                .limit(max(1, limit))
+            ).all()
+            return [version_summary(row) for row in rows], total or 0
+
     def get_version(self, actor: Actor, project: str, version: VersionRef) -> VersionDetail:
         self._platform.access.require(actor, Permission.READ)
         with self._platform.db.reader() as session:

@@ -129,6 +129,11 @@ class RolloutService:
                 f"promote the first version with --strategy immediate: harbourmaster promote {project} "
                 f"{to_version} --to {environment}",
             )
+        if from_version == to_version:
+            raise ConflictError(
+                f"v{to_version} is already the champion of {project} in {environment}",
+                "roll out another version, or leave it as it is",
+            )
         key = f"{project}/{environment}"
         if session.scalar(select(RolloutRow.id).where(RolloutRow.active_key == key)) is not None:
             raise ConflictError(
@@ -206,6 +211,15 @@ class RolloutService:
     def abort(self, actor: Actor, rollout_id: int, reason: str | None = None) -> RolloutInfo:
         """Stop the rollout: the challenger is removed, the champion stays."""
         return self._person(actor, rollout_id, "abort", reason)
+
+    @staticmethod
+    def active_in(session: Session, project: str | None = None) -> dict[tuple[str, str], RolloutInfo]:
+        """The running or paused rollout of each deployment (of ``project``), read in the caller's session
+        (the caller checked access)."""
+        query = select(RolloutRow).where(RolloutRow.state.in_(ACTIVE))
+        if project is not None:
+            query = query.where(RolloutRow.project == project)
+        return {(row.project, row.environment): rollout_info(row) for row in session.scalars(query)}
 
     @staticmethod
     def active_id(session: Session, project: str, environment: str) -> int | None:
@@ -293,6 +307,14 @@ class RolloutService:
             row = self._row(session, rollout_id, lock=True)
             if row.state != "running":
                 return None  # another control plane (or a person) moved it meanwhile
+            changed = self._changed_outside(session, row)
+            if changed is not None:  # someone deployed or cleared the challenger by hand: the rollout is over
+                self._finish(session, row, "aborted", changed, now)
+                self._platform.audit.record(
+                    session, actor, "rollout.abort", f"{row.project}:v{row.to_version}",
+                    environment=row.environment, details={"rollout_id": row.id, "reason": changed},
+                )  # fmt: skip
+                return rollout_info(row)
             started = _utc(row.step_started_at)
             elapsed = (now - started).total_seconds()
             decision = self._decide(session, row, started, now, elapsed)
@@ -365,6 +387,18 @@ class RolloutService:
         elif info.state == "completed":
             self._platform.alerts.apply([Verdict(ALERT_RULE, f"{info.project}/{info.environment}", False)], now)
         return info
+
+    def _changed_outside(self, session: Session, row: RolloutRow) -> str | None:
+        """Why the deployment no longer is what the rollout put in place (None: it still is)."""
+        state = self._platform.deployments.state_in(session, row.project, row.environment)
+        champion = state.champion.number if state and state.champion else None
+        challenger = state.challenger.version.number if state and state.challenger else None
+        if champion == row.from_version and challenger == row.to_version:
+            return None
+        return (
+            f"the deployment was changed outside the rollout (champion v{champion}, challenger "
+            f"{f'v{challenger}' if challenger else 'none'}): stopped without touching it"
+        )
 
     def _decide(self, session: Session, row: RolloutRow, started: datetime, now: datetime, elapsed: float) -> Decision:
         min_requests = int(row.options.get("min_requests") or MIN_REQUESTS)
@@ -505,3 +539,12 @@ def tick_seconds(env: Any) -> float:
     if not 0 <= value <= 3600:
         raise InvalidInputError(f"{TICK_VAR}={raw!r} is not a number of seconds from 0 to 3600", f"e.g. {TICK_VAR}=5")
     return value
+
+
+def rollout_stage(info: RolloutInfo) -> str:
+    """A rollout in a few words: ``canary step 2 of 4 (25%), running``, ``shadow, paused``."""
+    if info.strategy == "canary" and info.steps:
+        where = f"canary step {info.step + 1} of {len(info.steps)} ({(info.weight or 0):g}%)"
+    else:
+        where = info.strategy
+    return f"{where}, {info.state}"

@@ -266,6 +266,10 @@ class ServingApp:
         return route
 
     async def _body(self, scope: dict[str, Any], receive: Any) -> Any:
+        return _parse(await self._read(scope, receive))
+
+    async def _read(self, scope: dict[str, Any], receive: Any) -> bytes:
+        """The request's body (413 past ``max_body_bytes``)."""
         limit = self.replica.options.max_body_bytes
         length = _header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
@@ -284,11 +288,7 @@ class ServingApp:
                 chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise HttpError(400, f"malformed JSON: {exc}", "send a JSON body") from None
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _authorize(self, scope: dict[str, Any]) -> str:
         """The caller's name when their token may predict here; raises 401/403 otherwise."""
@@ -317,7 +317,8 @@ class ServingApp:
         if replica.guarded:
             await self._authorize(scope)
         route = self._route(project)
-        body = await self._body(scope, receive)
+        raw = await self._read(scope, receive)
+        body = _parse(raw)
         if v2:
             records = _records_from_v2(body, route.validator.names)
             single = False
@@ -338,6 +339,8 @@ class ServingApp:
                     422, f"{len(errors)} invalid field(s)", "fix the fields listed in 'errors'", errors=errors
                 )
             records = validator.clean(records)
+        # A single record sent as one line and validated as is: the spool keeps the client's bytes.
+        raw_records = b"[" + raw + b"]" if single and matrix is not None and _one_line_object(raw) else None
         side = pick_side(route, records, _header(scope, b"x-sticky-key"))
         batch = predictor.batch(records, matrix)
         try:
@@ -347,7 +350,7 @@ class ServingApp:
             replica.metrics.observe(project, "none", "unavailable", 503, elapsed)
             if route.challenger is not None and route.challenger_mode == "canary":
                 replica.metrics.canary(project, side, "failed")
-            self._capture(route, batch, None, request_id, elapsed, 503, exc)
+            self._capture(route, batch, None, request_id, elapsed, 503, exc, plain=matrix is not None, raw=raw_records)
             hint = "configure a failover version or fallback rules: harbourmaster fallback --help"
             if exc.saturated:
                 hint = f"retry later, or raise the project's concurrency limits ({CONCURRENCY_HINT})"
@@ -385,9 +388,11 @@ class ServingApp:
             payload.setdefault(payload_key, {}).update({"reason": outcome.reason, "detail": outcome.detail})
         # Spooled before the answer leaves (at least once); a shadowed request is spooled when its shadow answers.
         if route.challenger is not None and route.challenger_mode == "shadow":
-            self._shadow(route, batch, outcome, request_id, elapsed)
+            self._shadow(route, batch, outcome, request_id, elapsed, matrix is not None)
         else:
-            self._capture(route, batch, outcome, request_id, elapsed, 200, None)
+            self._capture(
+                route, batch, outcome, request_id, elapsed, 200, None, plain=matrix is not None, raw=raw_records
+            )
         replica.metrics.observe(project, version if version is not None else "rules", outcome.path, 200, elapsed)
         if route.challenger is not None and route.challenger_mode == "canary":
             replica.metrics.canary(project, side, "answered" if outcome.path == side else "fallback")
@@ -405,8 +410,14 @@ class ServingApp:
         status: int,
         failure: ModelUnavailable | None,
         shadow: tuple[int, list[Any] | None] | None = None,
+        *,
+        plain: bool = False,
+        raw: bytes | None = None,
     ) -> None:
-        """Spool the request and queue it (one line and one tuple; Arrow happens in the writer thread)."""
+        """Spool the request and queue it (one line and one tuple; Arrow happens in the writer thread).
+
+        ``plain``: the batch's matrix is the records' values exactly (validated in one pass), so the writer
+        may log the inputs from it; ``raw``: the records' JSON text as the client sent it (spooled as is)."""
         if status == 200:
             self._remember(request_id, len(batch.records))
         self.replica.capture.submit(
@@ -424,17 +435,23 @@ class ServingApp:
                 outcome.probabilities if outcome else None,
                 shadow[0] if shadow else None,
                 shadow[1] if shadow else None,
+                batch.matrix if plain else None,
+                batch.columns if plain else None,
+                raw,
             )
         )
 
-    def _shadow(self, route: ProjectRoute, batch: Batch, outcome: Outcome, request_id: str, elapsed: float) -> None:
+    def _shadow(
+        self, route: ProjectRoute, batch: Batch, outcome: Outcome, request_id: str, elapsed: float, plain: bool
+    ) -> None:
         """The challenger scores a copy in its own lane after the answer left; both are logged together."""
-        task = asyncio.get_running_loop().create_task(self._shadow_call(route, batch, outcome, request_id, elapsed))
+        call = self._shadow_call(route, batch, outcome, request_id, elapsed, plain)
+        task = asyncio.get_running_loop().create_task(call)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
     async def _shadow_call(
-        self, route: ProjectRoute, batch: Batch, outcome: Outcome, request_id: str, elapsed: float
+        self, route: ProjectRoute, batch: Batch, outcome: Outcome, request_id: str, elapsed: float, plain: bool
     ) -> None:
         challenger, metrics = route.challenger, self.replica.metrics
         assert challenger is not None
@@ -447,13 +464,14 @@ class ServingApp:
             answers = challenger.predictor.answers(labels, proba)[0]
         except Saturated:  # the challenger's lane is full: the champion's answer is logged alone
             metrics.shadow_dropped.inc()
-            self._capture(route, batch, outcome, request_id, elapsed, 200, None)
+            self._capture(route, batch, outcome, request_id, elapsed, 200, None, plain=plain)
             return
         except Exception as exc:
             number = challenger.predictor.number
             log.warning("%s: shadow v%s failed on request %s: %r", route.project, number, request_id, exc)
             metrics.shadow_failed(route.project)
-        self._capture(route, batch, outcome, request_id, elapsed, 200, None, (challenger.predictor.number, answers))
+        shadow = (challenger.predictor.number, answers)
+        self._capture(route, batch, outcome, request_id, elapsed, 200, None, shadow, plain=plain)
 
     async def drain(self, timeout: float) -> None:
         """Wait (bounded) for background work (shadow copies) so that it is logged before the replica stops."""
@@ -507,6 +525,18 @@ class ServingApp:
 
 
 # -- wire formats -------------------------------------------------------------------
+
+
+def _parse(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise HttpError(400, f"malformed JSON: {exc}", "send a JSON body") from None
+
+
+def _one_line_object(raw: bytes) -> bool:
+    """A body that parsed as an object can be one spool line as is: no newline, no surrounding whitespace."""
+    return raw[:1] == b"{" and raw[-1:] == b"}" and b"\n" not in raw
 
 
 def _endpoint(parts: list[str]) -> str | None:

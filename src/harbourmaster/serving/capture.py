@@ -12,7 +12,9 @@ partition and version, named after the segment, then removes the segment.
 Inputs and outputs go to typed columns (``core/log_layout.py``: one per input field,
 the prediction, each class probability), given by the layout the replica ``describe``s
 for each version it loads; Arrow converts whole columns of records at once (in C++),
-so no JSON text is built per row. A version without a layout is logged as JSON text.
+so no JSON text is built per row; a request whose records were validated in one pass as exactly
+the schema's float fields hands over its float matrix too, and those columns are sliced from it
+(no dict per row). A version without a layout is logged as JSON text.
 
 When the sink fails, the sealed segment stays on disk ("spilled") and its rows
 leave memory; the writer retries the oldest spilled segment with a backoff (up
@@ -86,10 +88,28 @@ class Captured(NamedTuple):
     probabilities: list[dict[str, float]] | None
     shadow_version: int | None = None
     shadow_outputs: list[Any] | None = None
+    # In memory only (never spooled): the validated float64 matrix of ``records`` and its column names, so
+    # that the writer builds the typed input columns from it instead of converting a dict per row.
+    matrix: np.ndarray | None = None
+    columns: list[str] | None = None
+    # In memory only: ``records`` as the JSON text the client sent (one line), spooled as is (not re-encoded).
+    records_json: bytes | None = None
+
+
+SPOOLED_FIELDS = 13  # the fields of a spool line: a Captured without its in-memory matrix
 
 
 def now_us() -> int:
     return time.time_ns() // 1000
+
+
+def spool_line(entry: Captured) -> bytes:
+    """The spool's line of ``entry``: its first ``SPOOLED_FIELDS`` as JSON (the records as the client sent
+    them when ``records_json`` has them: not encoded again), and a newline. TypeError: not encodable."""
+    if entry.records_json is None:
+        return orjson.dumps(entry[:SPOOLED_FIELDS], option=_NUMPY) + b"\n"
+    before, after = orjson.dumps(entry[:8]), orjson.dumps(entry[9:SPOOLED_FIELDS], option=_NUMPY)
+    return b"".join((before[:-1], b",", entry.records_json, b",", after[1:], b"\n"))
 
 
 def _json(value: Any) -> str:
@@ -169,7 +189,7 @@ class CaptureWriter:
         """Spool one request and queue it (never blocks on I/O beyond one append; never raises)."""
         rows = _rows(entry)
         try:
-            line = orjson.dumps(tuple(entry), option=_NUMPY) + b"\n"
+            line = spool_line(entry)
         except TypeError as exc:  # a value orjson cannot encode: counted, never raised to the caller
             log.error("prediction log: request %s could not be encoded: %s", entry.request_id, exc)
             self._drop(rows)
@@ -476,8 +496,13 @@ def _typed_columns(
 ) -> tuple[dict[str, pa.Array], list[str | None] | None, list[str | None] | None, list[str | None] | None]:
     """The typed columns of one version's rows (whole columns at once, converted by Arrow in C++), and the
     JSON of what did not fit them (None when everything did): inputs, output, probabilities."""
-    records = list(chain.from_iterable(entry.records or _NO_RECORD for entry in entries))
     columns: dict[str, pa.Array] = {}
+    stacked = _stacked_inputs(entries, layout)
+    if stacked is not None:  # every row validated as exactly the layout's float fields
+        for (name, _kind), values in zip(layout.inputs, stacked, strict=True):
+            columns[input_column(name)] = pa.array(values)
+        return (columns, None, *_typed_outputs(entries, layout, rows, columns))
+    records = list(chain.from_iterable(entry.records or _NO_RECORD for entry in entries))
     plain = [(name, kind) for name, kind in layout.inputs if kind != "json"]
     if plain:
         struct = pa.array(records, type=pa.struct([(name, arrow_type(kind)) for name, kind in plain]))
@@ -498,6 +523,29 @@ def _typed_columns(
     fits = [] if full else list(map(known.issuperset, records))
     if not all(fits):  # kept whole as JSON text besides the typed columns
         inputs_json = [None if fit else _json(record) for fit, record in zip(fits, records, strict=True)]
+    return (columns, inputs_json, *_typed_outputs(entries, layout, rows, columns))
+
+
+def _stacked_inputs(entries: list[Captured], layout: LogLayout) -> np.ndarray | None:
+    """The inputs of ``entries`` as one float64 array with a row per field, when every entry carries its
+    validated matrix with the layout's fields in order and every field is a float; else None."""
+    names = entries[0].columns
+    if names is None or any(kind != "float64" for _name, kind in layout.inputs):
+        return None
+    if len(names) != len(layout.inputs) or any(n != f for n, (f, _k) in zip(names, layout.inputs, strict=True)):
+        return None
+    matrices = []
+    for entry in entries:
+        if entry.matrix is None or (entry.columns is not names and entry.columns != names):
+            return None
+        matrices.append(entry.matrix)
+    return np.ascontiguousarray((matrices[0] if len(matrices) == 1 else np.concatenate(matrices)).T)
+
+
+def _typed_outputs(
+    entries: list[Captured], layout: LogLayout, rows: int, columns: dict[str, pa.Array]
+) -> tuple[list[str | None] | None, list[str | None] | None]:
+    """Add the prediction and probability columns of ``entries`` to ``columns``; the JSON of what did not fit."""
     output_json = None
     if layout.prediction is not None:
         predictions = list(
@@ -527,7 +575,7 @@ def _typed_columns(
             for key in layout.classes:
                 columns[probability_column(key)] = pa.nulls(rows, pa.float64())
             proba_json = [None if value is None else _json(value) for value in probabilities]
-    return columns, inputs_json, output_json, proba_json
+    return output_json, proba_json
 
 
 def _json_columns(entries: list[Captured]) -> tuple[list[str | None], list[str | None], list[str | None]]:

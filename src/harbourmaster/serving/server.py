@@ -92,6 +92,58 @@ def _set_nodelay(transport: Any) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+class CoalescingTransport:
+    """A transport that joins the writes of one turn of the event loop into one ``write``.
+
+    uvicorn writes a response's head and its body separately: two ``send`` system calls and, with
+    TCP_NODELAY, two segments per answer. Writes are collected and handed to the real transport once,
+    when the response is complete (``flush``, called by the protocol), else by a callback queued at the
+    first write (the next turn of the loop: a streamed body, a HEAD answer); ``close`` sends what is
+    pending first. Everything else is the real transport's.
+    """
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: Any, loop: Any) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        pending = self._pending
+        if not pending:
+            self._loop.call_soon(self.flush)
+        pending.append(data)
+
+    def writelines(self, chunks: Any) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
+    def flush(self) -> None:
+        """Hand what was written so far to the real transport."""
+        pending = self._pending
+        if not pending:
+            return
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        if not self._transport.is_closing():
+            self._transport.write(data)
+
+    def get_write_buffer_size(self) -> int:
+        return int(self._transport.get_write_buffer_size()) + sum(map(len, self._pending))
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class H11NoDelay(H11Protocol):
     """uvicorn's h11 protocol with TCP_NODELAY set on every accepted socket."""
 
@@ -104,11 +156,16 @@ try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class HttpToolsNoDelay(HttpToolsProtocol):
-        """uvicorn's httptools protocol with TCP_NODELAY set on every accepted socket."""
+        """uvicorn's httptools protocol with TCP_NODELAY set on every accepted socket, and each response's
+        head and body written at once (``CoalescingTransport``)."""
 
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
             _set_nodelay(transport)
-            super().connection_made(transport)
+            super().connection_made(CoalescingTransport(transport, self.loop))
+
+        def on_response_complete(self) -> None:
+            self.transport.flush()  # the whole answer is written: send it now, in one write
+            super().on_response_complete()
 
     HTTP_PROTOCOL: type = HttpToolsNoDelay
 except ImportError:  # httptools missing: the pure-Python parser

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from harbourmaster.core.drift import DriftReport, FeatureDrift
@@ -44,6 +45,7 @@ def _row(report: DriftReport, drift: FeatureDrift, kind: str) -> DriftResultRow:
             "current_values": drift.current_values,
             "quality": drift.quality.model_dump(),
             "note": drift.note,
+            "distribution": drift.distribution.model_dump() if drift.distribution else None,
         },
     )
 
@@ -102,3 +104,44 @@ def measured_features(session: Session, project: str, environment: str) -> list[
         .distinct()
     )
     return sorted(session.scalars(query))
+
+
+def recent_reports(
+    session: Session, project: str, environment: str, reports: int = 30
+) -> tuple[list[Any], list[DriftResultRow]]:
+    """A deployment's newest ``reports`` reports: every row's figures without details (the series), newest
+    report first, and the newest report's whole rows (with details: distributions, quality, notes)."""
+    r = DriftResultRow
+    newest = (
+        select(r.report_id, func.max(r.computed_at).label("at"))
+        .where(r.project == project, r.environment == environment)
+        .group_by(r.report_id)
+        .order_by(func.max(r.computed_at).desc())
+        .limit(reports)
+        .subquery()
+    )
+    series = list(
+        session.execute(
+            select(
+                r.report_id,
+                r.computed_at,
+                r.feature,
+                r.kind,
+                r.statistic,
+                r.threshold,
+                r.drifted,
+                r.score,
+                r.rows,
+                r.version,
+                r.window,
+                r.window_start,
+                r.window_end,
+            )
+            .join(newest, newest.c.report_id == r.report_id)
+            .order_by(r.computed_at.desc(), r.id)
+        )
+    )
+    if not series:
+        return [], []
+    latest = list(session.scalars(select(r).where(r.report_id == series[0].report_id).order_by(r.id)))
+    return series, latest

@@ -459,6 +459,25 @@ class PredictionLog:
             kept.append(key)
         return kept
 
+    def outcomes(self, environment: str, project: str, start: datetime) -> list[tuple[str, str | None, int, int]]:
+        """Requests logged since ``start`` counted by (path, reason, status), most first: how a deployment's
+        requests were answered (fallbacks and refusals with their reason). A request counts once, by its
+        first row; only the base columns of the day partitions that can hold such rows are read."""
+        keys = self._window_files(environment, project, start, None)
+        if not keys:
+            return []
+        connection = self._connect()
+        try:
+            source = self._source(keys, prediction_schema())
+            rows = connection.execute(
+                f"SELECT path, reason, status, count(*) AS n FROM {source}"
+                " WHERE ts > ? AND row = 0 GROUP BY path, reason, status ORDER BY n DESC, path, reason, status",
+                [start],
+            ).fetchall()
+        finally:
+            connection.close()
+        return [(str(path), reason, int(status), int(n)) for path, reason, status, n in rows]
+
     def with_feedback(self, environment: str, project: str) -> pd.DataFrame:
         """Predictions joined to their ground truth (latest feedback per request row)."""
         return self.query(

@@ -1,0 +1,162 @@
+"""The console over real HTTP on loopback, without a browser: sessions, cookies, CSRF, redirects,
+refusals and their audit entries, vendored files, pagination."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from harbourmaster.api.app import create_app
+from harbourmaster.config import Settings
+from harbourmaster.console.render import STATIC
+from harbourmaster.services.actors import Actor
+from harbourmaster.services.platform import Platform
+from loopback import serve_in_thread
+
+SYSTEM = Actor.system("console-tests")
+AUDITOR = Actor(name="auditor", roles=frozenset({"auditor"}))
+
+
+@pytest.fixture
+def site(sqlite_settings: Settings) -> Iterator[tuple[Platform, str, dict[str, str]]]:
+    platform = Platform(sqlite_settings)
+    tokens = {}
+    for name, roles in (("root", ["admin"]), ("vera", ["viewer"]), ("rita", ["approver"])):
+        platform.identity.create_user(SYSTEM, name, roles)
+        tokens[name] = platform.identity.create_token(SYSTEM, name, "console").secret
+    with serve_in_thread(create_app(platform)) as url:
+        yield platform, url, tokens
+    platform.close()
+
+
+def _csrf(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+def login(client: httpx.Client, token: str, next_path: str = "/console/") -> httpx.Response:
+    form = client.get("/console/login")
+    return client.post("/console/login", data={"token": token, "csrf": _csrf(form.text), "next": next_path})
+
+
+def audit_actions(platform: Platform) -> list[tuple[str, str, str]]:
+    return [(e["actor"], e["action"], e["outcome"]) for e in platform.audit.entries(AUDITOR)]
+
+
+def test_a_session_cookie_carries_no_token_and_logging_out_ends_it(site) -> None:
+    platform, url, tokens = site
+    with httpx.Client(base_url=url) as client:
+        assert client.get("/console/").status_code == 303  # not logged in: to the login page
+        answer = login(client, tokens["root"])
+        assert answer.status_code == 303 and answer.headers["location"] == "/console/"
+        cookie = next(h for h in answer.headers.get_list("set-cookie") if h.startswith("hm_console="))
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/console" in cookie
+        assert "Secure" not in cookie  # plain http on loopback; https sets it
+        assert tokens["root"] not in cookie and hashlib.sha256(tokens["root"].encode()).hexdigest() not in cookie
+        page = client.get("/console/")
+        assert page.status_code == 200 and "root" in page.text
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert page.headers["cache-control"] == "no-store"
+        assert client.post("/console/logout", data={"csrf": _csrf(page.text)}).status_code == 303
+        assert client.get("/console/").status_code == 303
+    assert ("root", "console.login", "allowed") in audit_actions(platform)
+    assert ("root", "console.logout", "allowed") in audit_actions(platform)
+
+
+def test_bad_tokens_and_forged_login_forms_are_refused_and_audited(site) -> None:
+    platform, url, _tokens = site
+    with httpx.Client(base_url=url) as client:
+        refused = login(client, "hm_not-a-token-at-all-but-long-enough")
+        assert refused.status_code == 401 and "the API token is not valid" in refused.text
+        assert "hm_console=" not in refused.headers.get("set-cookie", "")
+        forged = client.post("/console/login", data={"token": "x", "csrf": "guess", "next": "/console/"})
+        assert forged.status_code == 403
+    actions = audit_actions(platform)
+    assert ("anonymous", "console.login", "denied") in actions
+    assert ("anonymous", "request.refused", "denied") in actions
+
+
+def test_a_revoked_token_ends_its_session_at_once(site) -> None:
+    platform, url, tokens = site
+    with httpx.Client(base_url=url) as client:
+        login(client, tokens["vera"])
+        assert client.get("/console/approvals").status_code == 200
+        token_id = platform.identity.list_tokens(SYSTEM, "vera")[0].id
+        platform.identity.revoke_token(SYSTEM, token_id)
+        answer = client.get("/console/approvals")
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/console/login")
+
+
+def test_logging_in_never_sends_the_browser_to_another_site(site) -> None:
+    _platform, url, tokens = site
+    with httpx.Client(base_url=url) as client:
+        for target in ("https://evil.example/", "//evil.example/", "/console/\\evil", "/api/v1/projects"):
+            assert login(client, tokens["root"], target).headers["location"] == "/console/"
+        assert login(client, tokens["root"], "/console/audit?by=x").headers["location"] == "/console/audit?by=x"
+
+
+def test_a_viewer_cannot_approve_even_with_a_valid_form(site) -> None:
+    platform, url, tokens = site
+    with httpx.Client(base_url=url) as client:
+        login(client, tokens["vera"])
+        csrf = _csrf(client.get("/console/approvals").text)
+        form = {"csrf": csrf, "project": "p", "version": "1", "environment": "prod", "decision": "approve"}
+        answer = client.post("/console/approvals/decide", data=form)
+        assert answer.status_code == 403 and "approve" in answer.text and "<html" in answer.text
+        audit = client.get("/console/audit")
+        assert audit.status_code == 403 and "Not allowed" in audit.text
+    actions = audit_actions(platform)
+    assert ("vera", "denied.approve", "denied") in actions and ("vera", "denied.audit", "denied") in actions
+
+
+def test_a_browser_lands_on_the_console_and_api_clients_keep_json(site) -> None:
+    _platform, url, _tokens = site
+    with httpx.Client(base_url=url) as client:
+        browser = client.get("/", headers={"accept": "text/html,application/xhtml+xml"})
+        assert browser.status_code == 303 and browser.headers["location"] == "/console/"
+        api = client.get("/")
+        assert api.status_code == 404 and api.json()["error"]["code"] == "http_404"
+        unauthenticated = client.get("/api/v1/projects", headers={"accept": "text/html"})
+        assert unauthenticated.status_code == 401 and "error" in unauthenticated.json()
+        missing = client.get("/console/no-such-page")
+        assert missing.status_code == 404 and "no such console page" in missing.text
+
+
+def test_vendored_files_are_served_as_recorded(site) -> None:
+    _platform, url, _tokens = site
+    recorded = (STATIC / "vendor" / "VENDORED.md").read_text()
+    with httpx.Client(base_url=url) as client:
+        for name in ("htmx.min.js", "chart.umd.min.js"):
+            body = client.get(f"/console/static/vendor/{name}").content
+            assert hashlib.sha256(body).hexdigest() in recorded, name
+            assert hashlib.sha256((STATIC / "vendor" / name).read_bytes()).hexdigest() in recorded
+
+
+def test_the_audit_log_is_paged_and_filtered(site) -> None:
+    platform, url, tokens = site
+    for index in range(60):
+        platform.audit.record_alone(SYSTEM, "console.test", f"item:{index}")
+    with httpx.Client(base_url=url) as client:
+        login(client, tokens["root"])
+        first = client.get("/console/audit?action=console.test")
+        assert first.text.count('data-action="console.test"') == 50 and "1\u201350 of 60" in first.text
+        second = client.get("/console/audit?action=console.test&offset=50")
+        assert second.text.count('data-action="console.test"') == 10 and "item:0<" in second.text
+        one = client.get("/console/audit?target=item:59")
+        assert one.text.count('data-action="console.test"') == 1
+        bad = client.get("/console/audit?since=yesterday")
+        assert bad.status_code == 422 and "is not a time" in bad.text
+
+
+def test_the_project_page_pages_versions_newest_first(site, tmp_path: Path) -> None:
+    platform, url, tokens = site
+    platform.registry.create_project(SYSTEM, "empty", "no version yet")
+    with httpx.Client(base_url=url) as client:
+        login(client, tokens["vera"])
+        page = client.get("/console/projects/empty")
+        assert page.status_code == 200 and "Never served anywhere." in page.text
+        assert client.get("/console/projects/nope").status_code == 404
