@@ -251,24 +251,10 @@ class EvidenceService:
     ) -> Verdict:
         from harbourmaster.core.retraining import compare_drift
 
-        drift = self._platform.drift
-        theirs = drift.report(actor, project, environment, window=window)
-        try:
-            mine = drift.report(actor, project, environment, window=window, reference_version=number)
-        except BundleIntegrityError as exc:
-            return Verdict(
-                passed=False,
-                summary=f"v{number}'s drift cannot be measured: {exc.message}",
-                reports=[f"drift-report:{theirs.id}"],
-            )
-        links = [f"drift-report:{mine.id}", f"drift-report:{theirs.id}"]
-        if theirs.rows == 0:
-            return Verdict(
-                passed=False,
-                summary=f"the window {theirs.window} of {environment} holds no answer of champion v{champion}: "
-                "nothing to measure the drift on (wait for traffic, or choose a wider window)",
-                reports=links,
-            )
+        measured = self._both_drifts(actor, project, environment, number, champion, window)
+        if isinstance(measured, Verdict):
+            return measured
+        mine, theirs, links = measured
         comparison = compare_drift(mine, theirs)
         return Verdict(
             passed=comparison.passed,
@@ -280,6 +266,31 @@ class EvidenceService:
     def _drift(
         self, actor: Actor, project: str, environment: str, number: int, champion: int, window: str | None
     ) -> Verdict:
+        measured = self._both_drifts(actor, project, environment, number, champion, window)
+        if isinstance(measured, Verdict):
+            return measured
+        mine, theirs, links = measured
+        a, b = _drift_figures(mine), _drift_figures(theirs)
+        passed = a[0] < b[0] or (a[0] == b[0] and a[1] <= b[1])
+        verb = "drifts less than" if passed else "does not drift less than"
+        return Verdict(
+            passed=passed,
+            summary=f"v{number} {verb} champion v{champion} on {theirs.rows} rows of {environment} "
+            f"({theirs.window}): {a[0]} drifted feature(s), mean score {a[1]:.3f}, against {b[0]}, {b[1]:.3f}",
+            reports=links,
+            details={
+                "window": theirs.window,
+                "rows": theirs.rows,
+                "candidate": {"drifted": mine.drifted_features, "mean_score": a[1]},
+                "champion": {"drifted": theirs.drifted_features, "mean_score": b[1]},
+            },
+        )
+
+    def _both_drifts(
+        self, actor: Actor, project: str, environment: str, number: int, champion: int, window: str | None
+    ) -> tuple[DriftReport, DriftReport, list[str]] | Verdict:
+        """The same window's drift against the candidate's reference and the champion's (and their links),
+        or the failed verdict saying why they cannot be compared."""
         drift = self._platform.drift
         theirs = drift.report(actor, project, environment, window=window)
         try:
@@ -298,21 +309,7 @@ class EvidenceService:
                 "nothing to measure the drift on (wait for traffic, or choose a wider window)",
                 reports=links,
             )
-        a, b = _drift_figures(mine), _drift_figures(theirs)
-        passed = a[0] < b[0] or (a[0] == b[0] and a[1] <= b[1])
-        verb = "drifts less than" if passed else "does not drift less than"
-        return Verdict(
-            passed=passed,
-            summary=f"v{number} {verb} champion v{champion} on {theirs.rows} rows of {environment} "
-            f"({theirs.window}): {a[0]} drifted feature(s), mean score {a[1]:.3f}, against {b[0]}, {b[1]:.3f}",
-            reports=links,
-            details={
-                "window": theirs.window,
-                "rows": theirs.rows,
-                "candidate": {"drifted": mine.drifted_features, "mean_score": a[1]},
-                "champion": {"drifted": theirs.drifted_features, "mean_score": b[1]},
-            },
-        )
+        return mine, theirs, links
 
     def _quality(
         self,

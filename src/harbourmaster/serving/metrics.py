@@ -32,6 +32,7 @@ class ServingMetrics:
         self.latency = _Families(self._counts.latency_families)
         self.registry.register(self.requests)
         self.registry.register(self.latency)
+        self._canary_children: dict[tuple[str, str, str], Any] = {}  # labelled children, looked up once
         self.fallbacks = Counter(
             "harbourmaster_fallbacks",
             "Requests that left a model for the next link of the chain, by reason and target.",
@@ -139,10 +140,10 @@ class ServingMetrics:
 
     def canary(self, project: str, side: str, result: str) -> None:
         """Count one request of a canary deployment on its side (the rollout controller compares the sides)."""
-        key = ("canary", project, side, result)
-        child = self._children.get(key)
+        key = (project, side, result)
+        child = self._canary_children.get(key)
         if child is None:
-            child = self._children[key] = self.canary_requests.labels(self.environment, project, side, result)
+            child = self._canary_children[key] = self.canary_requests.labels(self.environment, project, side, result)
         child.inc()
 
     def fallback(self, project: str, source: str, reason: str, target: str) -> None:
