@@ -51,6 +51,23 @@ def test_demo_runs_and_reruns(tmp_path):
         assert "heartbeat-age    ok" in done.stdout and "capture-dropped  ok" in done.stdout
         assert "service levels of breast-cancer in dev" in done.stdout and "SLA of dev: p99_ms 100" in done.stdout
         assert "fast burn (14.4x over 1h and 5m): ok" in done.stdout
+        # The lifecycle chapter, on the control plane: prod drifts, the alert opens a case, the rules cover the
+        # champion, the worker retrains (v2: the control plane's store is new on every run), proves the fix and
+        # load-tests; a canary rollout completes under live traffic without one failed request; the case closes.
+        assert "drift.dataset (warning) on breast-cancer/prod" in done.stdout
+        assert "case 1 opened, state open" in done.stdout
+        assert "malignant=1 via rules (humility" in done.stdout
+        assert "v2 retrained on production data by olga" in done.stdout
+        assert "verdict: beats the champion" in done.stdout
+        assert "drift fixed: yes" in done.stdout
+        assert "load test in test: passed" in done.stdout
+        assert "rollout completed:" in done.stdout
+        assert " 0 failed requests (answered by v1: " in done.stdout and ", v2: " in done.stdout
+        assert "case 1: done (completed); prod serves v2" in done.stdout
+        summary = done.stdout.split("Summary: one model's life", 1)[1].split("What next", 1)[0]
+        for step in ("drift alert", "fallback", "retrain", "evaluate", "load test", "canary rollout", "audit"):
+            assert f"   {step} " in summary, summary
+        assert "beats; drift fixed: yes" in summary and ", 0 failed" in summary and "entries intact" in summary
     # The second run added versions to the same registry rather than starting over (the first registers
     # v1-v3 in the sandbox; dana's version lives in the control plane's own store), says so, and its
     # headings name the versions it registers, not the first run's.

@@ -3,6 +3,7 @@ HTTP API under uvicorn on a free loopback port, and tokens minted through it."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import threading
@@ -15,6 +16,7 @@ import uvicorn
 from harbourmaster.api.app import create_app
 from harbourmaster.config import Settings
 from harbourmaster.services.platform import Platform
+from harbourmaster.services.replicas import SAMPLE_VAR
 from harbourmaster.services.sandbox import init_store
 
 START_SECONDS = 20.0
@@ -33,12 +35,21 @@ class DemoControlPlane:
         self.admin = admin
         self.second_admin = second_admin  # separation of duties: confirms what the first one hands out
         self.second_admin_token = ""
-        self.settings = Settings.from_env({"HARBOURMASTER_HOME": str(home)})
+        # The monitors judge drift at every pass (the demo runs them by hand, as `harbourmaster monitor --once`).
+        self.settings = Settings.from_env({"HARBOURMASTER_HOME": str(home), "HARBOURMASTER_DRIFT_EVERY": "0"})
         self.url = ""
         self.admin_token = ""
         self._platform: Platform | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def platform(self) -> Platform:
+        """The server's own platform (for what runs inside the control plane: its prediction log, its rollout
+        controller)."""
+        if self._platform is None:
+            raise RuntimeError("the demo's control plane is not running")
+        return self._platform
 
     @property
     def token_file(self) -> Path:
@@ -52,6 +63,8 @@ class DemoControlPlane:
         self.second_admin_token = second.secret
         self.token_file.write_text(issued.secret + "\n")
         self.token_file.chmod(0o600)
+        # The lifecycle chapter's canary bakes for seconds: keep a traffic sample every second, not every 15 s.
+        os.environ.setdefault(SAMPLE_VAR, "1")
         self._platform = Platform(self.settings)
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -11,6 +11,7 @@ from typing import Any
 
 from harbourmaster.client import Client
 from harbourmaster.demo.control_plane import DemoControlPlane
+from harbourmaster.demo.lifecycle_chapter import Summary, run_lifecycle_chapter
 from harbourmaster.errors import ConfirmationRequiredError, HarbourmasterError
 from harbourmaster.services.audit import verify_export
 from harbourmaster.services.duties import DutyDecision
@@ -39,16 +40,25 @@ def run_governance_chapter(
         )
         story.say("root (admin) adds dana (data-scientist), olga (operator, prod grant), rita and bob (approvers),")
         story.say("ada (auditor), and mints each of them a token (valid one day); each acts only with their own")
-        people = _people(control_plane, story)
+        people, tokens, confirmed = _people(control_plane, story)
         try:
-            _promotion_story(story, people, project, project_dir)
-            _audit_story(story, people["ada"])
+            champion = _promotion_story(story, people, project, project_dir)
+            summary = Summary()
+            summary.add("v1 to prod", "dana, rita, bob, olga", f"v{champion} dev -> test -> prod", "2 sign-offs")
+            run_lifecycle_chapter(
+                story, people, tokens, confirmed, project, project_dir, control_plane, champion, summary
+            )
+            report = _audit_story(story, people["ada"])
+            summary.add("audit", "ada", "the hash chain verifies", f"{report['checked']} entries intact")
+            summary.show(story)
         finally:
             for client in people.values():
                 client.close()
 
 
-def _people(control_plane: DemoControlPlane, story: Any) -> dict[str, Client]:
+def _people(
+    control_plane: DemoControlPlane, story: Any
+) -> tuple[dict[str, Client], dict[str, str], Callable[[Callable[[], Any]], Any]]:
     """root asks for the users, the prod grant and their tokens; sam, the second admin, confirms each step."""
     root = Client(url=control_plane.url, token=control_plane.admin_token)
     sam = Client(url=control_plane.url, token=control_plane.second_admin_token)
@@ -64,18 +74,20 @@ def _people(control_plane: DemoControlPlane, story: Any) -> dict[str, Client]:
         confirmed(lambda name=name, roles=roles: root.create_user(name, roles))
     confirmed(lambda: root.grant("olga", "prod", "deploy"))
     people = {"root": root, "sam": sam}
+    tokens = {"root": control_plane.admin_token, "sam": control_plane.second_admin_token}
     for name in PEOPLE:
         minted = confirmed(lambda name=name: root.create_token(name, "demo", expires_in=timedelta(days=1)))
         secret = minted.token.token if isinstance(minted, DutyDecision) else minted.secret
+        tokens[name] = secret
         people[name] = Client(url=control_plane.url, token=secret)
     story.say(
         "root creates the people, the prod grant and their tokens; each step that hands out power over prod "
         "waits for sam, the second admin, who confirms it (separation of duties)"
     )
-    return people
+    return people, tokens, confirmed
 
 
-def _promotion_story(story: Any, people: dict[str, Client], project: str, project_dir: Path) -> None:
+def _promotion_story(story: Any, people: dict[str, Client], project: str, project_dir: Path) -> int:
     dana, olga, rita, bob = people["dana"], people["olga"], people["rita"], people["bob"]
     version = dana.train(project_dir).version.number
     story.say(f"dana trains v{version} where her data is and uploads it, deploys it to dev, promotes it to test")
@@ -101,6 +113,7 @@ def _promotion_story(story: Any, people: dict[str, Client], project: str, projec
         f"history: prod serves v{latest.version} since {latest.at:%H:%M:%S}, put there by {latest.actor}, "
         f"approved by {', '.join(latest.approved_by)}"
     )
+    return version
 
 
 def _answer_in(story: Any, root: Client, project: str, project_dir: Path, environment: str) -> None:
@@ -130,7 +143,7 @@ def _answer_in(story: Any, root: Client, project: str, project_dir: Path, enviro
     )
 
 
-def _audit_story(story: Any, ada: Client) -> None:
+def _audit_story(story: Any, ada: Client) -> dict[str, Any]:
     story.step("The audit log: hash-chained, verifiable, exportable")
     report = ada.audit_verify()
     story.say(f"ada (auditor) verifies: {report['checked']} entries intact, head sha256:{report['head_hash'][:16]}")
@@ -146,6 +159,7 @@ def _audit_story(story: Any, ada: Client) -> None:
         copy.write_text("\n".join(lines) + "\n")
         tampered = verify_export(copy.read_text())
         story.say(f"someone rewrites who promoted to prod in a copy -> [red]{tampered.problem}[/]")
+    return report
 
 
 def _refused(story: Any, what: str, action: Any) -> None:

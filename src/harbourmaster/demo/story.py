@@ -241,6 +241,7 @@ def _what_next(story: Story, settings: Settings, first: int, second: int, contro
     story.say(f"  HARBOURMASTER_HOME={control_plane.home} harbourmaster server --port 8700 &")
     story.say(f"  export HARBOURMASTER_URL=http://127.0.0.1:8700 HARBOURMASTER_TOKEN=$(cat {control_plane.token_file})")
     story.say(f"  harbourmaster history {PROJECT} --env prod && harbourmaster audit verify")
+    story.say(f"  harbourmaster cases list && harbourmaster rollouts --project {PROJECT}   # the lifecycle's record")
 
 
 def _shown(path: Path) -> str:
