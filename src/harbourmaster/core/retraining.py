@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from harbourmaster.core.drift_window import window_phrase
 from harbourmaster.core.metrics import lower_is_better
 from harbourmaster.core.quality import CLASSIFICATION, REGRESSION, class_key, compute_quality
 from harbourmaster.errors import DataProblemError
@@ -286,7 +287,7 @@ def compare_drift(mine: DriftReport, theirs: DriftReport) -> DriftComparison:
     still = [r.feature for r in rows if r.change == "still drifted"]
     had = len(fixed) + len(still)
     passed = not new and (bool(fixed) or had == 0)
-    window = f"{theirs.rows} rows of {theirs.environment} ({theirs.window})"
+    window = f"{theirs.rows} rows of {theirs.environment} ({window_phrase(theirs.window)})"
     if passed and had == 0:
         summary = f"no feature drifts on {window} against either v{mine.version}'s or v{theirs.version}'s reference"
     elif passed:
