@@ -30,6 +30,7 @@ __all__ = [
     "INPUT_PREFIX",
     "PREDICTION_COLUMN",
     "PROBABILITY_PREFIX",
+    "QUERY_TYPES",
     "UNROUTED",
     "Kind",
     "LogLayout",
@@ -41,6 +42,16 @@ __all__ = [
 # The project partition (and metrics label) of requests naming a project a replica does not serve: never a
 # caller's name, and no deployment.
 UNROUTED = "_unrouted"
+
+# The SQL type a query over the log reads each schema dtype's input column as (DuckDB names).
+QUERY_TYPES = {
+    "integer": "DOUBLE",
+    "float": "DOUBLE",
+    "datetime": "TIMESTAMP",
+    "boolean": "BOOLEAN",
+    "string": "VARCHAR",
+    "category": "VARCHAR",
+}
 
 Kind = Literal["int64", "float64", "bool", "string", "json"]
 INPUT_PREFIX = "in_"

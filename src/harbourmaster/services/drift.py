@@ -30,6 +30,7 @@ from harbourmaster.core.drift import (
     compute_drift,
 )
 from harbourmaster.core.drift_window import parse_window
+from harbourmaster.core.log_layout import QUERY_TYPES
 from harbourmaster.core.permissions import Permission
 from harbourmaster.core.profile import ReferenceProfile
 from harbourmaster.core.schema import InputSchema, OutputSchema
@@ -43,15 +44,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from harbourmaster.services.platform import Platform
-
-_LOG_TYPES = {
-    "integer": "DOUBLE",
-    "float": "DOUBLE",
-    "datetime": "TIMESTAMP",
-    "boolean": "BOOLEAN",
-    "string": "VARCHAR",
-    "category": "VARCHAR",
-}
 
 
 class DriftResultInfo(BaseModel):
@@ -133,7 +125,7 @@ class DriftService:
         reference = self._reference(digest, input_schema)
         self._check_features(settings, reference)
         columns = {
-            name: _LOG_TYPES[input_schema.column(name).dtype]  # type: ignore[union-attr]
+            name: QUERY_TYPES[input_schema.column(name).dtype]  # type: ignore[union-attr]
             for name in reference.kinds
             if not _sensitive(reference.profile, name)
         }

@@ -35,13 +35,13 @@ from harbourmaster.core.loadtest import (
     saturated,
     typed_value,
 )
+from harbourmaster.core.log_layout import QUERY_TYPES
 from harbourmaster.core.permissions import Permission
 from harbourmaster.core.profile import ReferenceProfile
 from harbourmaster.core.schema import InputSchema
 from harbourmaster.errors import ConflictError, InvalidInputError, NotFoundError
 from harbourmaster.loadgen import Plan, encode_post, run_open_loop
 from harbourmaster.services.actors import Actor
-from harbourmaster.services.drift import _LOG_TYPES
 from harbourmaster.services.evidence import EvidenceInfo, Verdict, add_evidence
 from harbourmaster.services.registry import VersionRef
 from harbourmaster.services.sla import LOOKBACK
@@ -231,7 +231,7 @@ class LoadTestService:
         """The records to send and where they come from: the newest requests production's champion
         answered (inputs only), or a sample of the version's reference profile."""
         if prod_champion is not None:
-            columns = {column.name: _LOG_TYPES[column.dtype] for column in schema.columns}
+            columns = {column.name: QUERY_TYPES[column.dtype] for column in schema.columns}
             frame = PredictionLog(self._platform.artifacts).window(
                 production, project, version=prod_champion, columns=columns, last_rows=MAX_REPLAYED
             )
