@@ -24,17 +24,18 @@ import os
 import platform as host_platform
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from servers import free_port, wait_port  # noqa: E402
 
 from harbourmaster.loadgen import Plan, encode_post, run_open_loop  # noqa: E402
 
@@ -56,12 +57,6 @@ CONSTANT_APP = textwrap.dedent(
 BODY = b'{"records": [{"x1": 0.5, "x2": 1.5}]}'
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def load() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
@@ -72,14 +67,12 @@ def start_server(work: Path) -> tuple[subprocess.Popen[bytes], int]:
     command = [sys.executable, "-m", "uvicorn", "constant_app:app", "--port", str(port), "--log-level", "warning"]
     command += ["--no-access-log", "--lifespan", "off", "--loop", "uvloop", "--http", "httptools"]
     process = subprocess.Popen(command, cwd=work)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return process, port
-        time.sleep(0.05)
-    process.kill()
-    raise SystemExit("the constant server did not start")
+    try:
+        wait_port(port, process, timeout=20)
+    except RuntimeError as error:
+        process.kill()
+        raise SystemExit(f"the constant server did not start: {error}") from None
+    return process, port
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -31,8 +31,6 @@ import os
 import platform as host_platform
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,6 +43,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from servers import free_port, stop, wait_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("HARBOURMASTER_BENCH_CACHE", Path.home() / ".cache" / "harbourmaster-bench"))
@@ -188,12 +189,6 @@ COUNT_LOG = textwrap.dedent(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def ensure_wrk() -> str:
     found = shutil.which("wrk")
     if found:
@@ -268,15 +263,6 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 240) -> Non
             pass
         time.sleep(0.5)
     raise RuntimeError(f"{url} did not come up")
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
 
 
 def run_wrk(
@@ -489,17 +475,6 @@ class Bench:
         self.checks.append({"project": project, "answered": answered, "in_flight": in_flight, "logged": logged})
         if not ok:
             print(f"\n  prediction log: {logged} rows for {answered} answered (+ up to {in_flight} in flight)")
-
-
-def wait_port(port: int, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"port {port}: the server exited with {process.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            return
-        time.sleep(0.3)
-    raise RuntimeError(f"port {port} did not open")
 
 
 def prepare(work: Path, env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
