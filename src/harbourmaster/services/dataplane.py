@@ -41,6 +41,7 @@ from harbourmaster.errors import (
 from harbourmaster.schemas import DeploymentState, RunInfo
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.deployments import deployment_state
+from harbourmaster.services.token_lineage import check_minting_chain
 from harbourmaster.store.prediction_log import prediction_schema
 from harbourmaster.store.tables import DeploymentRow, ProjectRow, ReplicaCredentialRow
 
@@ -77,6 +78,7 @@ class ReplicaCredentialInfo(BaseModel):
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    parent_token_id: int | None = None  # the API token it was minted with; it dies with that token
 
 
 @dataclass(frozen=True)
@@ -162,17 +164,27 @@ class DataPlaneService:
             self._platform.environments.row(session, environment)  # an unknown environment fails with a hint
         step = credential_step(environment, self._platform.access.is_guarded(environment))
         if step is not None:  # prod's bundles and prediction log: a second admin confirms (or it is refused)
-            payload = {"environment": environment, "name": name}
+            payload = {"environment": environment, "name": name, "parent_id": actor.token_id}
             if expires_in is not None:
                 payload["expires_in_seconds"] = expires_in.total_seconds()
             self._platform.duties.guard(actor, step, payload)
         with self._platform.db.transaction() as session:
-            return self.create_credential_in(session, actor, environment, name, expires_in)
+            return self.create_credential_in(session, actor, environment, name, expires_in, actor.token_id)
 
     def create_credential_in(
-        self, session: Session, actor: Actor, environment: str, name: str, expires_in: timedelta | None, **details: Any
+        self,
+        session: Session,
+        actor: Actor,
+        environment: str,
+        name: str,
+        expires_in: timedelta | None,
+        parent_token_id: int | None,
+        **details: Any,
     ) -> IssuedReplicaCredential:
-        """Mint the credential in ``session`` (also how a confirmed duty request carries it out)."""
+        """Mint the credential in ``session`` (also how a confirmed duty request carries it out).
+
+        ``parent_token_id`` is the API token of whoever asked for it: the credential dies with that token.
+        """
         secret = REPLICA_TOKEN_PREFIX + secrets.token_urlsafe(32)
         expires_at = datetime.now(UTC) + expires_in if expires_in else None
         row = ReplicaCredentialRow(
@@ -182,6 +194,7 @@ class DataPlaneService:
             prefix=secret[:8],
             created_by=actor.name,
             expires_at=expires_at,
+            parent_token_id=parent_token_id,
         )
         session.add(row)
         session.flush()
@@ -191,7 +204,11 @@ class DataPlaneService:
             "replica-credential.create",
             f"replica-credential:{row.id}",
             environment=environment,
-            after={"name": name, "expires_at": expires_at.isoformat() if expires_at else None},
+            after={
+                "name": name,
+                "expires_at": expires_at.isoformat() if expires_at else None,
+                "parent_token_id": parent_token_id,
+            },
             details=details or None,
         )
         return IssuedReplicaCredential(row.id, environment, name, secret, expires_at)
@@ -235,6 +252,7 @@ class DataPlaneService:
                 raise AuthenticationError("the replica credential was revoked", CREDENTIAL_HINT)
             if row.expires_at is not None and row.expires_at <= now:
                 raise AuthenticationError("the replica credential has expired", CREDENTIAL_HINT)
+            check_minting_chain(session, row.parent_token_id, now, CREDENTIAL_HINT)
             credential_id, environment, name, last_used = row.id, row.environment, row.name, row.last_used_at
         if last_used is None or (now - last_used).total_seconds() > 60:  # coarse: replicas poll every second
             with self._platform.db.transaction() as session:

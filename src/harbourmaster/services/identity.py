@@ -15,7 +15,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from harbourmaster.core.duties import (
-    MAX_TOKEN_CHAIN,
     disable_step,
     enable_step,
     grant_step,
@@ -28,6 +27,7 @@ from harbourmaster.core.permissions import GRANTED_PERMISSIONS, ROLE_NAMES, Perm
 from harbourmaster.errors import AuthenticationError, ConflictError, InvalidInputError, NotFoundError
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.dataplane import REPLICA_TOKEN_PREFIX
+from harbourmaster.services.token_lineage import check_minting_chain
 from harbourmaster.store.tables import GrantRow, TokenRow, UserRow
 
 if TYPE_CHECKING:
@@ -398,6 +398,7 @@ class IdentityService:
                 payload["environment"],
                 payload["name"],
                 timedelta(seconds=seconds) if seconds else None,
+                payload.get("parent_id"),
                 **details,
             )
             return {"credential": credential}
@@ -477,21 +478,7 @@ class IdentityService:
             raise AuthenticationError(
                 "the API token is older than its roles allow", "ask an admin for a new one: harbourmaster tokens create"
             )
-        parent_id, depth = row.parent_id, 0
-        while parent_id is not None:
-            depth += 1
-            parent = session.get(TokenRow, parent_id)
-            if parent is None or depth > MAX_TOKEN_CHAIN:
-                raise AuthenticationError("the token that minted this one is gone", "ask an admin for a new one")
-            if parent.revoked_at is not None:
-                raise AuthenticationError(
-                    f"the token that minted this one (id {parent.id}) was revoked", "ask an admin for a new one"
-                )
-            if parent.expires_at is not None and parent.expires_at <= now:
-                raise AuthenticationError(
-                    f"the token that minted this one (id {parent.id}) has expired", "ask an admin for a new one"
-                )
-            parent_id = parent.parent_id
+        check_minting_chain(session, row.parent_id, now)
 
     def _user(self, session: Session, name: str) -> UserRow:
         row = session.scalar(select(UserRow).where(UserRow.name == name))

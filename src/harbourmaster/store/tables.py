@@ -215,6 +215,8 @@ class ReplicaCredentialRow(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The API token it was minted with: the credential dies with it (null: minted without a token).
+    parent_token_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class EnvironmentRow(Base):
