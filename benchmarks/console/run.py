@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 
 from charts_fill import chart_pages, fill_charts  # the deployment, drift and runs pages' data
 
+from console.flood import login_flood  # a flood of failed log-ins, legitimate page loads meanwhile
 from harbourmaster.api.app import create_app
 from harbourmaster.config import Settings
 from harbourmaster.core.audit_chain import entry_hash, sign
@@ -209,6 +210,17 @@ def measure(label: str, settings: Settings, versions: int, audit_entries: int, r
         rows.append(
             f"| {label} | `POST /console/audit/chain` (full verification) | {statistics.median(chain):.0f} | - | "
             f"{max(chain):.0f} | {(time.process_time() - cpu) * 500:.0f} | {size:,} |"
+        )
+        since = datetime.now(UTC)
+        flood = login_flood(url, clients["rita"], "/console/approvals", attempts=2000, seconds=10.0, threads=8)
+        assert set(flood.statuses) == {401} and set(flood.page_statuses) == {200}, (flood.statuses, flood.page_statuses)
+        denied, _ = platform.audit.search(SYSTEM, action="console.login", outcome="denied", since=since, limit=1000)
+        p50, p95, most = flood.page_figures()
+        counted = sum(entry["details"].get("count", 1) for entry in denied)
+        rows.append(
+            f"| {label} | `/console/approvals` (rita) during {flood.attempts:,} failed log-ins in "
+            f"{flood.seconds:.1f} s ({flood.rate:.0f}/s, 8 clients; {len(flood.page_ms)} loads, all 200; "
+            f"{len(denied)} audit entries counting {counted:,}) | {p50:.0f} | {p95:.0f} | {most:.0f} | - | - |"
         )
         for client in clients.values():
             client.close()

@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from console.flood import login_flood
 from harbourmaster.api.app import create_app
 from harbourmaster.config import Settings
 from harbourmaster.console.render import STATIC
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.platform import Platform
+from harbourmaster.store.tables import ConsoleSessionRow
 from loopback import serve_in_thread
 
 SYSTEM = Actor.system("console-tests")
@@ -67,6 +72,44 @@ def test_a_session_cookie_carries_no_token_and_logging_out_ends_it(site) -> None
     assert ("root", "console.logout", "allowed") in audit_actions(platform)
 
 
+def test_sessions_live_in_the_database_across_processes_and_restarts(settings: Settings) -> None:
+    """A session opened on one control plane is valid on another app on the same store (a second
+    worker, or the same server after a restart); the database keeps the id's hash, never the id; a
+    log-out on one ends it on the other, even for a client that kept the old cookie."""
+    first = Platform(settings)
+    first.identity.create_user(SYSTEM, "root", ["admin"])
+    token = first.identity.create_token(SYSTEM, "root", "console").secret
+    with serve_in_thread(create_app(first)) as url, httpx.Client(base_url=url) as client:
+        assert login(client, token).status_code == 303
+        session_id = client.cookies["hm_console"]
+        assert client.get("/console/").status_code == 200
+    first.close()  # the first server is gone (a restart)
+
+    second = Platform(settings)
+    with second.db.reader() as db:
+        stored = db.scalars(select(ConsoleSessionRow)).all()
+    assert [row.id_hash for row in stored] == [hashlib.sha256(session_id.encode()).hexdigest()]
+    assert stored[0].token_hash == hashlib.sha256(token.encode()).hexdigest() and stored[0].user == "root"
+    worker_platform = Platform(settings)  # a second worker process has a platform of its own
+    with (
+        serve_in_thread(create_app(second)) as url,
+        serve_in_thread(create_app(worker_platform)) as other,
+        httpx.Client(base_url=url, cookies={"hm_console": session_id}) as client,
+        httpx.Client(base_url=other, cookies={"hm_console": session_id}) as worker,
+    ):
+        page = client.get("/console/")
+        assert page.status_code == 200 and "root" in page.text  # no new log-in after the restart
+        assert worker.get("/console/audit").status_code == 200  # another worker: the same session
+        assert client.post("/console/logout", data={"csrf": _csrf(page.text)}).status_code == 303
+        ended = worker.get("/console/audit")  # the kept cookie is refused by the other worker
+        assert ended.status_code == 303 and ended.headers["location"].startswith("/console/login")
+        assert worker.post("/console/logout", data={"csrf": _csrf(page.text)}).status_code == 403
+    worker_platform.close()
+    with second.db.reader() as db:
+        assert db.scalars(select(ConsoleSessionRow)).all() == []
+    second.close()
+
+
 def test_bad_tokens_and_forged_login_forms_are_refused_and_audited(site) -> None:
     platform, url, _tokens = site
     with httpx.Client(base_url=url) as client:
@@ -78,6 +121,23 @@ def test_bad_tokens_and_forged_login_forms_are_refused_and_audited(site) -> None
     actions = audit_actions(platform)
     assert ("anonymous", "console.login", "denied") in actions
     assert ("anonymous", "request.refused", "denied") in actions
+
+
+def test_a_flood_of_bad_log_ins_keeps_pages_answered_and_the_audit_log_short(site) -> None:
+    """Bad tokens through the login form from several clients (bounded: 400 or 10 s) while a person
+    loads a page: every bad log-in is a 401, every page load a 200, and the refusals are audited as a
+    few entries carrying their count (per address and reason), not one entry each."""
+    platform, url, tokens = site
+    since = datetime.now(UTC)
+    with httpx.Client(base_url=url, timeout=30) as user:
+        assert login(user, tokens["rita"]).status_code == 303
+        flood = login_flood(url, user, "/console/approvals", attempts=400, seconds=10.0, threads=4)
+    assert flood.attempts >= 50 and flood.statuses == Counter({401: flood.attempts})
+    assert flood.page_ms and flood.page_statuses == Counter({200: len(flood.page_ms)})
+    denied, total = platform.audit.search(AUDITOR, action="console.login", outcome="denied", since=since)
+    assert 1 <= total <= 3  # the first at once, then one per address and reason every 10 s
+    assert all(entry["details"]["reason"] == "the API token is not valid" for entry in denied)
+    assert sum(entry["details"]["count"] for entry in denied) <= flood.attempts
 
 
 def test_a_revoked_token_ends_its_session_at_once(site) -> None:

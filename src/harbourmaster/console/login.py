@@ -90,7 +90,7 @@ async def login_submit(
 
 @router.post("/logout")
 async def logout(request: Request, actor: Actor = Depends(form_actor)) -> Response:
-    store_of(request).close(request.cookies.get(COOKIE))
+    await run_in_threadpool(store_of(request).close, request.cookies.get(COOKIE))
     await run_in_threadpool(platform_of(request).audit.record_alone, actor, "console.logout", f"user:{actor.name}")
     response = RedirectResponse("/console/login", status_code=303)
     response.delete_cookie(COOKIE, path="/console")
