@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, insert, select, text
+from sqlalchemy import create_engine, func, insert, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 
@@ -171,6 +171,8 @@ def measure(label: str, settings: Settings, versions: int, audit_entries: int, r
     started = time.perf_counter()
     tokens = fill(platform, versions, audit_entries)
     print(f"[{label}] filled in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    with platform.db.reader() as session:
+        head = session.scalar(select(func.max(AuditEventRow.seq)))
     pages = [
         ("root", "/console/"),
         ("root", "/console/projects"),
@@ -180,6 +182,7 @@ def measure(label: str, settings: Settings, versions: int, audit_entries: int, r
         ("rita", "/console/approvals"),
         ("root", "/console/audit"),
         ("root", "/console/audit?offset=99900"),
+        ("root", f"/console/audit?offset=99900&before={head - 99_899}"),  # the same page, as its links ask for it
         ("root", "/console/audit?action=version.approve&environment=prod"),
         ("root", "/console/audit?by=vera&outcome=denied&offset=1000"),
         ("root", "/console/audit?target=v999"),

@@ -206,10 +206,29 @@ def test_the_audit_log_is_paged_and_filtered(site) -> None:
         assert first.text.count('data-action="console.test"') == 50 and "1\u201350 of 60" in first.text
         second = client.get("/console/audit?action=console.test&offset=50")
         assert second.text.count('data-action="console.test"') == 10 and "item:0<" in second.text
+        # The older/newer links page by key (after an entry's number), keeping the filter.
+        for _ in range(3):  # other entries interleave: the filter must still hold on the keyed pages
+            platform.audit.record_alone(SYSTEM, "console.other", "item:x")
+        older = _link(first.text, "next")
+        assert "before=" in older and "action=console.test" in older and "offset=50" in older
+        keyed = client.get(older)
+        assert _items(keyed.text) == _items(second.text) and "51\u201360 of 60" in keyed.text
+        assert _items(client.get(_link(keyed.text, "prev")).text) == _items(first.text)
+        middle = client.get("/console/audit?action=console.test&offset=20&size=20")
+        back = _link(client.get(_link(middle.text, "next")).text, "prev")
+        assert "after=" in back and _items(client.get(back).text) == _items(middle.text)
         one = client.get("/console/audit?target=item:59")
         assert one.text.count('data-action="console.test"') == 1
         bad = client.get("/console/audit?since=yesterday")
         assert bad.status_code == 422 and "is not a time" in bad.text
+
+
+def _items(html: str) -> list[str]:
+    return re.findall(r"item:\d+", html)
+
+
+def _link(html: str, rel: str) -> str:
+    return re.search(rf'href="([^"]+)" rel="{rel}"', html).group(1).replace("&amp;", "&")
 
 
 def test_the_project_page_pages_versions_newest_first(site, tmp_path: Path) -> None:
