@@ -21,6 +21,7 @@ it checks every signature, so it grows with the log.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import re
 import statistics
@@ -31,12 +32,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, insert, select, text
+from sqlalchemy import create_engine, func, insert, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 
 from charts_fill import chart_pages, fill_charts  # the deployment, drift and runs pages' data
 
+from console.flood import login_flood  # a flood of failed log-ins, legitimate page loads meanwhile
 from harbourmaster.api.app import create_app
 from harbourmaster.config import Settings
 from harbourmaster.core.audit_chain import entry_hash, sign
@@ -170,6 +172,8 @@ def measure(label: str, settings: Settings, versions: int, audit_entries: int, r
     started = time.perf_counter()
     tokens = fill(platform, versions, audit_entries)
     print(f"[{label}] filled in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    with platform.db.reader() as session:
+        head = session.scalar(select(func.max(AuditEventRow.seq)))
     pages = [
         ("root", "/console/"),
         ("root", "/console/projects"),
@@ -179,13 +183,17 @@ def measure(label: str, settings: Settings, versions: int, audit_entries: int, r
         ("rita", "/console/approvals"),
         ("root", "/console/audit"),
         ("root", "/console/audit?offset=99900"),
+        ("root", f"/console/audit?offset=99900&before={head - 99_899}"),  # the same page, as its links ask for it
         ("root", "/console/audit?action=version.approve&environment=prod"),
         ("root", "/console/audit?by=vera&outcome=denied&offset=1000"),
         ("root", "/console/audit?target=v999"),
         *(("root", path) for path in chart_pages(PROJECT, "dev")),
     ]
     rows = []
-    with serve_in_thread(create_app(platform)) as url:
+    app = create_app(platform)
+    gc.collect()  # as `harbourmaster server` does before serving (the fill's garbage first)
+    gc.freeze()
+    with serve_in_thread(app) as url:
         clients = {name: httpx.Client(base_url=url, timeout=120) for name in ("root", "rita")}
         for name, client in clients.items():
             login(client, tokens[name])
@@ -210,9 +218,26 @@ def measure(label: str, settings: Settings, versions: int, audit_entries: int, r
             f"| {label} | `POST /console/audit/chain` (full verification) | {statistics.median(chain):.0f} | - | "
             f"{max(chain):.0f} | {(time.process_time() - cpu) * 500:.0f} | {size:,} |"
         )
+        since = datetime.now(UTC)
+        flood = login_flood(url, clients["rita"], "/console/approvals", attempts=2000, seconds=10.0, threads=8)
+        assert set(flood.statuses) == {401} and set(flood.page_statuses) == {200}, (flood.statuses, flood.page_statuses)
+        deadline = time.monotonic() + 20  # the count still open when the flood stops is flushed after it
+        while True:
+            denied, _ = platform.audit.search(SYSTEM, action="console.login", outcome="denied", since=since, limit=1000)
+            if sum(e["details"].get("count", 1) for e in denied) >= flood.attempts or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        p50, p95, most = flood.page_figures()
+        counted = sum(entry["details"].get("count", 1) for entry in denied)
+        rows.append(
+            f"| {label} | `/console/approvals` (rita) during {flood.attempts:,} failed log-ins in "
+            f"{flood.seconds:.1f} s ({flood.rate:.0f}/s, 8 clients; {len(flood.page_ms)} loads, all 200; "
+            f"{len(denied)} audit entries counting {counted:,}) | {p50:.0f} | {p95:.0f} | {most:.0f} | - | - |"
+        )
         for client in clients.values():
             client.close()
     platform.close()
+    gc.unfreeze()
     return rows
 
 

@@ -11,10 +11,14 @@ import pytest
 from sqlalchemy import select
 
 from governance.helpers import USERS, create_users
-from harbourmaster.core.sla import LATENCY_BUCKETS, Counts
+from harbourmaster.core.sla import LATENCY_BUCKETS, Counts, assess
+from harbourmaster.core.sla_timeline import timeline
 from harbourmaster.errors import PermissionDeniedError
+from harbourmaster.services import deployment_status
 from harbourmaster.services.actors import Actor
+from harbourmaster.services.deployment_status import SPANS
 from harbourmaster.services.platform import Platform
+from harbourmaster.services.sla import LOOKBACK
 from harbourmaster.store import traffic_samples
 from harbourmaster.store.prediction_log import write_predictions
 from harbourmaster.store.tables import AuditEventRow, RunRow
@@ -64,6 +68,66 @@ def test_traffic_over_time_per_interval_and_replica(platform: Platform) -> None:
     # The SLA figures come with it (the same windows as `harbourmaster sla`).
     assert status.report.window("5m").requests == 5 * 660
     assert (status.split.champion, status.split.champion_weight, status.rollout.stage) == (1, 100.0, "none")
+
+
+def test_the_page_figures_from_kept_increments_equal_those_of_the_raw_samples(platform: Platform) -> None:
+    """The deployment page sums the increments kept with each sample in SQL; every figure it shows (the
+    SLA windows, the timeline, each replica's throughput) is what ``assess`` and ``timeline`` compute
+    from the raw samples: across a restart, a replica that started inside the span (counted from zero),
+    one first seen long after it started (counted from its first sample), an irregular cadence, and a
+    canary side's samples (not the whole project's)."""
+    register_and_deploy(platform)
+    platform.environments.configure(OWNER, "dev", {"sla": {"p99_ms": 100, "error_rate": 0.001}})
+    now = datetime.now(UTC)
+    rng = np.random.default_rng(7)
+
+    def counts(total: float, slow: float) -> Counts:
+        buckets = tuple(total * (1.0 - slow) if bound < 0.1 else total for bound in LATENCY_BUCKETS)
+        return Counts(total, total * 0.003, total * 0.01, total, total * 0.004, buckets)
+
+    plans = {  # replica: (first sample seconds ago, started seconds ago, restart seconds ago or None)
+        "steady": (23_000, 23_100, 9_000),
+        "new": (1_500, 1_520, None),  # started inside the 1 h span and the 30 min window
+        "late": (2_700, 50_000, None),  # up for hours before its first sample reached this control plane
+    }
+    with platform.db.transaction() as session:
+        for replica, (first, started, restart) in plans.items():
+            at, total, since = float(first), 0.0, now - timedelta(seconds=started)
+            while at >= 0:
+                if restart is not None and at <= restart < at + 20:
+                    since, total, restart = now - timedelta(seconds=at + 1), 0.0, None
+                total += float(rng.integers(50, 400))
+                moment = now - timedelta(seconds=at)
+                traffic_samples.add(session, replica, "dev", since, moment, {PROJECT: counts(total, (at % 900) / 9000)})
+                traffic_samples.add(session, replica, "dev", since, moment, {PROJECT: counts(total / 3, 0)}, "champion")
+                at -= float(rng.integers(5, 20))
+    sla = platform.environments.get("dev").config.sla
+    for span, (seconds, step) in SPANS.items():
+        status = platform.deployment_status.status(OWNER, PROJECT, "dev", span=span, outcomes=False, now=now)
+        with platform.db.reader() as session:
+            raw = traffic_samples.series(session, now - LOOKBACK, "dev", PROJECT)[(PROJECT, "dev")]
+        expected = assess(PROJECT, "dev", sla, list(raw.values()), now)
+        assert _same(status.report.model_dump(), expected.model_dump()), span
+        points = timeline(list(raw.values()), sla, now, seconds, step)
+        assert len(status.points) == len(points) and any(p.requests for p in points)
+        assert _same([p.model_dump() for p in status.points], [p.model_dump() for p in points]), span
+        assert status.replicas == []  # samples alone send no heartbeat row: each replica's series below
+        with platform.db.reader() as session:
+            own = deployment_status._traffic(session, PROJECT, "dev", sla, now, seconds, step)[2]
+        for replica, samples in raw.items():
+            rates = [p.throughput for p in timeline([samples], sla, now, seconds, step)]
+            assert _same(own[replica], rates), (span, replica)
+
+
+def _same(got: object, want: object) -> bool:
+    """Equal, floats within rounding (SQL sums in its own order)."""
+    if isinstance(want, float) and isinstance(got, int | float):
+        return got == pytest.approx(want, rel=1e-9, abs=1e-9)
+    if isinstance(want, dict) and isinstance(got, dict):
+        return got.keys() == want.keys() and all(_same(got[k], want[k]) for k in want)
+    if isinstance(want, list) and isinstance(got, list):
+        return len(got) == len(want) and all(_same(g, w) for g, w in zip(got, want, strict=True))
+    return got == want
 
 
 def test_outcomes_by_path_and_reason_and_the_challenger_split(platform: Platform) -> None:

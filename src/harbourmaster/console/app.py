@@ -50,7 +50,7 @@ def _error_page(request: Request, status: int, message: str, hint: str | None) -
 
 def install_console(app: FastAPI) -> None:
     """Mount the console under /console on the control plane's app (after its error handlers)."""
-    app.state.console_sessions = SessionStore()
+    app.state.console_sessions = SessionStore(app.state.platform.db)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC), name="console-static")
     app.include_router(build_router(), prefix=PREFIX)
 

@@ -63,16 +63,20 @@ async def login_submit(
         session_id, _session, _actor = await log_in(request, token)
     except AuthenticationError as exc:
         tally = request.app.state.refusal_tally
-        count = tally.add((address_of(request) or "-", "console: " + exc.message))
-        if count:
-            await run_in_threadpool(
-                platform_of(request).audit.record_alone,
-                Actor(name="anonymous", address=address_of(request)),
+        platform, address = platform_of(request), address_of(request)
+
+        def audit(count: int, reason: str = exc.message) -> None:
+            platform.audit.record_alone(
+                Actor(name="anonymous", address=address),
                 "console.login",
                 "console",
                 outcome="denied",
-                details={"reason": exc.message, "count": count},
+                details={"reason": reason, "count": count, "interval_seconds": tally.interval},
             )
+
+        count = tally.add((address or "-", "console: " + exc.message), audit)
+        if count:
+            await run_in_threadpool(audit, count)
         return _login_form(request, safe_next(next), f"{exc.message} ({exc.hint})", status=401)
     response = RedirectResponse(safe_next(next), status_code=303)
     response.set_cookie(
@@ -90,7 +94,7 @@ async def login_submit(
 
 @router.post("/logout")
 async def logout(request: Request, actor: Actor = Depends(form_actor)) -> Response:
-    store_of(request).close(request.cookies.get(COOKIE))
+    await run_in_threadpool(store_of(request).close, request.cookies.get(COOKIE))
     await run_in_threadpool(platform_of(request).audit.record_alone, actor, "console.logout", f"user:{actor.name}")
     response = RedirectResponse("/console/login", status_code=303)
     response.delete_cookie(COOKIE, path="/console")

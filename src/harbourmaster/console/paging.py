@@ -23,20 +23,27 @@ class Pager:
     request_query: tuple[tuple[str, str], ...]
     path: str
     param: str = "offset"  # the query parameter of this list's offset (two lists on one page differ)
+    # Keyset paging: the query values that point the older and the newer page at an entry of this one
+    # (e.g. ("before", "1234")); the offset then only numbers the rows.
+    older: tuple[str, str] | None = None
+    newer: tuple[str, str] | None = None
 
-    def link(self, offset: int) -> str:
-        query = [(k, v) for k, v in self.request_query if k != self.param]
+    def link(self, offset: int, cursor: tuple[str, str] | None = None) -> str:
+        cursors = {c[0] for c in (self.older, self.newer) if c}
+        query = [(k, v) for k, v in self.request_query if k != self.param and k not in cursors]
         if offset > 0:
             query.append((self.param, str(offset)))
+            if cursor:
+                query.append(cursor)
         return self.path + ("?" + urlencode(query) if query else "")
 
     @property
     def previous(self) -> str | None:
-        return self.link(max(0, self.offset - self.size)) if self.offset > 0 else None
+        return self.link(max(0, self.offset - self.size), self.newer) if self.offset > 0 else None
 
     @property
     def next(self) -> str | None:
-        return self.link(self.offset + self.size) if self.has_more else None
+        return self.link(self.offset + self.size, self.older) if self.has_more else None
 
     @property
     def first_shown(self) -> int:
@@ -53,9 +60,19 @@ def page_window(offset: int | None, size: int | None) -> tuple[int, int]:
 
 
 def pager(
-    request: Request, offset: int, size: int, shown: int, total: int | None, has_more: bool, param: str = "offset"
+    request: Request,
+    offset: int,
+    size: int,
+    shown: int,
+    total: int | None,
+    has_more: bool,
+    param: str = "offset",
+    older: tuple[str, str] | None = None,
+    newer: tuple[str, str] | None = None,
 ) -> Pager:
     return Pager(
+        older=older,
+        newer=newer,
         param=param,
         offset=offset,
         size=size,

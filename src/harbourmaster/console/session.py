@@ -4,8 +4,8 @@ The server keeps, per session, only the SHA-256 of the token (never the token) a
 request re-authenticates that hash through ``IdentityService.authenticate_hash``, so the session acts
 as exactly the same ``Actor`` as the API would (roles, grants, revocation, expiry, a disabled user).
 The cookie holds a random session id (HttpOnly, SameSite=Strict, Secure over https); the store keys
-sessions by the id's hash. Sessions live in this process: a restart logs everyone out, and several
-control-plane processes behind one address need sticky sessions (docs/console.md).
+sessions by the id's hash, in the metadata database: several control-plane processes behind one address
+share them, a restart keeps them, and a log-out ends the session wherever it is used next.
 """
 
 from __future__ import annotations
@@ -13,33 +13,38 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 from fastapi import Request
+from sqlalchemy import delete, select, update
 from starlette.concurrency import run_in_threadpool
 
 from harbourmaster.errors import AuthenticationError
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.identity import hash_token
 from harbourmaster.services.platform import Platform
+from harbourmaster.store.db import Database
+from harbourmaster.store.tables import ConsoleSessionRow
 
 COOKIE = "hm_console"
 LOGIN_COOKIE = "hm_console_login"  # double-submit CSRF secret of the login form (no session exists yet)
 IDLE_SECONDS = 8 * 3600
 MAX_SECONDS = 24 * 3600
-MAX_SESSIONS = 10_000
+MAX_SESSIONS_PER_USER = 100
+SEEN_EVERY_SECONDS = 60  # the last-seen time is coarse, so that a page load does not write
+PURGE_EVERY_SECONDS = 300
 
 
 @dataclass
 class ConsoleSession:
     token_hash: str
     user: str
-    csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
-    created: float = field(default_factory=time.monotonic)
-    seen: float = field(default_factory=time.monotonic)
+    csrf: str
+    created: datetime
+    seen: datetime
 
 
 class LoginRequired(Exception):
@@ -59,11 +64,13 @@ class FormRefused(Exception):
 
 
 class SessionStore:
-    """Sessions of this control-plane process, keyed by the SHA-256 of their id."""
+    """Console sessions in the metadata database (``console_sessions``), keyed by the SHA-256 of their id:
+    every control-plane process behind one address sees them, they outlive a restart, and a log-out
+    ends the session everywhere. The last-seen time is written at most once per ``SEEN_EVERY``."""
 
-    def __init__(self) -> None:
-        self._sessions: dict[str, ConsoleSession] = {}
-        self._lock = threading.Lock()
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._purged = 0.0
 
     @staticmethod
     def _key(session_id: str) -> str:
@@ -71,41 +78,73 @@ class SessionStore:
 
     def open(self, token_hash: str, user: str) -> tuple[str, ConsoleSession]:
         session_id = secrets.token_urlsafe(32)
-        session = ConsoleSession(token_hash=token_hash, user=user)
-        with self._lock:
-            if len(self._sessions) >= MAX_SESSIONS:
-                self._expire(time.monotonic())
-            if len(self._sessions) >= MAX_SESSIONS:  # still full: drop the oldest
-                oldest = min(self._sessions, key=lambda key: self._sessions[key].seen)
-                del self._sessions[oldest]
-            self._sessions[self._key(session_id)] = session
+        now = datetime.now(UTC)
+        session = ConsoleSession(token_hash, user, secrets.token_urlsafe(32), now, now)
+        with self._db.transaction() as db:
+            db.add(
+                ConsoleSessionRow(
+                    id_hash=self._key(session_id),
+                    token_hash=token_hash,
+                    user=user,
+                    csrf=session.csrf,
+                    created_at=now,
+                    seen_at=now,
+                )
+            )
+            # A person's oldest sessions beyond the limit end (each log-in is a row: bounded per user).
+            kept = (
+                select(ConsoleSessionRow.id_hash)
+                .where(ConsoleSessionRow.user == user)
+                .order_by(ConsoleSessionRow.seen_at.desc())
+                .limit(MAX_SESSIONS_PER_USER)
+            )
+            db.flush()
+            db.execute(
+                delete(ConsoleSessionRow).where(
+                    ConsoleSessionRow.user == user, ConsoleSessionRow.id_hash.not_in(kept.scalar_subquery())
+                )
+            )
+            if time.monotonic() - self._purged > PURGE_EVERY_SECONDS:
+                self._purged = time.monotonic()
+                db.execute(
+                    delete(ConsoleSessionRow).where(
+                        (ConsoleSessionRow.seen_at < now - timedelta(seconds=IDLE_SECONDS))
+                        | (ConsoleSessionRow.created_at < now - timedelta(seconds=MAX_SECONDS))
+                    )
+                )
         return session_id, session
 
     def get(self, session_id: str | None) -> ConsoleSession | None:
+        """The live session of this id (None: unknown, idle too long or too old; an expired one is removed)."""
         if not session_id:
             return None
-        now = time.monotonic()
-        with self._lock:
-            session = self._sessions.get(self._key(session_id))
-            if session is None:
+        key = self._key(session_id)
+        now = datetime.now(UTC)
+        with self._db.reader() as db:
+            row = db.get(ConsoleSessionRow, key)
+            if row is None:
                 return None
-            if now - session.seen > IDLE_SECONDS or now - session.created > MAX_SECONDS:
-                del self._sessions[self._key(session_id)]
-                return None
+            session = ConsoleSession(row.token_hash, row.user, row.csrf, row.created_at, row.seen_at)
+        if (now - session.seen).total_seconds() > IDLE_SECONDS or (now - session.created).total_seconds() > MAX_SECONDS:
+            self.close(session_id)
+            return None
+        if (now - session.seen).total_seconds() > SEEN_EVERY_SECONDS:
+            with self._db.transaction() as db:
+                db.execute(update(ConsoleSessionRow).where(ConsoleSessionRow.id_hash == key).values(seen_at=now))
             session.seen = now
-            return session
+        return session
 
     def close(self, session_id: str | None) -> ConsoleSession | None:
+        """End the session (log-out): it is gone for every process."""
         if not session_id:
             return None
-        with self._lock:
-            return self._sessions.pop(self._key(session_id), None)
-
-    def _expire(self, now: float) -> None:
-        for key in [
-            k for k, s in self._sessions.items() if now - s.seen > IDLE_SECONDS or now - s.created > MAX_SECONDS
-        ]:
-            del self._sessions[key]
+        with self._db.transaction() as db:
+            row = db.get(ConsoleSessionRow, self._key(session_id))
+            if row is None:
+                return None
+            session = ConsoleSession(row.token_hash, row.user, row.csrf, row.created_at, row.seen_at)
+            db.delete(row)
+        return session
 
 
 def store_of(request: Request) -> SessionStore:
@@ -131,7 +170,7 @@ async def log_in(request: Request, token: str) -> tuple[str, ConsoleSession, Act
         raise AuthenticationError(
             "a replica credential cannot log in to the console", "use a person's token (harbourmaster tokens create)"
         )
-    session_id, session = store_of(request).open(hash_token(token), actor.name)
+    session_id, session = await run_in_threadpool(store_of(request).open, hash_token(token), actor.name)
     await run_in_threadpool(platform.audit.record_alone, actor, "console.login", f"user:{actor.name}")
     return session_id, session, actor
 
@@ -141,7 +180,7 @@ async def session_actor(request: Request) -> Actor:
 
     Dependency of every console page; sets ``request.state.console_session`` and ``.console_actor``.
     """
-    session = store_of(request).get(request.cookies.get(COOKIE))
+    session = await run_in_threadpool(store_of(request).get, request.cookies.get(COOKIE))
     if session is None:
         raise LoginRequired()
     try:
@@ -149,7 +188,7 @@ async def session_actor(request: Request) -> Actor:
             platform_of(request).identity.authenticate_hash, session.token_hash, address_of(request)
         )
     except AuthenticationError as exc:
-        store_of(request).close(request.cookies.get(COOKIE))
+        await run_in_threadpool(store_of(request).close, request.cookies.get(COOKIE))
         raise LoginRequired(exc.message) from exc
     request.state.console_session = session
     request.state.console_actor = actor
@@ -159,7 +198,7 @@ async def session_actor(request: Request) -> Actor:
 async def form_actor(request: Request) -> Actor:
     """Dependency of every console POST: a session AND the session's CSRF token in the form's ``csrf``
     field; otherwise FormRefused (403, audited). The service then checks the actor's permission."""
-    session = store_of(request).get(request.cookies.get(COOKIE))
+    session = await run_in_threadpool(store_of(request).get, request.cookies.get(COOKIE))
     if session is None:
         raise FormRefused("a console form was sent without a session")
     form = await request.form()

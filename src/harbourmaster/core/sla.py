@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import attrgetter
@@ -133,12 +133,67 @@ def increase(samples: Sequence[Sample], start: float, end: float) -> tuple[Count
         inside = inside[1:]
     total, previous = ZERO, base
     for sample in inside:
-        restarted = sample.counts.dropped_from(previous.counts) or (
-            sample.started > previous.started + RESET_TOLERANCE_SECONDS
-        )
-        total = total + (sample.counts if restarted else sample.counts - previous.counts)
+        total = total + step_increase(previous, sample)
         previous = sample
     return total, (inside[-1].at - base_at if inside else 0.0)
+
+
+def step_increase(previous: Sample | None, sample: Sample) -> Counts:
+    """The increase from one sample of a series to the next: the difference, or the new sample's counts
+    when the counters restarted (one went down, or ``started`` moved later) or nothing came before."""
+    if previous is None:
+        return sample.counts
+    restarted = sample.counts.dropped_from(previous.counts) or (
+        sample.started > previous.started + RESET_TOLERANCE_SECONDS
+    )
+    return sample.counts if restarted else sample.counts - previous.counts
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One series' samples inside one interval, summarised: the sum of their increments (each the
+    ``step_increase`` over the series' previous sample, kept when the sample was), how many samples,
+    and the first and last one's time (epoch seconds)."""
+
+    increase: Counts
+    samples: int
+    first_at: float
+    last_at: float
+
+
+@dataclass(frozen=True)
+class FirstSample:
+    """A series' oldest sample read, and the increment kept with it."""
+
+    sample: Sample
+    increment: Counts
+
+
+def slices_increase(
+    inside: Sequence[Slice], base_at: float | None, first: FirstSample | None, start: float
+) -> tuple[Counts, float]:
+    """What ``increase`` gives over ``(start, end]`` for one series, from its slices in the window.
+
+    ``base_at``: the time of the series' newest sample at or before ``start`` (None: none was read;
+    then ``first``, the series' oldest sample read, decides as ``increase`` does: a series that started
+    inside the window counts from zero, otherwise from its first sample).
+    """
+    inside = [s for s in inside if s.samples]
+    if not inside:
+        return ZERO, 0.0
+    total = ZERO
+    for part in inside:
+        total = total + part.increase
+    last = max(s.last_at for s in inside)
+    if base_at is not None:
+        return total, last - base_at
+    if first is None:
+        raise ValueError("a series without a sample before the window needs its first sample")
+    if first.sample.started >= start:
+        return total - first.increment + first.sample.counts, last - first.sample.started
+    if sum(s.samples for s in inside) == 1:
+        return ZERO, 0.0
+    return total - first.increment, last - first.sample.at
 
 
 def window_counts(series: Iterable[Sequence[Sample]], start: float, end: float) -> tuple[Counts, float]:
@@ -364,11 +419,30 @@ def assess(
 ) -> SlaReport:
     """Figures over every window and both burn alerts, from the replicas' sample series at ``now``."""
     end = now.timestamp()
+    longest = end - max(WINDOWS.values())
+    return report_of(
+        project,
+        environment,
+        sla,
+        lambda seconds: window_counts(series, end - seconds, end),
+        sum(1 for samples in series if any(s.at > longest for s in samples)),
+        now,
+    )
+
+
+def report_of(
+    project: str,
+    environment: str,
+    sla: SlaConfig,
+    counts_over: Callable[[int], tuple[Counts, float]],
+    replicas: int,
+    now: datetime,
+) -> SlaReport:
+    """The report from each window's (increase, covered seconds), as ``counts_over(window seconds)`` gives."""
     windows = {}
     for name, seconds in WINDOWS.items():
-        counts, covered = window_counts(series, end - seconds, end)
+        counts, covered = counts_over(seconds)
         windows[name] = figures(name, seconds, counts, covered, sla)
-    longest = end - max(WINDOWS.values())
     return SlaReport(
         project=project,
         environment=environment,
@@ -376,7 +450,7 @@ def assess(
         objectives=[o.name for o in objectives(sla)],
         windows=list(windows.values()),
         alerts=[judge(alert, windows, sla) for alert in BURN_ALERTS],
-        replicas=sum(1 for samples in series if any(s.at > longest for s in samples)),
+        replicas=replicas,
         computed_at=now,
     )
 

@@ -356,9 +356,15 @@ class AuditService:
         until: datetime | None = None,
         offset: int = 0,
         limit: int = 50,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         """One page of entries, newest first, and how many match: ``action`` is a prefix (``version.``),
-        ``target`` a substring, the others exact; ``since``/``until`` bound the time. For the console."""
+        ``target`` a substring, the others exact; ``since``/``until`` bound the time. For the console.
+
+        Keyset paging: with ``before_seq`` the page is the ``limit`` newest matching entries older than
+        that entry, with ``after_seq`` the ``limit`` oldest newer than it (``offset`` is then ignored), so
+        that the last pages of a long log cost what the first does."""
         self._platform.access.require(actor, Permission.AUDIT, target="audit log")
         conditions = []
         if action:
@@ -377,13 +383,15 @@ class AuditService:
             conditions.append(AuditEventRow.at < until.astimezone(UTC).isoformat(timespec="microseconds"))
         with self._platform.db.reader() as session:
             total = session.scalar(select(func.count()).select_from(AuditEventRow).where(*conditions)) or 0
-            rows = session.scalars(
-                select(AuditEventRow)
-                .where(*conditions)
-                .order_by(AuditEventRow.seq.desc())
-                .offset(max(0, offset))
-                .limit(max(1, limit))
-            )
+            query = select(AuditEventRow).where(*conditions).limit(max(1, limit))
+            if after_seq is not None:
+                query = query.where(AuditEventRow.seq > after_seq).order_by(AuditEventRow.seq.asc())
+                return [row_entry(row) for row in reversed(list(session.scalars(query)))], total
+            if before_seq is not None:
+                query = query.where(AuditEventRow.seq < before_seq)
+            else:
+                query = query.offset(max(0, offset))
+            rows = session.scalars(query.order_by(AuditEventRow.seq.desc()))
             return [row_entry(row) for row in rows], total
 
     def export(self, actor: Actor, since: datetime | None = None, format: str = "jsonl") -> str:

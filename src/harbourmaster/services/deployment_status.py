@@ -14,11 +14,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
+from sqlalchemy.orm import Session
 
 from harbourmaster.core.environments import SlaConfig
 from harbourmaster.core.permissions import Permission
-from harbourmaster.core.sla import FALLBACK_PATHS, SlaReport, assess
-from harbourmaster.core.sla_timeline import TrafficPoint, timeline
+from harbourmaster.core.sla import FALLBACK_PATHS, WINDOWS, ZERO, Counts, SlaReport, report_of, slices_increase
+from harbourmaster.core.sla_timeline import TrafficPoint, intervals, timeline_of_slices
 from harbourmaster.schemas import DeploymentState
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.rollouts import RolloutInfo, RolloutService, rollout_stage
@@ -134,17 +135,8 @@ class DeploymentStatusService:
         with self._platform.db.reader() as session:
             state = self._platform.deployments.state_in(session, project, environment, required=True)
             rollout = RolloutService.active_in(session, project).get((project, environment))
-            since = now - max(LOOKBACK, timedelta(seconds=span_seconds) + timedelta(minutes=15))
-            found = traffic_samples.series(session, since, environment, project)
-        per_replica = dict(found.get((project, environment), {}))
-        series = list(per_replica.values())
-        report = assess(project, environment, sla, series, now)
-        points = timeline(series, sla, now, span_seconds, step)
+            report, points, throughput = _traffic(session, project, environment, sla, now, span_seconds, step)
         step_seconds = (points[1].end - points[0].end).total_seconds() if len(points) > 1 else float(step)
-        throughput = {
-            replica: [p.throughput for p in timeline([samples], sla, now, span_seconds, step)]
-            for replica, samples in per_replica.items()
-        }
         outcomes_since = now - timedelta(hours=1)
         found = self._outcomes(project, environment, outcomes_since) if outcomes else None
         result = DeploymentStatus(
@@ -226,6 +218,43 @@ class DeploymentStatusService:
                 return
             self._audited[key] = now
         self._platform.audit.record_alone(actor, "deployment.status.read", project, environment=environment)
+
+
+def _traffic(
+    session: Session, project: str, environment: str, sla: SlaConfig, now: datetime, span_seconds: int, wanted: int
+) -> tuple[SlaReport, list[TrafficPoint], dict[str, list[float | None]]]:
+    """The SLA report and the timeline (in total and per replica) from the samples' kept increments,
+    summed per replica and interval in SQL: a few hundred rows, whatever the heartbeat cadence. The
+    figures are those ``assess`` and ``timeline`` compute from the raw samples (tests/monitoring)."""
+    since = now - max(LOOKBACK, timedelta(seconds=span_seconds) + timedelta(minutes=15))
+    bounds = sorted(WINDOWS.values())
+    step, count = intervals(span_seconds, wanted)
+    bands = traffic_samples.sums(session, environment, project, since, now, bounds=bounds)
+    slots = traffic_samples.sums(session, environment, project, since, now, step=step, count=count)
+    # A replica with no sample before the longest window (or the span) needs its first one (rare: a new replica).
+    unbased = {r for r, parts in bands.items() if len(bounds) not in parts} | {
+        r for r, parts in slots.items() if count not in parts
+    }
+    firsts = traffic_samples.first_samples(session, environment, project, since, sorted(unbased))
+    end = now.timestamp()
+
+    def counts_over(seconds: int) -> tuple[Counts, float]:
+        inner = bounds.index(seconds)
+        total, covered = ZERO, 0.0
+        for replica, parts in bands.items():
+            older = [p.last_at for k, p in parts.items() if k > inner and p.samples]
+            inside = [p for k, p in parts.items() if k <= inner]
+            counts, seconds_ = slices_increase(inside, max(older, default=None), firsts.get(replica), end - seconds)
+            total, covered = total + counts, max(covered, seconds_)
+        return total, covered
+
+    live = sum(1 for parts in bands.values() if any(k < len(bounds) for k in parts))
+    report = report_of(project, environment, sla, counts_over, live, now)
+    replicas = sorted(slots)
+    points, own = timeline_of_slices(
+        [(slots[replica], firsts.get(replica)) for replica in replicas], sla, now, step, count
+    )
+    return report, points, dict(zip(replicas, own, strict=True))
 
 
 def _split(state: DeploymentState) -> TrafficSplit:

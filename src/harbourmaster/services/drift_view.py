@@ -85,12 +85,14 @@ class DriftViewService:
         reports = max(1, min(int(reports), MAX_REPORTS))
         with self._platform.db.reader() as session:
             self._platform.registry.project_row(session, project)  # an unknown project is named
-            series, latest = drift_results.recent_reports(session, project, environment, reports)
-        return _overview(project, environment, series, latest)
+            datasets, series, latest = drift_results.recent_reports(session, project, environment, reports)
+        return _overview(project, environment, datasets, series, latest)
 
 
-def _overview(project: str, environment: str, series: list[Any], latest: list[DriftResultRow]) -> DriftOverview:
-    if not series:
+def _overview(
+    project: str, environment: str, datasets: list[Any], series: list[Any], latest: list[DriftResultRow]
+) -> DriftOverview:
+    if not latest:
         return DriftOverview(
             project=project,
             environment=environment,
@@ -104,11 +106,8 @@ def _overview(project: str, environment: str, series: list[Any], latest: list[Dr
             reports=0,
         )
     history: dict[str, list[FeaturePoint]] = {}
-    dataset: list[DatasetPoint] = []
-    for row in reversed(series):  # oldest first
-        if row.kind == "dataset":
-            dataset.append(_dataset_point(row))
-            continue
+    dataset = [_dataset_point(row) for row in reversed(datasets)]  # oldest first
+    for row in reversed(series):
         history.setdefault(row.feature, []).append(
             FeaturePoint(
                 computed_at=row.computed_at,
@@ -120,7 +119,7 @@ def _overview(project: str, environment: str, series: list[Any], latest: list[Dr
         )
     features = [_feature(row, history.get(row.feature, [])) for row in latest if row.kind != "dataset"]
     features.sort(key=lambda f: (f.kind != "feature", not f.drifted, -f.score, f.feature))
-    head = series[0]
+    head = latest[0]  # the newest report
     return DriftOverview(
         project=project,
         environment=environment,
@@ -131,7 +130,7 @@ def _overview(project: str, environment: str, series: list[Any], latest: list[Dr
         window_end=head.window_end,
         features=features,
         dataset=dataset,
-        reports=len({row.report_id for row in series}),
+        reports=len({row.report_id for row in datasets} | {row.report_id for row in series}),
     )
 
 

@@ -108,9 +108,11 @@ def measured_features(session: Session, project: str, environment: str) -> list[
 
 def recent_reports(
     session: Session, project: str, environment: str, reports: int = 30
-) -> tuple[list[Any], list[DriftResultRow]]:
-    """A deployment's newest ``reports`` reports: every row's figures without details (the series), newest
-    report first, and the newest report's whole rows (with details: distributions, quality, notes)."""
+) -> tuple[list[Any], list[Any], list[DriftResultRow]]:
+    """A deployment's newest ``reports`` reports, newest report first: their dataset rows (every figure
+    but the details), their feature rows (only what a score series needs: thousands of rows at 200
+    reports of 30 features), and the newest report's whole rows (with details: distributions, quality,
+    notes)."""
     r = DriftResultRow
     newest = (
         select(r.report_id, func.max(r.computed_at).label("at"))
@@ -120,7 +122,7 @@ def recent_reports(
         .limit(reports)
         .subquery()
     )
-    series = list(
+    datasets = list(
         session.execute(
             select(
                 r.report_id,
@@ -138,10 +140,20 @@ def recent_reports(
                 r.window_end,
             )
             .join(newest, newest.c.report_id == r.report_id)
+            .where(r.kind == "dataset")
             .order_by(r.computed_at.desc(), r.id)
         )
     )
-    if not series:
-        return [], []
-    latest = list(session.scalars(select(r).where(r.report_id == series[0].report_id).order_by(r.id)))
-    return series, latest
+    features = list(
+        session.execute(
+            select(r.report_id, r.computed_at, r.feature, r.kind, r.statistic, r.drifted, r.score)
+            .join(newest, newest.c.report_id == r.report_id)
+            .where(r.kind != "dataset")
+            .order_by(r.computed_at.desc(), r.id)
+        )
+    )
+    if not datasets and not features:
+        return [], [], []
+    head = max((rows[0] for rows in (datasets, features) if rows), key=lambda row: row.computed_at)
+    latest = list(session.scalars(select(r).where(r.report_id == head.report_id).order_by(r.id)))
+    return datasets, features, latest

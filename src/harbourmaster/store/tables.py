@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -573,8 +574,48 @@ class TrafficSampleRow(Base):
     buckets: Mapped[list[float]] = mapped_column(JSON, nullable=False, default=list)
     # None: the whole project; "champion" / "challenger": that side of a canary (the rollout controller's data)
     side: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # ``sampled_at`` in integer microseconds since the epoch (interval arithmetic in SQL, both backends)
+    at_us: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    # The increase over the series' previous sample (restart-aware, core/sla.py), kept when the sample is:
+    # the console sums these per interval in SQL instead of differencing every sample per page load.
+    inc_requests: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    inc_errors: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    inc_fallbacks: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    inc_timed: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    inc_latency_sum: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    inc_b0: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    inc_b1: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    inc_b2: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    inc_b3: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    inc_b4: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    inc_b5: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    inc_b6: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    inc_b7: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    inc_b8: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    inc_b9: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    inc_b10: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    inc_b11: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    inc_b12: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
 
-    __table_args__ = (Index("ix_traffic_samples_series", "environment", "project", "sampled_at"),)
+    __table_args__ = (
+        Index("ix_traffic_samples_series", "environment", "project", "sampled_at"),
+        Index("ix_traffic_samples_increments", "environment", "project", "at_us"),
+        Index("ix_traffic_samples_replica", "replica", "environment", "project", "at_us"),
+    )
+
+
+class ConsoleSessionRow(Base):
+    """A console log-in: the SHA-256 of its session id (the cookie's value is never stored), the SHA-256
+    of the token it logged in with (re-authenticated on every request), its CSRF secret and times."""
+
+    __tablename__ = "console_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    user: Mapped[str] = mapped_column(String(128), nullable=False)
+    csrf: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, index=True)
 
 
 class RolloutRow(Base):

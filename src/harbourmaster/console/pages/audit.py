@@ -62,8 +62,12 @@ async def audit_page(
     until: str | None = Query(None, max_length=40),
     offset: int | None = Query(None, ge=0, le=10_000_000),
     size: int | None = Query(None, ge=1, le=200),
+    before: int | None = Query(None, ge=1),
+    after: int | None = Query(None, ge=0),
     actor: Actor = Depends(session_actor),
 ) -> HTMLResponse:
+    """Newest first; the older and newer links page by key (``before``/``after`` an entry's number), so the
+    last pages of 100,000 entries cost what the first does; ``offset`` alone still works (and numbers rows)."""
     platform = platform_of(request)
     start, count = page_window(offset, size)
     filters = {
@@ -87,8 +91,12 @@ async def audit_page(
             until=_time(until, "until"),
             offset=start,
             limit=count,
+            before_seq=before,
+            after_seq=after,
         )
     )
+    if after is not None and len(entries) < count:  # fewer newer entries than a page: the newest page
+        start = 0
     environments = [env.name for env in platform.environments.list()]
     return render(
         request,
@@ -97,7 +105,16 @@ async def audit_page(
         filters=filters,
         outcomes=OUTCOMES,
         environments=environments,
-        pager=pager(request, start, count, len(entries), total, start + len(entries) < total),
+        pager=pager(
+            request,
+            start,
+            count,
+            len(entries),
+            total,
+            start + len(entries) < total,
+            older=("before", str(entries[-1]["seq"])) if entries else None,
+            newer=("after", str(entries[0]["seq"])) if entries else None,
+        ),
         last=getattr(request.app.state, "console_last_verification", None),
     )
 
