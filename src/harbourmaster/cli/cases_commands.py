@@ -10,7 +10,7 @@ import typer
 
 from harbourmaster.cli import output
 from harbourmaster.cli.common import JsonOption, TokenOption, UrlOption, client
-from harbourmaster.services.cases import CaseInfo
+from harbourmaster.services.cases import DEFAULT_LEASE_SECONDS, LEASE_BOUNDS, CaseInfo
 
 cases_app = typer.Typer(help="Lifecycle cases: from the alert that opened one to the rollout that ended it.")
 lifecycle_app = typer.Typer(help="The model lifecycle's automation (see docs/lifecycle.md, Automation).")
@@ -102,6 +102,14 @@ def worker(
     once: Annotated[bool, typer.Option("--once", help="Run every case open now, then exit.")] = False,
     poll: Annotated[float, typer.Option(min=0.5, help="Seconds between looks for an open case.")] = 10.0,
     name: Annotated[str | None, typer.Option("--name", help="This worker's name on the cases it claims.")] = None,
+    lease: Annotated[
+        float,
+        typer.Option(
+            min=LEASE_BOUNDS[0],
+            max=LEASE_BOUNDS[1],
+            help="Seconds a claim holds unless renewed (renewed every third); a dead worker's case is reclaimed then.",
+        ),
+    ] = DEFAULT_LEASE_SECONDS,
     url: UrlOption = None,
     token: TokenOption = None,
     json: JsonOption = False,
@@ -119,7 +127,7 @@ def worker(
             output.errors.print(line, markup=False, highlight=False)
 
     with client(url, token) as hm:
-        ran = work(hm, once=once, poll=poll, worker=name, say=say)
+        ran = work(hm, once=once, poll=poll, worker=name, lease=lease, say=say)
     if json:
         return output.print_json(ran)
     if not ran:
