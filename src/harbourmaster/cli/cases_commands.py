@@ -161,7 +161,7 @@ def _print(info: CaseInfo, json: bool) -> None:
             "ok" if s["status"] == "succeeded" else "FAILED",
             s.get("actor"),
             s.get("finished_at"),
-            s.get("error") or jsonlib.dumps(s.get("links") or {}, default=str)[:160],
+            s.get("error") or ("below" if s.get("links") else "-"),
         ]
         for s in info.steps
     ]
@@ -169,5 +169,18 @@ def _print(info: CaseInfo, json: bool) -> None:
         rows.append(["promotion", info.state, "", output.when(info.updated_at), f"promotion {info.promotion_id}"])
     if info.rollout_id is not None:
         rows.append(["rollout", info.outcome or "running", "", "", f"rollout {info.rollout_id}"])
-    output.table("steps", ["step", "status", "by", "at", "links / error"], rows)
+    output.table("steps", ["step", "status", "by", "at", "error / links"], rows)
+    # Each link whole, one a line (soft-wrapped, never cut): ids and commands are copied from here.
+    for s in info.steps:
+        if s.get("links"):
+            out.print(f"{s['step']} links:", markup=False, highlight=False)
+            for key, value in s["links"].items():
+                out.print(f"  {key}: {_link(value)}", markup=False, highlight=False)
     return None
+
+
+def _link(value: object) -> str:
+    """A step's link as text: plain values as they are, nested ones as compact JSON (complete)."""
+    if isinstance(value, dict | list):
+        return jsonlib.dumps(value, default=str, separators=(", ", ": "))
+    return str(value)
