@@ -75,6 +75,12 @@ def install_error_handlers(app: FastAPI) -> None:
         full = storage_full(exc)
         if full is not None:  # the control plane's disk or database is full: its operator must make room
             log.error("storage full on %s %s: %s", request.method, request.url.path, exc)
-            return error_response(full.http_status, full.code, full.message, full.hint)
+            return error_response(
+                full.http_status,
+                full.code,
+                "the control plane's disk is full: what this request was writing was not kept",
+                "ask the platform's operator to free space on its disk or database (its log names the file), "
+                "then retry",
+            )
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(500, "internal", f"internal error: {type(exc).__name__}", "see the server log")
