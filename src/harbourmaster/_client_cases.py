@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from harbourmaster.services.cases import CaseInfo
+from harbourmaster.services.cases import DEFAULT_LEASE_SECONDS, CaseInfo
 
 if TYPE_CHECKING:
     from harbourmaster.client import _Remote
@@ -35,12 +35,20 @@ class CaseMethods:
             return CaseInfo.model_validate(self._remote.get(f"/cases/{case_id}"))
         return self._platform.cases.get(self.actor, case_id)
 
-    def claim_case(self, worker: str | None = None) -> CaseInfo | None:
-        """The oldest open case, now running for this worker; None when none is open."""
+    def claim_case(self, worker: str | None = None, *, lease: float = DEFAULT_LEASE_SECONDS) -> CaseInfo | None:
+        """The oldest open case (or running case whose lease expired), now running for this worker for
+        ``lease`` seconds unless renewed (``renew_case_lease``); None when there is none."""
         if self._remote:
-            item = self._remote.post("/cases/claim", json={"worker": worker})
+            item = self._remote.post("/cases/claim", json={"worker": worker, "lease_seconds": lease})
             return CaseInfo.model_validate(item) if item else None
-        return self._platform.cases.claim(self.actor, worker)
+        return self._platform.cases.claim(self.actor, worker, lease_seconds=lease)
+
+    def renew_case_lease(self, case_id: int, claim: int, *, lease: float = DEFAULT_LEASE_SECONDS) -> CaseInfo:
+        """Extend the lease of the claim this worker holds (ConflictError once another worker reclaimed it)."""
+        if self._remote:
+            body = {"claim": claim, "lease_seconds": lease}
+            return CaseInfo.model_validate(self._remote.post(f"/cases/{case_id}/lease", json=body))
+        return self._platform.cases.renew(self.actor, case_id, claim, lease_seconds=lease)
 
     def record_case_step(
         self,
@@ -51,8 +59,10 @@ class CaseMethods:
         links: dict[str, Any] | None = None,
         error: str | None = None,
         started_at: datetime | None = None,
+        claim: int | None = None,
     ) -> CaseInfo:
-        """Record a step of a claimed case (a failed one fails the case and raises an alert)."""
+        """Record a step of a claimed case (a failed one fails the case and raises an alert); ``claim``: the
+        claim this worker holds (refused once another worker reclaimed the case)."""
         if self._remote:
             body = {
                 "step": step,
@@ -60,10 +70,11 @@ class CaseMethods:
                 "links": links or {},
                 "error": error,
                 "started_at": started_at.isoformat() if started_at else None,
+                "claim": claim,
             }
             return CaseInfo.model_validate(self._remote.post(f"/cases/{case_id}/steps", json=body))
         return self._platform.cases.record_step(
-            self.actor, case_id, step, status, links=links, error=error, started_at=started_at
+            self.actor, case_id, step, status, links=links, error=error, started_at=started_at, claim=claim
         )
 
     def close_case(self, case_id: int, reason: str) -> CaseInfo:

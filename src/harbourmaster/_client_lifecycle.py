@@ -84,6 +84,7 @@ class LifecycleMethods:
         mix_training: float = 0.0,
         project_dir: str | Path | None = None,
         progress: Progress = SILENT,
+        case: int | None = None,
     ) -> TrainResult:
         """Retrain ``project`` on the labelled production rows of ``environment`` with its own training
         entrypoint and register the new version (lineage ``retrain``; a run of kind ``retrain``).
@@ -93,7 +94,8 @@ class LifecycleMethods:
         the evaluation set of ``evaluate``. ``mix_training``: that share of the original training source
         (the project's ``[data]``) is added to the production rows. Refused, with nothing registered, when no
         ground truth arrived, when fewer than ``[retrain] min_rows`` rows are labelled, or when the rows
-        break the champion's input schema or the project's ``[schema]``.
+        break the champion's input schema or the project's ``[schema]``. ``case``: the lifecycle case this
+        retraining runs for (recorded in the lineage, so a worker resuming the case finds the version).
         """
         if since is not None and last is not None:
             raise InvalidInputError("give --since or --last, not both", "--since DATE (a window) or --last N (rows)")
@@ -164,6 +166,8 @@ class LifecycleMethods:
                 "run_by": self.actor.name,
                 "code": code_from,
             }
+            if case is not None:
+                record["case"] = case
             source = DataSource(path=str(data_file))
             if not self._remote:
                 return self._platform.training.train(

@@ -126,6 +126,13 @@ class ConfirmationRequiredError(HarbourmasterError):
     http_status = 202
 
 
+class StorageFullError(HarbourmasterError):
+    """A disk (or the database's) is full: what was being written was not kept."""
+
+    code = "storage_full"
+    http_status = 507
+
+
 class ConnectionFailedError(HarbourmasterError):
     """The SDK could not reach a Harbourmaster server."""
 
@@ -151,9 +158,31 @@ ERRORS_BY_CODE: dict[str, type[HarbourmasterError]] = {
         AuthenticationError,
         PermissionDeniedError,
         ConfirmationRequiredError,
+        StorageFullError,
         ConnectionFailedError,
     )
 }
+
+_FULL_ERRNOS = frozenset({28, 27, 122})  # ENOSPC, EFBIG (a file-size limit), EDQUOT (a quota)
+
+
+def storage_full(exc: BaseException) -> StorageFullError | None:
+    """``exc`` as a ``StorageFullError`` when it says a disk or the database is full (an ``OSError`` ENOSPC,
+    EFBIG or EDQUOT; SQLite's SQLITE_FULL; PostgreSQL's disk_full, 53100), else None."""
+    where = None
+    if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+        where = f"writing {exc.filename}" if exc.filename else "writing a file"
+    else:
+        original = getattr(exc, "orig", None)  # a SQLAlchemy error wraps the driver's
+        text = str(original or "")
+        if "database or disk is full" in text or getattr(original, "sqlstate", None) == "53100":
+            where = "writing to the database"
+    if where is None:
+        return None
+    return StorageFullError(
+        f"the disk is full: {where} failed, and what this command was writing was not kept",
+        "free space on that disk (or give the store a larger one), then run the command again",
+    )
 
 
 def validation_problems(exc: ValidationError, subject: str) -> str:

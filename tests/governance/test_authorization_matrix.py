@@ -274,14 +274,17 @@ def _stop_replicas() -> Any:
         _REPLICAS.pop().stop()
 
 
-def _prepare_case(state: str, **json: Any) -> Example:
-    """A lifecycle case of the seed project in dev, in ``state`` (a fresh one per request)."""
+def _prepare_case(state: str, *, claims: int = 0, **json: Any) -> Example:
+    """A lifecycle case of the seed project in dev, in ``state`` (a fresh one per request), claimed ``claims``
+    times."""
 
     def example(platform: Platform, _seed: Seed, _user: str) -> Request:
         from harbourmaster.store.tables import LifecycleCaseRow
 
         with platform.db.transaction() as session:
-            row = LifecycleCaseRow(project=PROJECT, environment="dev", state=state, trigger={}, policy={}, steps=[])
+            row = LifecycleCaseRow(
+                project=PROJECT, environment="dev", state=state, trigger={}, policy={}, steps=[], claims=claims
+            )
             session.add(row)
             session.flush()
             case_id = row.id
@@ -454,6 +457,7 @@ EXAMPLES: dict[tuple[str, str], list[Example]] = {
     ("POST", "/api/v1/cases/{case_id}/steps"): [
         _prepare_case("running", step="retrain", status="failed", error="the matrix's example")
     ],
+    ("POST", "/api/v1/cases/{case_id}/lease"): [_prepare_case("running", claims=1, claim=1, lease_seconds=30)],
     ("POST", "/api/v1/cases/{case_id}/close"): [_prepare_case("running", reason="the matrix's example")],
     ("GET", "/api/v1/rollouts"): [lambda _p, _s, _u: Request(params={"project": PROJECT, "active": True})],
     ("GET", "/api/v1/rollouts/{rollout_id}"): [_rollout(None)],

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from harbourmaster.api.bounds import InputRefused, audit_refused_input
-from harbourmaster.errors import HarbourmasterError, InvalidInputError, UntrustedContentError
+from harbourmaster.errors import HarbourmasterError, InvalidInputError, UntrustedContentError, storage_full
 
 log = logging.getLogger("harbourmaster.api")
 
@@ -72,5 +72,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        full = storage_full(exc)
+        if full is not None:  # the control plane's disk or database is full: its operator must make room
+            log.error("storage full on %s %s: %s", request.method, request.url.path, exc)
+            return error_response(
+                full.http_status,
+                full.code,
+                "the control plane's disk is full: what this request was writing was not kept",
+                "ask the platform's operator to free space on its disk or database (its log names the file), "
+                "then retry",
+            )
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(500, "internal", f"internal error: {type(exc).__name__}", "see the server log")

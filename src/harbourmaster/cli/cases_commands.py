@@ -10,7 +10,7 @@ import typer
 
 from harbourmaster.cli import output
 from harbourmaster.cli.common import JsonOption, TokenOption, UrlOption, client
-from harbourmaster.services.cases import CaseInfo
+from harbourmaster.services.cases import DEFAULT_LEASE_SECONDS, LEASE_BOUNDS, CaseInfo
 
 cases_app = typer.Typer(help="Lifecycle cases: from the alert that opened one to the rollout that ended it.")
 lifecycle_app = typer.Typer(help="The model lifecycle's automation (see docs/lifecycle.md, Automation).")
@@ -102,6 +102,14 @@ def worker(
     once: Annotated[bool, typer.Option("--once", help="Run every case open now, then exit.")] = False,
     poll: Annotated[float, typer.Option(min=0.5, help="Seconds between looks for an open case.")] = 10.0,
     name: Annotated[str | None, typer.Option("--name", help="This worker's name on the cases it claims.")] = None,
+    lease: Annotated[
+        float,
+        typer.Option(
+            min=LEASE_BOUNDS[0],
+            max=LEASE_BOUNDS[1],
+            help="Seconds a claim holds unless renewed (renewed every third); a dead worker's case is reclaimed then.",
+        ),
+    ] = DEFAULT_LEASE_SECONDS,
     url: UrlOption = None,
     token: TokenOption = None,
     json: JsonOption = False,
@@ -119,7 +127,7 @@ def worker(
             output.errors.print(line, markup=False, highlight=False)
 
     with client(url, token) as hm:
-        ran = work(hm, once=once, poll=poll, worker=name, say=say)
+        ran = work(hm, once=once, poll=poll, worker=name, lease=lease, say=say)
     if json:
         return output.print_json(ran)
     if not ran:
@@ -153,7 +161,7 @@ def _print(info: CaseInfo, json: bool) -> None:
             "ok" if s["status"] == "succeeded" else "FAILED",
             s.get("actor"),
             s.get("finished_at"),
-            s.get("error") or jsonlib.dumps(s.get("links") or {}, default=str)[:160],
+            s.get("error") or ("below" if s.get("links") else "-"),
         ]
         for s in info.steps
     ]
@@ -161,5 +169,18 @@ def _print(info: CaseInfo, json: bool) -> None:
         rows.append(["promotion", info.state, "", output.when(info.updated_at), f"promotion {info.promotion_id}"])
     if info.rollout_id is not None:
         rows.append(["rollout", info.outcome or "running", "", "", f"rollout {info.rollout_id}"])
-    output.table("steps", ["step", "status", "by", "at", "links / error"], rows)
+    output.table("steps", ["step", "status", "by", "at", "error / links"], rows)
+    # Each link whole, one a line (soft-wrapped, never cut): ids and commands are copied from here.
+    for s in info.steps:
+        if s.get("links"):
+            out.print(f"{s['step']} links:", markup=False, highlight=False)
+            for key, value in s["links"].items():
+                out.print(f"  {key}: {_link(value)}", markup=False, highlight=False)
     return None
+
+
+def _link(value: object) -> str:
+    """A step's link as text: plain values as they are, nested ones as compact JSON (complete)."""
+    if isinstance(value, dict | list):
+        return jsonlib.dumps(value, default=str, separators=(", ", ": "))
+    return str(value)

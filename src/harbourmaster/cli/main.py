@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from harbourmaster.cli import output
-from harbourmaster.errors import ConfirmationRequiredError, HarbourmasterError
+from harbourmaster.errors import ConfirmationRequiredError, HarbourmasterError, storage_full
 
 app = typer.Typer(
     name="harbourmaster",
@@ -427,7 +427,14 @@ def run(argv: Sequence[str] | None = None) -> None:
     except HarbourmasterError as exc:
         output.fail(exc.message, exc.hint)
         sys.exit(1)
-    except OSError as exc:
+    except Exception as exc:
+        # A full disk (or database), wherever the write was: say so and what to do, not a traceback.
+        full = storage_full(exc)
+        if full is not None:
+            output.fail(full.message, full.hint)
+            sys.exit(1)
+        if not isinstance(exc, OSError):
+            raise
         # A path the user gave (or the home) that cannot be read or written: name it, not a traceback.
         where = f": {exc.filename}" if exc.filename else ""
         output.fail(

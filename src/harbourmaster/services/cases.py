@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("harbourmaster.cases")
 AUTOMATION = "automation"  # the system actor that opens and follows cases, and the failed cases' monitor
 FAILED_RULE = "lifecycle.case-failed"
+DEFAULT_LEASE_SECONDS = 60.0  # how long a claim holds without renewal (the worker renews it every third of it)
+LEASE_BOUNDS = (2.0, 3600.0)
 
 
 class CaseInfo(BaseModel):
@@ -58,6 +60,8 @@ class CaseInfo(BaseModel):
     outcome: str | None
     claimed_by: str | None
     claimed_at: datetime | None
+    lease_expires_at: datetime | None
+    claims: int
     created_at: datetime
     updated_at: datetime
     closed_at: datetime | None
@@ -248,35 +252,104 @@ class CaseService:
         self._platform.access.audit_guarded_read(actor, "cases.read", f"case:{case_id}", [info.environment])
         return info
 
-    def claim(self, actor: Actor, worker: str | None = None) -> CaseInfo | None:
-        """Hand the oldest open case to this worker (exactly once: two workers never get the same case), or
-        None when no case is open. Needs ``deploy`` (and on a guarded environment a deploy grant there)."""
+    def claim(
+        self, actor: Actor, worker: str | None = None, *, lease_seconds: float = DEFAULT_LEASE_SECONDS
+    ) -> CaseInfo | None:
+        """Hand the oldest open case to this worker, or else the oldest running case whose lease expired (its
+        worker died or hung): exactly once, two workers never get the same claim. The claim holds for
+        ``lease_seconds`` unless renewed (``renew``). None when there is nothing to take. Needs ``deploy`` (and
+        on a guarded environment a deploy grant there)."""
         self._platform.access.require(actor, Permission.DEPLOY, target="cases")
+        lease = _lease(lease_seconds)
         name = worker or actor.name
+        now = datetime.now(UTC)
         with self._platform.db.reader() as session:
             candidates = list(
                 session.execute(
-                    select(LifecycleCaseRow.id, LifecycleCaseRow.environment)
+                    select(LifecycleCaseRow.id, LifecycleCaseRow.environment, LifecycleCaseRow.claims)
                     .where(LifecycleCaseRow.state == "open")
                     .order_by(LifecycleCaseRow.id)
                     .limit(20)
                 )
+            ) + list(
+                session.execute(
+                    select(LifecycleCaseRow.id, LifecycleCaseRow.environment, LifecycleCaseRow.claims)
+                    .where(LifecycleCaseRow.state == "running", LifecycleCaseRow.lease_expires_at < now)
+                    .order_by(LifecycleCaseRow.id)
+                    .limit(20)
+                )
             )
-        for case_id, environment in candidates:
+        for case_id, environment, claims in candidates:
             self._platform.access.require(actor, Permission.DEPLOY, environment=environment, target=f"case:{case_id}")
             moment = datetime.now(UTC)
             with self._platform.db.transaction() as session:
+                before = session.execute(
+                    select(
+                        LifecycleCaseRow.state, LifecycleCaseRow.claimed_by, LifecycleCaseRow.lease_expires_at
+                    ).where(LifecycleCaseRow.id == case_id)
+                ).one()
+                # The claims count fences the take: of two workers that saw the same case, one changes it.
                 taken = session.execute(
                     update(LifecycleCaseRow)
-                    .where(LifecycleCaseRow.id == case_id, LifecycleCaseRow.state == "open")
-                    .values(state="running", claimed_by=name, claimed_at=moment, updated_at=moment)
+                    .where(
+                        LifecycleCaseRow.id == case_id,
+                        LifecycleCaseRow.claims == claims,
+                        (LifecycleCaseRow.state == "open")
+                        | ((LifecycleCaseRow.state == "running") & (LifecycleCaseRow.lease_expires_at < moment)),
+                    )
+                    .values(
+                        state="running",
+                        claimed_by=name,
+                        claimed_at=moment,
+                        lease_expires_at=moment + lease,
+                        claims=claims + 1,
+                        updated_at=moment,
+                    )
                 )
                 if taken.rowcount != 1:
                     continue  # another worker took it first
                 row = self._row(session, case_id)
-                self._audit(session, actor, row, "case.claim", "open", details={"worker": name})
+                if before.state == "open":
+                    self._audit(
+                        session, actor, row, "case.claim", "open", details={"worker": name, "claim": row.claims}
+                    )
+                else:
+                    done = [item["step"] for item in row.steps if item.get("status") == "succeeded"]
+                    details = {
+                        "worker": name,
+                        "claim": row.claims,
+                        "from_worker": before.claimed_by,
+                        "lease_expired_at": before.lease_expires_at.isoformat() if before.lease_expires_at else None,
+                        "steps_done": done,
+                    }
+                    self._audit(session, actor, row, "case.reclaim", "running", details=details)
+                    log.warning("case %s reclaimed by %s: the lease of %s expired", case_id, name, before.claimed_by)
                 return _info(row)
         return None
+
+    def renew(
+        self, actor: Actor, case_id: int, claim: int, *, lease_seconds: float = DEFAULT_LEASE_SECONDS
+    ) -> CaseInfo:
+        """Extend the lease of the claim a worker holds (a heartbeat; not audited: it changes no state). A
+        ConflictError when the case is no longer running under that claim (another worker reclaimed it)."""
+        environment = self._environment_of(case_id)
+        self._platform.access.require(actor, Permission.DEPLOY, environment=environment, target=f"case:{case_id}")
+        lease = _lease(lease_seconds)
+        moment = datetime.now(UTC)
+        with self._platform.db.transaction() as session:
+            renewed = session.execute(
+                update(LifecycleCaseRow)
+                .where(
+                    LifecycleCaseRow.id == case_id,
+                    LifecycleCaseRow.state == "running",
+                    LifecycleCaseRow.claims == claim,
+                )
+                .values(lease_expires_at=moment + lease)
+            )
+            row = self._row(session, case_id)
+            if renewed.rowcount != 1:
+                raise _lost(row, claim)
+            return _info(row)
 
     def record_step(
         self,
@@ -288,9 +361,11 @@ class CaseService:
         links: dict[str, Any] | None = None,
         error: str | None = None,
         started_at: datetime | None = None,
+        claim: int | None = None,
     ) -> CaseInfo:
         """Record one step a worker ran on a case it claimed; a failed step fails the case (with ``error`` as
-        its reason) and raises an alert; the approval step leaves it waiting for sign-off."""
+        its reason) and raises an alert; the approval step leaves it waiting for sign-off. ``claim``: the
+        claim the worker holds; refused when the case was reclaimed since (its lease expired)."""
         environment = self._environment_of(case_id)
         self._platform.access.require(actor, Permission.DEPLOY, environment=environment, target=f"case:{case_id}")
         if status == "failed" and not error:
@@ -305,6 +380,8 @@ class CaseService:
                     f"case {case_id} is {row.state}: only a running case takes steps",
                     "a worker claims an open case first (harbourmaster lifecycle worker)",
                 )
+            if claim is not None and row.claims != claim:
+                raise _lost(row, claim)
             done = [item["step"] for item in row.steps if item.get("status") == "succeeded"]
             problem = check_step(step, status, done)
             if problem:
@@ -383,6 +460,8 @@ class CaseService:
             row.outcome = outcome
         if state not in ACTIVE:
             row.active_key, row.closed_at = None, moment
+        if state != "running":
+            row.lease_expires_at = None  # nothing runs on it any more: no claim to renew or reclaim
         session.flush()
 
     def _audit(
@@ -424,3 +503,26 @@ def _asked_promotion(row: LifecycleCaseRow) -> int | None:
         if item.get("step") == "approval":
             return (item.get("links") or {}).get("promotion_id")
     return None
+
+
+def _lease(seconds: float) -> timedelta:
+    low, high = LEASE_BOUNDS
+    if not low <= seconds <= high:
+        raise InvalidInputError(
+            f"a lease of {seconds:g} s: give {low:g} to {high:g} seconds", "e.g. --lease 60 (renewed every 20 s)"
+        )
+    return timedelta(seconds=seconds)
+
+
+def _lost(row: LifecycleCaseRow, claim: int) -> ConflictError:
+    """The worker holding claim ``claim`` of the case no longer does."""
+    if row.state != "running":
+        return ConflictError(
+            f"case {row.id} is {row.state}: claim {claim} no longer holds",
+            "stop working on it (see harbourmaster cases)",
+        )
+    return ConflictError(
+        f"case {row.id} was reclaimed by {row.claimed_by} (claim {row.claims}) after the lease of claim {claim} "
+        "expired",
+        "stop working on it: the worker holding the case now resumes it",
+    )

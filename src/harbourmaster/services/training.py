@@ -46,6 +46,7 @@ from harbourmaster.errors import (
     EntrypointError,
     HarbourmasterError,
     ProjectFileError,
+    storage_full,
 )
 from harbourmaster.schemas import RunInfo, TrainResult
 from harbourmaster.services.actors import Actor
@@ -273,7 +274,7 @@ class TrainingService:
                     provenance=MetricsProvenance.computed(summary["holdout_rows"]),
                 )
         except Exception as exc:
-            self._finish_run(actor, run_id, status="failed", error=str(exc), trace=trace)
+            self._finish_run(actor, run_id, status="failed", error=str(storage_full(exc) or exc), trace=trace)
             raise
         run = self._finish_run(
             actor,

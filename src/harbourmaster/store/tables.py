@@ -667,6 +667,10 @@ class LifecycleCaseRow(Base):
     outcome: Mapped[str | None] = mapped_column(String(24), nullable=True)  # the rollout's end
     claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # A running case's claim holds until then unless its worker renews it; past it, another worker may reclaim it.
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # How many times it was claimed: the claim a worker holds (a stale worker's writes name an older one).
+    claims: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     # "project/environment" while the case is active (one active case per deployment), NULL once over
     active_key: Mapped[str | None] = mapped_column(String(140), nullable=True, unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -15,7 +15,7 @@ from harbourmaster.api.deps import current_actor, get_platform
 from harbourmaster.api.permissions import requires
 from harbourmaster.core.permissions import Permission
 from harbourmaster.services.actors import Actor
-from harbourmaster.services.cases import CaseInfo
+from harbourmaster.services.cases import DEFAULT_LEASE_SECONDS, LEASE_BOUNDS, CaseInfo
 from harbourmaster.services.platform import Platform
 
 router = APIRouter(prefix="/api/v1")
@@ -24,6 +24,17 @@ CaseId = PathParam(ge=1, le=2**31 - 1)
 
 class ClaimRequest(BaseModel):
     worker: str | None = Field(default=None, max_length=128, description="The worker's name (default: the caller).")
+    lease_seconds: float = Field(
+        default=DEFAULT_LEASE_SECONDS,
+        ge=LEASE_BOUNDS[0],
+        le=LEASE_BOUNDS[1],
+        description="How long the claim holds unless renewed (POST /cases/{id}/lease).",
+    )
+
+
+class LeaseRequest(BaseModel):
+    claim: int = Field(ge=1, le=2**31 - 1, description="The claim the worker holds (the case's claims count).")
+    lease_seconds: float = Field(default=DEFAULT_LEASE_SECONDS, ge=LEASE_BOUNDS[0], le=LEASE_BOUNDS[1])
 
 
 class StepRequest(BaseModel):
@@ -32,6 +43,9 @@ class StepRequest(BaseModel):
     links: dict[str, Any] = Field(default_factory=dict, description="What the step made: ids, versions, verdicts.")
     error: str | None = Field(default=None, max_length=8000, description="Why a failed step failed.")
     started_at: datetime | None = None
+    claim: int | None = Field(
+        default=None, ge=1, le=2**31 - 1, description="The claim the worker holds: refused once reclaimed."
+    )
 
 
 class CloseRequest(BaseModel):
@@ -60,8 +74,20 @@ def show_case(
 def claim_case(
     body: ClaimRequest, platform: Platform = Depends(get_platform), actor: Actor = Depends(current_actor)
 ) -> CaseInfo | None:
-    """The oldest open case, now running for this worker (null when none is open)."""
-    return platform.cases.claim(actor, body.worker)
+    """The oldest open case (or running case whose lease expired), now running for this worker (null when
+    there is none)."""
+    return platform.cases.claim(actor, body.worker, lease_seconds=body.lease_seconds)
+
+
+@router.post("/cases/{case_id}/lease", tags=["cases"], openapi_extra=requires(Permission.DEPLOY))
+def renew_case_lease(
+    body: LeaseRequest,
+    case_id: int = CaseId,
+    platform: Platform = Depends(get_platform),
+    actor: Actor = Depends(current_actor),
+) -> CaseInfo:
+    """Extend the worker's lease on the case it runs (409 when another worker reclaimed it)."""
+    return platform.cases.renew(actor, case_id, body.claim, lease_seconds=body.lease_seconds)
 
 
 @router.post("/cases/{case_id}/steps", tags=["cases"], openapi_extra=requires(Permission.DEPLOY))
@@ -72,7 +98,14 @@ def record_case_step(
     actor: Actor = Depends(current_actor),
 ) -> CaseInfo:
     return platform.cases.record_step(
-        actor, case_id, body.step, body.status, links=body.links, error=body.error, started_at=body.started_at
+        actor,
+        case_id,
+        body.step,
+        body.status,
+        links=body.links,
+        error=body.error,
+        started_at=body.started_at,
+        claim=body.claim,
     )
 
 
