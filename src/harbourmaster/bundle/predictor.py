@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harbourmaster.bundle.engine import SklearnPlan, choose_engine, reference_sample
+from harbourmaster.bundle.engine import SklearnPlan, choose_engine, library_only, reference_sample
 from harbourmaster.bundle.loaded import LoadedBundle
 
 log = logging.getLogger("harbourmaster.bundle")
@@ -92,6 +92,10 @@ class Predictor:
         self._plan = SklearnPlan(model, classification=self.task == "classification", matrix_ok=self.numeric)
         if self._onnx is None:
             self._check_plan()
+        # No project code on the inference path: an ONNX graph in onnxruntime, or library estimators only.
+        self.library_only: bool = (
+            self._onnx is not None or manifest.format == "onnx" or (not manifest.prepare and library_only(model))
+        )
 
     def _check_plan(self) -> None:
         """The scikit-learn shortcuts must give the pipeline's own answers on the reference sample."""
