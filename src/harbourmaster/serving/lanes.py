@@ -43,7 +43,7 @@ T = TypeVar("T")
 IDLE_SECONDS = 10.0
 PROBATION_CALLS = 64  # calls in a row within the budget, in threads, before a gate first opens
 MAX_PROBATION_CALLS = 8192  # the longest probation after repeated closings
-STALL_FACTOR = 25  # a call this many budgets long on the clock is over the budget, even with little CPU
+STALL_FACTOR = 50  # a call this many budgets long on the clock is over the budget, even with little CPU
 
 
 class InlineGate:
