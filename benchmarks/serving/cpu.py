@@ -9,6 +9,10 @@ with 1-row requests and 8 connections, in interleaved rounds:
 - ``sklearn`` engine: the replica with ONNX turned off against FastAPI calling ``predict`` on a numpy row.
 
     python benchmarks/serving/cpu.py [--rounds 3] [--duration 3] [--connections 8] [--engines onnx,sklearn]
+                                     [--compare OTHER_CHECKOUT]
+
+``--compare`` also runs the replicas from another checkout's ``src`` (e.g. a worktree of main), in the same
+interleaved rounds: a before/after that the machine's load moves alike.
 
 Runs in the current interpreter's environment (the replica from this checkout, uvicorn from the same
 environment); Linux only (reads /proc).
@@ -92,7 +96,10 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=3, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--engines", default="onnx,sklearn", help="comma-separated: onnx, sklearn")
+    parser.add_argument("--compare", type=Path, help="another checkout whose replicas run in the same rounds")
     args = parser.parse_args()
+    if args.compare is not None and not (args.compare / "src" / "harbourmaster").is_dir():
+        sys.exit(f"--compare {args.compare}: no src/harbourmaster there (give the root of a checkout)")
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     if not engines or set(engines) - set(PAIRS):
         sys.exit(f"--engines takes a comma-separated list of: {', '.join(PAIRS)}")
@@ -120,18 +127,23 @@ def main() -> None:
         files.update(BENCH_ONNX=str(work / "bench.onnx"), BENCH_MODEL=str(work / "model-arrays.pkl"))
         servers: dict[str, tuple[subprocess.Popen, str, str, Any]] = {}
         ready: list[tuple[str, subprocess.Popen]] = []
+        checkouts = [("", env)]
+        if args.compare is not None:
+            other = {**env, "PYTHONPATH": env["PYTHONPATH"].replace(str(ROOT / "src"), str(args.compare / "src"), 1)}
+            checkouts.append((f" @ {args.compare.name}", other))
         for engine in engines:
             replica_name, peer_name = PAIRS[engine]
-            port = free_port()
-            if engine == "onnx":
-                command = [sys.executable, "-m", "harbourmaster", "serve", "--env", "dev", "--port", str(port)]
-                process, project = spawn(command, env=env), "bench"
-            else:
-                command = [sys.executable, "sklearn_replica.py", str(port)]
-                process, project = spawn(command, env=env, cwd=work), "bench-sk"
-            base = f"http://127.0.0.1:{port}"
-            servers[replica_name] = (process, base, f"/v1/projects/{project}/predict", row)
-            ready.append((f"{base}/v2/models/{project}/ready", process))
+            for suffix, replica_env in checkouts:
+                port = free_port()
+                if engine == "onnx":
+                    command = [sys.executable, "-m", "harbourmaster", "serve", "--env", "dev", "--port", str(port)]
+                    process, project = spawn(command, env=replica_env), "bench"
+                else:
+                    command = [sys.executable, "sklearn_replica.py", str(port)]
+                    process, project = spawn(command, env=replica_env, cwd=work), "bench-sk"
+                base = f"http://127.0.0.1:{port}"
+                servers[replica_name + suffix] = (process, base, f"/v1/projects/{project}/predict", row)
+                ready.append((f"{base}/v2/models/{project}/ready", process))
             port = free_port()
             module = "fastapi_onnx" if engine == "onnx" else "fastapi_sklearn"
             peer = [sys.executable, "-m", "uvicorn", f"{module}:app", "--port", str(port), "--log-level", "warning"]
@@ -172,8 +184,9 @@ def main() -> None:
         print()
         for engine in engines:
             replica_name, peer_name = PAIRS[engine]
-            ratio = statistics.median(results[replica_name]) / statistics.median(results[peer_name])
-            print(f"{replica_name} / {peer_name}, CPU per request: {ratio:.2f}x")
+            for suffix, _env in checkouts:
+                ratio = statistics.median(results[replica_name + suffix]) / statistics.median(results[peer_name])
+                print(f"{replica_name + suffix} / {peer_name}, CPU per request: {ratio:.2f}x")
     finally:
         for process in processes:
             process.terminate()

@@ -159,8 +159,13 @@ def _same_answers(predictor: Predictor, pipeline: Any, features: pd.DataFrame) -
     ]
     expected = np.asarray(pipeline.predict(features))
     proba_expected = pipeline.predict_proba(features) if hasattr(pipeline, "predict_proba") else None
-    for size in (1, 7, len(records)):  # 1-row requests, small and large batches
-        labels, proba = predictor.predict(predictor.batch(records[:size]))
+    batches = [predictor.batch(records[:size]) for size in (1, 7, len(records))]  # 1 row, small and large
+    if predictor.numeric:  # as a replica gives them: the validated (finite) matrix, not checked again
+        batches += [predictor.batch(records[:size], features.to_numpy(np.float64)[:size]) for size in (1, 7)]
+        assert batches[-1].finite and not batches[0].finite
+    for batch in batches:
+        size = len(batch)
+        labels, proba = predictor.predict(batch)
         if expected.dtype.kind == "f":
             assert np.abs(labels - expected[:size]).max() <= 1e-9
         else:

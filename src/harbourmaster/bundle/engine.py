@@ -344,8 +344,19 @@ class SklearnPlan:
     def one_call(self) -> bool:
         return self._one_call
 
-    def run(self, features: Any) -> tuple[np.ndarray, np.ndarray | None]:
-        """Labels (or values) and class probabilities for a matrix (when ``takes_matrix``) or a frame."""
+    def run(self, features: Any, *, finite: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Labels (or values) and class probabilities for a matrix (when ``takes_matrix``) or a frame.
+
+        ``finite``: the inputs are known to be finite, so scikit-learn's own check of each step's input is
+        skipped (``assume_finite``: 10-15 % of a 1-row call of a scaler + logistic regression)."""
+        if finite:
+            from sklearn import config_context  # imported already: the plan is over a fitted pipeline
+
+            with config_context(assume_finite=True):
+                return self._run(features)
+        return self._run(features)
+
+    def _run(self, features: Any) -> tuple[np.ndarray, np.ndarray | None]:
         for transform in self._transforms:
             features = transform.transform(features)
         if self._one_call:
