@@ -160,18 +160,19 @@ CONSTANT_APP = textwrap.dedent(
     """
 )
 
-# The replica with ONNX off (no CLI flag for it: the serving module's own factory, as `serve` uses it).
+# The replica with ONNX off (no CLI flag for it: the serving module's own factory, with the options
+# `serve` gives a process it owns).
 SKLEARN_REPLICA = textwrap.dedent(
     """
+    import dataclasses
     import sys
     import uvicorn
-    from harbourmaster.serving.replica import ReplicaOptions
-    from harbourmaster.serving.server import SWITCH_INTERVAL, create_app, uvicorn_config
+    from harbourmaster.serving.server import SWITCH_INTERVAL, create_app, options_from_env, uvicorn_config
     from harbourmaster.services.platform import Platform
 
     sys.setswitchinterval(SWITCH_INTERVAL)
     platform = Platform()
-    app = create_app(platform, "dev", ReplicaOptions(use_onnx=False))
+    app = create_app(platform, "dev", dataclasses.replace(options_from_env(), use_onnx=False))
     uvicorn.Server(uvicorn_config(app, "127.0.0.1", int(sys.argv[1]))).run()
     platform.close()
     """

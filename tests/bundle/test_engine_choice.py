@@ -23,9 +23,11 @@ from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
+from harbourmaster.bundle.engine import library_only
 from harbourmaster.bundle.predictor import Predictor
 from harbourmaster.client import Client
 from harbourmaster.config import Settings
@@ -111,6 +113,8 @@ def test_engine_is_onnx_for_a_plain_pipeline_and_sklearn_with_the_reason_for_pro
     assert (plain_predictor.engine, plain_predictor.engine_reason) == ("onnx", None)
     assert (custom_predictor.engine, custom_predictor.engine_reason) == ("sklearn", reason)
     assert custom_predictor.engine_info == {"engine": "sklearn", "reason": reason, "input": "frame", "calls": 1}
+    # only library code may run on a replica's event loop (serving.lanes.InlineGate)
+    assert plain_predictor.library_only and not custom_predictor.library_only
 
     # `harbourmaster show` says it, in text and in JSON
     env = {k: v for k, v in os.environ.items() if not k.startswith("HARBOURMASTER_")}
@@ -128,14 +132,40 @@ def test_engine_is_onnx_for_a_plain_pipeline_and_sklearn_with_the_reason_for_pro
     assert json.loads(show("custom", "--json"))["lineage"]["serving"]["reason"] == reason
 
 
+def _far_from_the_mean(a: np.ndarray, b: np.ndarray) -> float:  # a metric of the project's own
+    return float(np.abs(a - b).sum())
+
+
+def test_library_only_means_no_project_code_anywhere_on_the_scoring_path(
+    cancer: pd.DataFrame, ratio_class: type
+) -> None:
+    features, target = cancer.drop(columns=["target"]), cancer["target"]
+
+    def fitted(*steps: Any) -> Pipeline:
+        return Pipeline([(f"s{i}", step) for i, step in enumerate(steps)]).fit(features, target)
+
+    assert library_only(fitted(StandardScaler(), LogisticRegression(max_iter=5000)))
+    assert library_only(fitted(RandomForestClassifier(n_estimators=5, n_jobs=1, random_state=0)))
+    assert not library_only(fitted(ratio_class(), LogisticRegression(max_iter=5000)))  # a custom step
+    assert not library_only(fitted(FunctionTransformer(np.log1p), LogisticRegression(max_iter=5000)))
+    assert not library_only(fitted(KNeighborsClassifier(metric=_far_from_the_mean)))  # a project function
+    # worker threads: the calling thread's CPU time would not show the work
+    assert not library_only(fitted(RandomForestClassifier(n_estimators=5, n_jobs=2, random_state=0)))
+
+
 def _same_answers(predictor: Predictor, pipeline: Any, features: pd.DataFrame) -> None:
     records = [
         {k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()} for r in features.to_dict("records")
     ]
     expected = np.asarray(pipeline.predict(features))
     proba_expected = pipeline.predict_proba(features) if hasattr(pipeline, "predict_proba") else None
-    for size in (1, 7, len(records)):  # 1-row requests, small and large batches
-        labels, proba = predictor.predict(predictor.batch(records[:size]))
+    batches = [predictor.batch(records[:size]) for size in (1, 7, len(records))]  # 1 row, small and large
+    if predictor.numeric:  # as a replica gives them: the validated (finite) matrix, not checked again
+        batches += [predictor.batch(records[:size], features.to_numpy(np.float64)[:size]) for size in (1, 7)]
+        assert batches[-1].finite and not batches[0].finite
+    for batch in batches:
+        size = len(batch)
+        labels, proba = predictor.predict(batch)
         if expected.dtype.kind == "f":
             assert np.abs(labels - expected[:size]).max() <= 1e-9
         else:

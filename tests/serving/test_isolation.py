@@ -25,6 +25,7 @@ from tests.serving.test_serving_end_to_end import metric
 
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.platform import Platform
+from harbourmaster.serving.lanes import PROBATION_CALLS
 from harbourmaster.serving.replica import ReplicaOptions
 from harbourmaster.serving.server import ServerThread, free_port
 
@@ -124,6 +125,26 @@ def test_a_slow_model_stalls_neither_its_neighbour_nor_health_nor_metrics(world:
     for thread in threads:
         thread.join(60)
     assert slow == [200] * 12  # queued, not refused: the default queue holds them
+
+
+def test_only_library_code_runs_on_the_event_loop_and_only_while_it_is_fast(world: dict[str, Any]) -> None:
+    """The colours pipeline (scikit-learn's own classes) moves to the loop after its probation; the sleepy
+    model (project code) never does, fast as it is."""
+    platform, server, client = world["platform"], world["server"], world["client"]
+    configure(world, world["versions"]["fast"])
+    # a generous budget: a busy test machine must not close the gate; closing is covered in test_lanes.py
+    state = platform.deployments.set_options(ACTOR, COLOURS, "dev", {"concurrency": {"inline_ms": 50}})
+    wait_served(server, COLOURS, state.revision)
+    for _ in range(PROBATION_CALLS + 20):
+        assert post(client, COLOURS).status_code == 200
+        assert post(client, SLEEPY).status_code == 200
+    text = client.get("/metrics").text
+    assert metric(text, "harbourmaster_lane_inline", project=COLOURS, role="champion") == 1
+    assert metric(text, "harbourmaster_lane_inline_calls_total", project=COLOURS, role="champion") >= 10
+    assert metric(text, "harbourmaster_lane_inline", project=SLEEPY) == 0
+    assert metric(text, "harbourmaster_lane_inline_calls_total", project=SLEEPY) == 0
+    route = server.replica.table.routes[SLEEPY]
+    assert route.champion.gate is None and not route.champion.predictor.library_only
 
 
 def test_a_full_lane_answers_503_with_retry_after_and_counts_it(world: dict[str, Any]) -> None:

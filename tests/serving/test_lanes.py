@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from harbourmaster.serving.lanes import Lane, Saturated
+from harbourmaster.serving.lanes import STALL_FACTOR, InlineGate, Lane, Saturated
 
 
 def test_a_full_lane_refuses_at_once_and_serves_its_queue_in_order() -> None:
@@ -131,3 +131,57 @@ def test_a_call_whose_caller_left_before_it_started_is_not_run() -> None:
 
     asyncio.run(scenario())
     assert ran in ([], ["late"])  # a thread may have started it before the cancel landed; never twice
+
+
+def _burn(seconds: float) -> None:
+    """Spend ``seconds`` of this thread's CPU time."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def test_a_gated_call_runs_inline_after_its_probation_and_goes_back_to_threads_once_over_budget() -> None:
+    loop_thread: list[threading.Thread] = []
+    inline: list[bool] = []
+
+    def where(n: int) -> int:
+        inline.append(threading.current_thread() is loop_thread[0])
+        return n
+
+    async def scenario() -> None:
+        loop_thread.append(threading.current_thread())
+        lane = Lane("t", max_in_flight=2, max_queued=4)
+        gate = InlineGate(0.002, probation=3)
+        assert [await lane.run(where, n, gate=gate) for n in range(3)] == [0, 1, 2]
+        assert inline == [False] * 3 and gate.open  # probation: timed in threads
+        assert await lane.run(where, 3, gate=gate) == 3 and inline[-1] and lane.inline_total == 1
+        assert await lane.run(where, 4) == 4 and not inline[-1]  # no gate: always a thread
+
+        blocker = threading.Event()
+        busy = asyncio.create_task(lane.run(blocker.wait, 10))
+        await asyncio.sleep(0.05)
+        assert await lane.run(where, 5, gate=gate) == 5 and not inline[-1]  # a busy lane: no inline call
+        blocker.set()
+        await busy
+
+        # over the budget on the clock (a sleep spends no CPU): the gate closes; probation is 4 times longer
+        await lane.run(time.sleep, 0.002 * STALL_FACTOR * 2, gate=gate)
+        assert not gate.open and gate.closed_total == 1
+        for n in range(11):
+            await lane.run(where, n, gate=gate)
+        assert not gate.open and not any(inline[-11:])
+        await lane.run(where, 11, gate=gate)
+        assert gate.open
+        # over the budget in CPU time
+        await lane.run(_burn, 0.01, gate=gate)
+        assert not gate.open and gate.closed_total == 2
+        # an exception raised inline reaches the caller like one raised in a thread
+        for _ in range(48):
+            await lane.run(where, 0, gate=gate)
+        assert gate.open
+        with pytest.raises(ZeroDivisionError):
+            await lane.run(lambda: 1 / 0, gate=gate)
+        assert gate.open and lane.figures() == (0, 0, 0)
+        lane.close()
+
+    asyncio.run(scenario())

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harbourmaster.bundle.engine import SklearnPlan, choose_engine, reference_sample
+from harbourmaster.bundle.engine import SklearnPlan, choose_engine, library_only, reference_sample
 from harbourmaster.bundle.loaded import LoadedBundle
 
 log = logging.getLogger("harbourmaster.bundle")
@@ -27,7 +27,7 @@ log = logging.getLogger("harbourmaster.bundle")
 class Batch:
     """Validated records and the frame/matrix built from them, shared by every path."""
 
-    __slots__ = ("_frame", "columns", "matrix", "records")
+    __slots__ = ("_frame", "columns", "finite", "matrix", "records")
 
     def __init__(
         self, records: list[dict[str, Any]], columns: list[str], numeric: bool, matrix: np.ndarray | None = None
@@ -36,6 +36,9 @@ class Batch:
         self.columns = columns
         self._frame: pd.DataFrame | None = None
         self.matrix: np.ndarray | None = matrix if numeric else None
+        # A matrix given by the caller is validated (``Validator.plain_matrix``: every value finite), so
+        # scikit-learn need not check it again; one built here from records may hold NaN for a null.
+        self.finite = self.matrix is not None
         if numeric and matrix is None:  # None becomes NaN in a float64 array
             getter = itemgetter(*columns)
             try:
@@ -92,6 +95,10 @@ class Predictor:
         self._plan = SklearnPlan(model, classification=self.task == "classification", matrix_ok=self.numeric)
         if self._onnx is None:
             self._check_plan()
+        # No project code on the inference path: an ONNX graph in onnxruntime, or library estimators only.
+        self.library_only: bool = (
+            self._onnx is not None or manifest.format == "onnx" or (not manifest.prepare and library_only(model))
+        )
 
     def _check_plan(self) -> None:
         """The scikit-learn shortcuts must give the pipeline's own answers on the reference sample."""
@@ -133,8 +140,8 @@ class Predictor:
             if self._onnx is not None:
                 return self._onnx.run(matrix)
             if self._plan.takes_matrix:
-                return self._plan.run(matrix)
-        return self._plan.run(batch.frame)
+                return self._plan.run(matrix, finite=batch.finite)
+        return self._plan.run(batch.frame, finite=batch.finite)
 
     def invalid(self, labels: np.ndarray, proba: np.ndarray | None, rows: int) -> str | None:
         """Why an output cannot be returned ("nan" / "invalid_output"), or None when it is fine."""

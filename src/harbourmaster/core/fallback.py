@@ -65,6 +65,9 @@ class ConcurrencyOptions(BaseModel):
 
     max_in_flight: int = Field(default=4, ge=1, le=256)  # calls running at once (abandoned ones included)
     max_queued: int = Field(default=64, ge=0, le=100_000)  # calls waiting for a slot; more -> skipped / 503
+    # Library-only versions (no project code) whose calls all take at most this long run small batches on the
+    # event loop instead of a thread (no hand-off); 0 never does. See serving/lanes.py, InlineGate.
+    inline_ms: float = Field(default=2.0, ge=0, le=50)
 
 
 class DeploymentOptions(BaseModel):

@@ -299,15 +299,16 @@ class CaptureWriter:
             )
 
     def _convert_waiting(self) -> None:
+        # Only what waits now: requests arriving meanwhile wait for the next poll. Draining until empty made
+        # the writer chase a trickle of new arrivals in batches of a few requests, each paying a record batch's
+        # fixed cost (about 30 Arrow arrays): 70 µs of writer CPU per request at 2,500 req/s, not 10.
         entries = self._entries
-        while entries:
-            chunk: list[tuple[int, Captured]] = []
+        waiting = len(entries)
+        while waiting > 0:
+            take = min(waiting, CHUNK_REQUESTS)
+            waiting -= take
             popleft = entries.popleft
-            try:
-                for _ in range(CHUNK_REQUESTS):
-                    chunk.append(popleft())
-            except IndexError:
-                pass
+            chunk: list[tuple[int, Captured]] = [popleft() for _ in range(take)]
             by_segment: dict[int, list[Captured]] = {}
             for seq, entry in chunk:
                 by_segment.setdefault(seq, []).append(entry)

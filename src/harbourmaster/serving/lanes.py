@@ -14,6 +14,15 @@ on SIGTERM; idle ones end after ``IDLE_SECONDS``.
 A call is handed to its thread through a ``SimpleQueue`` and answered with one
 ``call_soon_threadsafe``: no ``concurrent.futures.Future`` (and its condition
 variable) per call, which measured as about a quarter of the replica's CPU per request.
+
+Even so, the hand-off costs 2-6 voluntary context switches per call (the thread's
+wake-up, the GIL passing back and forth), more than a small model's own work. So a
+call given an ``InlineGate`` may run on the caller's thread instead (the event loop),
+only while the gate is open and the lane idle. The replica gives a gate only to
+versions served by library code alone (an ONNX graph in onnxruntime, a pipeline of
+scikit-learn's own classes: no project code, which could sleep or hang) and only for
+small batches; the gate opens after a run of calls in threads that all finished within
+its budget, and closes at the first call over it (see ``InlineGate``).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from queue import Empty, SimpleQueue
@@ -31,17 +41,68 @@ log = logging.getLogger("harbourmaster.serving")
 
 T = TypeVar("T")
 IDLE_SECONDS = 10.0
+PROBATION_CALLS = 64  # calls in a row within the budget, in threads, before a gate first opens
+MAX_PROBATION_CALLS = 8192  # the longest probation after repeated closings
+STALL_FACTOR = 50  # a call this many budgets long on the clock is over the budget, even with little CPU
+
+
+class InlineGate:
+    """Whether one version's calls may run on the event loop itself, judged by how long its calls take.
+
+    Closed at first: calls run in the lane's threads, timed. After ``probation`` calls in a row within the
+    budget, the gate opens and calls run inline while their lane is idle. A call is over the budget when its
+    thread spent more CPU time than ``budget`` on it (the model's own work, whatever the machine's load), or
+    when it took more than ``STALL_FACTOR`` times the budget on the clock (whatever the cause). A call cannot
+    be stopped once it runs on the loop, so the first one over (inline or in a thread) closes the gate
+    again, and the next probation is four times longer (up to ``MAX_PROBATION_CALLS``): a model that is slow
+    now and then spends most of its time in threads. Updated from the loop and the lane's threads without a
+    lock: a lost count only delays an opening.
+    """
+
+    __slots__ = ("_probation", "_streak", "budget", "closed_total", "open")
+
+    def __init__(self, budget_seconds: float, probation: int = PROBATION_CALLS) -> None:
+        self.budget = budget_seconds
+        self.open = False
+        self.closed_total = 0  # times a call over the budget sent the version back to threads
+        self._probation = max(1, probation)
+        self._streak = 0
+
+    def observe(self, wall: float, cpu: float) -> None:
+        """Record one call's duration on the clock and its thread's CPU time for it (seconds)."""
+        if cpu <= self.budget and wall <= self.budget * STALL_FACTOR:
+            self._streak += 1
+            if not self.open and self._streak >= self._probation:
+                self.open = True
+            return
+        self._streak = 0
+        if self.open:
+            self.open = False
+            self.closed_total += 1
+            self._probation = min(self._probation * 4, MAX_PROBATION_CALLS)
+            log.warning(
+                "a model call took %.1f ms (%.1f ms of CPU), over the %.1f ms budget of calls on the event loop: "
+                "its calls run in threads again",
+                wall * 1e3,
+                cpu * 1e3,
+                self.budget * 1e3,
+            )
 
 
 class _Call:
     """One model call handed to a lane thread; its flags change under the lane's lock."""
 
-    __slots__ = ("abandoned", "args", "cancelled", "finished", "function", "loop", "result", "started")
+    __slots__ = ("abandoned", "args", "cancelled", "finished", "function", "gate", "loop", "result", "started")
 
     def __init__(
-        self, function: Callable[..., Any], args: tuple[Any, ...], loop: asyncio.AbstractEventLoop, result: Any
+        self,
+        function: Callable[..., Any],
+        args: tuple[Any, ...],
+        loop: asyncio.AbstractEventLoop,
+        result: Any,
+        gate: InlineGate | None,
     ) -> None:
-        self.function, self.args, self.loop, self.result = function, args, loop, result
+        self.function, self.args, self.loop, self.result, self.gate = function, args, loop, result, gate
         self.started = self.finished = self.abandoned = self.cancelled = False
 
 
@@ -73,6 +134,7 @@ class Lane:
         self._closed = False
         self.abandoned_total = 0
         self.refused_total = 0
+        self.inline_total = 0  # calls that ran on the caller's thread (an open gate, an idle lane)
 
     # -- figures (read without the lock: plain ints, for metrics) ----------------------
 
@@ -99,12 +161,20 @@ class Lane:
 
     # -- calls ------------------------------------------------------------------------
 
-    async def run(self, function: Callable[..., T], *args: Any) -> T:
+    async def run(self, function: Callable[..., T], *args: Any, gate: InlineGate | None = None) -> T:
         """``function(*args)`` in one of the lane's threads; ``Saturated`` at once when the lane is full.
 
         Cancelling the caller (``asyncio.wait_for``) while it waits in the queue gives its place up;
         while the call runs, the call is abandoned: it finishes in its thread, holding its slot.
+        With a ``gate``: the call is timed for it, and runs right here when it is open and the lane idle.
         """
+        if gate is not None and gate.open and not self._running and not self._waiters:
+            started, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return function(*args)
+            finally:
+                gate.observe(time.perf_counter() - started, time.thread_time() - cpu)
+                self.inline_total += 1
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] | None = None
         with self._lock:
@@ -129,7 +199,7 @@ class Lane:
                 if handed:
                     self._release()
                 raise
-        call = _Call(function, args, loop, loop.create_future())
+        call = _Call(function, args, loop, loop.create_future(), gate)
         self._submit(call)
         try:
             return await call.result
@@ -187,10 +257,13 @@ class Lane:
         error: BaseException | None = None
         result: Any = None
         if not skip:
+            started, cpu = time.perf_counter(), time.thread_time()
             try:
                 result = call.function(*call.args)
             except BaseException as exc:  # handed to the caller, who decides what it means
                 error = exc
+            if call.gate is not None:
+                call.gate.observe(time.perf_counter() - started, time.thread_time() - cpu)
         with self._lock:
             call.finished = True
             if call.abandoned:

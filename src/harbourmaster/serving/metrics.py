@@ -126,7 +126,8 @@ class ServingMetrics:
             ["environment", "project", "side", "result"],
             registry=self.registry,
         )
-        self.lanes: Callable[[], list[tuple[str, str, int, int, int]]] = list
+        # (project, role, running, queued, abandoned, inline, inline calls, inline closings) per lane
+        self.lanes: Callable[[], list[tuple[str, str, int, int, int, int, int, int]]] = list
         self.registry.register(_LaneCollector(self))
 
     def observe(self, project: str, version: Any, path: str, status: int, seconds: float) -> None:
@@ -361,17 +362,25 @@ class _LaneCollector:
     def describe(self) -> list[Any]:
         return []
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         labels = ["environment", "project", "role"]
-        families = [
+        families: list[GaugeMetricFamily | CounterMetricFamily] = [
             GaugeMetricFamily(name, text, labels=labels)
             for name, text in (
                 ("harbourmaster_lane_running", "Model calls running now (abandoned included)."),
                 ("harbourmaster_lane_queued", "Model calls waiting for a slot of their lane."),
                 ("harbourmaster_lane_abandoned", "Abandoned model calls still running (bounded by max_in_flight)."),
+                ("harbourmaster_lane_inline", "1 while the link's small calls run on the event loop (library code)."),
             )
         ]
-        for project, role, running, queued, abandoned in self.metrics.lanes():
-            for family, value in zip(families, (running, queued, abandoned), strict=True):
+        families += [
+            CounterMetricFamily(name, text, labels=labels)
+            for name, text in (
+                ("harbourmaster_lane_inline_calls", "Model calls that ran on the event loop instead of a thread."),
+                ("harbourmaster_lane_inline_closed", "Times a call over the inline budget sent the link to threads."),
+            )
+        ]
+        for project, role, *values in self.metrics.lanes():
+            for family, value in zip(families, values, strict=True):
                 family.add_metric([self.metrics.environment, project, role], value)
         yield from families

@@ -34,7 +34,7 @@ from harbourmaster.errors import HarbourmasterError
 from harbourmaster.schemas import DeploymentState, VersionPointer
 from harbourmaster.serving.capture import CaptureWriter
 from harbourmaster.serving.control_plane import ControlPlane
-from harbourmaster.serving.lanes import Lane
+from harbourmaster.serving.lanes import InlineGate, Lane
 from harbourmaster.serving.loading import Loader
 from harbourmaster.serving.metrics import ServingMetrics
 from harbourmaster.serving.microbatch import Microbatcher
@@ -260,7 +260,12 @@ class Replica:
             observe = self.metrics.batch_observer(project, predictor.number)
             abandoned = self.metrics.abandoned_counter(project, role)
             batcher = Microbatcher(predictor, lane, batching.max_batch, batching.max_wait_ms, observe, abandoned)
-        return Link(role, predictor, humility_for(predictor, options), lane, batcher)
+        inline_ms = options.concurrency.inline_ms
+        budget = options.latency_budget_ms
+        gate = None
+        if predictor.library_only and batcher is None and inline_ms > 0 and (budget is None or budget > inline_ms):
+            gate = InlineGate(inline_ms / 1000.0)
+        return Link(role, predictor, humility_for(predictor, options), lane, batcher, gate)
 
     def _build(self, state: DeploymentState) -> ProjectRoute:
         assert state.champion is not None
@@ -327,14 +332,17 @@ class Replica:
                 if link.batcher is not None and id(link.batcher) not in kept:
                     link.batcher.close()
 
-    def _lane_figures(self) -> list[tuple[str, str, int, int, int]]:
-        """(project, role, running, queued, abandoned) of every lane the current table uses (for /metrics)."""
+    def _lane_figures(self) -> list[tuple[str, str, int, int, int, int, int, int]]:
+        """(project, role, running, queued, abandoned, inline open, inline calls, inline closings) of every lane
+        the current table uses (for /metrics)."""
         out = []
         for route in list(self.table.routes.values()):
-            lanes = [(link.role, link.lane) for link in route.predictors()]
+            lanes = [(link.role, link.lane, link.gate) for link in route.predictors()]
             if route.rules_lane is not None:
-                lanes.append(("rules", route.rules_lane))
-            out.extend((route.project, role, *lane.figures()) for role, lane in lanes)
+                lanes.append(("rules", route.rules_lane, None))
+            for role, lane, gate in lanes:
+                inline = (int(gate.open), gate.closed_total) if gate is not None else (0, 0)
+                out.append((route.project, role, *lane.figures(), inline[0], lane.inline_total, inline[1]))
         return out
 
     # -- the last version that loaded here ----------------------------------------------

@@ -23,11 +23,13 @@ from harbourmaster.core.profile import ReferenceProfile
 from harbourmaster.core.routing import choose_side
 from harbourmaster.core.validation import Validator
 from harbourmaster.schemas import DeploymentState
-from harbourmaster.serving.lanes import Lane, Saturated
+from harbourmaster.serving.lanes import InlineGate, Lane, Saturated
 from harbourmaster.serving.metrics import ServingMetrics
 from harbourmaster.serving.microbatch import Microbatcher
 
 log = logging.getLogger("harbourmaster.serving")
+
+INLINE_MAX_ROWS = 8  # larger batches always go to the lane's threads (and are not timed for the gate)
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class Link:
     humility: HumilityCheck | None
     lane: Lane
     batcher: Microbatcher | None = None
+    gate: InlineGate | None = None  # small calls may run on the event loop (library code only, see lanes.py)
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,11 @@ def pick_side(route: ProjectRoute, records: list[dict[str, Any]], sticky: str | 
 
 
 async def _call(link: Link, batch: Batch, budget_ms: float | None) -> tuple[np.ndarray, np.ndarray | None]:
-    call = link.batcher.submit(batch) if link.batcher is not None else link.lane.run(link.predictor.predict, batch)
+    if link.batcher is not None:
+        call = link.batcher.submit(batch)
+    else:
+        gate = link.gate if len(batch.records) <= INLINE_MAX_ROWS else None
+        call = link.lane.run(link.predictor.predict, batch, gate=gate)
     if budget_ms is None:
         return await call
     return await asyncio.wait_for(call, budget_ms / 1000.0)
@@ -125,8 +132,9 @@ async def _call(link: Link, batch: Batch, budget_ms: float | None) -> tuple[np.n
 async def run_chain(route: ProjectRoute, batch: Batch, side: str, metrics: ServingMetrics) -> Outcome:
     """Walk champion (or canary challenger) -> champion -> failover -> rules until one answers.
 
-    Every model call runs in its link's lane (never on the event loop); a link whose lane is full is
-    skipped at once (reason ``saturated``), so a slow champion cannot take its failover's capacity.
+    Every model call runs in its link's lane (in its threads; on the event loop only through an open
+    ``InlineGate``: library code, small batches, an idle lane); a link whose lane is full is skipped at
+    once (reason ``saturated``), so a slow champion cannot take its failover's capacity.
     """
     links: list[Link] = []
     if side == "challenger" and route.challenger is not None:
