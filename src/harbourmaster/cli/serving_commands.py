@@ -446,7 +446,9 @@ def predictions(
     else:
         chosen = prediction_view.choose_columns(PREDICTION_SCHEMA.names, columns)
     if count is not None:
-        output.console.print(f"{count} predictions logged for {project} in {env} (refused requests not counted)")
+        refused = sum(1 for row in rows if row.get("path") == "refused")
+        also = f"; {refused} refused request(s) below, not counted" if refused else " (refused requests not counted)"
+        output.console.print(f"{count} predictions logged for {project} in {env}{also}")
     if not rows:
         return
     requested = sql is not None or columns is not None
