@@ -114,3 +114,19 @@ def test_lifetimes_accept_minutes_hours_days_and_weeks(workspace: Path) -> None:
     [mine] = [c for c in listed if c["id"] == credential["id"]]
     expires = datetime.fromisoformat(mine["expires_at"])
     assert before + timedelta(minutes=29) < expires < before + timedelta(minutes=31)
+
+
+def test_a_demo_chapter_that_stops_is_an_error_and_a_hint_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The lifecycle chapter's load test can miss the SLA on a busy machine; the newcomer reads why, not a traceback.
+    from harbourmaster.demo import story
+
+    def stopped(home: Path | None) -> None:
+        raise RuntimeError("case 1 ended failed: the load test failed: p99 641.2 ms is above the SLA of prod")
+
+    monkeypatch.setattr(story, "run_demo", stopped)
+    outcome = invoke(["demo", "--home", str(tmp_path)])
+    assert outcome.crash is None and outcome.code == 1
+    assert "error: the demo stopped: case 1 ended failed: the load test failed" in outcome.err
+    assert "run `harbourmaster demo` again when it is quieter" in outcome.err
