@@ -130,3 +130,11 @@ def test_a_demo_chapter_that_stops_is_an_error_and_a_hint_not_a_traceback(
     assert outcome.crash is None and outcome.code == 1
     assert "error: the demo stopped: case 1 ended failed: the load test failed" in outcome.err
     assert "run `harbourmaster demo` again when it is quieter" in outcome.err
+
+
+def test_score_takes_data_as_train_does_and_names_a_missing_file(tmp_path: Path) -> None:
+    missing = tmp_path / "orders.csv"
+    outcome = invoke(["score", "breast-cancer", "--env", "dev", "--data", str(missing)])
+    assert outcome.crash is None and outcome.code == 1, outcome
+    assert f"error: {missing} does not exist" in outcome.err
+    assert "--input (or --data)" in outcome.err and "FileNotFoundError" not in outcome.err
