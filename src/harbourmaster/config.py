@@ -31,6 +31,8 @@ DEFAULT_TRUSTED_TYPE_PREFIXES: tuple[str, ...] = (
     "pandas.core.",
     "collections.OrderedDict",
     "builtins.slice",
+    # The plain ``object`` type, as in make_column_selector(dtype_include=object): a type, never called on load.
+    "builtins.object",
 )
 
 

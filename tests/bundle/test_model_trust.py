@@ -99,3 +99,19 @@ def test_build_refuses_what_load_would_refuse(make_bundle):
     trusting = dataclasses.replace(TrustPolicy.default(), trusted_types=("posix.system",))
     with pytest.raises(UntrustedContentError, match="never loads"):
         make_bundle(_with_step(os.system), FRAME, policy=trusting)
+
+
+def test_a_column_selector_for_text_columns_loads_under_the_default_policy() -> None:
+    # make_column_selector(dtype_include=object), the usual way to pick text columns, names builtins.object
+    from sklearn.compose import ColumnTransformer, make_column_selector
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame = pd.DataFrame({"region": ["north", "south", "north"], "qty": [1, 2, 3]})
+    columns = ColumnTransformer(
+        [("text", OneHotEncoder(), make_column_selector(dtype_include=object))], remainder="passthrough"
+    )
+    fitted = Pipeline([("columns", columns), ("model", LogisticRegression())]).fit(frame, [0, 1, 0])
+    skops_format = format_for("skops")
+    loaded = skops_format.load(skops_format.dump(fitted), TrustPolicy.default())
+    assert list(loaded.predict(frame)) == list(fitted.predict(frame))
+    assert TrustPolicy.default().refused(["builtins.object", "builtins.eval"]) == ["builtins.eval"]

@@ -162,6 +162,8 @@ def test_a_declared_range_that_narrows_is_a_breaking_change_and_an_optional_colu
         ('[schema.d]\ntype = "date"\n', "[schema.d] type: unknown type 'date'", "integer, float, boolean, string"),
         ('[schema.d]\nrole = "key"\n', "[schema.d] role: unknown role 'key'", "feature, id, ignored, target"),
         ("[schema.d]\nmin = 5\nmax = 1\n", "[schema.d]: min 5 is greater than max 1", "swap them"),
+        ("[schema.d]\nmin = 2025-01-01\nmax = 2024-01-01\n", "min 2025-01-01 is greater than max 2024-01-01", "swap"),
+        ('[schema.d]\ntype = "integer"\nmin = 2024-01-01\n', "min = 2024-01-01 is not a number but", "min = 0"),
         ('[schema.d]\ntype = "string"\nmin = 1\n', "a string column has no range", "remove min and max"),
         ('[schema.d]\ntype = "datetime"\nmin = 3\n', "min = 3 is a number but the column is a datetime", "date"),
         ('[schema.d]\nmin = "soon"\n', "neither a number nor an ISO 8601 date", "2024-01-01"),

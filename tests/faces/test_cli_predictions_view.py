@@ -67,7 +67,7 @@ def test_default_view_is_a_few_key_columns_with_inputs_summarised(logged: Path) 
     assert "worst fractal dimension" not in shown
     assert "invalid_input" in shown  # the refusal's reason
     assert "nan" not in shown and "None" not in shown  # a normal answer's reason is empty
-    assert "2 predictions logged" in shown
+    assert "2 predictions logged for breast-cancer in dev; 1 refused request(s) below, not counted" in shown
     assert "--columns" in shown and "--json" in shown  # says where the rest is
 
 

@@ -114,3 +114,27 @@ def test_lifetimes_accept_minutes_hours_days_and_weeks(workspace: Path) -> None:
     [mine] = [c for c in listed if c["id"] == credential["id"]]
     expires = datetime.fromisoformat(mine["expires_at"])
     assert before + timedelta(minutes=29) < expires < before + timedelta(minutes=31)
+
+
+def test_a_demo_chapter_that_stops_is_an_error_and_a_hint_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The lifecycle chapter's load test can miss the SLA on a busy machine; the newcomer reads why, not a traceback.
+    from harbourmaster.demo import story
+
+    def stopped(home: Path | None) -> None:
+        raise RuntimeError("case 1 ended failed: the load test failed: p99 641.2 ms is above the SLA of prod")
+
+    monkeypatch.setattr(story, "run_demo", stopped)
+    outcome = invoke(["demo", "--home", str(tmp_path)])
+    assert outcome.crash is None and outcome.code == 1
+    assert "error: the demo stopped: case 1 ended failed: the load test failed" in outcome.err
+    assert "run `harbourmaster demo` again when it is quieter" in outcome.err
+
+
+def test_score_takes_data_as_train_does_and_names_a_missing_file(tmp_path: Path) -> None:
+    missing = tmp_path / "orders.csv"
+    outcome = invoke(["score", "breast-cancer", "--env", "dev", "--data", str(missing)])
+    assert outcome.crash is None and outcome.code == 1, outcome
+    assert f"error: {missing} does not exist" in outcome.err
+    assert "--input (or --data)" in outcome.err and "FileNotFoundError" not in outcome.err

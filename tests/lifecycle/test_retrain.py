@@ -131,6 +131,8 @@ def test_refusals_say_what_is_missing_and_register_nothing(
             hm.retrain(PROJECT, "dev", mix_training=0.5 if case == "mix without data" else 0.0)
         assert message in refused.value.message, refused.value.message
         assert refused.value.hint
+        if case == "no feedback":
+            assert f"POST /v1/projects/{PROJECT}/feedback" in refused.value.hint
         assert [v.number for v in platform.registry.list_versions(SYSTEM, PROJECT)] == [champion]
         assert _runs(platform, "retrain") == []
     finally:

@@ -239,6 +239,11 @@ def test_data_problems_are_named_before_the_training_code_runs(platform: Platfor
         platform, project, "too few rows", "(20 with a target): 15 to train on and 5 held out", hint="min_rows (now 30)"
     )
     assert "at least 30 of each are needed ([evaluation] min_rows)" in refused.message
+    # two rows of each of the three classes: too few to stratify a split, and said as too few rows
+    good.groupby("segment").head(2).to_csv(data, index=False)
+    assert_refused_before_training(
+        platform, project, "too few rows", "(6 with a target): 4 to train on and 2 held out", hint="min_rows (now 30)"
+    )
 
     # fixed: the real code and enough data train v2; a lower minimum is the project's own call
     (project / "model.py").write_text(model)

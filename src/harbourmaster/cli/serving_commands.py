@@ -330,7 +330,9 @@ def serve(
 def score(
     project: str,
     env: EnvOption = "dev",
-    input: Annotated[Path, typer.Option("--input", "-i", help="CSV or Parquet file.")] = Path("input.csv"),
+    input: Annotated[
+        Path, typer.Option("--input", "-i", "--data", help="CSV or Parquet file (--data, as for train).")
+    ] = Path("input.csv"),
     output_path: Annotated[Path, typer.Option("--output", "-o", help="CSV or Parquet file.")] = Path("scored.csv"),
     url: UrlOption = None,
     token: Annotated[
@@ -346,6 +348,13 @@ def score(
     """
     from harbourmaster.cli.progress import progress
 
+    if "://" not in str(input) and not input.exists():
+        output.fail(
+            f"{input} does not exist",
+            "give the CSV or Parquet file to score with --input (or --data); a relative path is read from the "
+            "current directory",
+        )
+        raise typer.Exit(1)
     if url:
         from harbourmaster.serving.batch import score_remote
         from harbourmaster.serving.control_plane import RemoteControlPlane
@@ -363,7 +372,7 @@ def score(
     if json:
         return output.print_json(run)
     if run.status != "succeeded":
-        output.fail(f"scoring run {run.id} failed: {run.error}")
+        output.fail(f"scoring run {run.id} failed: {run.error}", f"every finding: harbourmaster runs show {run.id}")
         raise typer.Exit(1)
     output.console.print(f"run {run.id}: scored {run.rows_out} rows with v{run.version_number} into {output_path}")
 
@@ -446,7 +455,9 @@ def predictions(
     else:
         chosen = prediction_view.choose_columns(PREDICTION_SCHEMA.names, columns)
     if count is not None:
-        output.console.print(f"{count} predictions logged for {project} in {env} (refused requests not counted)")
+        refused = sum(1 for row in rows if row.get("path") == "refused")
+        also = f"; {refused} refused request(s) below, not counted" if refused else " (refused requests not counted)"
+        output.console.print(f"{count} predictions logged for {project} in {env}{also}")
     if not rows:
         return
     requested = sql is not None or columns is not None

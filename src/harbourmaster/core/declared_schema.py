@@ -45,6 +45,11 @@ _LISTED = ("string", "category", "integer", "boolean")
 Bound = bool | int | float | str | date | datetime
 
 
+def _shown(value: Bound) -> str:
+    """A declared value as it would be written in the project file (a TOML date as 2024-01-01, not its repr)."""
+    return value.isoformat() if isinstance(value, date) else repr(value)
+
+
 class DeclarationError(ValueError):
     """A declaration that cannot hold, with the fix."""
 
@@ -68,7 +73,8 @@ def _bound_value(value: Bound, dtype: str | None, key: str) -> float:
         return float(value)
     if dtype not in (None, "datetime"):
         raise DeclarationError(
-            f"{key} = {value!r} is not a number but the column is {dtype}", f"write {key} as a number, e.g. {key} = 0"
+            f"{key} = {_shown(value)} is not a number but the column is {dtype}",
+            f"write {key} as a number, e.g. {key} = 0",
         )
     parsed = parse_timestamp(value)
     if parsed is None:
@@ -131,7 +137,8 @@ class ColumnDeclaration(BaseModel):
         high = _bound_value(self.max, self.type, "max") if self.max is not None else None
         if low is not None and high is not None and low > high:
             raise DeclarationError(
-                f"min {self.min!r} is greater than max {self.max!r}", "swap them, or fix the one that is wrong"
+                f"min {_shown(self.min)} is greater than max {_shown(self.max)}",
+                "swap them, or fix the one that is wrong",
             )
         return self
 

@@ -126,7 +126,7 @@ class RetrainService:
             raise DataProblemError(
                 f"no ground truth has arrived for {project} in {environment}: there is nothing labelled to "
                 f"{'retrain on' if purpose == 'retrain' else 'evaluate on'}",
-                "send the true outcomes of answered requests as feedback (POST /v1/projects/PROJECT/feedback on "
+                f"send the true outcomes of answered requests as feedback (POST /v1/projects/{project}/feedback on "
                 "a replica of the environment, by request_id), then retry",
             )
         where = ["status = 200", "path IS DISTINCT FROM 'refused'", "inputs IS NOT NULL"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 import tomllib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -536,6 +537,16 @@ def build_training_bundle(
     classification = _looks_like_classification(target)
     stratify = target if (evaluation.stratify and classification and target.value_counts().min() >= 2) else None
     with trace.step("split", len(frame)) as step:
+        # Judged before splitting, on the sizes train_test_split would make: too few rows to stratify must
+        # still read as "too few rows", not as scikit-learn's complaint about classes.
+        held_out = math.ceil(evaluation.holdout * len(frame))
+        too_few = check_row_counts(len(frame) - held_out, held_out, evaluation.min_rows)
+        if too_few is not None:
+            raise DataProblemError(
+                f"too few rows in the data from {source.describe()} ({len(frame)} with a target): {too_few}",
+                f"use more data, or lower [evaluation] min_rows (now {evaluation.min_rows}) if so few rows are "
+                "really enough; metrics on a handful of rows say little",
+            )
         try:
             x_train, x_test, y_train, y_test = train_test_split(
                 features,
@@ -551,13 +562,6 @@ def build_training_bundle(
             ) from exc
         step.rows_out = len(x_train) + len(x_test)
         step.note = f"{len(x_train)} to train on, {len(x_test)} held out"
-        too_few = check_row_counts(len(x_train), len(x_test), evaluation.min_rows)
-        if too_few is not None:
-            raise DataProblemError(
-                f"too few rows in the data from {source.describe()} ({len(frame)} with a target): {too_few}",
-                f"use more data, or lower [evaluation] min_rows (now {evaluation.min_rows}) if so few rows are "
-                "really enough; metrics on a handful of rows say little",
-            )
     metric_names = validate_metric_names(
         evaluation.metrics or default_metrics("classification" if classification else "regression")
     )
