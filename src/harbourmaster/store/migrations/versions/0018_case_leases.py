@@ -1,7 +1,7 @@
 """case leases: a worker's claim on a lifecycle case expires unless renewed, so another worker can reclaim it
 
 Revision ID: 0018
-Revises: 0016 (to be re-chained onto 0017)
+Revises: 0017
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0018"
-down_revision = "0016"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """replica credential lineage: the token that minted a replica credential
 
 Revision ID: 0019
-Revises: 0016
+Revises: 0018
 
 ``replica_credentials.parent_token_id`` is the API token an admin minted the
 credential with (null when no token was used: the local owner, break glass, or
@@ -17,7 +17,7 @@ from alembic import op
 from harbourmaster.store.migration_ops import drop_plain_columns
 
 revision = "0019"
-down_revision = "0016"  # re-chained onto 0018 when 0017-0018 land
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
