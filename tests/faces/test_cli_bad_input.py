@@ -130,6 +130,7 @@ BAD: dict[str, list[str]] = {
     "connections": ["many", "0"],
     "case_id": ["999", "first"],
     "poll": ["soon", "0"],
+    "lease": ["long", "0", "999999"],
 }
 
 # Parameters where any value is acceptable (free text, flags), or (--host) where only binding would tell.
