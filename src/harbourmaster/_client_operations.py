@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from harbourmaster.core.environments import Environment
+from harbourmaster.core.progress import SILENT, Progress
 from harbourmaster.core.rollout_watch import RolloutProgress, rollout_progress
 from harbourmaster.schemas import (
     ApprovalInfo,
@@ -364,11 +365,12 @@ class GovernanceMethods:
 
     # -- audit -------------------------------------------------------------------
 
-    def audit_verify(self) -> dict[str, Any]:
+    def audit_verify(self, progress: Progress = SILENT) -> dict[str, Any]:
         """Check the whole hash chain; names the first altered, removed or reordered entry."""
         if self._remote:
+            progress.stage("verifying on the control plane")
             return self._remote.get("/audit/verify")
-        return dict(self._platform.audit.verify(self.actor).__dict__)
+        return dict(self._platform.audit.verify(self.actor, progress).__dict__)
 
     def audit_events(self, since: datetime | None = None, limit: int = 100) -> list[dict[str, Any]]:
         if self._remote:
@@ -384,13 +386,15 @@ class GovernanceMethods:
             return self._remote.get_bytes("/audit/public-key").decode()
         return self._platform.audit.public_key_pem(self.actor)
 
-    def audit_export(self, since: datetime | None = None, format: str = "jsonl") -> str:
+    def audit_export(self, since: datetime | None = None, format: str = "jsonl", progress: Progress = SILENT) -> str:
+        """The signed export (see ``AuditService.export``); its stages and entry counts go to ``progress``."""
         if self._remote:
             params: dict[str, Any] = {"format": format}
             if since:
                 params["since"] = since.isoformat()
+            progress.stage("reading, verifying and signing on the control plane")
             return self._remote.get_bytes("/audit/export", params=params).decode()
-        return self._platform.audit.export(self.actor, since, format)
+        return self._platform.audit.export(self.actor, since, format, progress)
 
     def _decide(self, project: str, version: VersionRef, environment: str, decision: str, comment: str) -> ApprovalInfo:
         if self._remote:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
@@ -13,9 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tests.conftest import make_settings
 
 from cli_inprocess import invoke
+from harbourmaster.core.audit_chain import parse_public_key
 from harbourmaster.demo.story import write_demo_project
+from harbourmaster.services.actors import Actor
+from harbourmaster.services.audit import verify_export
+from harbourmaster.services.platform import Platform
 from harbourmaster.services.scoring import SCORE_CHUNK_ROWS
 
 pytestmark = pytest.mark.slow
@@ -125,3 +131,44 @@ def test_scoring_counts_rows_on_a_terminal_and_is_quiet_when_piped(workspace):
     assert " rows" not in done.stderr and ESCAPE not in done.stdout + done.stderr
     first, again = pd.read_csv(root / "scored.csv"), pd.read_csv(root / "scored-again.csv")
     assert len(first) == rows and first["prediction"].equals(again["prediction"])
+
+
+AUDIT_ENTRIES = 1200  # a few hundred more than one progress step of the export (every 500 entries)
+
+
+@pytest.fixture(scope="module")
+def audit_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, bytes]:
+    """A store whose audit log holds over a thousand signed entries, and its public key."""
+    root = tmp_path_factory.mktemp("audit-progress")
+    home = root / "home"
+    platform = Platform(make_settings(home))
+    try:
+        with platform.db.transaction() as session:
+            for number in range(AUDIT_ENTRIES):
+                platform.audit.record(session, Actor.local_owner(), "note.added", f"note {number}")
+        key = platform.audit.public_key_pem(Actor.local_owner()).encode()
+    finally:
+        platform.close()
+    return home, root, key
+
+
+def exported_entries(text: str, key: bytes) -> int:
+    """How many entries an intact export holds (it verifies, signatures included, and matches its trailer)."""
+    report = verify_export(text, parse_public_key(key))
+    assert report.ok, report.problem
+    return report.checked
+
+
+def test_audit_export_counts_entries_on_a_terminal_and_is_quiet_when_piped(audit_store):
+    home, root, key = audit_store
+    code, drawn = in_terminal(home, root, "audit", "export", "-o", "on-terminal.jsonl")
+    assert code == 0, drawn
+    assert "Exporting the audit log: verifying" in drawn, drawn
+    assert re.search(r"500/\d{4} entries", drawn), drawn  # a bar with counts, redrawn as entries are checked
+    assert "\x1b[2K" in drawn and "Wrote on-terminal.jsonl" in drawn
+
+    done = piped(home, root, "audit", "export")
+    assert done.returncode == 0 and done.stderr == ""  # no progress line, no control codes
+    # stdout holds the export alone, nothing mixed in; the export of the terminal run is whole too.
+    assert exported_entries((root / "on-terminal.jsonl").read_text(), key) == AUDIT_ENTRIES
+    assert exported_entries(done.stdout, key) == AUDIT_ENTRIES + 1  # plus the first export's own entry

@@ -529,8 +529,10 @@ def tokens_revoke(token_id: int, url: UrlOption = None, token: TokenOption = Non
 @audit_app.command("verify")
 def audit_verify(url: UrlOption = None, token: TokenOption = None, json: JsonOption = False) -> None:
     """Check chain, signatures and anchors; names every altered, removed, forged or unbacked entry."""
-    with client(url, token) as hm:
-        report = hm.audit_verify()
+    from harbourmaster.cli.progress import progress
+
+    with client(url, token) as hm, progress("Verifying the audit log", unit="entries") as report_to:
+        report = hm.audit_verify(report_to)
     if json:
         output.print_json(report)
     elif report["ok"]:
@@ -601,13 +603,12 @@ def audit_export(
     """Export entries with the chain head, for a regulator; verify it with `audit verify-export`."""
     from harbourmaster.cli.progress import progress
 
-    with client(url, token) as hm, progress("Exporting the audit log") as report:
-        report.stage("reading and signing entries")
-        text = hm.audit_export(parse_time(since) if since else None, format)
+    with client(url, token) as hm, progress("Exporting the audit log", unit="entries") as report:
+        text = hm.audit_export(parse_time(since) if since else None, format, report)
         if out:
-            report.stage(f"writing {out}")
+            report.stage(f"saving {out}")
+            out.write_text(text)
     if out:
-        out.write_text(text)
         output.console.print(f"Wrote {out}")
     else:
         print(text, end="")

@@ -33,13 +33,17 @@ class TerminalProgress:
         self._bar.update(self._task, completed=done, total=total, refresh=True)
 
 
-class _Rows(ProgressColumn):
+class _Count(ProgressColumn):
     """``1200/5000 rows`` while counted work runs; nothing during a stage of unknown length."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self._unit = unit
 
     def render(self, task: Task) -> Text:
         if task.total is None:
             return Text("")
-        return Text(f"{int(task.completed)}/{int(task.total)} rows", style="progress.download")
+        return Text(f"{int(task.completed)}/{int(task.total)} {self._unit}", style="progress.download")
 
 
 def shows_progress() -> bool:
@@ -48,8 +52,8 @@ def shows_progress() -> bool:
 
 
 @contextmanager
-def progress(title: str) -> Iterator[Progress]:
-    """Report long work under ``title``: drawn on a terminal, silent when piped."""
+def progress(title: str, unit: str = "rows") -> Iterator[Progress]:
+    """Report long work under ``title`` (counts in ``unit``): drawn on a terminal, silent when piped."""
     if not shows_progress():
         yield SILENT
         return
@@ -57,7 +61,7 @@ def progress(title: str) -> Iterator[Progress]:
         SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
-        _Rows(),
+        _Count(unit),
         TimeElapsedColumn(),
         console=output.errors,
         transient=True,

@@ -7,7 +7,10 @@ nowhere, so code that does not care passes nothing.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Iterator, Sequence
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class Progress(Protocol):
@@ -31,3 +34,13 @@ class Silent:
 
 
 SILENT = Silent()
+
+
+def counted(items: Sequence[T], progress: Progress, *, every: int = 500) -> Iterator[T]:
+    """Yield ``items``, telling ``progress`` how many are done every ``every`` items and at the end."""
+    total = len(items)
+    progress.advance(0, total)
+    for done, item in enumerate(items, 1):
+        yield item
+        if done % every == 0 or done == total:
+            progress.advance(done, total)

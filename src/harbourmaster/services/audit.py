@@ -38,6 +38,7 @@ from harbourmaster.core.audit_chain import (
     verify_chain,
 )
 from harbourmaster.core.permissions import Permission
+from harbourmaster.core.progress import SILENT, Progress, counted
 from harbourmaster.errors import InvalidInputError
 from harbourmaster.services.actors import Actor
 from harbourmaster.services.audit_links import LinkedRow, link_problem, row_label
@@ -260,15 +261,16 @@ class AuditService:
 
     # -- verification --------------------------------------------------------------------
 
-    def verify(self, actor: Actor) -> ChainReport:
+    def verify(self, actor: Actor, progress: Progress = SILENT) -> ChainReport:
         """Check chain, signatures, anchors and the rows that claim an entry; anchor the head if all hold."""
         self._platform.access.require(actor, Permission.AUDIT, target="audit log")
-        report = self._verify(list(self._entries()))
+        progress.stage("reading the audit log")
+        report = self._verify(list(self._entries()), progress)
         if report.ok:
             self.anchor("verified")
         return report
 
-    def _verify(self, entries: list[dict[str, Any]]) -> ChainReport:
+    def _verify(self, entries: list[dict[str, Any]], progress: Progress = SILENT) -> ChainReport:
         key = self.public_key()
         anchors = self.anchors.read_all()
         mark = self._mark
@@ -282,7 +284,8 @@ class AuditService:
                     "_name": "in memory",
                 }
             )
-        report = verify_chain(entries, public_key=key, unsigned_upto=unsigned_prefix(key, anchors))
+        progress.stage(f"verifying {len(entries)} entries")
+        report = verify_chain(counted(entries, progress), public_key=key, unsigned_upto=unsigned_prefix(key, anchors))
         last_seq = entries[-1]["seq"] if entries else 0
         anchored = check_anchors(key, anchors, {e["seq"]: e["hash"] for e in entries}, last_seq)
         report = report.with_problems(anchored.problems, anchored.bad_seq)
@@ -394,17 +397,20 @@ class AuditService:
             rows = session.scalars(query.order_by(AuditEventRow.seq.desc()))
             return [row_entry(row) for row in rows], total
 
-    def export(self, actor: Actor, since: datetime | None = None, format: str = "jsonl") -> str:
+    def export(
+        self, actor: Actor, since: datetime | None = None, format: str = "jsonl", progress: Progress = SILENT
+    ) -> str:
         """Entries since a time with their signatures, plus a signed trailer (head, anchors, key id):
-        verifiable offline with the public key alone."""
+        verifiable offline with the public key alone (stages and entry counts to ``progress``)."""
         if format not in EXPORT_FORMATS:
             raise InvalidInputError(f"export format {format!r} is unknown", "use jsonl or csv")
         self._platform.access.require(actor, Permission.AUDIT, target="audit log")
         details = {"since": str(since), "format": format}
         try:
             # One read for both: the trailer's head must be the last exported entry, even with writers running.
+            progress.stage("reading the audit log")
             everything = list(self._entries())
-            whole = self._verify(everything)
+            whole = self._verify(everything, progress)
             entries = [entry for entry in everything if since is None or _parse_at(entry["at"]) >= since]
             key = self._signing_key()
             anchors = [
@@ -432,15 +438,16 @@ class AuditService:
                 "anchors": anchors,
             },
         )
+        progress.stage(f"writing {len(entries)} entries as {format}")
         if format == "jsonl":
-            lines = [json.dumps(entry, sort_keys=True) for entry in entries]
+            lines = [json.dumps(entry, sort_keys=True) for entry in counted(entries, progress)]
             lines.append(json.dumps({"_trailer": trailer}, sort_keys=True))
             return "\n".join(lines) + "\n"
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         columns = list(ENTRY_FIELDS)
         writer.writerow(columns)
-        for entry in entries:
+        for entry in counted(entries, progress):
             writer.writerow(
                 [
                     json.dumps(entry[c], sort_keys=True) if c in ("before", "after", "details") else entry[c]
