@@ -103,7 +103,8 @@ def test_runs_record_steps_and_findings_and_the_monitor_alerts(
         ("categories", "channel"): ("error", 1),
         ("types", "items"): ("error", 2),
     }
-    assert "'fax'" in invalid.error and "'many'" in invalid.error and "runs show" in invalid.error
+    assert "'fax'" in invalid.error and "'many'" in invalid.error and "[monitoring.runs]" in invalid.error
+    assert "RUN" not in invalid.error  # no placeholder to fill in: who shows the run names it
     assert not (tmp_path / "bad-scored.csv").exists()
     assert [(s.name, s.status) for s in invalid.steps][-1] == ("validate", "failed")
 
@@ -131,6 +132,10 @@ def test_runs_record_steps_and_findings_and_the_monitor_alerts(
     assert as_json.code == 0 and json.loads(as_json.out)["id"] == invalid.id, as_json.err
     missing = invoke(["runs", "show", "9999"])
     assert missing.code == 1 and "no run 9999" in missing.err
+    # `score` says why and ends with a plain command naming the real run, to copy as printed.
+    scored = invoke(["score", "orders", "--input", str(tmp_path / "bad.csv"), "--output", str(tmp_path / "out.csv")])
+    assert scored.code == 1 and scored.crash is None and "[monitoring.runs]" in scored.err, scored.err
+    assert scored.err.endswith(f"\nhint: every finding: harbourmaster runs show {invalid.id + 1}\n"), scored.err
 
     # A run that fails (its input cannot be read): its own alert; the invalid-input alert resolves.
     failed = score(None, "nowhere")

@@ -77,7 +77,7 @@ class PipelineRunMonitor:
                     Status.WARNING,
                     f"{row.kind} run {row.id} of {row.project} has been running for {hours:.1f} h "
                     f"(since {row.started_at:%Y-%m-%d %H:%M} UTC): its process may have died without recording an "
-                    f"end; look at `harbourmaster runs show {row.id}`, and start the pipeline again if it is gone",
+                    f"end; start the pipeline again if it is gone. Its record: harbourmaster runs show {row.id}",
                 )
             )
         return results

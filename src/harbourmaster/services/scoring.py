@@ -67,8 +67,9 @@ def invalid_input_error(report: ValidationReport, source: str) -> InvalidRunInpu
     shown = "; ".join(f.message for f in errors[:10]) + (f"; and {len(errors) - 10} more" if len(errors) > 10 else "")
     return InvalidRunInputError(
         f"the input data in {source} is invalid ({len(errors)} error finding(s)): {shown}",
-        "fix the data, or make the check a warning in [monitoring.runs] of harbourmaster.toml "
-        "(`harbourmaster runs show RUN` lists every finding)",
+        # No run number here (the run is recorded after): whoever shows the run names it (`score` prints
+        # the command that lists every finding).
+        "fix the data, or make the check a warning in [monitoring.runs] of harbourmaster.toml",
     )
 
 
