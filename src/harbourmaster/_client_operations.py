@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from harbourmaster.core.environments import Environment
 from harbourmaster.core.progress import SILENT, Progress
-from harbourmaster.core.rollout_watch import RolloutProgress, rollout_progress
+from harbourmaster.core.rollout_watch import START_GRACE_SECONDS, RolloutProgress, rollout_progress
 from harbourmaster.schemas import (
     ApprovalInfo,
     DeploymentEvent,
@@ -80,19 +80,23 @@ class DeploymentMethods:
         revision: int,
         *,
         timeout: float = 60.0,
+        start_grace: float = START_GRACE_SECONDS,
         poll_seconds: float = 0.5,
         on_progress: Callable[[RolloutProgress], None] | None = None,
     ) -> RolloutProgress:
-        """Wait until every live replica of ``environment`` has loaded or refused ``revision`` of ``project``
-        (or ``timeout`` seconds pass); with no live replica it returns at once, with no replica in it."""
-        deadline = time.monotonic() + timeout
+        """Wait until every live replica of ``environment`` (starting ones too) has loaded or refused
+        ``revision`` of ``project``, or ``timeout`` seconds pass. While no replica is up it looks for one
+        that was just started for ``start_grace`` seconds (at most ``timeout``), then returns with none."""
+        started = time.monotonic()
+        deadline, grace_end = started + timeout, started + min(start_grace, timeout)
         while True:
             progress = rollout_progress(self.replicas(environment), project, revision)  # type: ignore[attr-defined]
             if on_progress is not None:
                 on_progress(progress)
-            if progress.settled or time.monotonic() >= deadline:
+            until = deadline if progress.replicas else grace_end
+            if (progress.replicas and progress.settled) or time.monotonic() >= until:
                 return progress
-            time.sleep(min(poll_seconds, max(0.0, deadline - time.monotonic())))
+            time.sleep(min(poll_seconds, max(0.0, until - time.monotonic())))
 
     def rollback(self, project: str, environment: str, to_version: VersionRef | None = None) -> DeploymentState:
         if self._remote:

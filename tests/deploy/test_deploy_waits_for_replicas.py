@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from tests.conftest import make_settings
 from tests.serving.helpers import stop_process
@@ -45,39 +44,38 @@ def test_rollout_progress_reads_each_live_replica() -> None:
     refused = refused.model_copy(update={"id": "host-refused"})
     pending = replica("alive", {"p": {"revision": 3}}).model_copy(update={"id": "host-pending"})
     gone = replica("stale", {"p": {"revision": 1}})
-    progress = rollout_progress([loaded, refused, pending, gone], "p", 4)
+    starting = replica("starting")  # still in its first reconcile: it counts, as pending
+    progress = rollout_progress([loaded, refused, pending, gone, starting], "p", 4)
     outcomes = {item.replica: item.outcome for item in progress.replicas}
-    assert outcomes == {"host-alive": "loaded", "host-refused": "refused", "host-pending": "pending"}
-    assert not progress.settled and "1 of 3 replica(s) loaded it, 1 refused, 1 pending" in progress.summary()
+    assert outcomes == {
+        "host-alive": "loaded",
+        "host-refused": "refused",
+        "host-pending": "pending",
+        "host-starting": "pending",
+    }
+    assert not progress.settled and "1 of 4 replica(s) loaded it, 1 refused, 2 pending" in progress.summary()
     described = {item.replica: item.describe() for item in progress.replicas}
     assert "refused it, still serving revision 2: LoadTimeout: stuck" in described["host-refused"]
+    assert described["host-starting"] == "host-starting is starting and has not loaded it yet"
     assert rollout_progress([gone], "p", 4).replicas == ()  # only live replicas count
+    assert rollout_progress([gone], "p", 4).summary() == "revision 4: no replica up yet"
 
 
-def start_replica(home: Path, port: int) -> subprocess.Popen[bytes]:
+def launch_replica(home: Path, port: int) -> subprocess.Popen[bytes]:
+    """``harbourmaster serve --env dev &``: the process is started, not waited for."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("HARBOURMASTER_")}
     env.update(
         HARBOURMASTER_HOME=str(home),
         HARBOURMASTER_SERVE_LOAD_TIMEOUT_SECONDS="8",
         HARBOURMASTER_SERVE_START_TIMEOUT_SECONDS="1",
     )
-    process = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "harbourmaster", "serve", "--env", "dev", "--port", str(port)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the replica exited"
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v2/health/live", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    stop_process(process)
-    raise AssertionError("the replica never listened")
 
 
 @pytest.mark.slow
@@ -89,15 +87,19 @@ def test_deploy_waits_for_the_replica_and_names_what_it_did(tmp_path: Path) -> N
     finally:
         platform.close()
 
+    started = time.monotonic()
     alone = cli(home, "deploy", SLEEPY, str(versions["fast"]), "--timeout", "30", cwd=tmp_path)
-    assert alone.returncode == 0 and "no replica of dev is running" in alone.stdout  # said at once, no hang
+    assert alone.returncode == 0 and "no replica of dev is running (none started within 5 s)" in alone.stdout
+    assert time.monotonic() - started < 25  # it looks for a starting replica for a few seconds, no longer
 
-    process = start_replica(home, free_port())
+    # `harbourmaster serve &` then `harbourmaster deploy` at once: the replica is still importing, then
+    # says "starting" while it loads; deploy waits for it instead of finding no replica.
+    process = launch_replica(home, free_port())
     try:
         started = time.monotonic()
         swapped = cli(home, "deploy", SLEEPY, str(versions["slow"]), "--timeout", "60", cwd=tmp_path)
         assert swapped.returncode == 0, swapped.stdout + swapped.stderr
-        assert "loaded it (serving revision 2)" in swapped.stdout
+        assert "no replica" not in swapped.stdout and "loaded it (serving revision 2)" in swapped.stdout
         assert "all 1 replica(s) of dev serve revision 2" in swapped.stdout
         assert time.monotonic() - started < 60
 

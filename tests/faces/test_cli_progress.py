@@ -97,7 +97,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
         patch.delenv("HARBOURMASTER_DATABASE_URL", raising=False)
         patch.chdir(root)
         assert invoke(["train", "project"]).code == 0
-        assert invoke(["deploy", PROJECT, "1", "--env", "dev"]).code == 0
+        assert invoke(["deploy", PROJECT, "1", "--env", "dev", "--no-wait"]).code == 0
     yield home, root
 
 

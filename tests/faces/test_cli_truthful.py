@@ -87,7 +87,7 @@ def test_promote_check_exit_code_follows_the_gates(workspace: Path) -> None:
     assert refused_json.code == 1
     assert any(not verdict["passed"] for verdict in json.loads(refused_json.out))
 
-    ok(invoke(["deploy", PROJECT, "1", "--env", "dev"]))
+    ok(invoke(["deploy", PROJECT, "1", "--env", "dev", "--no-wait"]))
     unserved = invoke(["promote", PROJECT, "1", "--to", "test", "--check"])
     assert unserved.code == 1 and "no replica there has answered with it yet" in unserved.out  # deployed only
 

@@ -311,9 +311,8 @@ def test_desired_state_cli_goes_through_the_client_embedded_and_against_a_server
     with live_server(platform) as live:
         remote = ("--env", "dev", "--url", live.url, "--token", secret, "--json")
 
-        deployed = run_cli(
-            home, "deploy", MOODY, bad, *remote, "--latency-budget-ms", "150", "--microbatch", "--max-batch", "8"
-        )
+        options = ("--latency-budget-ms", "150", "--microbatch", "--max-batch", "8")
+        deployed = run_cli(home, "deploy", MOODY, bad, *remote, *options, "--no-wait")  # no replica runs here
         state = json.loads(deployed.stdout)
         assert state["champion"]["number"] == moody["bad"] and state["updated_by"] == "root"
         assert state["options"]["latency_budget_ms"] == 150
@@ -326,7 +325,7 @@ def test_desired_state_cli_goes_through_the_client_embedded_and_against_a_server
         chain = json.loads(run_cli(home, "fallback", MOODY, "--failover", good, "--default", "0", *remote).stdout)
         assert chain["failover"]["number"] == moody["good"] and chain["fallback"]["default"] == 0
 
-        swapped = json.loads(run_cli(home, "deploy", MOODY, good, *remote).stdout)
+        swapped = json.loads(run_cli(home, "deploy", MOODY, good, *remote, "--no-wait").stdout)
         assert swapped["champion"]["number"] == moody["good"]
         assert swapped["options"]["latency_budget_ms"] == 150  # options given earlier stay
         back = json.loads(run_cli(home, "rollback", MOODY, *remote).stdout)
@@ -356,6 +355,7 @@ def test_desired_state_cli_goes_through_the_client_embedded_and_against_a_server
             "dev",
             "--unknown-fields",
             "ignore",
+            "--no-wait",
             "--url",
             live.url,
             "--token",

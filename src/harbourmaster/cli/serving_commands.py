@@ -128,6 +128,8 @@ def _await_replicas(hm: Any, state: Any, timeout: float, *, quiet: bool) -> None
 
     Exits 1 when a replica refused the revision or the wait timed out (the desired state stays recorded).
     """
+    from harbourmaster.core.rollout_watch import START_GRACE_SECONDS
+
     say = output.errors.print if quiet else output.console.print
     with output.progress_line(f"waiting for the replicas of {state.environment}") as update:
         progress = hm.wait_for_replicas(
@@ -139,8 +141,9 @@ def _await_replicas(hm: Any, state: Any, timeout: float, *, quiet: bool) -> None
         )
     if not progress.replicas:
         say(
-            f"no replica of {state.environment} is running: the change is recorded and is served once one starts "
-            f"(harbourmaster serve --env {state.environment}; harbourmaster replicas --env {state.environment})",
+            f"no replica of {state.environment} is running (none started within {min(timeout, START_GRACE_SECONDS):g}"
+            " s): the change is recorded and is served once one starts. Start one: harbourmaster serve --env "
+            f"{state.environment}; see them: harbourmaster replicas --env {state.environment}",
             markup=False,
         )
         return

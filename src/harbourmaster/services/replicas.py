@@ -50,7 +50,7 @@ PRUNE_EVERY = timedelta(minutes=5)
 def _info(row: ReplicaRow, now: datetime) -> ReplicaInfo:
     last_seen = row.last_seen if row.last_seen.tzinfo else row.last_seen.replace(tzinfo=UTC)
     status = row.status
-    if status == "alive" and now - last_seen > STALE_AFTER:
+    if status in ("starting", "alive") and now - last_seen > STALE_AFTER:
         status = "stale"
     return ReplicaInfo(
         id=row.id,

@@ -450,7 +450,14 @@ class Replica:
             log.exception("heartbeat failed (retried at the next beat)")
 
     def _heartbeat_loop(self) -> None:
-        self._first_reconcile.wait(self.options.start_timeout_seconds)
+        # "starting" at once and at each beat until the first reconcile ends (or the start timeout passes):
+        # a deploy waits for a replica that is starting instead of finding none.
+        deadline = time.monotonic() + self.options.start_timeout_seconds
+        while not self._first_reconcile.is_set() and not self._stop.is_set():
+            self._try_heartbeat("starting")
+            left = deadline - time.monotonic()
+            if left <= 0 or self._first_reconcile.wait(min(self.options.heartbeat_seconds, left)):
+                break
         self._try_heartbeat("alive")
         while not self._stop.is_set():
             self._beat_now.wait(self.options.heartbeat_seconds)

@@ -45,7 +45,7 @@ class HeartbeatIn(BaseModel):
     host: str = Field(max_length=255)
     pid: int = Field(ge=0, le=2**31 - 1)
     address: str = Field(default="", max_length=255)
-    status: str = Field(default="alive", pattern="^(alive|stopped)$")
+    status: str = Field(default="alive", pattern="^(starting|alive|stopped)$")
     loaded: dict[str, Any] = Field(default_factory=dict)
     details: dict[str, Any] = Field(default_factory=dict)
 
