@@ -110,6 +110,8 @@ def test_readme_tour_runs_line_by_line_after_the_demo(tmp_path: Path) -> None:
     assert "Traceback" not in tour.stdout + tour.stderr, tour.stderr[-6000:]
     # A few outcomes beyond exit codes: the replica answered, v2 reached prod, the export verifies.
     assert '"prediction"' in tour.stdout and '"path":"champion"' in tour.stdout
+    # deploy right after `serve ... &` waits for the replica that is starting, and says what it did.
+    assert "no replica of dev is running" not in tour.stdout and "loaded it (serving revision" in tour.stdout
     assert "Promoted breast-cancer v2 to prod" in tour.stdout
     assert "Export intact" in tour.stdout
     # One store all along: the one the demo made here, never a second one elsewhere.
