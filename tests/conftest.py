@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
+import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 
 from harbourmaster.config import Settings
 from harbourmaster.services.platform import Platform
+from harbourmaster.store.db import Database
+from harbourmaster.store.private import private_dir
+from scheduling import GroupedFileScheduling, costliest_first
 
 POSTGRES_URL = os.environ.get("HARBOURMASTER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -32,6 +39,14 @@ def _postgres_problem() -> str | None:
 _POSTGRES_PROBLEM: str | bool | None = False
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    costliest_first(items)  # see tests/scheduling.py
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> GroupedFileScheduling | None:
+    return GroupedFileScheduling(config, log) if config.getvalue("dist") == "loadfile" else None
+
+
 def require_postgres() -> None:
     """Skip (on a laptop) or fail (in CI) when PostgreSQL is missing."""
     global _POSTGRES_PROBLEM
@@ -43,19 +58,67 @@ def require_postgres() -> None:
         pytest.skip(_POSTGRES_PROBLEM)
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A URL whose search_path is a fresh schema of its own, dropped afterwards."""
+def _schema_url(schema: str) -> str:
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    return f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+
+
+@contextmanager
+def _fresh_schema(script: str | None = None) -> Iterator[str]:
+    """A URL whose search_path is a new schema (made by ``script``, whose schema is named SCHEMA_TOKEN, or
+    empty), dropped afterwards."""
     require_postgres()
     schema = f"hm_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
-    with admin.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    try:
+        with admin.begin() as connection:
+            if script is None:
+                connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+            else:
+                connection.exec_driver_sql(script.replace(SCHEMA_TOKEN, schema))
+        yield _schema_url(schema)
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL whose search_path is a fresh, empty schema of its own, dropped afterwards."""
+    with _fresh_schema() as url:
+        yield url
+
+
+SCHEMA_TOKEN = "hm_template_schema_token"
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> str | None:
+    """The SQL that makes a schema at the newest migration, as ``pg_dump`` writes it after migrating one
+    (once per test process; tests/store cover the migrations); None without ``pg_dump``."""
+    if shutil.which("pg_dump") is None:
+        return None
+    with _fresh_schema() as url:
+        Database(url).dispose()
+        schema = url.rsplit("%3D", 1)[1]
+        libpq = make_url(POSTGRES_URL).set(drivername="postgresql").render_as_string(hide_password=False)
+        dump = subprocess.run(
+            ["pg_dump", "--dbname", libpq, "--schema", schema, "--inserts", "--no-owner"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+    lines = (line for line in dump.splitlines() if not line.startswith("\\"))  # psql's \restrict lines
+    return "\n".join(lines).replace(schema, SCHEMA_TOKEN)
+
+
+@pytest.fixture
+def migrated_postgres_url(postgres_template: str | None) -> Iterator[str]:
+    """Like ``postgres_url``, with the schema already at the newest migration."""
+    with _fresh_schema(postgres_template) as url:
+        yield url
 
 
 def make_settings(home: Path, database_url: str | None = None, **overrides: object) -> Settings:
@@ -75,11 +138,33 @@ def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty SQLite store at the newest migration, made once per test process (tests/store cover the
+    migrations themselves); a test's fresh SQLite store starts as a copy instead of migrating again."""
+    folder = tmp_path_factory.mktemp("sqlite-template")
+    database = Database(f"sqlite:///{folder / 'migrated.db'}")
+    database.dispose()
+    template = folder / "template.db"
+    with sqlite3.connect(folder / "migrated.db") as connection:
+        connection.execute("VACUUM INTO ?", (str(template),))  # one self-contained file, no WAL beside it
+    return template
+
+
+def fresh_sqlite_home(home: Path, template: Path) -> Settings:
+    """Settings on ``home``, whose SQLite store starts as a copy of ``template``."""
+    settings = make_settings(home)
+    private_dir(home)
+    shutil.copyfile(template, settings.database_url.removeprefix("sqlite:///"))
+    return settings
+
+
 @pytest.fixture
 def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     """Settings on a fresh store, for each metadata backend."""
-    url = request.getfixturevalue("postgres_url") if backend == "postgresql" else None
-    return make_settings(tmp_path / "home", url)
+    if backend == "postgresql":
+        return make_settings(tmp_path / "home", request.getfixturevalue("migrated_postgres_url"))
+    return fresh_sqlite_home(tmp_path / "home", request.getfixturevalue("sqlite_template"))
 
 
 @pytest.fixture
@@ -90,8 +175,8 @@ def platform(settings: Settings) -> Iterator[Platform]:
 
 
 @pytest.fixture
-def sqlite_settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path / "home")
+def sqlite_settings(tmp_path: Path, sqlite_template: Path) -> Settings:
+    return fresh_sqlite_home(tmp_path / "home", sqlite_template)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""``harbourmaster demo`` end to end, as a user runs it: a subprocess on a fresh home."""
+"""``harbourmaster demo`` end to end, as a user runs it: the session's shared run in a fresh folder, then a
+second run on a copy of its store named by ``HARBOURMASTER_HOME``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from shared_demo import DEMO_SECONDS, shared_demo
 
 
 def run_demo(home: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -19,16 +22,17 @@ def run_demo(home: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=DEMO_SECONDS,
         check=False,
     )
 
 
 @pytest.mark.slow
-def test_demo_runs_and_reruns(tmp_path):
-    home = tmp_path / "home"
+def test_demo_runs_and_reruns(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    first = shared_demo(tmp_path_factory)
+    home = first.copy_store(tmp_path / "home")
     for attempt in ("first", "second"):
-        done = run_demo(home, tmp_path)
+        done = first if attempt == "first" else run_demo(home, tmp_path)
         output = done.stdout + done.stderr
         assert done.returncode == 0, f"{attempt} run exited {done.returncode}:\n{output}"
         assert "Traceback" not in output, output

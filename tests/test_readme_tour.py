@@ -13,12 +13,12 @@ import re
 import shlex
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from loopback import free_port
+from shared_demo import newcomer_env, shared_demo
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TOUR_HEADING = "## A five-minute tour"
@@ -85,25 +85,16 @@ def test_the_tour_is_read_from_the_readme() -> None:
 
 
 @pytest.mark.slow
-def test_readme_tour_runs_line_by_line_after_the_demo(tmp_path: Path) -> None:
+def test_readme_tour_runs_line_by_line_after_the_demo(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    demo = shared_demo(tmp_path_factory)  # `harbourmaster demo` in a fresh folder, as the README's first command
+    assert "Demo finished" in demo.stdout
+    assert f"Your sandbox is {demo.store}: every command you run in this folder" in demo.stdout
     folder, home = tmp_path / "newcomer", tmp_path / "home"
     folder.mkdir()
     home.mkdir()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("HARBOURMASTER_")}
-    env.update(
-        HOME=str(home),
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",  # the activated virtual environment
-        SERVE_PORT=str(free_port()),
-        CONTROL_PORT=str(free_port()),
-        TEST_PORT=str(free_port()),
-        NO_COLOR="1",
-        COLUMNS="200",
-    )
-
-    demo = _run("harbourmaster demo", folder, env, 300)
-    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
-    assert "Demo finished" in demo.stdout
-    assert f"Your sandbox is {folder / '.harbourmaster'}: every command you run in this folder" in demo.stdout
+    demo.copy_store(folder / ".harbourmaster")  # the newcomer's folder, as the demo left it
+    env = newcomer_env(home)
+    env.update(SERVE_PORT=str(free_port()), CONTROL_PORT=str(free_port()), TEST_PORT=str(free_port()))
 
     tour = _run(tour_script(tour_lines(README.read_text())), folder, env, TOUR_SECONDS)
     assert tour.returncode == 0 and "TOUR-DONE" in tour.stdout, f"{tour.stderr[-6000:]}\n{tour.stdout[-3000:]}"

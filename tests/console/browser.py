@@ -3,7 +3,7 @@ headless Debian chromium driven by Selenium through Debian's chromedriver (never
 
 Reused by every console page's tests (``tests/console/conftest.py`` exposes the fixtures):
 
-- ``ConsoleSite``: ``harbourmaster demo`` in a temporary home, then the demo's control-plane store
+- ``ConsoleSite``: a copy of the session's demo store (``shared_demo``), then the demo's control-plane store
   (``<home>/demo/control-plane``: root, sam, dana, olga, rita, bob, ada) gets, through the services
   with an audited break-glass actor, a viewer (``vera``), an approver who also trains (``alex``), tokens
   for all of them, two more versions of breast-cancer (the sandbox's v2 and v3 bundles, registered by
@@ -28,6 +28,7 @@ import httpx
 import pytest
 
 from loopback import free_port
+from shared_demo import DemoRun
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -103,19 +104,6 @@ class ConsoleSite:
             self.process.wait(timeout=10)
 
 
-def run_demo(home: Path, cwd: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "harbourmaster", "demo"],
-        cwd=cwd,
-        env=_env(home),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, f"the demo failed:\n{done.stdout}\n{done.stderr}"
-
-
 def prepare_store(home: Path) -> tuple[dict[str, str], dict[str, Any]]:
     """People, tokens and a version waiting for a sign-off, on the demo's control-plane store."""
     from harbourmaster.config import Settings
@@ -157,9 +145,8 @@ def prepare_store(home: Path) -> tuple[dict[str, str], dict[str, Any]]:
         store.close()
 
 
-def start_site(base: Path) -> ConsoleSite:
-    home = base / "home"
-    run_demo(home, base)
+def start_site(base: Path, demo: DemoRun) -> ConsoleSite:
+    home = demo.copy_store(base / "home")
     tokens, facts = prepare_store(home)
     store_home = home / "demo" / "control-plane"
     port = free_port()

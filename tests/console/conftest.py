@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 
 from console.browser import Browser, ConsoleSite, require_browser, screenshot_dir, start_site
+from shared_demo import shared_demo
 
 
 @pytest.fixture(scope="session")
 def console_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleSite]:
     """The demo's control plane, enriched (see ``browser.prepare_store``), served on loopback."""
     require_browser()
-    site = start_site(tmp_path_factory.mktemp("console-site"))
+    site = start_site(tmp_path_factory.mktemp("console-site"), shared_demo(tmp_path_factory))
     try:
         yield site
     finally:

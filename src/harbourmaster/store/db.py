@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -10,6 +11,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -77,14 +80,31 @@ def _private_sqlite_files(database: Path) -> None:
             private_file(companion)
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest migration (idempotent, safe to call on every start)."""
+def _alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+@functools.cache
+def head_revision() -> str | None:
+    """The newest migration's revision (read from the migration scripts once per process)."""
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest migration (idempotent, safe to call on every start).
+
+    A database already at the newest revision is left alone without running Alembic's environment,
+    which costs more than the rest of opening a store.
+    """
+    config = _alembic_config()
     with _migrate_lock, engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             # One migrator at a time across processes (replicas starting together).
             connection.exec_driver_sql("SELECT pg_advisory_xact_lock(4242001)")
+        if MigrationContext.configure(connection).get_current_revision() == head_revision():
+            return
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
