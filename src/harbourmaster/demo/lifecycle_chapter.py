@@ -30,7 +30,7 @@ from harbourmaster.demo.control_plane import DemoControlPlane
 from harbourmaster.lifecycle_worker import work
 from harbourmaster.services.duties import DutyDecision
 from harbourmaster.serving.control_plane import RemoteControlPlane
-from harbourmaster.serving.replica import ReplicaOptions
+from harbourmaster.serving.replica import ReplicaOptions, settle_heap
 from harbourmaster.serving.server import ServerThread
 from harbourmaster.store.prediction_log import PredictionLog
 
@@ -154,6 +154,7 @@ def run_lifecycle_chapter(
             replicas[environment] = _replica(control_plane, project_dir, environment, secret)
         for replica in replicas.values():
             _wait_loaded(replica, project, champion)
+        settle_heap()  # the control plane and the replicas are new: out of the collector's reach (see story.py)
         prod_url = f"{replicas['prod'].url}/v1/projects/{project}"
         story.say(
             "replicas of dev, test and prod on loopback (replica credentials, no store access); "
@@ -236,6 +237,7 @@ def run_lifecycle_chapter(
             smoke.stop()
         if case.state != "waiting_signoff":
             raise RuntimeError(f"case {case.id} ended {case.state}: {case.reason}")
+        settle_heap()  # the retrained version, loaded by the replicas, before the canary measures latency
         steps = {s["step"]: s["links"] for s in case.steps}
         version = steps["retrain"]["version"]
         _show_case(case.id, control_plane.url, tokens["olga"])

@@ -203,7 +203,12 @@ def run_demo(home: Path | None = None) -> None:
             raise SystemExit(1)
 
     from harbourmaster.demo.serving_chapter import run_serving_chapter
+    from harbourmaster.serving.replica import settle_heap
 
+    # From here the demo serves: replicas, a control plane and load in this one process, whose heap (pandas,
+    # scikit-learn, three trained versions) a full garbage collection walks with every thread stopped, 0.3-0.7 s
+    # on a busy laptop. Frozen out of the collector's reach, as `harbourmaster serve` and `server` do.
+    settle_heap()
     run_serving_chapter(story, settings, PROJECT, second.version.number, features)
 
     from harbourmaster.demo.monitoring_chapter import run_monitoring_chapter
