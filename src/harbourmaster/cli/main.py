@@ -406,6 +406,9 @@ def demo(
     ] = None,
 ) -> None:
     """Run the showcase: a demo project trained, registered, compared and reloaded."""
+    from harbourmaster.bundle.warmup import start_warmup_server
+
+    start_warmup_server()  # its imports overlap the demo's own: the first registration does not wait for them
     from harbourmaster.demo.story import run_demo
 
     try:
