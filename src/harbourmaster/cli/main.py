@@ -500,3 +500,7 @@ loadtest_commands.register(app)
 from harbourmaster.cli import cases_commands  # noqa: E402
 
 cases_commands.register(app)
+
+from harbourmaster.cli.help_text import reflow_help  # noqa: E402
+
+reflow_help(app)  # after every command is registered
