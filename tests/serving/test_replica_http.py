@@ -103,6 +103,12 @@ def test_bad_input_is_a_4xx_naming_each_field(world: dict) -> None:
     assert client.post(f"/v1/projects/{PROJECT}/predict", json=[1, 2]).status_code == 422
     assert client.post(f"/v1/projects/{PROJECT}/predict", json={"records": []}).status_code == 422
     assert client.post(f"/v2/models/{PROJECT}/infer", json={"inputs": 3}).status_code == 422
+    # Another server's body shape (TensorFlow Serving's) gets one error naming the shape this endpoint takes,
+    # not a "missing" for every field.
+    foreign = client.post(f"/v1/projects/{PROJECT}/predict", json={"instances": [list(row.values())]})
+    assert foreign.status_code == 422 and "errors" not in foreign.json(), foreign.json()
+    assert foreign.json()["error"].startswith('{"instances": ...} is TensorFlow Serving'), foreign.json()
+    assert '{"records": [' in foreign.json()["hint"] and f'"{next(iter(row))}": ...' in foreign.json()["hint"]
     huge = b'{"records": [' + b",".join([b'{"a": 1}'] * 1_000_000) + b"]}"
     too_big = client.post(f"/v1/projects/{PROJECT}/predict", content=huge)
     assert too_big.status_code == 413 and "larger" in too_big.json()["error"]
