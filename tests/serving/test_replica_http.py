@@ -351,10 +351,10 @@ def test_every_status_is_counted_and_refusals_are_logged(world: dict, monkeypatc
     platform, client, versions = world["platform"], world["client"], world["versions"]
     parse_v1 = serving_app._records_from_v1
 
-    def parse_or_fail(body: object) -> object:  # a bug of the replica's own (not the model's) on one request
+    def parse_or_fail(body: object, names: list[str]) -> object:  # a bug of the replica's own, on one request
         if isinstance(body, dict) and body.get("internal-bug"):
             raise RuntimeError("a bug in the replica")
-        return parse_v1(body)
+        return parse_v1(body, names)
 
     monkeypatch.setattr(serving_app, "_records_from_v1", parse_or_fail)
     reset(world)
