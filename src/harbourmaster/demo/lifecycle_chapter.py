@@ -40,7 +40,13 @@ SIZES = ("radius", "perimeter", "area")
 CANARY = {"strategy": "canary", "steps": [25, 50, 100], "bake": 2, "min_requests": 40}
 FAST = ReplicaOptions(poll_seconds=0.2, heartbeat_seconds=0.25, capture_flush_seconds=0.3)
 WAIT_SECONDS = 120.0
-LAPTOP_P99_MS = 500.0  # prod's latency SLA for a demo on a busy laptop (the load test and the canary judge by it)
+# Prod's latency SLA for a demo on a busy laptop (the load test and the canary judge by it). The load test
+# offers 20 requests (10 req/s for 2 s, [lifecycle.automation] in the demo project), so its p99 is their
+# slowest: one stall of this process fails it. The replicas, the control plane and the load generator all
+# run in the demo's process, whose full garbage collections stopped every thread for 0.3-0.7 s (p99 641-750
+# ms seen on a loaded 2-core machine); the demo now freezes its long-lived heap (settle_heap), which keeps
+# the p99 near 100 ms there, well inside 500 ms. The verdict is computed as for any version.
+LAPTOP_P99_MS = 500.0
 
 
 @dataclass
