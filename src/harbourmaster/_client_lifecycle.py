@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from harbourmaster.core.data_checks import check_training_data
 from harbourmaster.core.data_checks import describe as describe_problems
+from harbourmaster.core.permissions import Permission
 from harbourmaster.core.progress import SILENT, Progress
 from harbourmaster.core.quality import class_key
 from harbourmaster.core.retraining import require_labelled_rows, split_recent
@@ -188,7 +189,11 @@ class LifecycleMethods:
         rows held out of its training (and any labelled since), here; the control plane compares them with
         the ground truth and stores the report and the ``beats_champion`` and ``drift_fixed`` evidence."""
         detail = self.version(project, version)  # type: ignore[attr-defined]
-        boundary = holdout_start(detail.lineage, project, detail.number)
+        if self._platform is not None:
+            # Embedded mode cannot read a guarded environment: say so first, since that is what to fix (a
+            # hint to retrain there would fail the same way).
+            self._platform.access.require(self.actor, Permission.READ, environment=environment, target=project)
+        boundary = holdout_start(detail.lineage, project, detail.number, environment)
         progress.stage(f"reading the held-out production rows of {environment} (from {boundary.isoformat()})")
         rows = self.production_rows(project, environment, since=boundary, purpose="evaluate")
         if rows.champion == detail.number:

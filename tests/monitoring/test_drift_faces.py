@@ -54,6 +54,8 @@ def test_cli_refuses_options_of_the_other_mode_and_unknown_series(tmp_path: Path
         platform.close()
 
     assert "No stored drift reports of" in assert_ok(hm(home, "drift", PROJECT, "--history")).out
+    empty = assert_ok(hm(home, "drift", PROJECT, "--window", "1h")).out
+    assert "window 1h (no rows) against its reference" in empty and "(0 rows" not in empty, empty  # said once
     assert_fails(hm(home, "drift", PROJECT, "--feature", "income"), "needs --history")
     assert_fails(hm(home, "drift", PROJECT, "--history", "--window", "1h"), "--window: option(s) of a new report")
     assert_fails(hm(home, "drift", "nope", "--history"), "does not exist")
@@ -65,7 +67,8 @@ def test_cli_refuses_options_of_the_other_mode_and_unknown_series(tmp_path: Path
         platform.close()
     assert_ok(hm(home, "drift", PROJECT, "--window", "1h"))
     assert_fails(hm(home, "drift", PROJECT, "--history", "--feature", "incom"), "no series of feature 'incom'")
-    assert len(assert_ok(hm(home, "drift", PROJECT, "--history", "--feature", "income", "--json")).json()) == 1
+    series = assert_ok(hm(home, "drift", PROJECT, "--history", "--feature", "income", "--json")).json()
+    assert len(series) == 2  # the empty window's report, then this one
 
 
 def test_http_routes_and_remote_client(platform: Platform) -> None:

@@ -103,6 +103,12 @@ def test_bad_input_is_a_4xx_naming_each_field(world: dict) -> None:
     assert client.post(f"/v1/projects/{PROJECT}/predict", json=[1, 2]).status_code == 422
     assert client.post(f"/v1/projects/{PROJECT}/predict", json={"records": []}).status_code == 422
     assert client.post(f"/v2/models/{PROJECT}/infer", json={"inputs": 3}).status_code == 422
+    # Another server's body shape (TensorFlow Serving's) gets one error naming the shape this endpoint takes,
+    # not a "missing" for every field.
+    foreign = client.post(f"/v1/projects/{PROJECT}/predict", json={"instances": [list(row.values())]})
+    assert foreign.status_code == 422 and "errors" not in foreign.json(), foreign.json()
+    assert foreign.json()["error"].startswith('{"instances": ...} is TensorFlow Serving'), foreign.json()
+    assert '{"records": [' in foreign.json()["hint"] and f'"{next(iter(row))}": ...' in foreign.json()["hint"]
     huge = b'{"records": [' + b",".join([b'{"a": 1}'] * 1_000_000) + b"]}"
     too_big = client.post(f"/v1/projects/{PROJECT}/predict", content=huge)
     assert too_big.status_code == 413 and "larger" in too_big.json()["error"]
@@ -345,10 +351,10 @@ def test_every_status_is_counted_and_refusals_are_logged(world: dict, monkeypatc
     platform, client, versions = world["platform"], world["client"], world["versions"]
     parse_v1 = serving_app._records_from_v1
 
-    def parse_or_fail(body: object) -> object:  # a bug of the replica's own (not the model's) on one request
+    def parse_or_fail(body: object, names: list[str]) -> object:  # a bug of the replica's own, on one request
         if isinstance(body, dict) and body.get("internal-bug"):
             raise RuntimeError("a bug in the replica")
-        return parse_v1(body)
+        return parse_v1(body, names)
 
     monkeypatch.setattr(serving_app, "_records_from_v1", parse_or_fail)
     reset(world)

@@ -36,7 +36,7 @@ from harbourmaster.bundle.builder import Bundle
 from harbourmaster.config import Settings
 from harbourmaster.errors import InvalidInputError
 
-__all__ = ["warm", "warm_in_clean_process"]
+__all__ = ["start_warmup_server", "warm", "warm_in_clean_process"]
 
 log = logging.getLogger("harbourmaster.warmup")
 
@@ -159,6 +159,10 @@ class _ForkServer:
             return {"ok": False, "error": tail or "the warm-up process died without an answer"}
         return report
 
+    def start(self) -> None:
+        """Start the server if it is not running (what the first warm-up would do)."""
+        self._running()
+
     def _running(self) -> str | None:
         with self._lock:
             if self._failed:
@@ -206,6 +210,15 @@ class _ForkServer:
     def close(self) -> None:
         with self._lock:
             self._stop()
+
+
+def start_warmup_server() -> None:
+    """Start the warm-up fork server now, in the background, for a process about to register versions: its
+    imports (seconds) overlap the caller's own work instead of delaying the first registration. A no-op
+    where there is no fork server; the first warm-up waits for the start if it is still under way."""
+    server = _fork_server()
+    if server is not None:
+        threading.Thread(target=server.start, name="hm-warmup-start", daemon=True).start()
 
 
 def _kill(pid: int) -> None:

@@ -406,6 +406,9 @@ def demo(
     ] = None,
 ) -> None:
     """Run the showcase: a demo project trained, registered, compared and reloaded."""
+    from harbourmaster.bundle.warmup import start_warmup_server
+
+    start_warmup_server()  # its imports overlap the demo's own: the first registration does not wait for them
     from harbourmaster.demo.story import run_demo
 
     try:
@@ -497,3 +500,7 @@ loadtest_commands.register(app)
 from harbourmaster.cli import cases_commands  # noqa: E402
 
 cases_commands.register(app)
+
+from harbourmaster.cli.help_text import reflow_help  # noqa: E402
+
+reflow_help(app)  # after every command is registered

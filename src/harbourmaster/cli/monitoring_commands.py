@@ -20,6 +20,8 @@ from harbourmaster.cli.common import JsonOption, TokenOption, UrlOption, client
 from harbourmaster.errors import InvalidInputError
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from harbourmaster.core.drift import DriftReport, FeatureDrift
     from harbourmaster.core.quality import QualityReport
     from harbourmaster.core.sla import SlaReport
@@ -102,14 +104,21 @@ def _row(rank: int | str, feature: FeatureDrift) -> tuple[Any, ...]:
     )
 
 
+def _rows_span(rows: int, start: datetime | None, end: datetime | None, noun: str = "rows") -> str:
+    """A window's row count and time span, or "no rows" said once ("(0 rows, no rows)" before)."""
+    if not rows:
+        return f"no {noun}"
+    return f"{rows} {noun}, {output.when(start)} .. {output.when(end)}"
+
+
 def show_report(report: DriftReport) -> None:
     measured = [f for f in report.features if f.statistic is not None]
     verdict = "DRIFTED" if report.drifted else "no dataset drift"
-    span = f"{output.when(report.window_start)} .. {output.when(report.window_end)}" if report.rows else "no rows"
+    span = _rows_span(report.rows, report.window_start, report.window_end)
     served = f" (answered by v{report.served_version})" if report.served_version not in (None, report.version) else ""
     output.console.print(
         f"{report.project} in {report.environment}, v{report.version}{served}, window {report.window} "
-        f"({report.rows} rows, {span}) against its reference {report.reference} of {report.reference_rows} rows"
+        f"({span}) against its reference {report.reference} of {report.reference_rows} rows"
     )
     output.console.print(
         f"{verdict}: {len(report.drifted_features)} of {len(measured)} features drift "
@@ -217,10 +226,9 @@ def _check_mode(history: bool, feature: str | None, *report_options: object) -> 
 
 
 def show_quality(report: QualityReport) -> None:
-    span = f"{output.when(report.window_start)} .. {output.when(report.window_end)}" if report.rows else "no rows"
+    span = _rows_span(report.rows, report.window_start, report.window_end, "answered rows")
     output.console.print(
-        f"{report.project} in {report.environment}, v{report.version} ({report.task}), window {report.window} "
-        f"({report.rows} answered rows, {span})"
+        f"{report.project} in {report.environment}, v{report.version} ({report.task}), window {report.window} ({span})"
     )
     unknown = f", {report.unknown_labels} of an unknown class" if report.unknown_labels else ""
     output.console.print(

@@ -30,7 +30,7 @@ from harbourmaster.demo.control_plane import DemoControlPlane
 from harbourmaster.lifecycle_worker import work
 from harbourmaster.services.duties import DutyDecision
 from harbourmaster.serving.control_plane import RemoteControlPlane
-from harbourmaster.serving.replica import ReplicaOptions
+from harbourmaster.serving.replica import ReplicaOptions, settle_heap
 from harbourmaster.serving.server import ServerThread
 from harbourmaster.store.prediction_log import PredictionLog
 
@@ -40,7 +40,13 @@ SIZES = ("radius", "perimeter", "area")
 CANARY = {"strategy": "canary", "steps": [25, 50, 100], "bake": 2, "min_requests": 40}
 FAST = ReplicaOptions(poll_seconds=0.2, heartbeat_seconds=0.25, capture_flush_seconds=0.3)
 WAIT_SECONDS = 120.0
-LAPTOP_P99_MS = 500.0  # prod's latency SLA for a demo on a busy laptop (the load test and the canary judge by it)
+# Prod's latency SLA for a demo on a busy laptop (the load test and the canary judge by it). The load test
+# offers 20 requests (10 req/s for 2 s, [lifecycle.automation] in the demo project), so its p99 is their
+# slowest: one stall of this process fails it. The replicas, the control plane and the load generator all
+# run in the demo's process, whose full garbage collections stopped every thread for 0.3-0.7 s (p99 641-750
+# ms seen on a loaded 2-core machine); the demo now freezes its long-lived heap (settle_heap), which keeps
+# the p99 near 100 ms there, well inside 500 ms. The verdict is computed as for any version.
+LAPTOP_P99_MS = 500.0
 
 
 @dataclass
@@ -154,6 +160,7 @@ def run_lifecycle_chapter(
             replicas[environment] = _replica(control_plane, project_dir, environment, secret)
         for replica in replicas.values():
             _wait_loaded(replica, project, champion)
+        settle_heap()  # the control plane and the replicas are new: out of the collector's reach (see story.py)
         prod_url = f"{replicas['prod'].url}/v1/projects/{project}"
         story.say(
             "replicas of dev, test and prod on loopback (replica credentials, no store access); "
@@ -236,6 +243,7 @@ def run_lifecycle_chapter(
             smoke.stop()
         if case.state != "waiting_signoff":
             raise RuntimeError(f"case {case.id} ended {case.state}: {case.reason}")
+        settle_heap()  # the retrained version, loaded by the replicas, before the canary measures latency
         steps = {s["step"]: s["links"] for s in case.steps}
         version = steps["retrain"]["version"]
         _show_case(case.id, control_plane.url, tokens["olga"])

@@ -24,30 +24,37 @@ USAGE_MAX_COLUMNS = 256
 """Wider frames are not probed (two predictions per column): declare unread columns there instead."""
 
 
+def _answerers(model: Any) -> list[Any]:
+    """The model's ways of answering: probabilities first (they move with almost any read column, so a
+    probe usually stops there), then labels."""
+    proba = getattr(model, "predict_proba", None)
+    return [proba, model.predict] if callable(proba) else [model.predict]
+
+
 def _answers(model: Any, frame: pd.DataFrame) -> list[np.ndarray]:
     import numpy as np
 
-    answers = [np.asarray(model.predict(frame))]
-    proba = getattr(model, "predict_proba", None)
-    if callable(proba):
-        answers.append(np.asarray(proba(frame)))
-    return answers
+    return [np.asarray(answer(frame)) for answer in _answerers(model)]
 
 
-def _same(left: list[np.ndarray], right: list[np.ndarray]) -> bool:
+def _same_answers(model: Any, baseline: list[np.ndarray], frame: pd.DataFrame) -> bool:
+    """Whether ``model`` answers ``frame`` exactly as ``baseline``; stops at the first answer that differs."""
     import numpy as np
 
-    if len(left) != len(right):
+    return all(
+        _same_array(expected, np.asarray(answer(frame)))
+        for expected, answer in zip(baseline, _answerers(model), strict=True)
+    )
+
+
+def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
+    import numpy as np
+
+    if a.shape != b.shape:
         return False
-    for a, b in zip(left, right, strict=True):
-        if a.shape != b.shape:
-            return False
-        if a.dtype.kind in "fc" or b.dtype.kind in "fc":
-            if not np.array_equal(a, b, equal_nan=True):
-                return False
-        elif not np.array_equal(a, b):
-            return False
-    return True
+    if a.dtype.kind in "fc" or b.dtype.kind in "fc":
+        return bool(np.array_equal(a, b, equal_nan=True))
+    return bool(np.array_equal(a, b))
 
 
 def _variants(frame: pd.DataFrame, name: str) -> Iterable[pd.DataFrame]:
@@ -88,7 +95,7 @@ def unread_columns(model: Any, features: pd.DataFrame, skip: Iterable[str] = ())
             if str(name) in skipped:
                 continue
             try:
-                if all(_same(baseline, _answers(model, variant)) for variant in _variants(sample, name)):
+                if all(_same_answers(model, baseline, variant) for variant in _variants(sample, name)):
                     unread.append(str(name))
             except Exception:  # the pipeline needs the column (or its type): it reads it
                 continue

@@ -216,7 +216,7 @@ class RetrainService:
             row = self._platform.registry.version_row(session, project, version)
             number, lineage = row.number, dict(row.lineage or {})
             output = OutputSchema.model_validate(row.output_schema)
-        boundary = holdout_start(lineage, project, number)
+        boundary = holdout_start(lineage, project, number, environment)
         champion, _digest = self._champion(project, environment)
         if champion == number:
             raise InvalidInputError(
@@ -330,15 +330,18 @@ class RetrainService:
         return dict(stored.get("retrain") or {})
 
 
-def holdout_start(lineage: dict[str, Any], project: str, number: int) -> datetime:
-    """The first instant of the rows a retrained version was not trained on (its lineage records it)."""
+def holdout_start(lineage: dict[str, Any], project: str, number: int, environment: str) -> datetime:
+    """The first instant of the rows a retrained version was not trained on (its lineage records it);
+    ``environment``: the one it is evaluated in (the hint retrains there)."""
     retrain = lineage.get("retrain") or {}
     start = (retrain.get("holdout") or {}).get("from")
     if not start:
         raise InvalidInputError(
             f"v{number} of {project} was not retrained on production data, so no held-out production rows are "
             "known for it",
-            f"retrain first: harbourmaster retrain {project} --env prod; or compare with: harbourmaster evidence",
+            f"retrain on {environment}'s labelled rows first: harbourmaster retrain {project} --env {environment}, "
+            f"then evaluate the version it registers; or compare v{number} with the champion there: "
+            f"harbourmaster evidence {project} {number} --to {environment}",
         )
     return datetime.fromisoformat(start)
 

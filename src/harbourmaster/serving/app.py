@@ -323,7 +323,7 @@ class ServingApp:
             records = _records_from_v2(body, route.validator.names)
             single = False
         else:
-            records, single = _records_from_v1(body)
+            records, single = _records_from_v1(body, route.validator.names)
         if not records:
             raise HttpError(422, "the request has no records", "send at least one record")
         if len(records) > route.options.max_records:
@@ -550,7 +550,27 @@ def _endpoint(parts: list[str]) -> str | None:
     return None
 
 
-def _records_from_v1(body: Any) -> tuple[list[Any], bool]:
+# Other servers' request bodies, recognised so that one sent here gets one error naming the shape this endpoint
+# takes (rather than "missing" for every schema field and "unknown field" for the wrapper).
+FOREIGN_SHAPES = {
+    "instances": "TensorFlow Serving's (and Vertex AI's) request shape",
+    "inputs": "TensorFlow Serving's columnar request shape (Open Inference Protocol requests: /v2/models/.../infer)",
+    "dataframe_split": "MLflow's request shape",
+    "dataframe_records": "MLflow's request shape",
+}
+
+
+def _records_from_v1(body: Any, names: list[str]) -> tuple[list[Any], bool]:
+    if isinstance(body, dict) and len(body) == 1:
+        (key,) = body
+        if key in FOREIGN_SHAPES and key not in names:
+            fields = ", ".join(f'"{name}": ...' for name in names[:2]) + (", ..." if len(names) > 2 else "")
+            raise HttpError(
+                422,
+                f'{{"{key}": ...}} is {FOREIGN_SHAPES[key]}; this endpoint takes one record (an object of the '
+                'schema\'s fields) or a list of them as {"records": [...]}',
+                f'send {{{fields}}} or {{"records": [{{{fields}}}, ...]}} (see docs/serving.md)',
+            )
     if isinstance(body, dict) and "records" in body and len(body) == 1:
         records = body["records"]
         if not isinstance(records, list) or not records:

@@ -216,7 +216,7 @@ class Replica:
             self._retire(current)
             self._forget_unused()
             if self.options.own_process:
-                _settle_heap()
+                settle_heap()
             self.metrics.set_loaded(
                 [
                     (route.project, link.predictor.number, link.role, link.predictor.engine)
@@ -467,7 +467,7 @@ class Replica:
             self._try_heartbeat("alive")
 
 
-def _settle_heap() -> None:
+def settle_heap() -> None:
     """Collect once, then freeze what is left (loaded models, libraries) out of the garbage collector.
 
     Without this every full collection walks hundreds of thousands of long-lived objects
