@@ -168,6 +168,13 @@ def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Se
 
 
 @pytest.fixture
+def unmigrated_settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """Settings on an empty database, for each metadata backend (for tests of the migrations themselves)."""
+    url = request.getfixturevalue("postgres_url") if backend == "postgresql" else None
+    return make_settings(tmp_path / "home", url)
+
+
+@pytest.fixture
 def platform(settings: Settings) -> Iterator[Platform]:
     instance = Platform(settings)
     yield instance

@@ -26,7 +26,9 @@ def audited(platform: Platform, action: str) -> list[AuditEventRow]:
 
 def test_drift_compaction_and_retention_over_a_mixed_log(platform: Platform) -> None:
     version = register_and_deploy(platform)
-    hours_ago = datetime.now(UTC) - timedelta(hours=3)
+    # Ten minutes into an hour three hours back: the four typed files below must share one hour, as compaction
+    # merges an hour's files (seconds before a full hour they straddled two).
+    hours_ago = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=10, second=0, microsecond=0)
     old_frame, new_frame = current_frame(400, shift=1.0, seed=3), current_frame(400, shift=1.0, seed=4)
     log_rows(platform, old_frame, version=version, ts=hours_ago)  # written before typed columns
     for part in range(4):  # four small typed files of the same hour

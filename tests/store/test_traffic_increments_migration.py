@@ -18,8 +18,8 @@ from harbourmaster.store.db import MIGRATIONS_DIR, create_database_engine, migra
 from harbourmaster.store.tables import TrafficSampleRow
 
 
-def test_upgrade_backfills_increments_of_existing_samples(settings: Settings) -> None:
-    engine = create_database_engine(settings.database_url)
+def test_upgrade_backfills_increments_of_existing_samples(unmigrated_settings: Settings) -> None:
+    engine = create_database_engine(unmigrated_settings.database_url)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as connection:
