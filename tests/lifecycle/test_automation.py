@@ -96,7 +96,8 @@ def _configure(platform: Platform, environment: str, **changes: object) -> None:
 
 def _actions(platform: Platform, prefix: str) -> list[str]:
     with platform.db.reader() as session:
-        rows = session.scalars(select(AuditEventRow).where(AuditEventRow.action.like(f"{prefix}%")))
+        query = select(AuditEventRow).where(AuditEventRow.action.like(f"{prefix}%")).order_by(AuditEventRow.seq)
+        rows = session.scalars(query)  # in the chain's order (PostgreSQL returns rows in any order without it)
         return [row.action for row in rows]
 
 
